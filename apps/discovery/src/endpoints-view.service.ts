@@ -1,0 +1,71 @@
+import { DeliverPolicy, type JetStreamClient } from '@nats-io/jetstream';
+import { Inject, Injectable } from '@nestjs/common';
+import { type EndpointSetV1, streams, subjects } from '@novamesh/contracts';
+import type { Logger } from '@novamesh/observability';
+import { JETSTREAM, LOGGER } from './tokens';
+
+/**
+ * The published endpoint sets, as any watcher sees them: an ordered consumer over the
+ * endpoints stream starting at the last message of each service. Queries are answered from
+ * here, so a query and a watch never disagree.
+ */
+@Injectable()
+export class EndpointsViewService {
+  private readonly sets = new Map<string, EndpointSetV1>();
+  private stopped = false;
+  private stopFn: (() => Promise<void>) | undefined;
+  private readonly log: Logger;
+
+  constructor(
+    @Inject(JETSTREAM) private readonly js: JetStreamClient,
+    @Inject(LOGGER) logger: Logger,
+  ) {
+    this.log = logger.child({ component: 'endpoints-view' });
+  }
+
+  async start(): Promise<void> {
+    const consumer = await this.js.consumers.get(streams.endpoints, {
+      filter_subjects: subjects.endpointsAll,
+      deliver_policy: DeliverPolicy.LastPerSubject,
+    });
+    const pending = (await consumer.info(true)).num_pending;
+    const messages = await consumer.consume();
+    this.stopFn = async () => {
+      await messages.close();
+    };
+    let seen = 0;
+    let resolveLoaded!: () => void;
+    const loaded = new Promise<void>((r) => {
+      resolveLoaded = r;
+    });
+    if (pending === 0) resolveLoaded();
+    void (async () => {
+      for await (const m of messages) {
+        try {
+          const set = m.json<EndpointSetV1>();
+          const cur = this.sets.get(set.service);
+          if (!cur || cur.revision <= set.revision) this.sets.set(set.service, set);
+        } catch (err) {
+          this.log.warn({ err, subject: m.subject }, 'unreadable endpoint set ignored');
+        }
+        if (++seen >= pending) resolveLoaded();
+      }
+    })().catch((err) => {
+      if (!this.stopped) this.log.error({ err }, 'endpoints view stopped');
+    });
+    await Promise.race([loaded, new Promise((r) => setTimeout(r, 30_000))]);
+  }
+
+  get(name: string): EndpointSetV1 | undefined {
+    return this.sets.get(name);
+  }
+
+  all(): EndpointSetV1[] {
+    return [...this.sets.values()];
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.stopFn?.().catch(() => undefined);
+  }
+}

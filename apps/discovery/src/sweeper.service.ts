@@ -1,0 +1,91 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { activeEndpointIds, applySweep, computeEndpointSet, isLive, type ServiceRecord } from '@novamesh/discovery';
+import type { Logger } from '@novamesh/observability';
+import type { HealthStore } from '@novamesh/state';
+import type { DiscoveryConfig } from './config';
+import { EndpointsViewService } from './endpoints-view.service';
+import { MembershipService } from './membership.service';
+import { RegistryService } from './registry.service';
+import { CONFIG, HEALTH_STORE, LOGGER } from './tokens';
+
+/**
+ * Time-driven registry changes, each service handled by the replica that owns it: heartbeat
+ * TTLs (unhealthy, then removed), finished drains, tombstone pruning. On its first pass it also
+ * republishes any set whose last publication was lost (a crash between store and publish).
+ * Pauses TTL expiry while Redis is unreachable: no heartbeat data is not a dead endpoint.
+ */
+@Injectable()
+export class SweeperService {
+  private timer: NodeJS.Timeout | undefined;
+  private running = false;
+  private reconciled = false;
+  private readonly log: Logger;
+
+  constructor(
+    private readonly registry: RegistryService,
+    private readonly membership: MembershipService,
+    private readonly view: EndpointsViewService,
+    @Inject(HEALTH_STORE) private readonly health: HealthStore,
+    @Inject(CONFIG) private readonly cfg: DiscoveryConfig,
+    @Inject(LOGGER) logger: Logger,
+  ) {
+    this.log = logger.child({ component: 'sweeper' });
+  }
+
+  start(): void {
+    this.timer = setInterval(() => void this.tick(), this.cfg.sweepIntervalMs);
+    void this.tick();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  private async tick(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    try {
+      const reconcile = !this.reconciled;
+      for (const [name, { record }] of this.registry.entries()) {
+        if (!this.membership.owns(`service/${name}`)) continue;
+        try {
+          if (reconcile && this.needsRepublish(name, record)) {
+            this.log.info({ meshService: name }, 'republishing endpoint set missing from the stream');
+            await this.registry.mutate(name, () => ({ kind: 'unchanged', why: 'no-op' }), { forcePublish: true });
+            continue;
+          }
+          if (!this.timeMatters(record)) continue;
+          let heartbeats: Map<string, number> | undefined;
+          if (record.spec.heartbeat && isLive(record)) {
+            try {
+              heartbeats = await this.health.heartbeats(name, activeEndpointIds(record), Date.now());
+            } catch {
+              continue; // Redis down: do not expire anything on missing data
+            }
+          }
+          await this.registry.mutate(name, (cur) => (cur ? applySweep(cur, Date.now(), heartbeats) : { kind: 'unchanged', why: 'no-op' }));
+        } catch (err) {
+          this.log.warn({ err, meshService: name }, 'sweep failed; will retry');
+        }
+      }
+      this.reconciled = true;
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private timeMatters(r: ServiceRecord): boolean {
+    if (r.spec.heartbeat && isLive(r)) return true;
+    if (r.drainUntil !== undefined) return true;
+    return Object.values(r.endpoints).some((e) => e.drainUntil !== undefined || e.removedAt !== undefined);
+  }
+
+  private needsRepublish(name: string, record: ServiceRecord): boolean {
+    const last = this.view.get(name);
+    if (!last) return true;
+    const computed = computeEndpointSet(record, {}, Date.now());
+    if (computed.deregistered !== last.deregistered) return true;
+    const ids = (xs: { id: string }[]) => xs.map((e) => e.id).join(',');
+    return ids(computed.endpoints) !== ids(last.endpoints);
+  }
+}

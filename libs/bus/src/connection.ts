@@ -1,0 +1,56 @@
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from '@novamesh/observability';
+
+export interface BusConnectOptions {
+  servers: string | string[];
+  /** Connection name shown by `nats server report connections`. */
+  name: string;
+  user?: string;
+  pass?: string;
+  token?: string;
+  /** Keep trying the first connect instead of failing (long-running services); default false. */
+  waitOnFirstConnect?: boolean;
+  /** First-connect timeout when not waiting (ms). */
+  timeout?: number;
+  logger?: Logger;
+}
+
+/**
+ * Connects to NATS with endless reconnects (a control-plane service outlives NATS restarts)
+ * and logs connection status changes. Close with `drainBus` so in-flight work finishes.
+ */
+export async function connectBus(opts: BusConnectOptions): Promise<NatsConnection> {
+  const nc = await connect({
+    servers: opts.servers,
+    name: opts.name,
+    user: opts.user,
+    pass: opts.pass,
+    token: opts.token,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 250,
+    waitOnFirstConnect: opts.waitOnFirstConnect ?? false,
+    timeout: opts.timeout ?? 5_000,
+    pingInterval: 5_000,
+    maxPingOut: 3,
+  });
+  const log = opts.logger;
+  if (log) {
+    void (async () => {
+      for await (const s of nc.status()) {
+        if (s.type === 'ping' || s.type === 'reconnecting') continue;
+        log.info({ nats: s.type, server: 'server' in s ? s.server : undefined }, 'nats connection status');
+      }
+    })().catch(() => undefined);
+  }
+  return nc;
+}
+
+/** Drains subscriptions (delivering what is buffered) and closes; never throws. */
+export async function drainBus(nc: NatsConnection | undefined): Promise<void> {
+  if (!nc || nc.isClosed()) return;
+  try {
+    await nc.drain();
+  } catch {
+    await nc.close().catch(() => undefined);
+  }
+}

@@ -1,0 +1,7 @@
+export * from './connection';
+export * from './consumer';
+export * from './dead-letter';
+export * from './jetstream.server';
+export * from './provision';
+export * from './publish';
+export * from './trace';

@@ -1,0 +1,136 @@
+import {
+  AckPolicy,
+  type ConsumerConfig,
+  DeliverPolicy,
+  DiscardPolicy,
+  JetStreamApiError,
+  type JetStreamManager,
+  jetstreamManager,
+  RetentionPolicy,
+  StorageType,
+  type StreamConfig,
+} from '@nats-io/jetstream';
+import { type KV, Kvm } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { buckets, consumers, streams, subjects } from '@novamesh/contracts';
+
+const NS_PER_MS = 1_000_000;
+const STREAM_NOT_FOUND = 10059;
+const CONSUMER_NOT_FOUND = 10014;
+
+export interface TopologyOptions {
+  /** Stream/KV replicas: 1 on one server, 3 on a 3-node cluster. */
+  replicas?: number;
+}
+
+/**
+ * The streams of the mesh and why each has its storage:
+ * - registry: commands that must not be lost → file, work queue (acked = done), deduplicated.
+ * - endpoints: derived, last value per service → file so late subscribers survive a NATS
+ *   restart, but discovery can rebuild it from the KV bucket.
+ * - dead letters: a week of refusals for operators to inspect.
+ */
+export function meshStreams(opts: TopologyOptions = {}): StreamConfig[] {
+  const num_replicas = opts.replicas ?? 1;
+  return [
+    {
+      name: streams.registry,
+      subjects: [subjects.registryAll],
+      retention: RetentionPolicy.Workqueue,
+      storage: StorageType.File,
+      discard: DiscardPolicy.New,
+      max_msgs: 5_000_000,
+      duplicate_window: 120_000 * NS_PER_MS,
+      num_replicas,
+    } as StreamConfig,
+    {
+      name: streams.endpoints,
+      subjects: [subjects.endpointsAll],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      max_msgs_per_subject: 1,
+      duplicate_window: 120_000 * NS_PER_MS,
+      num_replicas,
+    } as StreamConfig,
+    {
+      name: streams.deadLetter,
+      subjects: [subjects.deadLetterAll],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      max_age: 7 * 24 * 3_600_000 * NS_PER_MS,
+      max_msgs: 100_000,
+      num_replicas,
+    } as StreamConfig,
+  ];
+}
+
+/** Bounded redelivery: after this many deliveries an event is dead-lettered. */
+export const REGISTRY_MAX_DELIVER = 5;
+
+export function registryConsumer(): Partial<ConsumerConfig> & { durable_name: string } {
+  return {
+    durable_name: consumers.discoveryRegistry,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    filter_subject: subjects.registryAll,
+    ack_wait: 30_000 * NS_PER_MS,
+    max_deliver: REGISTRY_MAX_DELIVER,
+    max_ack_pending: 2_000,
+  };
+}
+
+function isCode(e: unknown, code: number): boolean {
+  return e instanceof JetStreamApiError && e.code === code;
+}
+
+/** Creates the stream, or updates it to `cfg` when it exists; safe to run from every replica. */
+export async function ensureStream(jsm: JetStreamManager, cfg: StreamConfig): Promise<void> {
+  try {
+    await jsm.streams.info(cfg.name);
+  } catch (e) {
+    if (!isCode(e, STREAM_NOT_FOUND)) throw e;
+    try {
+      await jsm.streams.add(cfg);
+      return;
+    } catch (addErr) {
+      // Another replica created it between our info and add: fall through to update.
+      await jsm.streams.info(cfg.name).catch(() => {
+        throw addErr;
+      });
+    }
+  }
+  await jsm.streams.update(cfg.name, cfg);
+}
+
+/** Creates the durable consumer or updates its config; idempotent. */
+export async function ensureConsumer(
+  jsm: JetStreamManager,
+  stream: string,
+  cfg: Partial<ConsumerConfig> & { durable_name: string },
+): Promise<void> {
+  try {
+    await jsm.consumers.info(stream, cfg.durable_name);
+    const { deliver_policy: _d, filter_subject: _f, ...updatable } = cfg;
+    await jsm.consumers.update(stream, cfg.durable_name, updatable);
+  } catch (e) {
+    if (!isCode(e, CONSUMER_NOT_FOUND)) throw e;
+    await jsm.consumers.add(stream, cfg);
+  }
+}
+
+/** Opens (creating when missing) a KV bucket with history 1 on file storage. */
+export async function ensureKv(nc: NatsConnection, bucket: string, opts: TopologyOptions = {}): Promise<KV> {
+  return new Kvm(nc).create(bucket, { history: 1, replicas: opts.replicas ?? 1, storage: StorageType.File });
+}
+
+/**
+ * Provisions everything discovery needs: the three streams, the shared registry consumer and
+ * the services bucket. Running it again (another replica, a restart) changes nothing.
+ */
+export async function provisionDiscovery(nc: NatsConnection, opts: TopologyOptions = {}): Promise<{ jsm: JetStreamManager; kv: KV }> {
+  const jsm = await jetstreamManager(nc);
+  for (const s of meshStreams(opts)) await ensureStream(jsm, s);
+  await ensureConsumer(jsm, streams.registry, registryConsumer());
+  const kv = await ensureKv(nc, buckets.services, opts);
+  return { jsm, kv };
+}

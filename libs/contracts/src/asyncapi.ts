@@ -1,0 +1,108 @@
+import { stringify } from 'yaml';
+import { z } from 'zod';
+import {
+  DeadLetterV1,
+  DiscoveryQueryReplyV1,
+  DiscoveryQueryV1,
+  EndpointAddedV1,
+  EndpointRemovedV1,
+  EndpointSetV1,
+  HeartbeatV1,
+  ServiceDeregisteredV1,
+  ServiceRegisteredV1,
+} from './events';
+import { SUBJECT_ROOT } from './names';
+
+function schema(s: z.ZodType): unknown {
+  const json = z.toJSONSchema(s, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
+  delete json.$schema;
+  return json;
+}
+
+const serviceParam = { service: { description: 'Service name (a DNS label: lowercase letters, digits, "-").' } };
+
+/**
+ * Builds the AsyncAPI 3 document of the public contract from the schemas themselves, so the
+ * document cannot drift from what services validate. `docs/asyncapi.yaml` is its rendering.
+ */
+export function buildAsyncApi(): Record<string, unknown> {
+  const messages = {
+    ServiceRegisteredV1: { name: 'ServiceRegisteredV1', payload: schema(ServiceRegisteredV1) },
+    ServiceDeregisteredV1: { name: 'ServiceDeregisteredV1', payload: schema(ServiceDeregisteredV1) },
+    HeartbeatV1: { name: 'HeartbeatV1', payload: schema(HeartbeatV1) },
+    EndpointAddedV1: { name: 'EndpointAddedV1', payload: schema(EndpointAddedV1) },
+    EndpointRemovedV1: { name: 'EndpointRemovedV1', payload: schema(EndpointRemovedV1) },
+    EndpointSetV1: { name: 'EndpointSetV1', payload: schema(EndpointSetV1) },
+    DiscoveryQueryV1: { name: 'DiscoveryQueryV1', payload: schema(DiscoveryQueryV1) },
+    DiscoveryQueryReplyV1: { name: 'DiscoveryQueryReplyV1', payload: schema(DiscoveryQueryReplyV1) },
+    DeadLetterV1: { name: 'DeadLetterV1', payload: schema(DeadLetterV1) },
+  };
+  const ref = (m: keyof typeof messages) => ({ $ref: `#/components/messages/${m}` });
+  const registry = (action: string, m: keyof typeof messages, description: string) => ({
+    address: `${SUBJECT_ROOT}.registry.{service}.${action}`,
+    description: `${description} JetStream stream MESH_REGISTRY; set Nats-Msg-Id for deduplication. Refusals go to ${SUBJECT_ROOT}.deadletter.registry.{service}.`,
+    parameters: serviceParam,
+    messages: { [m]: ref(m) },
+  });
+  const channels = {
+    register: registry('register', 'ServiceRegisteredV1', 'Register or replace a service and its endpoints.'),
+    deregister: registry('deregister', 'ServiceDeregisteredV1', 'Drain, then remove a service.'),
+    heartbeat: registry('heartbeat', 'HeartbeatV1', 'Keep endpoints of a service with heartbeat.ttl alive.'),
+    endpointAdd: registry('endpoint.add', 'EndpointAddedV1', 'Add or replace one endpoint.'),
+    endpointRemove: registry('endpoint.remove', 'EndpointRemovedV1', 'Drain, then remove one endpoint.'),
+    endpoints: {
+      address: `${SUBJECT_ROOT}.discovery.endpoints.{service}`,
+      description: 'Endpoint set of a service with health; JetStream stream MESH_ENDPOINTS keeps the last message per subject.',
+      parameters: serviceParam,
+      messages: { EndpointSetV1: ref('EndpointSetV1') },
+    },
+    discoveryQuery: {
+      address: `${SUBJECT_ROOT}.discovery.query`,
+      description: 'Core NATS request/reply answered by a discovery replica.',
+      messages: { DiscoveryQueryV1: ref('DiscoveryQueryV1') },
+    },
+    discoveryQueryReply: {
+      address: null,
+      description: 'Reply to a discovery query (the request inbox).',
+      messages: { DiscoveryQueryReplyV1: ref('DiscoveryQueryReplyV1') },
+    },
+    deadLetter: {
+      address: `${SUBJECT_ROOT}.deadletter.{source}.{service}`,
+      description: 'Refused events with the reason; JetStream stream MESH_DEADLETTER, kept 7 days. {service} is "_" when unknown.',
+      parameters: { source: { description: 'Who refused it, e.g. "registry".' }, ...serviceParam },
+      messages: { DeadLetterV1: ref('DeadLetterV1') },
+    },
+  };
+  const send = (ch: keyof typeof channels) => ({ action: 'send', channel: { $ref: `#/channels/${ch}` } });
+  return {
+    asyncapi: '3.0.0',
+    info: {
+      title: 'Novamesh control plane',
+      version: '1.0.0',
+      description:
+        'Subjects and payloads of the Novamesh control plane. Generated from libs/contracts by `npm run asyncapi`; a test fails when this file is stale.',
+    },
+    defaultContentType: 'application/json',
+    channels,
+    operations: {
+      registerService: send('register'),
+      deregisterService: send('deregister'),
+      heartbeat: send('heartbeat'),
+      addEndpoint: send('endpointAdd'),
+      removeEndpoint: send('endpointRemove'),
+      watchEndpoints: { action: 'receive', channel: { $ref: '#/channels/endpoints' } },
+      queryDiscovery: {
+        action: 'send',
+        channel: { $ref: '#/channels/discoveryQuery' },
+        reply: { channel: { $ref: '#/channels/discoveryQueryReply' } },
+      },
+      watchDeadLetters: { action: 'receive', channel: { $ref: '#/channels/deadLetter' } },
+    },
+    components: { messages },
+  };
+}
+
+/** The YAML text of `docs/asyncapi.yaml`. */
+export function renderAsyncApiYaml(): string {
+  return `# Generated by \`npm run asyncapi\` from libs/contracts. Do not edit.\n${stringify(buildAsyncApi(), { lineWidth: 0 })}`;
+}

@@ -1,0 +1,65 @@
+/** One problem in an input: where (`endpoints[2].port`) and why. */
+export interface Issue {
+  path: string;
+  message: string;
+}
+
+/** Stable error codes; clients switch on these, never on messages. */
+export const ErrorCode = {
+  invalid: 'MESH_INVALID',
+  badJson: 'MESH_BAD_JSON',
+  tooLarge: 'MESH_TOO_LARGE',
+  subjectMismatch: 'MESH_SUBJECT_MISMATCH',
+  unknownSubject: 'MESH_UNKNOWN_SUBJECT',
+  notFound: 'MESH_NOT_FOUND',
+  unavailable: 'MESH_UNAVAILABLE',
+  conflict: 'MESH_CONFLICT',
+  redeliveryExhausted: 'MESH_REDELIVERY_EXHAUSTED',
+  timeout: 'MESH_TIMEOUT',
+  aborted: 'MESH_ABORTED',
+  internal: 'MESH_INTERNAL',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/**
+ * Base of every Novamesh error. `retryable` tells a consumer whether redelivery could help
+ * (a broken payload never gets better; an unreachable store may).
+ */
+export class MeshError extends Error {
+  readonly code: ErrorCode;
+  readonly issues: Issue[];
+  readonly retryable: boolean;
+
+  constructor(code: ErrorCode, message: string, opts: { issues?: Issue[]; retryable?: boolean; cause?: unknown } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'MeshError';
+    this.code = code;
+    this.issues = opts.issues ?? [];
+    this.retryable = opts.retryable ?? false;
+  }
+
+  toJSON(): ErrorBody {
+    return { code: this.code, message: this.message, issues: this.issues };
+  }
+}
+
+/** Input failed its schema; `issues` lists every problem at once. */
+export class MeshValidationError extends MeshError {
+  constructor(message: string, issues: Issue[], code: ErrorCode = ErrorCode.invalid) {
+    super(code, issues.length ? `${message}: ${issues.map((i) => `${i.path || '(root)'}: ${i.message}`).join('; ')}` : message, {
+      issues,
+    });
+    this.name = 'MeshValidationError';
+  }
+}
+
+export interface ErrorBody {
+  code: string;
+  message: string;
+  issues: Issue[];
+}
+
+/** Rebuilds a typed error from a reply body received over NATS. */
+export function errorFromBody(body: ErrorBody): MeshError {
+  return new MeshError(body.code as ErrorCode, body.message, { issues: body.issues });
+}

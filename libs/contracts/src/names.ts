@@ -1,0 +1,89 @@
+/**
+ * The single table of NATS names Novamesh uses: subjects, streams, consumers and KV buckets.
+ *
+ * These names are the public API (DESIGN.md "The public contract"). Renaming any of them is a
+ * breaking change that needs a migration (a new `mesh.v2.` subject tree or a stream move);
+ * within v1 only additions are allowed.
+ */
+
+export const SUBJECT_ROOT = 'mesh.v1';
+
+/** Service names double as NATS subject tokens and DNS labels. */
+export const SERVICE_NAME_PATTERN = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/** Registry actions a workload (or meshctl, or any NATS client) may publish. */
+export const REGISTRY_ACTIONS = ['register', 'deregister', 'heartbeat', 'endpoint.add', 'endpoint.remove'] as const;
+export type RegistryAction = (typeof REGISTRY_ACTIONS)[number];
+
+/** Throws when `token` cannot be one subject token (no dots, spaces or wildcards). */
+export function assertSubjectToken(token: string, what = 'service name'): string {
+  if (!SERVICE_NAME_PATTERN.test(token)) {
+    throw new TypeError(
+      `${what} "${token}" is not valid: use 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit`,
+    );
+  }
+  return token;
+}
+
+export const subjects = {
+  /** `mesh.v1.registry.<service>.<action>`: JetStream, deduplicated by `Nats-Msg-Id`. */
+  registry: (service: string, action: RegistryAction): string => `${SUBJECT_ROOT}.registry.${assertSubjectToken(service)}.${action}`,
+  /** Every registry subject, for stream and consumer filters. */
+  registryAll: `${SUBJECT_ROOT}.registry.>`,
+  /** `mesh.v1.discovery.endpoints.<service>`: JetStream, last value per subject. */
+  endpoints: (service: string): string => `${SUBJECT_ROOT}.discovery.endpoints.${assertSubjectToken(service)}`,
+  endpointsAll: `${SUBJECT_ROOT}.discovery.endpoints.>`,
+  /** Request/reply: query the registry (one service, all, or by labels). */
+  discoveryQuery: `${SUBJECT_ROOT}.discovery.query`,
+  /** `mesh.v1.deadletter.<source>.<service|_>`: rejected events with the reason. */
+  deadLetter: (source: string, service?: string): string =>
+    `${SUBJECT_ROOT}.deadletter.${source}.${service && SERVICE_NAME_PATTERN.test(service) ? service : '_'}`,
+  deadLetterAll: `${SUBJECT_ROOT}.deadletter.>`,
+} as const;
+
+/** Parses a registry subject back into its parts, or returns undefined when it is not one. */
+export function parseRegistrySubject(subject: string): { service: string; action: RegistryAction } | undefined {
+  const prefix = `${SUBJECT_ROOT}.registry.`;
+  if (!subject.startsWith(prefix)) return undefined;
+  const rest = subject.slice(prefix.length);
+  const dot = rest.indexOf('.');
+  if (dot <= 0) return undefined;
+  const service = rest.slice(0, dot);
+  const action = rest.slice(dot + 1) as RegistryAction;
+  if (!REGISTRY_ACTIONS.includes(action)) return undefined;
+  return { service, action };
+}
+
+export const streams = {
+  /** Registry commands; a work queue shared by every discovery replica. */
+  registry: 'MESH_REGISTRY',
+  /** Endpoint sets, one retained message per service; rebuildable from the KV bucket. */
+  endpoints: 'MESH_ENDPOINTS',
+  /** Rejected events with their reasons, kept for a week. */
+  deadLetter: 'MESH_DEADLETTER',
+} as const;
+
+export const consumers = {
+  /** The one durable consumer all discovery replicas pull from: each event is processed once. */
+  discoveryRegistry: 'discovery-registry',
+} as const;
+
+export const buckets = {
+  /** Service registry, key = service name, value = `ServiceRecord` (owned by discovery). */
+  services: 'mesh_services',
+} as const;
+
+export const queueGroups = {
+  discovery: 'discovery',
+} as const;
+
+/** NATS header names Novamesh sets or reads. */
+export const headers = {
+  msgId: 'Nats-Msg-Id',
+  traceparent: 'traceparent',
+  tracestate: 'tracestate',
+  error: 'Mesh-Error',
+} as const;
+
+/** Largest registry event accepted, before JSON parsing (bytes). */
+export const MAX_EVENT_BYTES = 256 * 1024;

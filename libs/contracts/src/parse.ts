@@ -1,0 +1,73 @@
+import type { z } from 'zod';
+import { ErrorCode, type Issue, MeshValidationError } from './errors';
+import { registrySchemas } from './events';
+import { MAX_EVENT_BYTES, parseRegistrySubject, type RegistryAction } from './names';
+
+/** Turns zod issues into `path: message` pairs with paths like `endpoints[2].port`. */
+export function toIssues(error: z.ZodError): Issue[] {
+  return error.issues.map((i) => ({ path: formatPath(i.path), message: i.message }));
+}
+
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const p of path) {
+    if (typeof p === 'number') out += `[${p}]`;
+    else out += out ? `.${String(p)}` : String(p);
+  }
+  return out;
+}
+
+/** Validates an already-parsed value; throws `MeshValidationError` listing every problem. */
+export function validate<S extends z.ZodType>(schema: S, value: unknown, what: string): z.output<S> {
+  const r = schema.safeParse(value);
+  if (!r.success) throw new MeshValidationError(`invalid ${what}`, toIssues(r.error));
+  return r.data;
+}
+
+/** Bytes → JSON → schema, refusing oversized payloads and bad JSON with their own codes. */
+export function decode<S extends z.ZodType>(schema: S, data: Uint8Array, what: string, maxBytes = MAX_EVENT_BYTES): z.output<S> {
+  if (data.byteLength > maxBytes)
+    throw new MeshValidationError(`${what} is ${data.byteLength} bytes, more than the ${maxBytes} allowed`, [], ErrorCode.tooLarge);
+  let value: unknown;
+  try {
+    value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(data));
+  } catch (e) {
+    throw new MeshValidationError(`${what} is not valid JSON: ${(e as Error).message}`, [], ErrorCode.badJson);
+  }
+  return validate(schema, value, what);
+}
+
+export type RegistryEvent =
+  | { action: 'register'; service: string; body: z.output<(typeof registrySchemas)['register']> }
+  | { action: 'deregister'; service: string; body: z.output<(typeof registrySchemas)['deregister']> }
+  | { action: 'heartbeat'; service: string; body: z.output<(typeof registrySchemas)['heartbeat']> }
+  | { action: 'endpoint.add'; service: string; body: z.output<(typeof registrySchemas)['endpoint.add']> }
+  | { action: 'endpoint.remove'; service: string; body: z.output<(typeof registrySchemas)['endpoint.remove']> };
+
+/**
+ * Validates one registry event as it arrives at discovery: the subject must be a registry
+ * subject, the payload must match its action's schema, and the service named in the payload
+ * must be the one in the subject.
+ */
+export function decodeRegistryEvent(subject: string, data: Uint8Array): RegistryEvent {
+  const parsed = parseRegistrySubject(subject);
+  if (!parsed)
+    throw new MeshValidationError(
+      `"${subject}" is not a registry subject (mesh.v1.registry.<service>.<action>)`,
+      [],
+      ErrorCode.unknownSubject,
+    );
+  const { service, action } = parsed;
+  const schema = registrySchemas[action as RegistryAction];
+  const body = decode(schema as z.ZodType, data, `${action} event`) as Record<string, unknown>;
+  const named = (action === 'register' || action === 'deregister' ? body.name : body.service) as string;
+  if (named !== service) {
+    const field = action === 'register' || action === 'deregister' ? 'name' : 'service';
+    throw new MeshValidationError(
+      `${action} event names service "${named}" but was published on the subject of "${service}"`,
+      [{ path: field, message: `must equal the subject's service "${service}"` }],
+      ErrorCode.subjectMismatch,
+    );
+  }
+  return { action, service, body } as RegistryEvent;
+}

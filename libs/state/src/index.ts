@@ -1,0 +1,3 @@
+export * from './health.store';
+export * from './keys';
+export * from './redis';

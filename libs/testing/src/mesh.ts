@@ -1,0 +1,46 @@
+import { resolve } from 'node:path';
+import { ManagedProcess } from './processes';
+
+/** Repository root, from this file in libs/testing/{src,dist}. */
+export const repoRoot = resolve(__dirname, '..', '..', '..');
+
+/** Starts a compiled discovery replica (run `tsc -b` first) and waits until it is ready. */
+export async function startDiscovery(opts: {
+  natsUrl: string;
+  redisUrl: string;
+  instance: string;
+  env?: NodeJS.ProcessEnv;
+}): Promise<ManagedProcess> {
+  const p = new ManagedProcess(`discovery-${opts.instance}`, process.execPath, [resolve(repoRoot, 'apps/discovery/dist/main.js')], {
+    NATS_URL: opts.natsUrl,
+    REDIS_URL: opts.redisUrl,
+    DISCOVERY_INSTANCE: opts.instance,
+    LOG_LEVEL: 'info',
+    ...opts.env,
+  });
+  await p.waitForLine(/"msg":"discovery ready"/, 30_000);
+  return p;
+}
+
+/** Runs meshctl (compiled) to completion and returns its exit code and output. */
+export async function runMeshctl(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const { spawn } = await import('node:child_process');
+  return new Promise((resolveRun) => {
+    const child = spawn(process.execPath, [resolve(repoRoot, 'apps/cli/dist/main.js'), ...args], {
+      env: { ...process.env, NO_COLOR: '1', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (b) => {
+      stdout += b;
+    });
+    child.stderr.on('data', (b) => {
+      stderr += b;
+    });
+    child.on('exit', (code) => resolveRun({ code, stdout, stderr }));
+  });
+}

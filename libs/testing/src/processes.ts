@@ -1,0 +1,178 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** A port nobody listens on right now (loopback). */
+export async function freePort(): Promise<number> {
+  const srv = createServer();
+  srv.listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  const { port } = srv.address() as { port: number };
+  srv.close();
+  await once(srv, 'close');
+  return port;
+}
+
+/** Polls `fn` until it returns a truthy value (returned) or `timeoutMs` passes (throws with `what`). */
+export async function waitFor<T>(
+  fn: () => T | Promise<T>,
+  opts: { timeoutMs?: number; intervalMs?: number; what?: string } = {},
+): Promise<NonNullable<T>> {
+  const deadline = Date.now() + (opts.timeoutMs ?? 15_000);
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v as NonNullable<T>;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${opts.what ?? 'condition'}${last ? `: ${String(last)}` : ''}`);
+    await new Promise((r) => setTimeout(r, opts.intervalMs ?? 50));
+  }
+}
+
+/** A child process whose output is kept for assertions and diagnostics. */
+export class ManagedProcess {
+  readonly output: string[] = [];
+  private child: ChildProcess;
+  readonly exited: Promise<number | null>;
+
+  constructor(
+    readonly name: string,
+    cmd: string,
+    args: string[],
+    env: NodeJS.ProcessEnv = {},
+    cwd?: string,
+  ) {
+    this.child = spawn(cmd, args, { env: { ...process.env, ...env }, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const keep = (b: Buffer) => {
+      for (const line of b.toString().split('\n')) if (line) this.output.push(line);
+      if (this.output.length > 20_000) this.output.splice(0, 10_000);
+    };
+    this.child.stdout?.on('data', keep);
+    this.child.stderr?.on('data', keep);
+    this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** Resolves when a line matches; rejects when the process exits first or time runs out. */
+  async waitForLine(pattern: RegExp, timeoutMs = 20_000): Promise<string> {
+    const found = await waitFor(
+      () => {
+        const line = this.output.find((l) => pattern.test(l));
+        if (!line && !this.running) throw new Error(`${this.name} exited:\n${this.output.slice(-30).join('\n')}`);
+        return line;
+      },
+      { timeoutMs, what: `${this.name} to print ${pattern}` },
+    ).catch((e) => {
+      throw new Error(`${(e as Error).message}\n--- ${this.name} output ---\n${this.output.slice(-40).join('\n')}`);
+    });
+    return found;
+  }
+
+  kill(signal: NodeJS.Signals = 'SIGTERM'): void {
+    if (this.running) this.child.kill(signal);
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 10_000): Promise<void> {
+    if (!this.running) return;
+    this.child.kill(signal);
+    const t = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
+    await this.exited;
+    clearTimeout(t);
+  }
+}
+
+function which(names: string[]): string {
+  for (const n of names) if (n.startsWith('/') ? exists(n) : true) return n;
+  return names[names.length - 1] as string;
+}
+function exists(p: string): boolean {
+  try {
+    return existsSync(p);
+  } catch {
+    return false;
+  }
+}
+
+/** A nats-server with JetStream on a free port and its own store, for one test file. */
+export class TestNats {
+  private proc: ManagedProcess | undefined;
+  private readonly dir = mkdtempSync(join(tmpdir(), 'novamesh-nats-'));
+  constructor(readonly port: number) {}
+
+  static async start(): Promise<TestNats> {
+    const n = new TestNats(await freePort());
+    await n.restart();
+    return n;
+  }
+
+  get url(): string {
+    return `nats://127.0.0.1:${this.port}`;
+  }
+
+  async restart(): Promise<void> {
+    const bin = process.env.NATS_SERVER_BIN ?? which(['/usr/sbin/nats-server', '/usr/local/bin/nats-server', 'nats-server']);
+    this.proc = new ManagedProcess('nats-server', bin, ['-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.dir]);
+    await this.proc.waitForLine(/Server is ready/);
+  }
+
+  async stop(): Promise<void> {
+    await this.proc?.stop('SIGTERM');
+  }
+
+  async dispose(): Promise<void> {
+    await this.stop();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** A redis-server on a free port that keeps nothing on disk, which tests may stop and restart. */
+export class TestRedis {
+  private proc: ManagedProcess | undefined;
+  constructor(readonly port: number) {}
+
+  static async start(): Promise<TestRedis> {
+    const r = new TestRedis(await freePort());
+    await r.restart();
+    return r;
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  async restart(): Promise<void> {
+    const bin = process.env.REDIS_SERVER_BIN ?? which(['/usr/bin/redis-server', '/usr/local/bin/redis-server', 'redis-server']);
+    this.proc = new ManagedProcess('redis-server', bin, [
+      '--bind',
+      '127.0.0.1',
+      '--port',
+      String(this.port),
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+    ]);
+    await this.proc.waitForLine(/Ready to accept connections/);
+  }
+
+  async stop(): Promise<void> {
+    await this.proc?.stop('SIGTERM');
+  }
+
+  async dispose(): Promise<void> {
+    await this.stop();
+  }
+}
