@@ -1,0 +1,292 @@
+import { randomUUID } from 'node:crypto';
+import { DeliverPolicy, type JetStreamClient, jetstream } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { connectBus, drainBus, publishJson, requestJson } from '@novamesh/bus';
+import {
+  type DeadLetterV1,
+  type DiscoveryQueryReplyV1,
+  DiscoveryQueryV1,
+  EndpointAddedV1,
+  EndpointRemovedV1,
+  type EndpointSetV1,
+  ErrorCode,
+  errorFromBody,
+  HeartbeatV1,
+  MeshError,
+  type Service,
+  ServiceDeregisteredV1,
+  type ServiceEndpointInput,
+  type ServiceInput,
+  ServiceRegisteredV1,
+  streams,
+  subjects,
+  validate,
+} from '@novamesh/contracts';
+
+export interface MeshManagerOptions {
+  /** NATS servers; default `NATS_URL`-style `nats://127.0.0.1:4222`. */
+  servers?: string | string[];
+  /** Use an existing connection instead (the manager will not close it). */
+  connection?: NatsConnection;
+  /** Connection name. */
+  name?: string;
+  /** Timeout of queries and waits (ms), default 5000. */
+  timeoutMs?: number;
+  /**
+   * Heartbeat settings added to services registered without `heartbeat`, and kept alive by
+   * this manager. `false` turns automatic heartbeats off. Default `{ ttl: '10s' }`.
+   */
+  heartbeat?: { ttl: string | number; deregisterAfter?: string | number } | false;
+  /** Receives errors of background work (heartbeats), which never throw. */
+  onError?: (err: MeshError) => void;
+}
+
+export interface CallOptions {
+  signal?: AbortSignal;
+}
+
+export interface RegisterOptions extends CallOptions {
+  /** Resolve only once discovery has applied the registration (or refused it); default false. */
+  wait?: boolean;
+}
+
+const DEFAULT_HEARTBEAT = { ttl: '10s' };
+
+/**
+ * The seed's MeshManager: registers services, keeps them alive with heartbeats, and finds
+ * and watches endpoints, speaking only the public contract (`mesh.v1.*` subjects). Input is
+ * validated before anything is sent, so refusals arrive as `MeshValidationError` with every
+ * problem listed. One instance may be used concurrently.
+ */
+export class MeshManager {
+  private nc: NatsConnection | undefined;
+  private js: JetStreamClient | undefined;
+  private readonly ownsConnection: boolean;
+  private readonly heartbeats = new Map<string, NodeJS.Timeout>();
+  private readonly timeoutMs: number;
+
+  constructor(private readonly opts: MeshManagerOptions = {}) {
+    this.ownsConnection = !opts.connection;
+    this.nc = opts.connection;
+    this.timeoutMs = opts.timeoutMs ?? 5_000;
+  }
+
+  /** Connects and checks that the mesh's streams exist (discovery provisions them). */
+  async initialize(opts: CallOptions = {}): Promise<void> {
+    opts.signal?.throwIfAborted();
+    if (!this.nc) {
+      try {
+        this.nc = await connectBus({
+          servers: this.opts.servers ?? 'nats://127.0.0.1:4222',
+          name: this.opts.name ?? 'novamesh-sdk',
+          timeout: this.timeoutMs,
+        });
+      } catch (e) {
+        throw new MeshError(
+          ErrorCode.unavailable,
+          `cannot reach NATS at ${String(this.opts.servers ?? 'nats://127.0.0.1:4222')}: ${(e as Error).message}`,
+          {
+            cause: e,
+            retryable: true,
+          },
+        );
+      }
+    }
+    this.js = jetstream(this.nc, { timeout: this.timeoutMs });
+    try {
+      await this.js.streams.get(streams.registry);
+    } catch (e) {
+      throw new MeshError(ErrorCode.unavailable, `the mesh registry stream ${streams.registry} does not exist: start discovery first`, {
+        cause: e,
+        retryable: true,
+      });
+    }
+  }
+
+  private ready(): { nc: NatsConnection; js: JetStreamClient } {
+    if (!this.nc || !this.js) throw new MeshError(ErrorCode.unavailable, 'MeshManager is not initialized: call initialize() first');
+    return { nc: this.nc, js: this.js };
+  }
+
+  /** Registers (or replaces) a service. Starts heartbeats for it unless turned off. */
+  async registerService(input: ServiceInput, opts: RegisterOptions = {}): Promise<Service> {
+    opts.signal?.throwIfAborted();
+    const withHeartbeat =
+      input.heartbeat || this.opts.heartbeat === false ? input : { ...input, heartbeat: this.opts.heartbeat ?? DEFAULT_HEARTBEAT };
+    const service = validate(ServiceRegisteredV1, withHeartbeat, 'service');
+    const { js } = this.ready();
+    const subject = subjects.registry(service.name, 'register');
+    const msgId = randomUUID();
+    const waiter = opts.wait ? this.waitApplied(service.name, msgId, (set) => sameEndpoints(set, service), opts.signal) : undefined;
+    try {
+      await publishJson(js, subject, withHeartbeat, { msgId });
+    } catch (e) {
+      waiter?.cancel();
+      throw new MeshError(ErrorCode.unavailable, `could not publish registration of "${service.name}": ${(e as Error).message}`, {
+        cause: e,
+        retryable: true,
+      });
+    }
+    await waiter?.done;
+    if (service.heartbeat && this.opts.heartbeat !== false) this.startHeartbeats(service.name, service.heartbeat.ttl);
+    return service;
+  }
+
+  /** Drains and removes a service; stops its heartbeats. */
+  async deregisterService(name: string, opts: CallOptions & { drain?: string | number; wait?: boolean } = {}): Promise<void> {
+    opts.signal?.throwIfAborted();
+    const body = { name, ...(opts.drain !== undefined ? { drain: opts.drain } : {}) };
+    validate(ServiceDeregisteredV1, body, 'deregistration');
+    this.stopHeartbeats(name);
+    const msgId = randomUUID();
+    const waiter = opts.wait
+      ? this.waitApplied(name, msgId, (set) => set.deregistered || set.endpoints.every((e) => e.status === 'draining'), opts.signal)
+      : undefined;
+    await publishJson(this.ready().js, subjects.registry(name, 'deregister'), body, { msgId });
+    await waiter?.done;
+  }
+
+  async addEndpoint(service: string, endpoint: ServiceEndpointInput, opts: CallOptions = {}): Promise<void> {
+    opts.signal?.throwIfAborted();
+    const body = validate(EndpointAddedV1, { service, endpoint }, 'endpoint');
+    await publishJson(
+      this.ready().js,
+      subjects.registry(service, 'endpoint.add'),
+      { service, endpoint: body.endpoint },
+      { msgId: randomUUID() },
+    );
+  }
+
+  async removeEndpoint(service: string, endpointId: string, opts: CallOptions & { drain?: string | number } = {}): Promise<void> {
+    opts.signal?.throwIfAborted();
+    const body = { service, endpointId, ...(opts.drain !== undefined ? { drain: opts.drain } : {}) };
+    validate(EndpointRemovedV1, body, 'endpoint removal');
+    await publishJson(this.ready().js, subjects.registry(service, 'endpoint.remove'), body, { msgId: randomUUID() });
+  }
+
+  /** Sends one heartbeat now (automatic heartbeats call this). */
+  async heartbeat(service: string, endpointIds?: string[], opts: CallOptions = {}): Promise<void> {
+    opts.signal?.throwIfAborted();
+    const body = { service, ...(endpointIds ? { endpointIds } : {}) };
+    validate(HeartbeatV1, body, 'heartbeat');
+    await publishJson(this.ready().js, subjects.registry(service, 'heartbeat'), body);
+  }
+
+  /** The current endpoint set of one service; `MESH_NOT_FOUND` when it is not registered. */
+  async getService(name: string, opts: CallOptions = {}): Promise<EndpointSetV1> {
+    const [set] = await this.query({ name }, opts);
+    if (!set) throw new MeshError(ErrorCode.notFound, `service "${name}" is not registered`);
+    return set;
+  }
+
+  /** Every registered service, or those with endpoints matching `labels`. */
+  async listServices(opts: CallOptions & { labels?: Record<string, string> } = {}): Promise<EndpointSetV1[]> {
+    return this.query(opts.labels ? { labels: opts.labels } : {}, opts);
+  }
+
+  private async query(q: { name?: string; labels?: Record<string, string> }, opts: CallOptions): Promise<EndpointSetV1[]> {
+    validate(DiscoveryQueryV1, q, 'query');
+    const reply = await requestJson<DiscoveryQueryReplyV1>(this.ready().nc, subjects.discoveryQuery, q, {
+      timeout: this.timeoutMs,
+      signal: opts.signal,
+    });
+    if (!reply.ok) throw errorFromBody(reply.error);
+    return reply.services;
+  }
+
+  /**
+   * Endpoint sets of a service as they change, starting with the current one. Ends when the
+   * signal aborts or the manager closes.
+   */
+  async *watchEndpoints(name: string, opts: CallOptions = {}): AsyncGenerator<EndpointSetV1> {
+    const { js } = this.ready();
+    const consumer = await js.consumers.get(streams.endpoints, {
+      filter_subjects: subjects.endpoints(name),
+      deliver_policy: DeliverPolicy.LastPerSubject,
+    });
+    const messages = await consumer.consume();
+    const onAbort = () => void messages.close();
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      if (opts.signal?.aborted) return;
+      for await (const m of messages) yield m.json<EndpointSetV1>();
+    } finally {
+      opts.signal?.removeEventListener('abort', onAbort);
+      await messages.close().catch(() => undefined);
+    }
+  }
+
+  private startHeartbeats(name: string, ttlMs: number): void {
+    this.stopHeartbeats(name);
+    const every = Math.max(100, Math.floor(ttlMs / 3));
+    const timer = setInterval(() => {
+      this.heartbeat(name).catch((e) =>
+        this.opts.onError?.(
+          e instanceof MeshError
+            ? e
+            : new MeshError(ErrorCode.unavailable, `heartbeat of "${name}" failed: ${(e as Error).message}`, { cause: e }),
+        ),
+      );
+    }, every);
+    timer.unref();
+    this.heartbeats.set(name, timer);
+  }
+
+  private stopHeartbeats(name: string): void {
+    const t = this.heartbeats.get(name);
+    if (t) clearInterval(t);
+    this.heartbeats.delete(name);
+  }
+
+  /**
+   * Waits until the service's endpoint set satisfies `applied`, or discovery dead-letters the
+   * message `msgId` (rejecting with its reason), or time runs out.
+   */
+  private waitApplied(name: string, msgId: string, applied: (set: EndpointSetV1) => boolean, signal?: AbortSignal) {
+    const { nc } = this.ready();
+    const abort = new AbortController();
+    const dl = nc.subscribe(subjects.deadLetter('registry', name));
+    const cancel = () => {
+      abort.abort();
+      dl.unsubscribe();
+    };
+    const refused = (async () => {
+      for await (const m of dl) {
+        const rec = m.json<DeadLetterV1>();
+        if (rec.msgId === msgId) throw errorFromBody(rec.error);
+      }
+      return new Promise<never>(() => undefined);
+    })();
+    const seen = (async () => {
+      for await (const set of this.watchEndpoints(name, { signal: abort.signal })) if (applied(set)) return;
+    })();
+    const timeout = new Promise<never>((_, reject) => {
+      const t = setTimeout(
+        () =>
+          reject(
+            new MeshError(ErrorCode.timeout, `"${name}" was published but not applied within ${this.timeoutMs}ms: is discovery running?`),
+          ),
+        this.timeoutMs,
+      );
+      abort.signal.addEventListener('abort', () => clearTimeout(t), { once: true });
+      signal?.addEventListener('abort', () => reject(new MeshError(ErrorCode.aborted, 'aborted')), { once: true });
+    });
+    const done = Promise.race([seen, refused, timeout]).finally(cancel);
+    return { done, cancel };
+  }
+
+  /** Stops heartbeats and closes the connection (if the manager opened it). */
+  async close(): Promise<void> {
+    for (const name of [...this.heartbeats.keys()]) this.stopHeartbeats(name);
+    if (this.ownsConnection) await drainBus(this.nc);
+    this.nc = undefined;
+    this.js = undefined;
+  }
+}
+
+function sameEndpoints(set: EndpointSetV1, service: Service): boolean {
+  if (set.deregistered) return false;
+  const want = service.endpoints.map((e) => `${e.id}@${e.address}:${e.port}`).sort();
+  const have = set.endpoints.map((e) => `${e.id}@${e.address}:${e.port}`).sort();
+  return want.join() === have.join() && set.port === service.port && set.type === service.type;
+}

@@ -1,0 +1,47 @@
+#!/usr/bin/env node
+// `npm start`: dependencies → build → NATS + Redis (local ones when none is reachable) → the apps.
+// Ctrl-C stops everything it started.
+import { execSync, spawn } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ensureInfra } from './infra.mjs';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const natsUrl = process.env.NATS_URL || 'nats://127.0.0.1:4222';
+const redisUrl = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
+const replicas = Number(process.env.DISCOVERY_REPLICAS || 1);
+
+execSync('node tools/ensure-deps.mjs', { cwd: root, stdio: 'inherit' });
+process.stderr.write('novamesh: building (tsc -b)…\n');
+execSync('npx tsc -b', { cwd: root, stdio: 'inherit' });
+
+const children = [];
+try {
+  children.push(...(await ensureInfra(root, natsUrl, redisUrl)));
+} catch (e) {
+  process.stderr.write(`novamesh: ${e.message}\n`);
+  process.exit(1);
+}
+
+const env = { ...process.env, NATS_URL: natsUrl, REDIS_URL: redisUrl };
+for (let i = 1; i <= replicas; i++) {
+  const child = spawn(process.execPath, [join(root, 'apps/discovery/dist/main.js')], {
+    env: { ...env, DISCOVERY_INSTANCE: `discovery-${i}` },
+    stdio: 'inherit',
+  });
+  children.push(child);
+}
+process.stderr.write(
+  `novamesh: control plane starting (NATS ${natsUrl}, Redis ${redisUrl}).\n` +
+    '  Try: npx meshctl register -f examples/payment.yaml && npx meshctl get services\n',
+);
+
+let stopping = false;
+const stop = () => {
+  if (stopping) return;
+  stopping = true;
+  for (const c of children.reverse()) c.kill('SIGTERM');
+  setTimeout(() => process.exit(0), 3000).unref();
+};
+process.on('SIGINT', stop);
+process.on('SIGTERM', stop);
