@@ -27,8 +27,8 @@ export function redeliveryDelay(deliveryCount: number): number {
 
 /**
  * Pulls from a durable consumer with explicit acks until stopped. Per message:
- * success → ack; a non-retryable MeshError (bad input) → dead letter + term; any other error →
- * nak with backoff, and dead letter + term once `maxDeliver` is reached. Nothing is dropped
+ * success → ack; a non-retryable MeshError (bad input) → dead letter, then ack; any other error →
+ * nak with backoff, and dead letter + ack once `maxDeliver` is reached. Nothing is dropped
  * silently. The loop restarts itself when NATS goes away and comes back.
  */
 export class DurableConsumerRunner {
@@ -81,7 +81,9 @@ export class DurableConsumerRunner {
           : err;
         try {
           await this.opts.deadLetter(msg, final);
-          msg.term(final.code);
+          // The dead letter now holds it: ack (not term) so the work queue releases it on every
+          // server version (nats-server 2.9 keeps terminated work-queue messages ack-pending).
+          await msg.ackAck();
           log?.warn({ subject: msg.subject, seq: msg.seq, code: final.code, reason: final.message }, 'event refused');
         } catch (dlErr) {
           log?.error({ err: dlErr, subject: msg.subject }, 'dead-letter publish failed; message will be redelivered');

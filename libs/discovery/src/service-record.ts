@@ -109,13 +109,18 @@ export function applyEndpointAdd(current: ServiceRecord | undefined, service: st
   return changed(next);
 }
 
-/** Drains one endpoint for `drainMs` (or removes it at once); removing an unknown endpoint is a no-op. */
+/** Drains one endpoint for `drainMs` (or removes it at once); removing an unknown endpoint only records a tombstone. */
 export function applyEndpointRemove(current: ServiceRecord | undefined, id: string, drainMs: number, seq: number, now: number): Applied {
   if (!isLive(current)) return unchanged('no-op');
   const existing = current.endpoints[id];
-  if (!existing || !isActive(existing)) return unchanged('no-op');
-  if (existing.seq >= seq) return unchanged('stale');
+  if (existing && existing.seq >= seq) return unchanged('stale');
   const next = clone(current);
+  if (!existing || !isActive(existing)) {
+    // Leave a tombstone: an add published before this remove may still be in flight.
+    const endpoint = existing?.endpoint ?? { id, address: '0.0.0.0', port: 1, weight: 0, healthy: false, labels: {} };
+    next.endpoints[id] = { endpoint, seq, removedAt: existing?.removedAt ?? now };
+    return changed(next);
+  }
   const entry = next.endpoints[id] as EndpointEntry;
   entry.seq = seq;
   if (drainMs <= 0) {

@@ -1,0 +1,61 @@
+import type { EndpointSetV1, EndpointStateV1 } from '@novamesh/contracts';
+import { stringify } from 'yaml';
+
+/** `-o` values every reading command accepts. */
+export const OUTPUT_FORMATS = ['table', 'json', 'yaml'] as const;
+export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
+
+/**
+ * Renders rows as left-aligned columns separated by three spaces (kubectl's layout), with no
+ * trailing spaces. Plain text only: no colors, so NO_COLOR and pipes need nothing special.
+ */
+export function renderTable(headers: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
+      .join('   ')
+      .trimEnd();
+  return `${[line(headers), ...rows.map(line)].join('\n')}\n`;
+}
+
+/** `healthy/total`, e.g. `2/3`. */
+export function healthSummary(set: EndpointSetV1): string {
+  return `${set.endpoints.filter((e) => e.status === 'healthy').length}/${set.endpoints.length}`;
+}
+
+export function servicesTable(sets: readonly EndpointSetV1[]): string {
+  return renderTable(
+    ['NAME', 'TYPE', 'PORT', 'ENDPOINTS', 'REVISION'],
+    sets.map((s) => [s.service, s.type, String(s.port), healthSummary(s), String(s.revision)]),
+  );
+}
+
+export function endpointsTable(endpoints: readonly EndpointStateV1[]): string {
+  return renderTable(
+    ['ID', 'ADDRESS', 'PORT', 'WEIGHT', 'STATUS', 'REASON', 'LABELS'],
+    endpoints.map((e) => [e.id, e.address, String(e.port), String(e.weight), e.status, e.reason || '-', formatLabels(e.labels)]),
+  );
+}
+
+/** `k=v,k2=v2` sorted by key, or `-` when there are none. */
+export function formatLabels(labels: Record<string, string>): string {
+  const keys = Object.keys(labels).sort();
+  return keys.length ? keys.map((k) => `${k}=${labels[k]}`).join(',') : '-';
+}
+
+/** One line introducing an endpoint set in `watch` output. */
+export function setHeadline(set: EndpointSetV1): string {
+  const state = set.deregistered ? 'deregistered' : `${healthSummary(set)} healthy`;
+  return `${set.service}   revision ${set.revision}   ${state}   ${set.updatedAt}\n`;
+}
+
+/** A whole document for `-o json` / `-o yaml`. */
+export function renderValue(value: unknown, format: Exclude<OutputFormat, 'table'>): string {
+  return format === 'json' ? `${JSON.stringify(value, null, 2)}\n` : stringify(value, { lineWidth: 0 });
+}
+
+/** One item of a stream: a JSON line (`-o json`) or a YAML document (`-o yaml`). */
+export function renderStreamItem(value: unknown, format: Exclude<OutputFormat, 'table'>): string {
+  return format === 'json' ? `${JSON.stringify(value)}\n` : `---\n${stringify(value, { lineWidth: 0 })}`;
+}
