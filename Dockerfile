@@ -26,10 +26,11 @@ RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.base.json ./
 COPY libs/ libs/
 COPY apps/ apps/
+# Collect every workspace's dist/ into /out (fails if a workspace produced none).
 RUN npx tsc -b \
  && mkdir -p /out \
  && for ws in libs/* apps/*; do \
-      mkdir -p "/out/$ws" && cp -R "$ws/dist" "/out/$ws/dist"; \
+      mkdir -p "/out/$ws" && cp -R "$ws/dist" "/out/$ws/dist" || exit 1; \
     done
 
 # ---- runtime: production dependencies + compiled output only --------------------------------

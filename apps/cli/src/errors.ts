@@ -81,8 +81,10 @@ const HINTS: Partial<Record<string, string>> = {
 /** What the user reads on stderr: one headline, every issue with its path, maybe a hint. */
 export function describeError(err: unknown, opts: { debug?: boolean } = {}): string {
   const e = toMeshError(err);
+  if (e.code === ErrorCode.aborted) return 'interrupted\n';
   const lines = [`error: ${headline(e)}`];
-  for (const issue of e.issues) lines.push(`  ${formatIssue(issue)}`);
+  // "not registered" needs no path to explain it; everything else is a list of what to fix.
+  if (e.code !== ErrorCode.notFound) for (const issue of e.issues) lines.push(`  ${formatIssue(issue)}`);
   const hint = HINTS[e.code];
   if (hint) lines.push(`hint: ${hint}`);
   // Unexpected failures are bugs: show where they came from when asked to.

@@ -11,6 +11,8 @@ export interface DiscoveryConfig {
   replicas: number;
   /** How often time-driven changes (TTL, drains) are evaluated. */
   sweepIntervalMs: number;
+  /** How often each replica checks that the stream holds every set it owns (repairs lost publishes). */
+  reconcileIntervalMs: number;
   /** A replica silent for this long is considered gone; its checks move to others. */
   memberTtlMs: number;
   /** Registry events processed at once by one replica. */
@@ -56,6 +58,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Disco
     logLevel: env.LOG_LEVEL || 'info',
     replicas: int('NATS_REPLICAS', 1, 1, 5),
     sweepIntervalMs: duration('DISCOVERY_SWEEP_INTERVAL', '1s'),
+    reconcileIntervalMs: duration('DISCOVERY_RECONCILE_INTERVAL', '30s'),
     memberTtlMs: duration('DISCOVERY_MEMBER_TTL', '3s'),
     maxInFlight: int('DISCOVERY_MAX_IN_FLIGHT', 64, 1, 4096),
   };

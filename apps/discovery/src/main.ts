@@ -34,7 +34,13 @@ async function main(): Promise<void> {
   const logger = createLogger({ service: 'discovery', instance: config.instance, level: config.logLevel });
   setupTelemetry({ service: 'discovery' });
 
-  const nc = await connectBus({ servers: config.natsUrl, name: `discovery-${config.instance}`, logger, waitOnFirstConnect: true });
+  const nc = await connectBus({
+    servers: config.natsUrl,
+    name: `discovery-${config.instance}`,
+    logger,
+    waitOnFirstConnect: true,
+    noAsyncTraces: true,
+  });
   const { kv } = await provisionDiscovery(nc, { replicas: config.replicas });
   const js = jetstream(nc);
   const redis = createRedis(config.redisUrl, `discovery-${config.instance}`);

@@ -34,11 +34,11 @@ export class RegistryController {
     switch (event.action) {
       case 'register':
         await this.registry.mutate(event.service, (cur) => applyRegister(cur, event.body, seq, now));
-        this.log.info({ meshService: event.service, endpoints: event.body.endpoints.length, seq }, 'service registered');
+        this.log.debug({ meshService: event.service, endpoints: event.body.endpoints.length, seq }, 'service registered');
         return;
       case 'deregister':
         await this.registry.mutate(event.service, (cur) => applyDeregister(cur, event.body.drain, seq, now));
-        this.log.info({ meshService: event.service, drainMs: event.body.drain, seq }, 'service deregistering');
+        this.log.debug({ meshService: event.service, drainMs: event.body.drain, seq }, 'service deregistering');
         return;
       case 'endpoint.add':
         await this.registry.mutate(event.service, (cur) => applyEndpointAdd(cur, event.service, event.body.endpoint, seq));

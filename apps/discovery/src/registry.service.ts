@@ -1,7 +1,7 @@
-import type { JetStreamClient } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { Inject, Injectable } from '@nestjs/common';
-import { publishJson } from '@novamesh/bus';
+import { publishJsonNoAck } from '@novamesh/bus';
 import { ErrorCode, MeshError, subjects } from '@novamesh/contracts';
 import {
   type Applied,
@@ -14,7 +14,7 @@ import {
 } from '@novamesh/discovery';
 import type { Logger } from '@novamesh/observability';
 import type { HealthStore } from '@novamesh/state';
-import { HEALTH_STORE, JETSTREAM, LOGGER, SERVICES_KV } from './tokens';
+import { HEALTH_STORE, LOGGER, NATS, SERVICES_KV } from './tokens';
 
 interface Cached {
   record: ServiceRecord;
@@ -32,7 +32,7 @@ function isCasConflict(e: unknown): boolean {
 /**
  * Owns the `mesh_services` KV bucket. Every change goes through `mutate`: apply the event to
  * the freshest record, compute the endpoint set with health, compare-and-set the record, and
- * publish the set when its hash changed. Concurrent replicas serialise on the KV revision, so
+ * publish the set when its hash changed (the sweeper republishes any publication that got lost). Concurrent replicas serialise on the KV revision, so
  * each change is written once and published once. Safe to call concurrently.
  */
 @Injectable()
@@ -45,7 +45,7 @@ export class RegistryService {
 
   constructor(
     @Inject(SERVICES_KV) private readonly kv: KV,
-    @Inject(JETSTREAM) private readonly js: JetStreamClient,
+    @Inject(NATS) private readonly nc: NatsConnection,
     @Inject(HEALTH_STORE) private readonly health: HealthStore,
     @Inject(LOGGER) logger: Logger,
   ) {
@@ -155,7 +155,9 @@ export class RegistryService {
       this.remember(name, toStore, revision);
       if (publish) {
         const event = toEndpointSetEvent(name, toStore, set, revision, now);
-        await publishJson(this.js, subjects.endpoints(name), event, { msgId: `${name}:${revision}` });
+        // Core publish into the stream: no ack round trip on the hot path. A lost publish is
+        // repaired by the sweeper's reconcile, which compares the stream with the registry.
+        publishJsonNoAck(this.nc, subjects.endpoints(name), event, { msgId: `${name}:${revision}` });
         this.log.debug({ meshService: name, revision, endpoints: set.endpoints.length }, 'endpoint set published');
       }
       return;

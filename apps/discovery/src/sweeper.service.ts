@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { activeEndpointIds, applySweep, computeEndpointSet, isLive, type ServiceRecord } from '@novamesh/discovery';
+import { activeEndpointIds, applySweep, hashEndpointSet, isLive, type ServiceRecord } from '@novamesh/discovery';
 import type { Logger } from '@novamesh/observability';
 import type { HealthStore } from '@novamesh/state';
 import type { DiscoveryConfig } from './config';
@@ -10,15 +10,16 @@ import { CONFIG, HEALTH_STORE, LOGGER } from './tokens';
 
 /**
  * Time-driven registry changes, each service handled by the replica that owns it: heartbeat
- * TTLs (unhealthy, then removed), finished drains, tombstone pruning. On its first pass it also
- * republishes any set whose last publication was lost (a crash between store and publish).
+ * TTLs (unhealthy, then removed), finished drains, tombstone pruning. On its first pass and then
+ * every reconcile interval it also republishes any set whose publication was lost (a crash
+ * between store and publish, or NATS dropping a fire-and-forget publish).
  * Pauses TTL expiry while Redis is unreachable: no heartbeat data is not a dead endpoint.
  */
 @Injectable()
 export class SweeperService {
   private timer: NodeJS.Timeout | undefined;
   private running = false;
-  private reconciled = false;
+  private lastReconcile = 0;
   private readonly log: Logger;
 
   constructor(
@@ -45,7 +46,8 @@ export class SweeperService {
     if (this.running) return;
     this.running = true;
     try {
-      const reconcile = !this.reconciled;
+      const reconcile = Date.now() - this.lastReconcile >= this.cfg.reconcileIntervalMs;
+      if (reconcile) this.lastReconcile = Date.now();
       for (const [name, { record }] of this.registry.entries()) {
         if (!this.membership.owns(`service/${name}`)) continue;
         try {
@@ -68,7 +70,6 @@ export class SweeperService {
           this.log.warn({ err, meshService: name }, 'sweep failed; will retry');
         }
       }
-      this.reconciled = true;
     } finally {
       this.running = false;
     }
@@ -80,12 +81,10 @@ export class SweeperService {
     return Object.values(r.endpoints).some((e) => e.drainUntil !== undefined || e.removedAt !== undefined);
   }
 
+  /** True when the stream does not hold the set the registry says was published. */
   private needsRepublish(name: string, record: ServiceRecord): boolean {
+    if (!record.published) return false;
     const last = this.view.get(name);
-    if (!last) return true;
-    const computed = computeEndpointSet(record, {}, Date.now());
-    if (computed.deregistered !== last.deregistered) return true;
-    const ids = (xs: { id: string }[]) => xs.map((e) => e.id).join(',');
-    return ids(computed.endpoints) !== ids(last.endpoints);
+    return !last || hashEndpointSet(last) !== record.published.hash;
   }
 }

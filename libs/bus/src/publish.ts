@@ -32,6 +32,17 @@ export async function publishRaw(js: JetStreamClient, subject: string, data: Uin
 }
 
 /**
+ * Publishes JSON to a stream subject over core NATS, without waiting for the stream's ack.
+ * For derived, last-value data whose loss the owner repairs itself (discovery's reconcile):
+ * it saves a round trip per message. `msgId` still deduplicates in the stream.
+ */
+export function publishJsonNoAck(nc: NatsConnection, subject: string, payload: unknown, opts: { msgId?: string } = {}): void {
+  const h = injectTrace(natsHeaders());
+  if (opts.msgId) h.set('Nats-Msg-Id', opts.msgId);
+  nc.publish(subject, encodeJson(payload), { headers: h });
+}
+
+/**
  * Core NATS request with a JSON body and JSON reply. Maps "no responders" and timeouts to
  * `MESH_UNAVAILABLE` / `MESH_TIMEOUT` so callers can explain what is down.
  */

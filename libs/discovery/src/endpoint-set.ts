@@ -64,11 +64,24 @@ export function computeEndpointSet(record: ServiceRecord, health: HealthView, no
     endpoints.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
   const { spec } = record;
-  const hash = createHash('sha256')
-    .update(JSON.stringify([spec.type, spec.port, spec.virtualIP ?? null, deregistered, endpoints]))
+  return { endpoints, deregistered, hash: hashEndpointSet({ ...spec, deregistered, endpoints }) };
+}
+
+/** Content hash of an endpoint set; equal for a computed set and the event published from it. */
+export function hashEndpointSet(set: Pick<EndpointSetV1, 'type' | 'port' | 'virtualIP' | 'deregistered' | 'endpoints'>): string {
+  const endpoints = set.endpoints.map((e) => ({
+    id: e.id,
+    address: e.address,
+    port: e.port,
+    weight: e.weight,
+    labels: e.labels,
+    status: e.status,
+    ...(e.reason ? { reason: e.reason } : {}),
+  }));
+  return createHash('sha256')
+    .update(JSON.stringify([set.type, set.port, set.virtualIP ?? null, set.deregistered, endpoints]))
     .digest('base64url')
     .slice(0, 22);
-  return { endpoints, deregistered, hash };
 }
 
 /** The public event for a computed set. */

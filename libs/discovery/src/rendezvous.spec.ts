@@ -26,6 +26,12 @@ describe('ownerOf (rendezvous hashing)', () => {
     expect(moved).toBeGreaterThan(800);
   });
 
+  it('splits keys that differ only in their last character', () => {
+    const few = Array.from({ length: 8 }, (_, i) => `endpoint/shared/hc${i}`);
+    const owners = new Set(few.map((k) => ownerOf(k, ['d1', 'd2'])));
+    expect(owners).toEqual(new Set(['d1', 'd2']));
+  });
+
   it('has no owner without members', () => {
     expect(ownerOf('x', [])).toBeUndefined();
   });

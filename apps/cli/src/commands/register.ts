@@ -1,0 +1,100 @@
+import { readFile } from 'node:fs/promises';
+import {
+  ErrorCode,
+  formatDuration,
+  type Issue,
+  MeshError,
+  MeshValidationError,
+  type ServiceInput,
+  ServiceRegisteredV1,
+  toIssues,
+} from '@novamesh/contracts';
+import type { Command } from 'commander';
+import { parseDocument } from 'yaml';
+import { type CliContext, withMesh } from '../context';
+import { toMeshError } from '../errors';
+import { outputOption } from '../options';
+import { type OutputFormat, renderValue } from '../output';
+
+/** Codes meaning "discovery could not be asked", as opposed to "discovery said no". */
+const NOT_A_REFUSAL = new Set<string>([ErrorCode.unavailable, ErrorCode.timeout, ErrorCode.aborted, ErrorCode.internal]);
+
+/** `meshctl register -f FILE|-`: validates locally, then registers and waits until discovery applied it. */
+export function registerCommand(program: Command, ctx: CliContext): void {
+  program
+    .command('register')
+    .description('register (or replace) a service from a YAML or JSON manifest; succeeds once discovery has applied it')
+    .requiredOption('-f, --file <path>', 'manifest file, or - to read stdin')
+    .addOption(outputOption())
+    .action(async (opts: { file: string; output: OutputFormat }, cmd: Command) => {
+      const manifest = await loadManifest(opts.file, ctx.io.stdin);
+      const service = await withMesh(ctx, cmd, async (mesh) => {
+        try {
+          return await ctx.spin(
+            `registering ${manifest.name}: waiting for discovery to apply it`,
+            mesh.registerService(manifest, { wait: true, signal: ctx.signal }),
+          );
+        } catch (e) {
+          const err = toMeshError(e);
+          if (err.code === ErrorCode.timeout)
+            // Published but not confirmed: say so, or users would think nothing happened.
+            throw new MeshError(err.code, `${err.message} (the registration stays queued; discovery applies it when it catches up)`, {
+              cause: err,
+            });
+          if (NOT_A_REFUSAL.has(err.code)) throw err;
+          throw new MeshError(err.code, `discovery refused "${manifest.name}": ${err.message}`, { issues: err.issues, cause: err });
+        }
+      });
+      // meshctl exits now, so nobody heartbeats for this service unless its workload does.
+      if (service.heartbeat)
+        ctx.io.stderr.write(
+          `note: ${service.name} declares heartbeat.ttl ${formatDuration(service.heartbeat.ttl)}: its endpoints turn unhealthy unless the workload sends heartbeats\n`,
+        );
+      if (opts.output === 'table') {
+        const n = service.endpoints.length;
+        ctx.io.stdout.write(
+          `service/${service.name} registered (${service.type} port ${service.port}, ${n} endpoint${n === 1 ? '' : 's'})\n`,
+        );
+      } else ctx.io.stdout.write(renderValue(service, opts.output));
+    });
+}
+
+/**
+ * Reads and checks a manifest without touching the network, so a bad file fails the same way
+ * whether or not the mesh is up. Every problem is reported at once, with its path.
+ */
+export async function loadManifest(file: string, stdin: NodeJS.ReadableStream): Promise<ServiceInput> {
+  const source = file === '-' ? '<stdin>' : file;
+  const text = file === '-' ? await readAll(stdin) : await readManifestFile(file);
+  const doc = parseDocument(text);
+  if (doc.errors.length)
+    throw new MeshValidationError(
+      `${source} is not valid YAML or JSON`,
+      doc.errors.map((e): Issue => {
+        const at = e.linePos?.[0];
+        // The library appends " at line L, column C:" and a source excerpt; the path says where already.
+        return { path: at ? `${source}:${at.line}:${at.col}` : source, message: e.message.split(' at line ')[0] ?? e.message };
+      }),
+    );
+  const value: unknown = doc.toJS();
+  if (value === null || value === undefined) throw new MeshValidationError(`${source} is empty: expected one service manifest`, []);
+  const checked = ServiceRegisteredV1.safeParse(value);
+  if (!checked.success) throw new MeshValidationError(`${source} is not a valid service`, toIssues(checked.error));
+  return value as ServiceInput;
+}
+
+async function readManifestFile(file: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : (e as Error).message;
+    throw new MeshError(ErrorCode.invalid, `cannot read ${file}: ${why}`, { cause: e });
+  }
+}
+
+async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+  return Buffer.concat(chunks).toString('utf8');
+}

@@ -1,0 +1,59 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { deregisterCommand } from './commands/deregister';
+import { getCommand } from './commands/get';
+import { registerCommand } from './commands/register';
+import { watchCommand } from './commands/watch';
+import type { CliContext } from './context';
+import { durationArg } from './options';
+
+function version(): string {
+  try {
+    return (JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/**
+ * The `meshctl` command tree. Commander never exits the process itself (`exitOverride`): its
+ * errors are thrown as CommanderError and main.ts turns them into exit code 2.
+ */
+export function createProgram(ctx: CliContext): Command {
+  const program = new Command('meshctl')
+    .description('Register, inspect and watch the services of a Novamesh mesh.')
+    .version(version(), '-V, --version')
+    .addOption(new Option('--nats <urls>', 'NATS server URL(s), comma-separated (env NATS_URL)').default(ctx.config.natsUrl))
+    .addOption(
+      new Option('--timeout <duration>', 'how long to wait for NATS and discovery, e.g. 500ms, 5s')
+        .argParser((v: string) => {
+          const ms = durationArg(v);
+          if (ms <= 0) throw new InvalidArgumentError('must be longer than 0');
+          return ms;
+        })
+        .default(5_000, '5s'),
+    )
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => ctx.io.stdout.write(s), writeErr: (s) => ctx.io.stderr.write(s) })
+    .showHelpAfterError('(add --help for usage)')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  meshctl register -f service.yaml          register (or replace) a service; waits until discovery applied it
+  cat service.json | meshctl register -f -
+  meshctl get services -l zone=eu-west-1a
+  meshctl get endpoints payment -l version=v2 -o json
+  meshctl watch endpoints payment -o json   one JSON object per change, until Ctrl-C
+  meshctl deregister payment --drain 30s
+
+Exit codes: 0 ok, 1 invalid or refused input, 2 usage error, 3 NATS or discovery unreachable, 4 not found.`,
+    );
+  // Subcommands are created with .command() so they inherit exitOverride and output settings.
+  registerCommand(program, ctx);
+  deregisterCommand(program, ctx);
+  getCommand(program, ctx);
+  watchCommand(program, ctx);
+  return program;
+}

@@ -1,0 +1,840 @@
+// Discovery benchmark: registration ingest throughput, register → watcher latency at a steady
+// rate, and the resident memory of a replica holding a large registry. Everything runs against a
+// nats-server (JetStream, file store) and a redis-server started on free loopback ports for this
+// run only, and the compiled discovery app (apps/discovery/dist). See docs/benchmarks.md.
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join, resolve } from 'node:path';
+import { withCleanup } from './lib/cleanup.mjs';
+import { cpuMeter, memoryOf } from './lib/proc.mjs';
+import { note, Progress } from './lib/progress.mjs';
+import { lineChart, percentileChart } from './lib/svg.mjs';
+
+const require = createRequire(import.meta.url);
+
+export const title = 'Discovery';
+export const describe =
+  'registration ingest (events/s from first publish to the last endpoint set seen), register → watcher-notified latency at a steady 1,000 events/s, and the RSS of one discovery replica holding 10,000 services × 10 endpoints';
+
+const AIMS = {
+  ingestPerSec: 5_000,
+  p99Ms: 25,
+  rssBytes: 400 * 1024 * 1024,
+};
+
+const FULL = {
+  services: 10_000,
+  ingestInFlight: 256,
+  ingestTimeoutMs: 120_000,
+  latencyServices: 1_000,
+  latencyRate: 1_000,
+  latencySeconds: 10,
+  warmupSeconds: 1,
+  latencyInFlight: 256,
+  memoryServices: 10_000,
+  memoryEndpoints: 10,
+  memoryTimeoutMs: 150_000,
+  settleMs: 5_000,
+};
+
+const QUICK = {
+  ...FULL,
+  services: 2_000,
+  latencyServices: 500,
+  latencySeconds: 3,
+  memoryServices: 2_000,
+  settleMs: 1_000,
+};
+
+const ENDPOINTS_PREFIX = 'mesh.v1.discovery.endpoints.';
+const SEQ_LABEL = 'bench-seq';
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const enc = new TextEncoder();
+
+// ─── realistic payloads ──────────────────────────────────────────────────────────────────────
+
+const DOMAINS = ['payments', 'orders', 'catalog', 'search', 'checkout', 'inventory', 'shipping', 'billing'];
+const ROLES = ['api', 'worker', 'gateway', 'grpc', 'events', 'scheduler', 'cache-proxy', 'admin'];
+const ZONES = ['eu-west-1a', 'eu-west-1b', 'eu-west-1c'];
+
+/** Deterministic PRNG so every run registers the same services. */
+function mulberry32(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function serviceName(i) {
+  return `${DOMAINS[i % DOMAINS.length]}-${ROLES[Math.floor(i / DOMAINS.length) % ROLES.length]}-${String(i).padStart(5, '0')}`;
+}
+
+/** A `mesh.v1.registry.<svc>.register` payload like a Kubernetes-style workload would send. */
+function makeService(i, endpointCount) {
+  const name = serviceName(i);
+  const type = ['http', 'http', 'grpc', 'tcp'][i % 4];
+  const port = type === 'grpc' ? 9090 : type === 'tcp' ? 5432 : 8080;
+  const version = `v1.${i % 7}.${i % 3}`;
+  const podHash = ((i * 2654435761) >>> 0).toString(16).padStart(8, '0').slice(0, 6);
+  const endpoints = [];
+  for (let k = 0; k < endpointCount; k++) {
+    endpoints.push({
+      id: `${name}-${podHash}-${k}`,
+      address: `10.${1 + (k % 200)}.${(i >> 8) & 255}.${i & 255}`,
+      port,
+      weight: 100,
+      healthy: true,
+      labels: {
+        'app.kubernetes.io/name': name,
+        'app.kubernetes.io/version': version,
+        'topology.kubernetes.io/zone': ZONES[k % ZONES.length],
+        'pod-template-hash': ((i * 40503) >>> 0).toString(16).padStart(8, '0'),
+      },
+    });
+  }
+  return {
+    name,
+    type,
+    port,
+    virtualIP: `10.96.${(i >> 8) & 255}.${i & 255}`,
+    endpoints,
+    settings: {
+      team: DOMAINS[i % DOMAINS.length],
+      owner: `${DOMAINS[i % DOMAINS.length]}-oncall@example.com`,
+      'lb.policy': 'round-robin',
+      'timeout.request': '2s',
+      retries: '2',
+    },
+  };
+}
+
+// ─── measurement helpers ─────────────────────────────────────────────────────────────────────
+
+function loadLibs(root) {
+  const missing = ['libs/testing/dist/index.js', 'apps/discovery/dist/main.js'].filter((p) => !existsSync(join(root, p)));
+  if (missing.length) throw new Error(`not built: ${missing.join(', ')} — run \`npx tsc -b\` (npm run bench does it)`);
+  const hdr = require('hdr-histogram-js');
+  return {
+    testing: require('@novamesh/testing'),
+    nats: require('@nats-io/transport-node'),
+    js: require('@nats-io/jetstream'),
+    newHistogram: () =>
+      hdr.build({
+        bitBucketSize: 'packed',
+        lowestDiscernibleValue: 1,
+        highestTrackableValue: 120_000_000,
+        numberOfSignificantValueDigits: 3,
+      }),
+  };
+}
+
+/** Milliseconds with 2–3 significant digits, from a histogram in microseconds. */
+function summarize(h) {
+  if (!h || h.totalCount === 0) return undefined;
+  const ms = (us) => Math.round(us) / 1000;
+  return {
+    count: h.totalCount,
+    p50: ms(h.getValueAtPercentile(50)),
+    p90: ms(h.getValueAtPercentile(90)),
+    p99: ms(h.getValueAtPercentile(99)),
+    p999: ms(h.getValueAtPercentile(99.9)),
+    max: ms(h.maxValue),
+    mean: ms(h.mean),
+  };
+}
+
+/** Points of the percentile curve (percentile, ms) for the chart and the JSON. */
+function percentileCurve(h, maxNines) {
+  const pts = [];
+  for (let k = 0; k <= 160; k++) {
+    const nines = (k / 160) * maxNines;
+    const p = 100 * (1 - 10 ** -nines);
+    pts.push([Number(p.toFixed(5)), h.getValueAtPercentile(p) / 1000]);
+  }
+  return pts;
+}
+
+/**
+ * Publishes `count` JetStream messages with at most `inFlight` unacknowledged; stops early at
+ * `deadlineAt`. `make(i)` returns { subject, data, msgId }.
+ */
+function publishBounded({ js, count, inFlight, make, deadlineAt, stats }) {
+  return new Promise((resolveAll) => {
+    let next = 0;
+    let active = 0;
+    let done = false;
+    const finish = () => {
+      if (done) return;
+      done = true;
+      resolveAll(stats);
+    };
+    const pump = () => {
+      while (active < inFlight && next < count && performance.now() < deadlineAt) {
+        const { subject, data, msgId } = make(next++);
+        active++;
+        js.publish(subject, data, { msgID: msgId, timeout: 10_000 })
+          .then(
+            () => {
+              stats.acked++;
+            },
+            (e) => {
+              stats.errors++;
+              stats.firstError ??= String(e?.message ?? e);
+            },
+          )
+          .finally(() => {
+            active--;
+            pump();
+          });
+      }
+      stats.attempted = next;
+      if (active === 0 && (next >= count || performance.now() >= deadlineAt)) finish();
+    };
+    pump();
+  });
+}
+
+// ─── one run: servers + N discovery replicas + the three measurements ────────────────────────
+
+async function startStack(scope, libs, replicas, profileDir) {
+  const { TestNats, TestRedis, ManagedProcess, freePort, repoRoot } = libs.testing;
+  const spin = new Progress(`[${replicas} replica${replicas > 1 ? 's' : ''}] starting nats-server, redis-server, discovery`);
+  const tick = setInterval(() => spin.update(0), 100);
+  try {
+    // Construct first, register cleanup, then start: a server that fails to come up is still stopped.
+    const nats = new TestNats(await freePort());
+    scope.defer('nats-server', () => nats.dispose());
+    scope.tempDir(nats.dir);
+    const natsStart = nats.restart();
+    if (nats.proc) scope.track(nats.proc);
+    await natsStart;
+    const redis = new TestRedis(await freePort());
+    scope.defer('redis-server', () => redis.dispose());
+    const redisStart = redis.restart();
+    if (redis.proc) scope.track(redis.proc);
+    await redisStart;
+
+    // What startDiscovery does, but the process is tracked before it is ready, so a replica that
+    // never becomes ready is still stopped.
+    const discovery = [];
+    for (let r = 1; r <= replicas; r++) {
+      const nodeArgs = profileDir
+        ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=discovery-${replicas}r-${r}.cpuprofile`]
+        : [];
+      const p = new ManagedProcess(`discovery-${r}`, process.execPath, [...nodeArgs, resolve(repoRoot, 'apps/discovery/dist/main.js')], {
+        NATS_URL: nats.url,
+        REDIS_URL: redis.url,
+        DISCOVERY_INSTANCE: `bench-${r}`,
+        LOG_LEVEL: 'info',
+      });
+      scope.track(p);
+      scope.defer(`discovery-${r}`, () => p.stop('SIGTERM', 8_000));
+      discovery.push(p);
+    }
+    await Promise.all(discovery.map((p) => p.waitForLine(/"msg":"discovery ready"/, 30_000)));
+
+    const pubNc = await libs.nats.connect({ servers: nats.url, name: 'bench-publisher', timeout: 5_000 });
+    scope.defer('publisher connection', () => pubNc.close());
+    const watchNc = await libs.nats.connect({ servers: nats.url, name: 'bench-watcher', timeout: 5_000 });
+    scope.defer('watcher connection', () => watchNc.close());
+    const js = libs.js.jetstream(pubNc, { timeout: 10_000 });
+    const jsm = await libs.js.jetstreamManager(pubNc);
+
+    const ctx = {
+      replicas,
+      nats,
+      redis,
+      discovery,
+      js,
+      jsm,
+      onSet: () => undefined,
+      deadLetters: 0,
+      firstDeadLetter: undefined,
+      pids: {
+        ...Object.fromEntries(discovery.map((p, i) => [`discovery${replicas > 1 ? `-${i + 1}` : ''}`, p.pid])),
+        'nats-server': nats.proc?.pid,
+        'redis-server': redis.proc?.pid,
+      },
+    };
+    watchNc.subscribe(`${ENDPOINTS_PREFIX}>`, { callback: (err, msg) => err || ctx.onSet(msg) });
+    watchNc.subscribe('mesh.v1.deadletter.>', {
+      callback: (err, msg) => {
+        if (err) return;
+        ctx.deadLetters++;
+        if (!ctx.firstDeadLetter) {
+          ctx.firstDeadLetter = msg.string().slice(0, 500);
+          note(`  dead letter on ${msg.subject}: ${ctx.firstDeadLetter}`);
+        }
+      },
+    });
+    await watchNc.flush();
+    spin.finish(
+      `[${replicas} replica${replicas > 1 ? 's' : ''}] nats-server ${nats.url}, redis-server ${redis.url}, ${replicas} discovery ready`,
+    );
+    return ctx;
+  } finally {
+    clearInterval(tick);
+    spin.finish();
+  }
+}
+
+async function consumerState(ctx) {
+  try {
+    const ci = await ctx.jsm.consumers.info('MESH_REGISTRY', 'discovery-registry');
+    return { pending: ci.num_pending, ackPending: ci.num_ack_pending, redelivered: ci.num_redelivered };
+  } catch (e) {
+    return { error: String(e?.message ?? e) };
+  }
+}
+
+/** 1. Sustained ingest: N register events of distinct services, bounded in flight. */
+async function phaseIngest(ctx, cfg) {
+  const rnd = mulberry32(42);
+  const names = [];
+  const payloads = [];
+  let endpoints = 0;
+  let bytes = 0;
+  for (let i = 0; i < cfg.services; i++) {
+    const svc = makeService(i, 1 + Math.floor(rnd() * 3));
+    const data = enc.encode(JSON.stringify(svc));
+    names.push(svc.name);
+    payloads.push(data);
+    endpoints += svc.endpoints.length;
+    bytes += data.byteLength;
+  }
+  const expected = new Set(names);
+  const seen = new Set();
+  let tLast = 0;
+  ctx.onSet = (msg) => {
+    const svc = msg.subject.slice(ENDPOINTS_PREFIX.length);
+    if (!seen.has(svc) && expected.has(svc)) {
+      seen.add(svc);
+      tLast = performance.now();
+    }
+  };
+  const bar = new Progress(`  1/3 ingest ${cfg.services.toLocaleString('en-US')} registrations`, cfg.services);
+  const meter = cpuMeter(ctx.pids);
+  const stats = { acked: 0, errors: 0, attempted: 0 };
+  const t0 = performance.now();
+  const deadlineAt = t0 + cfg.ingestTimeoutMs;
+  let tPublished;
+  const published = publishBounded({
+    js: ctx.js,
+    count: cfg.services,
+    inFlight: cfg.ingestInFlight,
+    deadlineAt,
+    stats,
+    make: (i) => ({ subject: `mesh.v1.registry.${names[i]}.register`, data: payloads[i], msgId: `bench-ingest-${i}` }),
+  }).then(() => {
+    tPublished = performance.now();
+  });
+  const timeline = [];
+  let lastSample = -1;
+  while (performance.now() < deadlineAt) {
+    const el = (performance.now() - t0) / 1000;
+    if (Math.floor(el * 4) !== lastSample) {
+      lastSample = Math.floor(el * 4);
+      timeline.push([Number(el.toFixed(2)), stats.acked, seen.size]);
+    }
+    bar.update(seen.size, `applied · ${stats.acked.toLocaleString('en-US')} published`);
+    if (tPublished !== undefined && seen.size >= stats.acked) break;
+    await sleep(20);
+  }
+  await Promise.race([published, sleep(100)]);
+  const cpu = meter.stop();
+  timeline.push([Number(((performance.now() - t0) / 1000).toFixed(2)), stats.acked, seen.size]);
+  const seconds = tLast > 0 ? (tLast - t0) / 1000 : (performance.now() - t0) / 1000;
+  const result = {
+    events: cfg.services,
+    endpoints,
+    avgPayloadBytes: Math.round(bytes / cfg.services),
+    inFlight: cfg.ingestInFlight,
+    published: stats.acked,
+    publishErrors: stats.errors,
+    firstPublishError: stats.firstError,
+    applied: seen.size,
+    complete: seen.size === cfg.services,
+    seconds: Number(seconds.toFixed(3)),
+    eventsPerSec: Math.round(seen.size / seconds),
+    publishSeconds: tPublished ? Number(((tPublished - t0) / 1000).toFixed(3)) : undefined,
+    publishPerSec: tPublished ? Math.round(stats.acked / ((tPublished - t0) / 1000)) : undefined,
+    cpuCores: cpu,
+    consumer: await consumerState(ctx),
+    timeline,
+  };
+  bar.finish(
+    `  1/3 ingest: ${result.applied.toLocaleString('en-US')}/${cfg.services.toLocaleString('en-US')} applied in ${result.seconds}s → ${result.eventsPerSec.toLocaleString('en-US')} events/s (publish acks done after ${result.publishSeconds ?? '–'}s)`,
+  );
+  return { result, names };
+}
+
+/** 2. Register → watcher latency at a steady rate, each event changing one endpoint's label. */
+async function phaseLatency(ctx, cfg, libs, names, label) {
+  const n = Math.min(cfg.latencyServices, names.length);
+  const rate = cfg.latencyRate;
+  const warmup = Math.round(rate * cfg.warmupSeconds);
+  const total = warmup + Math.round(rate * cfg.latencySeconds);
+  // One JSON template per service; each event fills in its sequence number and send time.
+  const rnd = mulberry32(42);
+  const counts = Array.from({ length: names.length }, () => 1 + Math.floor(rnd() * 3));
+  const templates = [];
+  for (let i = 0; i < n; i++) {
+    const svc = makeService(i, counts[i]);
+    svc.endpoints[0].labels[SEQ_LABEL] = '@@SEQ@@';
+    svc.settings.sentAt = '@@SENT@@';
+    templates.push(JSON.stringify(svc));
+  }
+  const sentAt = new Float64Array(total);
+  const received = new Uint8Array(total);
+  const latency = libs.newHistogram();
+  const acks = libs.newHistogram();
+  const lag = libs.newHistogram();
+  const perSecond = [];
+  let receivedCount = 0;
+  let unmatched = 0;
+  ctx.onSet = (msg) => {
+    const now = performance.now();
+    let set;
+    try {
+      set = msg.json();
+    } catch {
+      return;
+    }
+    const ep = set.endpoints?.find((e) => e.labels?.[SEQ_LABEL] !== undefined);
+    const i = ep ? Number(ep.labels[SEQ_LABEL]) : -1;
+    if (!(i >= 0 && i < total) || received[i] || sentAt[i] === 0) {
+      unmatched++;
+      return;
+    }
+    received[i] = 1;
+    receivedCount++;
+    if (i < warmup) return;
+    const us = Math.max(1, Math.round((now - sentAt[i]) * 1000));
+    latency.recordValue(us);
+    const sec = Math.floor((i - warmup) / rate);
+    perSecond[sec] ??= libs.newHistogram();
+    perSecond[sec].recordValue(us);
+  };
+
+  const bar = new Progress(
+    `  2/3 ${label}: ${rate.toLocaleString('en-US')} events/s for ${cfg.latencySeconds}s (+${cfg.warmupSeconds}s warm-up)`,
+    total,
+  );
+  const meter = cpuMeter(ctx.pids);
+  const stats = { acked: 0, errors: 0, attempted: 0 };
+  let active = 0;
+  let blocked = 0;
+  const send = (i) => {
+    const data = enc.encode(templates[i % n].replace('@@SEQ@@', String(i)).replace('@@SENT@@', new Date().toISOString()));
+    const t = performance.now();
+    sentAt[i] = t;
+    active++;
+    ctx.js
+      .publish(`mesh.v1.registry.${names[i % n]}.register`, data, { msgID: `bench-lat-${ctx.replicas}-${i}`, timeout: 10_000 })
+      .then(
+        () => {
+          stats.acked++;
+          acks.recordValue(Math.max(1, Math.round((performance.now() - t) * 1000)));
+        },
+        (e) => {
+          stats.errors++;
+          stats.firstError ??= String(e?.message ?? e);
+        },
+      )
+      .finally(() => {
+        active--;
+      });
+  };
+  // Pacing: the number of events due is computed from the start time, so timer jitter never
+  // accumulates into drift; a late tick sends what is due at once.
+  const t0 = performance.now();
+  const interval = 1000 / rate;
+  const hardEnd = t0 + (cfg.latencySeconds + cfg.warmupSeconds) * 1000 + 20_000;
+  let sent = 0;
+  while (sent < total && performance.now() < hardEnd) {
+    const due = Math.min(total, Math.floor((performance.now() - t0) / interval) + 1);
+    while (sent < due) {
+      if (active >= cfg.latencyInFlight) {
+        blocked++;
+        break;
+      }
+      lag.recordValue(Math.max(1, Math.round((performance.now() - (t0 + sent * interval)) * 1000)));
+      send(sent++);
+    }
+    bar.update(sent, `sent · ${receivedCount.toLocaleString('en-US')} notified`);
+    await sleep(1);
+  }
+  const tSent = performance.now();
+  const sendSeconds = (tSent - t0) / 1000;
+  const drainUntil = tSent + 10_000;
+  while (performance.now() < drainUntil && (active > 0 || receivedCount < stats.acked)) {
+    bar.update(sent, `sent · ${receivedCount.toLocaleString('en-US')} notified`);
+    await sleep(20);
+  }
+  const cpu = meter.stop();
+  const maxNines = Math.max(2, Math.min(4, Math.floor(Math.log10(Math.max(10, latency.totalCount)))));
+  const result = {
+    rate,
+    seconds: cfg.latencySeconds,
+    warmupSeconds: cfg.warmupSeconds,
+    services: n,
+    sent,
+    achievedRate: Math.round(sent / sendSeconds),
+    publishErrors: stats.errors,
+    firstPublishError: stats.firstError,
+    notified: receivedCount,
+    lost: sent - stats.errors - receivedCount,
+    unmatched,
+    inFlightLimitHits: blocked,
+    latencyMs: summarize(latency),
+    publishAckMs: summarize(acks),
+    senderLagMs: summarize(lag),
+    perSecond: perSecond.map((h, s) => ({ second: s + 1, ...summarize(h) })),
+    curve: latency.totalCount ? percentileCurve(latency, maxNines) : [],
+    ackCurve: acks.totalCount ? percentileCurve(acks, maxNines) : [],
+    maxNines,
+    cpuCores: cpu,
+    consumer: await consumerState(ctx),
+  };
+  const l = result.latencyMs;
+  bar.finish(
+    `  2/3 ${label}: ${receivedCount.toLocaleString('en-US')}/${sent.toLocaleString('en-US')} notified at ${result.achievedRate}/s; p50 ${l?.p50 ?? '–'} ms, p99 ${l?.p99 ?? '–'} ms, max ${l?.max ?? '–'} ms`,
+  );
+  for (const h of [latency, acks, lag, ...perSecond]) h?.destroy?.();
+  return result;
+}
+
+/** 3. Re-register every service with 10 endpoints, wait until applied, read discovery's RSS. */
+async function phaseMemory(ctx, cfg) {
+  const pid = ctx.discovery[0].pid;
+  const before = memoryOf(pid);
+  const names = [];
+  const payloads = [];
+  for (let i = 0; i < cfg.memoryServices; i++) {
+    const svc = makeService(i, cfg.memoryEndpoints);
+    names.push(svc.name);
+    payloads.push(enc.encode(JSON.stringify(svc)));
+  }
+  const expected = new Set(names);
+  const done = new Set();
+  ctx.onSet = (msg) => {
+    const svc = msg.subject.slice(ENDPOINTS_PREFIX.length);
+    if (done.has(svc) || !expected.has(svc)) return;
+    try {
+      if (msg.json().endpoints?.length === cfg.memoryEndpoints) done.add(svc);
+    } catch {
+      // not an endpoint set
+    }
+  };
+  const label = `  3/3 memory: ${cfg.memoryServices.toLocaleString('en-US')} services × ${cfg.memoryEndpoints} endpoints`;
+  const bar = new Progress(label, cfg.memoryServices);
+  const stats = { acked: 0, errors: 0, attempted: 0 };
+  const t0 = performance.now();
+  const deadlineAt = t0 + cfg.memoryTimeoutMs;
+  let finished = false;
+  const published = publishBounded({
+    js: ctx.js,
+    count: cfg.memoryServices,
+    inFlight: cfg.ingestInFlight,
+    deadlineAt,
+    stats,
+    make: (i) => ({ subject: `mesh.v1.registry.${names[i]}.register`, data: payloads[i], msgId: `bench-mem-${i}` }),
+  }).then(() => {
+    finished = true;
+  });
+  while (performance.now() < deadlineAt) {
+    bar.update(done.size, `applied · ${stats.acked.toLocaleString('en-US')} published`);
+    if (finished && done.size >= stats.acked) break;
+    await sleep(50);
+  }
+  await Promise.race([published, sleep(100)]);
+  const applySeconds = (performance.now() - t0) / 1000;
+  const applied = memoryOf(pid);
+  const settleUntil = performance.now() + cfg.settleMs;
+  while (performance.now() < settleUntil) {
+    bar.update(done.size, 'applied · letting it settle');
+    await sleep(100);
+  }
+  const settled = memoryOf(pid);
+  const result = {
+    services: cfg.memoryServices,
+    endpointsPerService: cfg.memoryEndpoints,
+    applied: done.size,
+    complete: done.size === cfg.memoryServices,
+    publishErrors: stats.errors,
+    applySeconds: Number(applySeconds.toFixed(2)),
+    rssBeforeBytes: before?.rss,
+    rssBytes: applied?.rss,
+    rssSettledBytes: settled?.rss,
+    peakRssBytes: settled?.hwm,
+    settleMs: cfg.settleMs,
+    natsServerRssBytes: memoryOf(ctx.nats.proc?.pid)?.rss,
+    consumer: await consumerState(ctx),
+  };
+  bar.finish(
+    `  3/3 memory: ${done.size.toLocaleString('en-US')} services applied in ${result.applySeconds}s; discovery RSS ${mib(result.rssBytes)} (after ${cfg.settleMs / 1000}s: ${mib(result.rssSettledBytes)}, peak ${mib(result.peakRssBytes)})`,
+  );
+  return result;
+}
+
+async function runOnce(libs, cfg, replicas, withMemory) {
+  return withCleanup(async (scope) => {
+    const ctx = await startStack(scope, libs, replicas, cfg.profileDir);
+    const run = { replicas, maxInFlightPerReplica: Number(process.env.DISCOVERY_MAX_IN_FLIGHT || 64) };
+    run.rssAtStartBytes = ctx.discovery.map((p) => memoryOf(p.pid)?.rss);
+    const { result: ingest, names } = await phaseIngest(ctx, cfg);
+    run.ingest = ingest;
+    run.rssAfterIngestBytes = ctx.discovery.map((p) => memoryOf(p.pid)?.rss);
+    await sleep(500);
+    run.latency = await phaseLatency(ctx, cfg, libs, names, `latency (${replicas} replica${replicas > 1 ? 's' : ''})`);
+    if (withMemory) run.memory = await phaseMemory(ctx, cfg);
+    run.deadLetters = ctx.deadLetters;
+    run.firstDeadLetter = ctx.firstDeadLetter;
+    run.discoveryWarnings = ctx.discovery.flatMap((p) => p.output.filter((l) => /"level":"(warn|error|fatal)"/.test(l)).slice(0, 5));
+    run.discoveryAlive = ctx.discovery.map((p) => p.running);
+    return run;
+  });
+}
+
+// ─── reporting ───────────────────────────────────────────────────────────────────────────────
+
+function mib(b) {
+  return b === undefined ? '–' : `${(b / 1024 / 1024).toFixed(0)} MiB`;
+}
+const int = (n) => (n === undefined ? '–' : Math.round(n).toLocaleString('en-US'));
+const ms = (n) => (n === undefined ? '–' : `${n < 10 ? n.toFixed(2) : n.toFixed(1)} ms`);
+const verdict = (ok) => (ok === undefined ? '' : ok ? ' ✅' : ' ❌');
+
+function aimsOf(runs) {
+  const one = runs.find((r) => r.replicas === 1) ?? runs[0];
+  const aims = [];
+  aims.push({
+    name: 'ingest',
+    aim: `≥ ${int(AIMS.ingestPerSec)} events/s`,
+    value: one.ingest.eventsPerSec,
+    met: one.ingest.complete && one.ingest.eventsPerSec >= AIMS.ingestPerSec,
+  });
+  const l = one.latency.latencyMs;
+  aims.push({
+    name: 'latency p99',
+    aim: `p99 ≤ ${AIMS.p99Ms} ms`,
+    value: l?.p99,
+    met: l !== undefined && one.latency.lost === 0 && l.p99 <= AIMS.p99Ms,
+  });
+  if (one.memory)
+    aims.push({
+      name: 'memory',
+      aim: `≤ ${mib(AIMS.rssBytes)}`,
+      value: one.memory.rssBytes,
+      met: one.memory.complete && one.memory.rssBytes !== undefined && one.memory.rssBytes <= AIMS.rssBytes,
+    });
+  return aims;
+}
+
+function table(runs, cfg) {
+  const cols = runs.map((r) => `${r.replicas} replica${r.replicas > 1 ? 's' : ''}`);
+  const row = (what, aim, cell) => `| ${what} | ${aim} | ${runs.map(cell).join(' | ')} |`;
+  const lines = [`| what | aim | ${cols.join(' | ')} |`, `|---|---|${cols.map(() => '---:').join('|')}|`];
+  lines.push(
+    row(
+      `Registration ingest, ${int(cfg.services)} services, ${cfg.ingestInFlight} publishes in flight (first publish → last endpoint set)`,
+      `≥ ${int(AIMS.ingestPerSec)} events/s`,
+      (r) =>
+        `${int(r.ingest.eventsPerSec)} events/s${r.ingest.complete ? '' : ` (only ${int(r.ingest.applied)} applied)`}${verdict(r.ingest.complete && r.ingest.eventsPerSec >= AIMS.ingestPerSec)}`,
+    ),
+  );
+  lines.push(row('… of which publishing (JetStream acks of all events)', '—', (r) => `${int(r.ingest.publishPerSec)} events/s`));
+  lines.push(
+    row(`Register → watcher notified at ${int(cfg.latencyRate)} events/s for ${cfg.latencySeconds} s: p50`, '—', (r) =>
+      ms(r.latency.latencyMs?.p50),
+    ),
+  );
+  lines.push(
+    row(
+      '… p99',
+      `≤ ${AIMS.p99Ms} ms`,
+      (r) =>
+        `${ms(r.latency.latencyMs?.p99)}${verdict(r.latency.latencyMs && r.latency.lost === 0 && r.latency.latencyMs.p99 <= AIMS.p99Ms)}`,
+    ),
+  );
+  lines.push(row('… p99.9 / max', '—', (r) => `${ms(r.latency.latencyMs?.p999)} / ${ms(r.latency.latencyMs?.max)}`));
+  lines.push(row('… notifications lost / achieved rate', '0', (r) => `${int(r.latency.lost)} / ${int(r.latency.achievedRate)} per s`));
+  lines.push(
+    row(
+      '… registry publish → JetStream ack p50 / p99 (for comparison)',
+      '—',
+      (r) => `${ms(r.latency.publishAckMs?.p50)} / ${ms(r.latency.publishAckMs?.p99)}`,
+    ),
+  );
+  lines.push(
+    row(
+      `Discovery RSS holding ${int(cfg.memoryServices)} services × ${cfg.memoryEndpoints} endpoints (once applied)`,
+      `≤ ${mib(AIMS.rssBytes)}`,
+      (r) =>
+        r.memory
+          ? `${mib(r.memory.rssBytes)}${r.memory.complete ? '' : ` (only ${int(r.memory.applied)} applied)`}${verdict(r.memory.complete && r.memory.rssBytes <= AIMS.rssBytes)}`
+          : 'not measured',
+    ),
+  );
+  lines.push(
+    row(`… ${cfg.settleMs / 1000} s later / peak (VmHWM) / idle at start`, '—', (r) =>
+      r.memory ? `${mib(r.memory.rssSettledBytes)} / ${mib(r.memory.peakRssBytes)} / ${mib(r.rssAtStartBytes?.[0])}` : '–',
+    ),
+  );
+  lines.push(
+    row('CPU during ingest (cores busy)', '—', (r) =>
+      Object.entries(r.ingest.cpuCores)
+        .map(([k, v]) => `${k} ${v.toFixed(2)}`)
+        .join(', '),
+    ),
+  );
+  return lines.join('\n');
+}
+
+function observations(runs, cfg) {
+  const out = [];
+  const one = runs.find((r) => r.replicas === 1) ?? runs[0];
+  const two = runs.find((r) => r.replicas === 2);
+  const ing = one.ingest;
+  const discoCpu = ing.cpuCores.discovery;
+  if (ing.publishPerSec && ing.publishPerSec > ing.eventsPerSec * 1.3)
+    out.push(
+      `Publishing is not the limit: all ${int(ing.published)} registrations were acknowledged by JetStream after ${ing.publishSeconds} s (${int(ing.publishPerSec)}/s); discovery then worked through the backlog for another ${(ing.seconds - ing.publishSeconds).toFixed(1)} s.`,
+    );
+  if (discoCpu !== undefined)
+    out.push(
+      `During ingest discovery kept ${discoCpu.toFixed(2)} cores busy (nats-server ${ing.cpuCores['nats-server']?.toFixed(2)}, this benchmark process ${ing.cpuCores.bench?.toFixed(2)}) on a ${runs.machineCores}-core machine${discoCpu > 0.85 ? ': one replica is bound by its single JavaScript thread' : ''}.`,
+    );
+  if (two)
+    out.push(
+      `With 2 replicas ingest went ${two.ingest.eventsPerSec >= ing.eventsPerSec ? 'up' : 'down'} to ${int(two.ingest.eventsPerSec)} events/s (${((two.ingest.eventsPerSec / ing.eventsPerSec - 1) * 100).toFixed(0)}%) and p99 latency was ${ms(two.latency.latencyMs?.p99)}; both replicas share the same ${runs.machineCores} cores with nats-server.`,
+    );
+  const lat = one.latency;
+  if (lat.latencyMs && lat.publishAckMs)
+    out.push(
+      `At ${int(cfg.latencyRate)} events/s the registry publish alone (client → JetStream file store → ack) has p99 ${ms(lat.publishAckMs.p99)}; the notification path adds a consumer delivery, a KV compare-and-set and a second JetStream publish (both file store) per event.`,
+    );
+  const worst = (lat.perSecond ?? []).filter((s) => s.count).sort((a, b) => b.p99 - a.p99)[0];
+  if (worst) out.push(`Worst second of the latency run: second ${worst.second} with p99 ${ms(worst.p99)} and max ${ms(worst.max)}.`);
+  if (one.memory)
+    out.push(
+      `Memory: ${mib(one.rssAtStartBytes?.[0])} at start, ${mib(one.rssAfterIngestBytes?.[0])} after the ingest phase, ${mib(one.memory.rssBytes)} with ${int(cfg.memoryServices)} × ${cfg.memoryEndpoints} endpoints (${((one.memory.rssBytes - (one.rssAtStartBytes?.[0] ?? 0)) / (cfg.memoryServices * cfg.memoryEndpoints)).toFixed(0)} bytes per endpoint above the idle process); the replica keeps each service twice (KV record cache and the endpoint-set view).`,
+    );
+  return out;
+}
+
+export async function run({ root, quick = false, replicas = [1, 2], machine, cpuProf = false }) {
+  const libs = loadLibs(root);
+  const cfg = { ...(quick ? QUICK : FULL) };
+  if (cpuProf) {
+    cfg.profileDir = join(root, 'bench-results', 'profiles');
+    mkdirSync(cfg.profileDir, { recursive: true });
+    note(`discovery CPU profiles go to ${cfg.profileDir}`);
+  }
+  const started = Date.now();
+  const runs = [];
+  for (const r of replicas) {
+    note(`discovery benchmark: ${r} replica${r > 1 ? 's' : ''}${quick ? ' (quick)' : ''}`);
+    runs.push(await runOnce(libs, cfg, r, r === 1));
+  }
+  runs.machineCores = machine.cores;
+  const aims = aimsOf(runs);
+
+  // Charts.
+  const imgDir = join(root, quick ? 'bench-results' : 'docs/img');
+  mkdirSync(imgDir, { recursive: true });
+  const maxNines = Math.max(...runs.map((r) => r.latency.maxNines ?? 2));
+  const series = runs
+    .filter((r) => r.latency.curve.length)
+    .map((r) => ({ name: `register → watcher notified, ${r.replicas} replica${r.replicas > 1 ? 's' : ''}`, points: r.latency.curve }));
+  const one = runs[0];
+  if (one.latency.ackCurve.length)
+    series.push({ name: 'registry publish → JetStream ack (1 replica run)', points: one.latency.ackCurve, color: '#9ca3af' });
+  const latencySvg = percentileChart({
+    title: `Discovery: register → watcher notified at ${int(cfg.latencyRate)} events/s`,
+    subtitle: `${cfg.latencySeconds} s after ${cfg.warmupSeconds} s warm-up, ${int(cfg.latencyServices)} services; JetStream file store; ${machine.cores} cores`,
+    series,
+    maxNines,
+    hlines: [{ value: AIMS.p99Ms, label: `aim: p99 ≤ ${AIMS.p99Ms} ms` }],
+  });
+  writeFileSync(join(imgDir, 'discovery-latency.svg'), latencySvg);
+  const ingestSeries = [];
+  runs.forEach((r, k) => {
+    const tag = `${r.replicas} replica${r.replicas > 1 ? 's' : ''}`;
+    const colors = [
+      ['#93c5fd', '#2563eb'],
+      ['#fca5a5', '#dc2626'],
+    ][k % 2];
+    ingestSeries.push({
+      name: `published (acked), ${tag}`,
+      points: r.ingest.timeline.map(([t, p]) => [t, p]),
+      color: colors[0],
+      dashed: true,
+    });
+    ingestSeries.push({
+      name: `applied (endpoint set seen), ${tag}`,
+      points: r.ingest.timeline.map(([t, , a]) => [t, a]),
+      color: colors[1],
+    });
+  });
+  writeFileSync(
+    join(imgDir, 'discovery-ingest.svg'),
+    lineChart({
+      title: `Discovery: ingest of ${int(cfg.services)} registrations`,
+      subtitle: `${cfg.ingestInFlight} JetStream publishes in flight; JetStream file store; ${machine.cores} cores`,
+      series: ingestSeries,
+      xLabel: 'seconds since first publish',
+      yLabel: 'events',
+      xFormat: (t) => `${t}s`,
+    }),
+  );
+
+  const json = {
+    suite: 'discovery',
+    quick,
+    machine,
+    config: { ...cfg, replicas },
+    aims: aims.map((a) => ({ ...a })),
+    runs: runs.map((r) => ({ ...r })),
+    wallSeconds: Math.round((Date.now() - started) / 1000),
+  };
+  const md = table(runs, cfg);
+  const obs = observations(runs, cfg);
+  const missed = aims.filter((a) => !a.met);
+  const section = [
+    '## Discovery',
+    '',
+    `Measured ${machine.date.slice(0, 10)} on: ${machine.cpu}, ${machine.cores} cores, ${(machine.memoryBytes / 1024 ** 3).toFixed(1)} GiB, Node ${machine.node}, nats-server ${machine.natsServer}, redis-server ${machine.redisServer}. Reproduce with \`npm run bench -- discovery\` (raw numbers: \`bench-results/discovery.json\`).`,
+    '',
+    'What runs: a fresh nats-server (JetStream, file store) and redis-server on free loopback ports, and the compiled discovery app with its defaults (`DISCOVERY_MAX_IN_FLIGHT` 64, `LOG_LEVEL` info). Registrations are raw `mesh.v1.registry.<svc>.register` events as any NATS client would publish them: services of type http/grpc/tcp with a virtual IP, five settings, and 1–3 endpoints with four Kubernetes-style labels each (about ' +
+      `${int(one.ingest.avgPayloadBytes)} bytes); no heartbeat or active health check, so Redis is not on the path being measured.`,
+    '',
+    `1. **Ingest**: ${int(cfg.services)} register events of distinct services published through JetStream with at most ${cfg.ingestInFlight} unacknowledged; a core NATS subscriber on \`mesh.v1.discovery.endpoints.>\` notes the first endpoint set of each service. Rate = events / (first publish → last first-set seen).`,
+    `2. **Latency**: ${int(cfg.latencyRate)} events/s for ${cfg.latencySeconds} s (after ${cfg.warmupSeconds} s warm-up, not recorded), paced from the start time so timer jitter does not drift. Each event re-registers one of ${int(cfg.latencyServices)} services with a changed endpoint label carrying the event's sequence number; the same subscriber measures publish → endpoint set received (HDR histogram).`,
+    `3. **Memory**: the ${int(cfg.memoryServices)} services are registered again with ${cfg.memoryEndpoints} endpoints each; once every one of them has been published with ${cfg.memoryEndpoints} endpoints, VmRSS of the discovery process is read from \`/proc/<pid>/status\` (and again ${cfg.settleMs / 1000} s later).`,
+    '',
+    md,
+    '',
+    missed.length
+      ? `**Aims missed:** ${missed.map((a) => `${a.name} (${a.aim})`).join(', ')}. Aims met: ${
+          aims
+            .filter((a) => a.met)
+            .map((a) => a.name)
+            .join(', ') || 'none'
+        }.`
+      : '**All aims met.**',
+    '',
+    '![Discovery latency by percentile](img/discovery-latency.svg)',
+    '',
+    '![Discovery ingest: published vs applied over time](img/discovery-ingest.svg)',
+    '',
+    'Observations from this run:',
+    '',
+    ...obs.map((o) => `- ${o}`),
+  ].join('\n');
+  return { json, table: md, section, aims };
+}

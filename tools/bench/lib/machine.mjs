@@ -1,0 +1,33 @@
+// Describes the machine a benchmark ran on: CPU, cores, memory, Node and server versions, date.
+import { spawnSync } from 'node:child_process';
+import os from 'node:os';
+
+function versionOf(bin, pattern) {
+  const r = spawnSync(bin, ['--version'], { encoding: 'utf8', timeout: 5_000 });
+  if (r.error || r.status !== 0) return undefined;
+  const m = `${r.stdout}${r.stderr}`.match(pattern);
+  return m ? m[1] : `${r.stdout}`.trim().split('\n')[0];
+}
+
+export function machineInfo() {
+  const cpus = os.cpus();
+  const natsBin = process.env.NATS_SERVER_BIN ?? 'nats-server';
+  const redisBin = process.env.REDIS_SERVER_BIN ?? 'redis-server';
+  const path = `${process.env.PATH ?? ''}:/usr/sbin:/usr/local/sbin:/usr/local/bin`;
+  process.env.PATH = path;
+  return {
+    cpu: (cpus[0]?.model ?? 'unknown CPU').replace(/\s+/g, ' ').trim(),
+    cores: cpus.length,
+    memoryBytes: os.totalmem(),
+    node: process.version,
+    natsServer: versionOf(natsBin, /v(\d+\.\d+\.\d+\S*)/) ?? 'not found',
+    redisServer: versionOf(redisBin, /v=(\d+\.\d+\.\d+)/) ?? 'not found',
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    date: new Date().toISOString(),
+  };
+}
+
+export function machineLine(m) {
+  const gib = (m.memoryBytes / 1024 ** 3).toFixed(1);
+  return `${m.cpu}, ${m.cores} cores, ${gib} GiB RAM, Node ${m.node}, nats-server ${m.natsServer}, redis-server ${m.redisServer}, ${m.os}; ${m.date.slice(0, 16).replace('T', ' ')} UTC`;
+}

@@ -1,0 +1,141 @@
+// A tiny SVG writer for benchmark charts: no dependencies, deterministic output.
+
+const PALETTE = ['#2563eb', '#dc2626', '#059669', '#d97706', '#7c3aed', '#0891b2'];
+
+export function escapeXml(s) {
+  return String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
+}
+
+const fmt = (n) => (Number.isInteger(n) ? String(n) : String(Number(n.toPrecision(6))));
+
+/** Round axis ticks (1, 2, 5 × 10^k) covering [0, max]. */
+export function niceTicks(max, count = 6) {
+  if (!(max > 0)) return [0, 1];
+  const raw = max / count;
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? 10 * mag;
+  const ticks = [];
+  for (let v = 0; v <= max + step * 1e-9 && ticks.length < 50; v += step) ticks.push(Number(v.toPrecision(12)));
+  if (ticks[ticks.length - 1] < max) ticks.push(Number((ticks[ticks.length - 1] + step).toPrecision(12)));
+  return ticks;
+}
+
+/** x position of a percentile on the usual HDR "nines" axis: log10(1 / (1 - p)). */
+export function ninesOf(percentile) {
+  const rest = 1 - Math.min(percentile, 99.99999) / 100;
+  return Math.log10(1 / rest);
+}
+
+/**
+ * A latency-by-percentile chart (the HDR histogram "percentile distribution" plot).
+ * series: [{ name, points: [[percentile, valueMs], …], max? }]; maxNines: 2 → up to p99, 4 → p99.99.
+ * hlines: [{ value, label }] drawn dashed (aims).
+ */
+export function percentileChart({
+  title,
+  subtitle = '',
+  series,
+  maxNines = 4,
+  yLabel = 'latency (ms)',
+  hlines = [],
+  width = 800,
+  height = 440,
+}) {
+  const m = { top: subtitle ? 64 : 48, right: 24, bottom: 56, left: 64 };
+  const w = width - m.left - m.right;
+  const h = height - m.top - m.bottom;
+  const allValues = series.flatMap((s) => s.points.map((p) => p[1]));
+  const yMax = Math.max(1e-3, ...allValues, ...hlines.map((l) => l.value * 1.15));
+  const yTicks = niceTicks(yMax);
+  const yTop = yTicks[yTicks.length - 1];
+  const x = (p) => m.left + (Math.min(ninesOf(p), maxNines) / maxNines) * w;
+  const y = (v) => m.top + h - (Math.min(v, yTop) / yTop) * h;
+  const out = [];
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, -apple-system, 'Segoe UI', sans-serif" font-size="12">`,
+    `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
+    `<text x="${m.left}" y="24" font-size="16" font-weight="600" fill="#111827">${escapeXml(title)}</text>`,
+  );
+  if (subtitle) out.push(`<text x="${m.left}" y="44" fill="#4b5563">${escapeXml(subtitle)}</text>`);
+  for (const t of yTicks) {
+    const yy = y(t).toFixed(1);
+    out.push(`<line x1="${m.left}" x2="${m.left + w}" y1="${yy}" y2="${yy}" stroke="#e5e7eb"/>`);
+    out.push(`<text x="${m.left - 8}" y="${yy}" text-anchor="end" dominant-baseline="middle" fill="#374151">${fmt(t)}</text>`);
+  }
+  const xTicks = [0, 50, 90, 99, 99.9, 99.99, 99.999].filter((p) => ninesOf(p) <= maxNines + 1e-9);
+  for (const p of xTicks) {
+    const xx = x(p).toFixed(1);
+    out.push(`<line x1="${xx}" x2="${xx}" y1="${m.top}" y2="${m.top + h}" stroke="#e5e7eb"/>`);
+    out.push(`<text x="${xx}" y="${m.top + h + 18}" text-anchor="middle" fill="#374151">p${fmt(p)}</text>`);
+  }
+  out.push(`<rect x="${m.left}" y="${m.top}" width="${w}" height="${h}" fill="none" stroke="#9ca3af"/>`);
+  out.push(`<text x="${m.left + w / 2}" y="${height - 12}" text-anchor="middle" fill="#374151">percentile</text>`);
+  out.push(`<text transform="translate(18 ${m.top + h / 2}) rotate(-90)" text-anchor="middle" fill="#374151">${escapeXml(yLabel)}</text>`);
+  for (const l of hlines) {
+    const yy = y(l.value).toFixed(1);
+    out.push(`<line x1="${m.left}" x2="${m.left + w}" y1="${yy}" y2="${yy}" stroke="#6b7280" stroke-dasharray="6 4"/>`);
+    out.push(`<text x="${m.left + 6}" y="${(Number(yy) - 5).toFixed(1)}" fill="#6b7280">${escapeXml(l.label)}</text>`);
+  }
+  series.forEach((s, i) => {
+    const color = s.color ?? PALETTE[i % PALETTE.length];
+    const pts = s.points.map(([p, v]) => `${x(p).toFixed(1)},${y(v).toFixed(1)}`).join(' ');
+    out.push(`<polyline points="${pts}" fill="none" stroke="${color}" stroke-width="2" stroke-linejoin="round"/>`);
+    const ly = m.top + 16 + i * 18;
+    const lx = m.left + 12;
+    out.push(`<line x1="${lx}" x2="${lx + 22}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="3"/>`);
+    out.push(`<text x="${lx + 28}" y="${ly}" dominant-baseline="middle" fill="#111827">${escapeXml(s.name)}</text>`);
+  });
+  out.push('</svg>');
+  return `${out.join('\n')}\n`;
+}
+
+/**
+ * A plain line chart. series: [{ name, points: [[x, y], …] }]; x and y start at 0.
+ * xFormat formats x tick labels.
+ */
+export function lineChart({ title, subtitle = '', series, xLabel, yLabel, xFormat = fmt, width = 800, height = 400 }) {
+  const m = { top: subtitle ? 64 : 48, right: 24, bottom: 56, left: 72 };
+  const w = width - m.left - m.right;
+  const h = height - m.top - m.bottom;
+  const xs = series.flatMap((s) => s.points.map((p) => p[0]));
+  const ys = series.flatMap((s) => s.points.map((p) => p[1]));
+  const xTicks = niceTicks(Math.max(1e-3, ...xs), 8);
+  const yTicks = niceTicks(Math.max(1e-3, ...ys));
+  const xTop = xTicks[xTicks.length - 1];
+  const yTop = yTicks[yTicks.length - 1];
+  const x = (v) => m.left + (v / xTop) * w;
+  const y = (v) => m.top + h - (v / yTop) * h;
+  const out = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, -apple-system, 'Segoe UI', sans-serif" font-size="12">`,
+    `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
+    `<text x="${m.left}" y="24" font-size="16" font-weight="600" fill="#111827">${escapeXml(title)}</text>`,
+  ];
+  if (subtitle) out.push(`<text x="${m.left}" y="44" fill="#4b5563">${escapeXml(subtitle)}</text>`);
+  for (const t of yTicks) {
+    const yy = y(t).toFixed(1);
+    out.push(`<line x1="${m.left}" x2="${m.left + w}" y1="${yy}" y2="${yy}" stroke="#e5e7eb"/>`);
+    out.push(
+      `<text x="${m.left - 8}" y="${yy}" text-anchor="end" dominant-baseline="middle" fill="#374151">${escapeXml(t.toLocaleString('en-US'))}</text>`,
+    );
+  }
+  for (const t of xTicks) {
+    const xx = x(t).toFixed(1);
+    out.push(`<line x1="${xx}" x2="${xx}" y1="${m.top}" y2="${m.top + h}" stroke="#e5e7eb"/>`);
+    out.push(`<text x="${xx}" y="${m.top + h + 18}" text-anchor="middle" fill="#374151">${escapeXml(xFormat(t))}</text>`);
+  }
+  out.push(`<rect x="${m.left}" y="${m.top}" width="${w}" height="${h}" fill="none" stroke="#9ca3af"/>`);
+  out.push(`<text x="${m.left + w / 2}" y="${height - 12}" text-anchor="middle" fill="#374151">${escapeXml(xLabel)}</text>`);
+  out.push(`<text transform="translate(16 ${m.top + h / 2}) rotate(-90)" text-anchor="middle" fill="#374151">${escapeXml(yLabel)}</text>`);
+  series.forEach((s, i) => {
+    const color = s.color ?? PALETTE[i % PALETTE.length];
+    const pts = s.points.map(([a, b]) => `${x(a).toFixed(1)},${y(b).toFixed(1)}`).join(' ');
+    const dash = s.dashed ? ' stroke-dasharray="6 4"' : '';
+    out.push(`<polyline points="${pts}" fill="none" stroke="${color}" stroke-width="2"${dash} stroke-linejoin="round"/>`);
+    const ly = m.top + 16 + i * 18;
+    const lx = m.left + 12;
+    out.push(`<line x1="${lx}" x2="${lx + 22}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="3"${dash}/>`);
+    out.push(`<text x="${lx + 28}" y="${ly}" dominant-baseline="middle" fill="#111827">${escapeXml(s.name)}</text>`);
+  });
+  out.push('</svg>');
+  return `${out.join('\n')}\n`;
+}

@@ -1,0 +1,126 @@
+#!/usr/bin/env node
+// Benchmark suite entry. `npm run bench` runs every suite; `npm run bench -- discovery` runs one.
+//   --quick          smaller workloads; results go to bench-results/ only, docs/ is left alone
+//   --replicas=1,2   discovery replica counts to run (default 1,2; the memory phase runs with 1)
+//   --cpu-prof       write V8 CPU profiles of the measured apps to bench-results/profiles/
+//   --strict         exit 1 when an aim is missed
+//   --list           print the suites and exit
+// Each suite prints a markdown table on stdout, writes bench-results/<suite>.json and rewrites
+// its section of docs/benchmarks.md. Progress goes to stderr. Exit code 1 when a suite fails to
+// run; missed aims are reported, not turned into failures (unless --strict).
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { installCleanupHandlers } from './lib/cleanup.mjs';
+import { updateDoc } from './lib/doc.mjs';
+import { machineInfo, machineLine } from './lib/machine.mjs';
+import { note } from './lib/progress.mjs';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+const SUITES = {
+  discovery: () => import('./discovery.mjs'),
+};
+
+function usage() {
+  return `usage: node tools/bench/run.mjs [suite…] [--quick] [--replicas=1,2] [--strict] [--cpu-prof]\nsuites: ${Object.keys(SUITES).join(', ')}`;
+}
+
+function parseArgs(argv) {
+  const opts = { suites: [], quick: false, strict: false, replicas: [1, 2] };
+  for (const a of argv) {
+    if (a === '--quick') opts.quick = true;
+    else if (a === '--strict') opts.strict = true;
+    else if (a === '--cpu-prof') opts.cpuProf = true;
+    else if (a === '--list') opts.list = true;
+    else if (a === '--help' || a === '-h') opts.help = true;
+    else if (a.startsWith('--replicas=')) {
+      const rs = a
+        .slice('--replicas='.length)
+        .split(',')
+        .map((x) => Number(x.trim()));
+      if (!rs.length || rs.some((r) => !Number.isInteger(r) || r < 1 || r > 4))
+        throw new Error(`--replicas takes counts from 1 to 4, e.g. --replicas=1,2`);
+      opts.replicas = [...new Set(rs)].sort((a1, b1) => a1 - b1);
+    } else if (a.startsWith('-')) throw new Error(`unknown option ${a}\n${usage()}`);
+    else if (!SUITES[a]) throw new Error(`unknown suite "${a}"\n${usage()}`);
+    else opts.suites.push(a);
+  }
+  if (!opts.suites.length) opts.suites = Object.keys(SUITES);
+  return opts;
+}
+
+async function intro() {
+  const lines = [
+    '# Benchmarks',
+    '',
+    '`npm run bench` builds the monorepo (`tsc -b`) and runs every benchmark suite; `npm run bench -- <suite>` runs one (e.g. `npm run bench -- discovery`).',
+    'Each suite starts its own nats-server (JetStream, file store) and redis-server on free loopback ports and the compiled apps it measures, and stops them afterwards, so nothing else needs to be running.',
+    'A suite prints a markdown table, writes its raw numbers to `bench-results/<suite>.json` (not committed) and rewrites its own section of this file, between its `<!-- bench:<suite>:start/end -->` markers; the charts are SVG files under `docs/img/`.',
+    '`--quick` runs smaller workloads and leaves this file alone.',
+    '',
+    '| suite | what it measures |',
+    '|---|---|',
+  ];
+  for (const [name, load] of Object.entries(SUITES)) {
+    const mod = await load();
+    lines.push(`| \`${name}\` | ${mod.describe} |`);
+  }
+  lines.push(
+    '',
+    'Numbers depend heavily on the machine: the reference machine is small (2 cores, loopback, shared and noisy; see `DESIGN.md`, "Measured on this kind of machine"), so compare runs made on the same machine. Every aim is shown with whether this run met it; a missed aim is reported as missed.',
+    '',
+    '<!-- bench:machine:start -->',
+    '<!-- bench:machine:end -->',
+    '',
+  );
+  return lines.join('\n');
+}
+
+async function main() {
+  let opts;
+  try {
+    opts = parseArgs(process.argv.slice(2));
+  } catch (e) {
+    process.stderr.write(`${e.message}\n`);
+    process.exit(2);
+  }
+  if (opts.help || opts.list) {
+    process.stdout.write(`${usage()}\n`);
+    return;
+  }
+  installCleanupHandlers();
+  const machine = machineInfo();
+  note(`bench: ${machineLine(machine)}`);
+  const results = join(root, 'bench-results');
+  mkdirSync(results, { recursive: true });
+  let failed = 0;
+  let missed = 0;
+  for (const name of opts.suites) {
+    const started = Date.now();
+    try {
+      const mod = await SUITES[name]();
+      const out = await mod.run({ root, quick: opts.quick, replicas: opts.replicas, machine, cpuProf: opts.cpuProf });
+      writeFileSync(join(results, `${name}.json`), `${JSON.stringify(out.json, null, 2)}\n`);
+      if (!opts.quick) {
+        updateDoc(join(root, 'docs/benchmarks.md'), await intro(), {
+          machine: `Machine (last run): ${machineLine(machine)}`,
+          [name]: out.section,
+        });
+      }
+      process.stdout.write(`\n## ${mod.title}${opts.quick ? ' (quick)' : ''}\n\n${out.table}\n\n`);
+      for (const a of out.aims) process.stdout.write(`- ${a.met ? 'met' : 'MISSED'}: ${a.name} ${a.aim}\n`);
+      process.stdout.write('\n');
+      missed += out.aims.filter((a) => !a.met).length;
+      note(
+        `bench: ${name} done in ${Math.round((Date.now() - started) / 1000)} s → bench-results/${name}.json${opts.quick ? '' : ', docs/benchmarks.md'}`,
+      );
+    } catch (e) {
+      failed++;
+      note(`bench: ${name} failed: ${e?.stack ?? e}`);
+    }
+  }
+  if (failed || (opts.strict && missed)) process.exitCode = 1;
+}
+
+await main();
