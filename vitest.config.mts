@@ -4,7 +4,10 @@ import { defineConfig } from 'vitest/config';
 
 // Tests import libs by package name; point those names at the sources so no build is needed.
 const root = fileURLToPath(new URL('.', import.meta.url));
-const alias = Object.fromEntries(readdirSync(`${root}libs`).map((lib) => [`@novamesh/${lib}`, `${root}libs/${lib}/src/index.ts`]));
+const alias = [
+  { find: '@novamesh/bus/nest', replacement: `${root}libs/bus/src/nest.ts` },
+  ...readdirSync(`${root}libs`).map((lib) => ({ find: new RegExp(`^@novamesh/${lib}$`), replacement: `${root}libs/${lib}/src/index.ts` })),
+];
 
 export default defineConfig({
   resolve: { alias },

@@ -34,7 +34,8 @@ const FULL = {
   memoryServices: 10_000,
   memoryEndpoints: 10,
   memoryTimeoutMs: 150_000,
-  settleMs: 5_000,
+  settleMs: 3_000,
+  repetitions: 3,
 };
 
 const QUICK = {
@@ -44,6 +45,7 @@ const QUICK = {
   latencySeconds: 3,
   memoryServices: 2_000,
   settleMs: 1_000,
+  repetitions: 1,
 };
 
 const ENDPOINTS_PREFIX = 'mesh.v1.discovery.endpoints.';
@@ -476,7 +478,6 @@ async function phaseLatency(ctx, cfg, libs, names, label) {
     await sleep(20);
   }
   const cpu = meter.stop();
-  const maxNines = Math.max(2, Math.min(4, Math.floor(Math.log10(Math.max(10, latency.totalCount)))));
   const result = {
     rate,
     seconds: cfg.latencySeconds,
@@ -494,9 +495,6 @@ async function phaseLatency(ctx, cfg, libs, names, label) {
     publishAckMs: summarize(acks),
     senderLagMs: summarize(lag),
     perSecond: perSecond.map((h, s) => ({ second: s + 1, ...summarize(h) })),
-    curve: latency.totalCount ? percentileCurve(latency, maxNines) : [],
-    ackCurve: acks.totalCount ? percentileCurve(acks, maxNines) : [],
-    maxNines,
     cpuCores: cpu,
     consumer: await consumerState(ctx),
   };
@@ -504,8 +502,8 @@ async function phaseLatency(ctx, cfg, libs, names, label) {
   bar.finish(
     `  2/3 ${label}: ${receivedCount.toLocaleString('en-US')}/${sent.toLocaleString('en-US')} notified at ${result.achievedRate}/s; p50 ${l?.p50 ?? '–'} ms, p99 ${l?.p99 ?? '–'} ms, max ${l?.max ?? '–'} ms`,
   );
-  for (const h of [latency, acks, lag, ...perSecond]) h?.destroy?.();
-  return result;
+  for (const h of [lag, ...perSecond]) h?.destroy?.();
+  return { result, hist: latency, ackHist: acks };
 }
 
 /** 3. Re-register every service with 10 endpoints, wait until applied, read discovery's RSS. */
@@ -590,7 +588,10 @@ async function runOnce(libs, cfg, replicas, withMemory) {
     run.ingest = ingest;
     run.rssAfterIngestBytes = ctx.discovery.map((p) => memoryOf(p.pid)?.rss);
     await sleep(500);
-    run.latency = await phaseLatency(ctx, cfg, libs, names, `latency (${replicas} replica${replicas > 1 ? 's' : ''})`);
+    const lat = await phaseLatency(ctx, cfg, libs, names, 'latency');
+    run.latency = lat.result;
+    // Histograms are merged across repetitions for the chart, then freed; not part of the JSON.
+    Object.defineProperty(run, 'hists', { value: { latency: lat.hist, ack: lat.ackHist }, enumerable: false });
     if (withMemory) run.memory = await phaseMemory(ctx, cfg);
     run.deadLetters = ctx.deadLetters;
     run.firstDeadLetter = ctx.firstDeadLetter;
@@ -600,6 +601,83 @@ async function runOnce(libs, cfg, replicas, withMemory) {
   });
 }
 
+// ─── aggregation over repetitions ────────────────────────────────────────────────────────────
+
+/** Median (mean of the two middle values for an even count), min and max of the defined values. */
+function stat(values) {
+  const v = values.filter((x) => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b);
+  if (!v.length) return undefined;
+  const mid = Math.floor(v.length / 2);
+  const median = v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
+  return { median, min: v[0], max: v[v.length - 1], values };
+}
+
+function aggregate(libs, group) {
+  const merged = libs.newHistogram();
+  const mergedAck = libs.newHistogram();
+  for (const r of group) {
+    if (r.hists?.latency) merged.add(r.hists.latency);
+    if (r.hists?.ack) mergedAck.add(r.hists.ack);
+  }
+  const pick = (f) => stat(group.map(f));
+  const cpuKeys = [...new Set(group.flatMap((r) => Object.keys(r.ingest.cpuCores)))];
+  const withMem = group.filter((r) => r.memory);
+  const agg = {
+    replicas: group[0].replicas,
+    repetitions: group.length,
+    ingest: {
+      complete: group.every((r) => r.ingest.complete),
+      eventsPerSec: pick((r) => r.ingest.eventsPerSec),
+      publishPerSec: pick((r) => r.ingest.publishPerSec),
+      seconds: pick((r) => r.ingest.seconds),
+      publishSeconds: pick((r) => r.ingest.publishSeconds),
+      cpuCores: Object.fromEntries(cpuKeys.map((k) => [k, stat(group.map((r) => r.ingest.cpuCores[k]))?.median])),
+    },
+    latency: {
+      lost: group.reduce((n, r) => n + r.latency.lost, 0),
+      achievedRate: pick((r) => r.latency.achievedRate),
+      p50: pick((r) => r.latency.latencyMs?.p50),
+      p99: pick((r) => r.latency.latencyMs?.p99),
+      p999: pick((r) => r.latency.latencyMs?.p999),
+      max: pick((r) => r.latency.latencyMs?.max),
+      ackP50: pick((r) => r.latency.publishAckMs?.p50),
+      ackP99: pick((r) => r.latency.publishAckMs?.p99),
+      pooled: summarize(merged),
+      pooledAck: summarize(mergedAck),
+      cpuCores: Object.fromEntries(
+        [...new Set(group.flatMap((r) => Object.keys(r.latency.cpuCores)))].map((k) => [
+          k,
+          stat(group.map((r) => r.latency.cpuCores[k]))?.median,
+        ]),
+      ),
+    },
+    memory: withMem.length
+      ? {
+          complete: withMem.every((r) => r.memory.complete),
+          rssBytes: stat(withMem.map((r) => r.memory.rssBytes)),
+          rssSettledBytes: stat(withMem.map((r) => r.memory.rssSettledBytes)),
+          peakRssBytes: stat(withMem.map((r) => r.memory.peakRssBytes)),
+          idleRssBytes: stat(withMem.map((r) => r.rssAtStartBytes?.[0])),
+          afterIngestRssBytes: stat(withMem.map((r) => r.rssAfterIngestBytes?.[0])),
+          applySeconds: stat(withMem.map((r) => r.memory.applySeconds)),
+        }
+      : undefined,
+  };
+  const maxNines = Math.max(2, Math.min(4, Math.floor(Math.log10(Math.max(10, merged.totalCount)))));
+  const curves = {
+    latency: merged.totalCount ? percentileCurve(merged, maxNines) : [],
+    ack: mergedAck.totalCount ? percentileCurve(mergedAck, maxNines) : [],
+    maxNines,
+  };
+  merged.destroy?.();
+  mergedAck.destroy?.();
+  for (const r of group) {
+    r.hists?.latency?.destroy?.();
+    r.hists?.ack?.destroy?.();
+  }
+  return { agg, curves };
+}
+
 // ─── reporting ───────────────────────────────────────────────────────────────────────────────
 
 function mib(b) {
@@ -607,129 +685,155 @@ function mib(b) {
 }
 const int = (n) => (n === undefined ? '–' : Math.round(n).toLocaleString('en-US'));
 const ms = (n) => (n === undefined ? '–' : `${n < 10 ? n.toFixed(2) : n.toFixed(1)} ms`);
-const verdict = (ok) => (ok === undefined ? '' : ok ? ' ✅' : ' ❌');
+const verdict = (ok) => (ok ? ' ✅' : ' ❌');
+const plural = (n) => `${n} replica${n > 1 ? 's' : ''}`;
+/** "median (min–max)" when there is more than one run. */
+const spread = (st, f, g = f) => (!st ? '–' : st.values.length > 1 ? `${f(st.median)} (${g(st.min)}–${g(st.max)})` : f(st.median));
+const num = (n) => (n < 10 ? n.toFixed(2) : n.toFixed(1));
+const mibNum = (b) => (b / 1024 / 1024).toFixed(0);
 
-function aimsOf(runs) {
-  const one = runs.find((r) => r.replicas === 1) ?? runs[0];
-  const aims = [];
-  aims.push({
-    name: 'ingest',
-    aim: `≥ ${int(AIMS.ingestPerSec)} events/s`,
-    value: one.ingest.eventsPerSec,
-    met: one.ingest.complete && one.ingest.eventsPerSec >= AIMS.ingestPerSec,
-  });
-  const l = one.latency.latencyMs;
-  aims.push({
-    name: 'latency p99',
-    aim: `p99 ≤ ${AIMS.p99Ms} ms`,
-    value: l?.p99,
-    met: l !== undefined && one.latency.lost === 0 && l.p99 <= AIMS.p99Ms,
-  });
-  if (one.memory)
-    aims.push({
-      name: 'memory',
-      aim: `≤ ${mib(AIMS.rssBytes)}`,
-      value: one.memory.rssBytes,
-      met: one.memory.complete && one.memory.rssBytes !== undefined && one.memory.rssBytes <= AIMS.rssBytes,
-    });
-  return aims;
+function checks(a) {
+  const out = {
+    ingest: a.ingest.complete && a.ingest.eventsPerSec?.median >= AIMS.ingestPerSec,
+    latency: a.latency.lost === 0 && a.latency.p99?.median <= AIMS.p99Ms,
+  };
+  if (a.memory) out.memory = a.memory.complete && a.memory.rssBytes?.median <= AIMS.rssBytes;
+  return out;
 }
 
-function table(runs, cfg) {
-  const cols = runs.map((r) => `${r.replicas} replica${r.replicas > 1 ? 's' : ''}`);
-  const row = (what, aim, cell) => `| ${what} | ${aim} | ${runs.map(cell).join(' | ')} |`;
+function aimsOf(aggs) {
+  const one = aggs.find((a) => a.replicas === 1) ?? aggs[0];
+  const ok = checks(one);
+  const runsMeeting = (st, pass) => (st ? st.values.filter(pass).length : 0);
+  const list = [
+    {
+      name: 'ingest',
+      aim: `≥ ${int(AIMS.ingestPerSec)} events/s`,
+      value: one.ingest.eventsPerSec?.median,
+      met: ok.ingest,
+      runsMeetingAim: runsMeeting(one.ingest.eventsPerSec, (v) => v >= AIMS.ingestPerSec),
+    },
+    {
+      name: 'latency',
+      aim: `p99 ≤ ${AIMS.p99Ms} ms`,
+      value: one.latency.p99?.median,
+      met: ok.latency,
+      runsMeetingAim: runsMeeting(one.latency.p99, (v) => v <= AIMS.p99Ms),
+    },
+  ];
+  if (one.memory)
+    list.push({
+      name: 'memory',
+      aim: `≤ ${mib(AIMS.rssBytes)}`,
+      value: one.memory.rssBytes?.median,
+      met: ok.memory,
+      runsMeetingAim: runsMeeting(one.memory.rssBytes, (v) => v <= AIMS.rssBytes),
+    });
+  for (const a of list) a.runs = one.repetitions;
+  return list;
+}
+
+function table(aggs, cfg) {
+  const cols = aggs.map((a) => `${plural(a.replicas)}${a.repetitions > 1 ? `, median of ${a.repetitions} runs (range)` : ''}`);
+  const row = (what, aim, cell) => `| ${what} | ${aim} | ${aggs.map(cell).join(' | ')} |`;
   const lines = [`| what | aim | ${cols.join(' | ')} |`, `|---|---|${cols.map(() => '---:').join('|')}|`];
   lines.push(
     row(
-      `Registration ingest, ${int(cfg.services)} services, ${cfg.ingestInFlight} publishes in flight (first publish → last endpoint set)`,
+      `Registration ingest: ${int(cfg.services)} services, ${cfg.ingestInFlight} publishes in flight, first publish → last endpoint set`,
       `≥ ${int(AIMS.ingestPerSec)} events/s`,
-      (r) =>
-        `${int(r.ingest.eventsPerSec)} events/s${r.ingest.complete ? '' : ` (only ${int(r.ingest.applied)} applied)`}${verdict(r.ingest.complete && r.ingest.eventsPerSec >= AIMS.ingestPerSec)}`,
+      (a) => `${spread(a.ingest.eventsPerSec, int)} events/s${a.ingest.complete ? '' : ' (incomplete)'}${verdict(checks(a).ingest)}`,
     ),
   );
-  lines.push(row('… of which publishing (JetStream acks of all events)', '—', (r) => `${int(r.ingest.publishPerSec)} events/s`));
+  lines.push(row('… all publishes acknowledged by JetStream at', '—', (a) => `${spread(a.ingest.publishPerSec, int)} events/s`));
   lines.push(
-    row(`Register → watcher notified at ${int(cfg.latencyRate)} events/s for ${cfg.latencySeconds} s: p50`, '—', (r) =>
-      ms(r.latency.latencyMs?.p50),
+    row(`Register → watcher notified at ${int(cfg.latencyRate)} events/s for ${cfg.latencySeconds} s: p50`, '—', (a) =>
+      spread(a.latency.p50, ms, num),
     ),
   );
-  lines.push(
-    row(
-      '… p99',
-      `≤ ${AIMS.p99Ms} ms`,
-      (r) =>
-        `${ms(r.latency.latencyMs?.p99)}${verdict(r.latency.latencyMs && r.latency.lost === 0 && r.latency.latencyMs.p99 <= AIMS.p99Ms)}`,
-    ),
-  );
-  lines.push(row('… p99.9 / max', '—', (r) => `${ms(r.latency.latencyMs?.p999)} / ${ms(r.latency.latencyMs?.max)}`));
-  lines.push(row('… notifications lost / achieved rate', '0', (r) => `${int(r.latency.lost)} / ${int(r.latency.achievedRate)} per s`));
+  lines.push(row('… p99', `≤ ${AIMS.p99Ms} ms`, (a) => `${spread(a.latency.p99, ms, num)}${verdict(checks(a).latency)}`));
+  lines.push(row('… p99.9 / max', '—', (a) => `${ms(a.latency.p999?.median)} / ${ms(a.latency.max?.median)}`));
   lines.push(
     row(
-      '… registry publish → JetStream ack p50 / p99 (for comparison)',
+      '… all runs pooled: p50 / p99 / max',
       '—',
-      (r) => `${ms(r.latency.publishAckMs?.p50)} / ${ms(r.latency.publishAckMs?.p99)}`,
+      (a) => `${ms(a.latency.pooled?.p50)} / ${ms(a.latency.pooled?.p99)} / ${ms(a.latency.pooled?.max)}`,
+    ),
+  );
+  lines.push(row('… notifications lost (all runs)', '0', (a) => int(a.latency.lost)));
+  lines.push(
+    row(
+      '… for comparison, registry publish → JetStream ack: p50 / p99',
+      '—',
+      (a) => `${ms(a.latency.ackP50?.median)} / ${ms(a.latency.ackP99?.median)}`,
     ),
   );
   lines.push(
     row(
-      `Discovery RSS holding ${int(cfg.memoryServices)} services × ${cfg.memoryEndpoints} endpoints (once applied)`,
+      `Discovery RSS holding ${int(cfg.memoryServices)} services × ${cfg.memoryEndpoints} endpoints, once applied`,
       `≤ ${mib(AIMS.rssBytes)}`,
-      (r) =>
-        r.memory
-          ? `${mib(r.memory.rssBytes)}${r.memory.complete ? '' : ` (only ${int(r.memory.applied)} applied)`}${verdict(r.memory.complete && r.memory.rssBytes <= AIMS.rssBytes)}`
+      (a) =>
+        a.memory
+          ? `${spread(a.memory.rssBytes, mib, mibNum)}${a.memory.complete ? '' : ' (incomplete)'}${verdict(checks(a).memory)}`
           : 'not measured',
     ),
   );
   lines.push(
-    row(`… ${cfg.settleMs / 1000} s later / peak (VmHWM) / idle at start`, '—', (r) =>
-      r.memory ? `${mib(r.memory.rssSettledBytes)} / ${mib(r.memory.peakRssBytes)} / ${mib(r.rssAtStartBytes?.[0])}` : '–',
+    row(`… ${cfg.settleMs / 1000} s later / peak (VmHWM) / idle at start`, '—', (a) =>
+      a.memory
+        ? `${mib(a.memory.rssSettledBytes?.median)} / ${mib(a.memory.peakRssBytes?.median)} / ${mib(a.memory.idleRssBytes?.median)}`
+        : '–',
     ),
   );
-  lines.push(
-    row('CPU during ingest (cores busy)', '—', (r) =>
-      Object.entries(r.ingest.cpuCores)
-        .map(([k, v]) => `${k} ${v.toFixed(2)}`)
-        .join(', '),
-    ),
-  );
+  const cpu = (c) =>
+    Object.entries(c)
+      .filter(([k, v]) => v !== undefined && k !== 'redis-server')
+      .map(([k, v]) => `${k} ${v.toFixed(2)}`)
+      .join(', ');
+  lines.push(row('CPU during ingest, cores busy (median)', '—', (a) => cpu(a.ingest.cpuCores)));
+  lines.push(row(`CPU at ${int(cfg.latencyRate)} events/s, cores busy (median)`, '—', (a) => cpu(a.latency.cpuCores)));
   return lines.join('\n');
 }
 
-function observations(runs, cfg) {
+function observations(aggs, cfg, machine) {
   const out = [];
-  const one = runs.find((r) => r.replicas === 1) ?? runs[0];
-  const two = runs.find((r) => r.replicas === 2);
+  const one = aggs.find((a) => a.replicas === 1) ?? aggs[0];
+  const two = aggs.find((a) => a.replicas === 2);
   const ing = one.ingest;
-  const discoCpu = ing.cpuCores.discovery;
-  if (ing.publishPerSec && ing.publishPerSec > ing.eventsPerSec * 1.3)
+  const rate = ing.eventsPerSec?.median;
+  const pubRate = ing.publishPerSec?.median;
+  if (pubRate && rate && pubRate > rate * 1.3)
     out.push(
-      `Publishing is not the limit: all ${int(ing.published)} registrations were acknowledged by JetStream after ${ing.publishSeconds} s (${int(ing.publishPerSec)}/s); discovery then worked through the backlog for another ${(ing.seconds - ing.publishSeconds).toFixed(1)} s.`,
+      `Publishing is not the limit: JetStream acknowledged all ${int(cfg.services)} registrations at ${int(pubRate)}/s (median); discovery then worked through the backlog in the stream.`,
     );
-  if (discoCpu !== undefined)
+  const dc = ing.cpuCores.discovery;
+  if (dc !== undefined && rate)
     out.push(
-      `During ingest discovery kept ${discoCpu.toFixed(2)} cores busy (nats-server ${ing.cpuCores['nats-server']?.toFixed(2)}, this benchmark process ${ing.cpuCores.bench?.toFixed(2)}) on a ${runs.machineCores}-core machine${discoCpu > 0.85 ? ': one replica is bound by its single JavaScript thread' : ''}.`,
+      `During ingest one discovery replica kept ${dc.toFixed(2)} cores busy (${int((dc * 1e6) / rate)} µs of CPU per event), nats-server ${ing.cpuCores['nats-server']?.toFixed(2)}, this benchmark ${ing.cpuCores.bench?.toFixed(2)}, the whole ${machine.cores}-core machine ${ing.cpuCores['whole machine']?.toFixed(2)}${dc > 0.85 ? ': a single replica is bound by its one JavaScript thread' : ''}.`,
     );
-  if (two)
+  const lc = one.latency.cpuCores.discovery;
+  if (lc !== undefined)
     out.push(
-      `With 2 replicas ingest went ${two.ingest.eventsPerSec >= ing.eventsPerSec ? 'up' : 'down'} to ${int(two.ingest.eventsPerSec)} events/s (${((two.ingest.eventsPerSec / ing.eventsPerSec - 1) * 100).toFixed(0)}%) and p99 latency was ${ms(two.latency.latencyMs?.p99)}; both replicas share the same ${runs.machineCores} cores with nats-server.`,
+      `At a steady ${int(cfg.latencyRate)} events/s one replica used ${lc.toFixed(2)} cores (${int((lc * 1e6) / cfg.latencyRate)} µs per event).`,
     );
-  const lat = one.latency;
-  if (lat.latencyMs && lat.publishAckMs)
+  if (two && rate)
     out.push(
-      `At ${int(cfg.latencyRate)} events/s the registry publish alone (client → JetStream file store → ack) has p99 ${ms(lat.publishAckMs.p99)}; the notification path adds a consumer delivery, a KV compare-and-set and a second JetStream publish (both file store) per event.`,
+      `With 2 replicas (same ${machine.cores} cores) ingest was ${int(two.ingest.eventsPerSec?.median)} events/s (${(((two.ingest.eventsPerSec?.median ?? 0) / rate - 1) * 100).toFixed(0)}% vs 1 replica), the whole machine ${two.ingest.cpuCores['whole machine']?.toFixed(2)} cores busy; p99 latency ${ms(two.latency.p99?.median)}. Every replica also consumes every KV change and every endpoint set (its registry cache and endpoint view), so that work is duplicated, not shared.`,
     );
-  const worst = (lat.perSecond ?? []).filter((s) => s.count).sort((a, b) => b.p99 - a.p99)[0];
-  if (worst) out.push(`Worst second of the latency run: second ${worst.second} with p99 ${ms(worst.p99)} and max ${ms(worst.max)}.`);
+  if (one.latency.ackP99?.median !== undefined)
+    out.push(
+      `At ${int(cfg.latencyRate)} events/s the registry publish alone (client → JetStream file store → ack) has p99 ${ms(one.latency.ackP99.median)}; the notification path adds a consumer delivery, a KV compare-and-set and a second JetStream publish (all file store) per event.`,
+    );
   if (one.memory)
     out.push(
-      `Memory: ${mib(one.rssAtStartBytes?.[0])} at start, ${mib(one.rssAfterIngestBytes?.[0])} after the ingest phase, ${mib(one.memory.rssBytes)} with ${int(cfg.memoryServices)} × ${cfg.memoryEndpoints} endpoints (${((one.memory.rssBytes - (one.rssAtStartBytes?.[0] ?? 0)) / (cfg.memoryServices * cfg.memoryEndpoints)).toFixed(0)} bytes per endpoint above the idle process); the replica keeps each service twice (KV record cache and the endpoint-set view).`,
+      `Memory: ${mib(one.memory.idleRssBytes?.median)} idle, ${mib(one.memory.afterIngestRssBytes?.median)} after ingesting ${int(cfg.services)} small services, ${mib(one.memory.rssBytes?.median)} holding ${int(cfg.memoryServices)} × ${cfg.memoryEndpoints} endpoints — about ${int(((one.memory.rssBytes?.median ?? 0) - (one.memory.idleRssBytes?.median ?? 0)) / (cfg.memoryServices * cfg.memoryEndpoints))} bytes per endpoint; each replica keeps every service twice in memory (the KV record cache and the endpoint-set view).`,
     );
   return out;
 }
 
-export async function run({ root, quick = false, replicas = [1, 2], machine, cpuProf = false }) {
+export async function run({ root, quick = false, replicas = [1, 2], machine, cpuProf = false, repetitions }) {
   const libs = loadLibs(root);
   const cfg = { ...(quick ? QUICK : FULL) };
+  if (repetitions) cfg.repetitions = repetitions;
   if (cpuProf) {
     cfg.profileDir = join(root, 'bench-results', 'profiles');
     mkdirSync(cfg.profileDir, { recursive: true });
@@ -737,54 +841,76 @@ export async function run({ root, quick = false, replicas = [1, 2], machine, cpu
   }
   const started = Date.now();
   const runs = [];
+  const aggs = [];
+  const curves = {};
   for (const r of replicas) {
-    note(`discovery benchmark: ${r} replica${r > 1 ? 's' : ''}${quick ? ' (quick)' : ''}`);
-    runs.push(await runOnce(libs, cfg, r, r === 1));
+    const group = [];
+    for (let k = 1; k <= cfg.repetitions; k++) {
+      note(`discovery benchmark: ${plural(r)}, run ${k}/${cfg.repetitions}${quick ? ' (quick)' : ''}`);
+      const one = await runOnce(libs, cfg, r, r === 1);
+      one.repetition = k;
+      group.push(one);
+      runs.push(one);
+    }
+    const { agg, curves: c } = aggregate(libs, group);
+    aggs.push(agg);
+    curves[r] = c;
   }
-  runs.machineCores = machine.cores;
-  const aims = aimsOf(runs);
+  const aims = aimsOf(aggs);
 
-  // Charts.
+  // Charts (quick runs keep theirs out of docs/).
   const imgDir = join(root, quick ? 'bench-results' : 'docs/img');
   mkdirSync(imgDir, { recursive: true });
-  const maxNines = Math.max(...runs.map((r) => r.latency.maxNines ?? 2));
-  const series = runs
-    .filter((r) => r.latency.curve.length)
-    .map((r) => ({ name: `register → watcher notified, ${r.replicas} replica${r.replicas > 1 ? 's' : ''}`, points: r.latency.curve }));
-  const one = runs[0];
-  if (one.latency.ackCurve.length)
-    series.push({ name: 'registry publish → JetStream ack (1 replica run)', points: one.latency.ackCurve, color: '#9ca3af' });
-  const latencySvg = percentileChart({
-    title: `Discovery: register → watcher notified at ${int(cfg.latencyRate)} events/s`,
-    subtitle: `${cfg.latencySeconds} s after ${cfg.warmupSeconds} s warm-up, ${int(cfg.latencyServices)} services; JetStream file store; ${machine.cores} cores`,
-    series,
-    maxNines,
-    hlines: [{ value: AIMS.p99Ms, label: `aim: p99 ≤ ${AIMS.p99Ms} ms` }],
-  });
-  writeFileSync(join(imgDir, 'discovery-latency.svg'), latencySvg);
+  const maxNines = Math.max(...Object.values(curves).map((c) => c.maxNines));
+  const series = aggs
+    .filter((a) => curves[a.replicas].latency.length)
+    .map((a) => ({
+      name: `register → watcher notified, ${plural(a.replicas)}${a.repetitions > 1 ? ` (${a.repetitions} runs pooled)` : ''}`,
+      points: curves[a.replicas].latency,
+    }));
+  const first = aggs[0];
+  if (curves[first.replicas].ack.length)
+    series.push({
+      name: `registry publish → JetStream ack (${plural(first.replicas)} runs)`,
+      points: curves[first.replicas].ack,
+      color: '#9ca3af',
+    });
+  writeFileSync(
+    join(imgDir, 'discovery-latency.svg'),
+    percentileChart({
+      title: `Discovery: register → watcher notified at ${int(cfg.latencyRate)} events/s`,
+      subtitle: `${cfg.latencySeconds} s per run after ${cfg.warmupSeconds} s warm-up, ${int(cfg.latencyServices)} services; JetStream file store; ${machine.cores} cores`,
+      series,
+      maxNines,
+      hlines: [{ value: AIMS.p99Ms, label: `aim: p99 ≤ ${AIMS.p99Ms} ms` }],
+    }),
+  );
   const ingestSeries = [];
-  runs.forEach((r, k) => {
-    const tag = `${r.replicas} replica${r.replicas > 1 ? 's' : ''}`;
-    const colors = [
+  aggs.forEach((a, k) => {
+    // The run whose ingest rate is the median of its group.
+    const group = runs.filter((r) => r.replicas === a.replicas).sort((x, y) => x.ingest.eventsPerSec - y.ingest.eventsPerSec);
+    const r = group[Math.floor((group.length - 1) / 2)];
+    const [light, dark] = [
       ['#93c5fd', '#2563eb'],
       ['#fca5a5', '#dc2626'],
-    ][k % 2];
+      ['#86efac', '#059669'],
+    ][k % 3];
     ingestSeries.push({
-      name: `published (acked), ${tag}`,
+      name: `published (acked), ${plural(a.replicas)}`,
       points: r.ingest.timeline.map(([t, p]) => [t, p]),
-      color: colors[0],
+      color: light,
       dashed: true,
     });
     ingestSeries.push({
-      name: `applied (endpoint set seen), ${tag}`,
-      points: r.ingest.timeline.map(([t, , a]) => [t, a]),
-      color: colors[1],
+      name: `applied (endpoint set seen), ${plural(a.replicas)}`,
+      points: r.ingest.timeline.map(([t, , d]) => [t, d]),
+      color: dark,
     });
   });
   writeFileSync(
     join(imgDir, 'discovery-ingest.svg'),
     lineChart({
-      title: `Discovery: ingest of ${int(cfg.services)} registrations`,
+      title: `Discovery: ingest of ${int(cfg.services)} registrations (median run)`,
       subtitle: `${cfg.ingestInFlight} JetStream publishes in flight; JetStream file store; ${machine.cores} cores`,
       series: ingestSeries,
       xLabel: 'seconds since first publish',
@@ -797,36 +923,36 @@ export async function run({ root, quick = false, replicas = [1, 2], machine, cpu
     suite: 'discovery',
     quick,
     machine,
-    config: { ...cfg, replicas },
-    aims: aims.map((a) => ({ ...a })),
-    runs: runs.map((r) => ({ ...r })),
+    config: { ...cfg, replicas, aims: AIMS },
+    aims,
+    summary: aggs,
+    runs,
     wallSeconds: Math.round((Date.now() - started) / 1000),
   };
-  const md = table(runs, cfg);
-  const obs = observations(runs, cfg);
+  const md = table(aggs, cfg);
+  const obs = observations(aggs, cfg, machine);
   const missed = aims.filter((a) => !a.met);
+  const avgBytes = stat(runs.map((r) => r.ingest.avgPayloadBytes))?.median;
   const section = [
     '## Discovery',
     '',
-    `Measured ${machine.date.slice(0, 10)} on: ${machine.cpu}, ${machine.cores} cores, ${(machine.memoryBytes / 1024 ** 3).toFixed(1)} GiB, Node ${machine.node}, nats-server ${machine.natsServer}, redis-server ${machine.redisServer}. Reproduce with \`npm run bench -- discovery\` (raw numbers: \`bench-results/discovery.json\`).`,
+    `Measured ${machine.date.slice(0, 10)} on ${machine.cpu}, ${machine.cores} cores, ${(machine.memoryBytes / 1024 ** 3).toFixed(1)} GiB, Node ${machine.node}, nats-server ${machine.natsServer}, redis-server ${machine.redisServer}; ${cfg.repetitions} run${cfg.repetitions > 1 ? 's' : ''} per replica count, each on fresh servers. Reproduce with \`npm run bench -- discovery\` (raw numbers in \`bench-results/discovery.json\`).`,
     '',
-    'What runs: a fresh nats-server (JetStream, file store) and redis-server on free loopback ports, and the compiled discovery app with its defaults (`DISCOVERY_MAX_IN_FLIGHT` 64, `LOG_LEVEL` info). Registrations are raw `mesh.v1.registry.<svc>.register` events as any NATS client would publish them: services of type http/grpc/tcp with a virtual IP, five settings, and 1–3 endpoints with four Kubernetes-style labels each (about ' +
-      `${int(one.ingest.avgPayloadBytes)} bytes); no heartbeat or active health check, so Redis is not on the path being measured.`,
+    `Setup: a fresh nats-server (JetStream, file store) and redis-server on free loopback ports and the compiled discovery app with its defaults (\`DISCOVERY_MAX_IN_FLIGHT\` 64, \`LOG_LEVEL\` info). Registrations are raw \`mesh.v1.registry.<svc>.register\` events as any NATS client would publish them: http/grpc/tcp services with a virtual IP and five settings, 1–3 endpoints with four Kubernetes-style labels each (about ${int(avgBytes)} bytes); no heartbeat or active health check, so Redis is not on the measured path.`,
     '',
-    `1. **Ingest**: ${int(cfg.services)} register events of distinct services published through JetStream with at most ${cfg.ingestInFlight} unacknowledged; a core NATS subscriber on \`mesh.v1.discovery.endpoints.>\` notes the first endpoint set of each service. Rate = events / (first publish → last first-set seen).`,
-    `2. **Latency**: ${int(cfg.latencyRate)} events/s for ${cfg.latencySeconds} s (after ${cfg.warmupSeconds} s warm-up, not recorded), paced from the start time so timer jitter does not drift. Each event re-registers one of ${int(cfg.latencyServices)} services with a changed endpoint label carrying the event's sequence number; the same subscriber measures publish → endpoint set received (HDR histogram).`,
-    `3. **Memory**: the ${int(cfg.memoryServices)} services are registered again with ${cfg.memoryEndpoints} endpoints each; once every one of them has been published with ${cfg.memoryEndpoints} endpoints, VmRSS of the discovery process is read from \`/proc/<pid>/status\` (and again ${cfg.settleMs / 1000} s later).`,
+    `1. **Ingest**: ${int(cfg.services)} register events of distinct services, published through JetStream with at most ${cfg.ingestInFlight} unacknowledged; a core NATS subscriber on \`mesh.v1.discovery.endpoints.>\` notes the first endpoint set of each service. Rate = events ÷ (first publish → last first endpoint set).`,
+    `2. **Latency**: ${int(cfg.latencyRate)} events/s for ${cfg.latencySeconds} s after ${cfg.warmupSeconds} s of unrecorded warm-up, paced from the start time so timer jitter never drifts. Each event re-registers one of ${int(cfg.latencyServices)} services with a changed endpoint label carrying the event's sequence number; the same subscriber records publish → endpoint set received in an HDR histogram.`,
+    `3. **Memory**: the ${int(cfg.memoryServices)} services are registered again with ${cfg.memoryEndpoints} endpoints each; once every service has been published with ${cfg.memoryEndpoints} endpoints, VmRSS of the discovery process is read from \`/proc/<pid>/status\`, and again ${cfg.settleMs / 1000} s later.`,
     '',
     md,
     '',
-    missed.length
-      ? `**Aims missed:** ${missed.map((a) => `${a.name} (${a.aim})`).join(', ')}. Aims met: ${
-          aims
-            .filter((a) => a.met)
-            .map((a) => a.name)
-            .join(', ') || 'none'
-        }.`
-      : '**All aims met.**',
+    `Aims (1 replica, median of its runs): ${aims
+      .map(
+        (a) =>
+          `${a.name} ${a.aim} — **${a.met ? 'met' : 'missed'}**${a.runs > 1 ? ` (${a.runsMeetingAim} of ${a.runs} runs within the aim)` : ''}`,
+      )
+      .join('; ')}.`,
+    missed.length ? '' : 'All aims met.',
     '',
     '![Discovery latency by percentile](img/discovery-latency.svg)',
     '',
@@ -835,6 +961,8 @@ export async function run({ root, quick = false, replicas = [1, 2], machine, cpu
     'Observations from this run:',
     '',
     ...obs.map((o) => `- ${o}`),
-  ].join('\n');
+  ]
+    .join('\n')
+    .replace(/\n{3,}/g, '\n\n');
   return { json, table: md, section, aims };
 }

@@ -2,6 +2,8 @@
 // Benchmark suite entry. `npm run bench` runs every suite; `npm run bench -- discovery` runs one.
 //   --quick          smaller workloads; results go to bench-results/ only, docs/ is left alone
 //   --replicas=1,2   discovery replica counts to run (default 1,2; the memory phase runs with 1)
+//   --runs=N         repetitions per configuration, each on fresh servers (default 3, quick 1);
+//                    tables show the median and the range
 //   --cpu-prof       write V8 CPU profiles of the measured apps to bench-results/profiles/
 //   --strict         exit 1 when an aim is missed
 //   --list           print the suites and exit
@@ -23,7 +25,7 @@ const SUITES = {
 };
 
 function usage() {
-  return `usage: node tools/bench/run.mjs [suite…] [--quick] [--replicas=1,2] [--strict] [--cpu-prof]\nsuites: ${Object.keys(SUITES).join(', ')}`;
+  return `usage: node tools/bench/run.mjs [suite…] [--quick] [--replicas=1,2] [--runs=N] [--strict] [--cpu-prof]\nsuites: ${Object.keys(SUITES).join(', ')}`;
 }
 
 function parseArgs(argv) {
@@ -32,7 +34,10 @@ function parseArgs(argv) {
     if (a === '--quick') opts.quick = true;
     else if (a === '--strict') opts.strict = true;
     else if (a === '--cpu-prof') opts.cpuProf = true;
-    else if (a === '--list') opts.list = true;
+    else if (a.startsWith('--runs=')) {
+      opts.runs = Number(a.slice('--runs='.length));
+      if (!Number.isInteger(opts.runs) || opts.runs < 1 || opts.runs > 10) throw new Error('--runs takes a count from 1 to 10');
+    } else if (a === '--list') opts.list = true;
     else if (a === '--help' || a === '-h') opts.help = true;
     else if (a.startsWith('--replicas=')) {
       const rs = a
@@ -100,7 +105,14 @@ async function main() {
     const started = Date.now();
     try {
       const mod = await SUITES[name]();
-      const out = await mod.run({ root, quick: opts.quick, replicas: opts.replicas, machine, cpuProf: opts.cpuProf });
+      const out = await mod.run({
+        root,
+        quick: opts.quick,
+        replicas: opts.replicas,
+        machine,
+        cpuProf: opts.cpuProf,
+        repetitions: opts.runs,
+      });
       writeFileSync(join(results, `${name}.json`), `${JSON.stringify(out.json, null, 2)}\n`);
       if (!opts.quick) {
         updateDoc(join(root, 'docs/benchmarks.md'), await intro(), {
@@ -109,7 +121,10 @@ async function main() {
         });
       }
       process.stdout.write(`\n## ${mod.title}${opts.quick ? ' (quick)' : ''}\n\n${out.table}\n\n`);
-      for (const a of out.aims) process.stdout.write(`- ${a.met ? 'met' : 'MISSED'}: ${a.name} ${a.aim}\n`);
+      for (const a of out.aims)
+        process.stdout.write(
+          `- ${a.met ? 'met' : 'MISSED'}: ${a.name} ${a.aim}${a.runs > 1 ? ` (median of ${a.runs} runs; ${a.runsMeetingAim} within the aim)` : ''}\n`,
+        );
       process.stdout.write('\n');
       missed += out.aims.filter((a) => !a.met).length;
       note(

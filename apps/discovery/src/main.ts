@@ -2,15 +2,8 @@ import 'reflect-metadata';
 import { jetstream } from '@nats-io/jetstream';
 import { NestFactory } from '@nestjs/core';
 import type { MicroserviceOptions } from '@nestjs/microservices';
-import {
-  connectBus,
-  drainBus,
-  JetStreamServer,
-  PassThroughRpcFilter,
-  provisionDiscovery,
-  publishDeadLetter,
-  REGISTRY_MAX_DELIVER,
-} from '@novamesh/bus';
+import { connectBus, drainBus, provisionDiscovery, publishDeadLetter, REGISTRY_MAX_DELIVER } from '@novamesh/bus';
+import { JetStreamServer, PassThroughRpcFilter } from '@novamesh/bus/nest';
 import { consumers, queueGroups, streams } from '@novamesh/contracts';
 import { createLogger, setupTelemetry, shutdownTelemetry } from '@novamesh/observability';
 import { createRedis, HealthStore } from '@novamesh/state';

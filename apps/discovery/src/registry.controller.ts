@@ -1,6 +1,6 @@
 import { Controller, Inject } from '@nestjs/common';
 import { Ctx, EventPattern, Payload } from '@nestjs/microservices';
-import type { JetStreamContext } from '@novamesh/bus';
+import type { JetStreamContext } from '@novamesh/bus/nest';
 import { decodeRegistryEvent, ErrorCode, MeshError, SUBJECT_ROOT } from '@novamesh/contracts';
 import { activeEndpointIds, applyDeregister, applyEndpointAdd, applyEndpointRemove, applyRegister, isLive } from '@novamesh/discovery';
 import type { Logger } from '@novamesh/observability';

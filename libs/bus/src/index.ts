@@ -1,7 +1,6 @@
 export * from './connection';
 export * from './consumer';
 export * from './dead-letter';
-export * from './jetstream.server';
 export * from './provision';
 export * from './publish';
 export * from './trace';

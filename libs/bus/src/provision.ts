@@ -73,7 +73,9 @@ export function registryConsumer(): Partial<ConsumerConfig> & { durable_name: st
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.All,
     filter_subject: subjects.registryAll,
-    ack_wait: 30_000 * NS_PER_MS,
+    // Short, so events held by a replica that died are redelivered to the others within seconds;
+    // handlers take milliseconds and are idempotent, so an occasional early redelivery is harmless.
+    ack_wait: 5_000 * NS_PER_MS,
     max_deliver: REGISTRY_MAX_DELIVER,
     max_ack_pending: 2_000,
   };

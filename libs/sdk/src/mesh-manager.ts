@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { DeliverPolicy, type JetStreamClient, jetstream } from '@nats-io/jetstream';
+import { DeliverPolicy, type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { connectBus, drainBus, publishJson, requestJson } from '@novamesh/bus';
 import {
+  consumers,
   type DeadLetterV1,
   type DiscoveryQueryReplyV1,
   DiscoveryQueryV1,
@@ -13,6 +14,7 @@ import {
   errorFromBody,
   HeartbeatV1,
   MeshError,
+  type RegistryAction,
   type Service,
   ServiceDeregisteredV1,
   type ServiceEndpointInput,
@@ -46,7 +48,10 @@ export interface CallOptions {
 }
 
 export interface RegisterOptions extends CallOptions {
-  /** Resolve only once discovery has applied the registration (or refused it); default false. */
+  /**
+   * Resolve only once discovery has processed the command: applied, or refused (the promise
+   * then rejects with discovery's reason). Default false: resolve once the stream stored it.
+   */
   wait?: boolean;
 }
 
@@ -61,6 +66,7 @@ const DEFAULT_HEARTBEAT = { ttl: '10s' };
 export class MeshManager {
   private nc: NatsConnection | undefined;
   private js: JetStreamClient | undefined;
+  private jsm: JetStreamManager | undefined;
   private readonly ownsConnection: boolean;
   private readonly heartbeats = new Map<string, NodeJS.Timeout>();
   private readonly timeoutMs: number;
@@ -114,36 +120,65 @@ export class MeshManager {
     const withHeartbeat =
       input.heartbeat || this.opts.heartbeat === false ? input : { ...input, heartbeat: this.opts.heartbeat ?? DEFAULT_HEARTBEAT };
     const service = validate(ServiceRegisteredV1, withHeartbeat, 'service');
-    const { js } = this.ready();
-    const subject = subjects.registry(service.name, 'register');
-    const msgId = randomUUID();
-    const waiter = opts.wait ? this.waitApplied(service.name, msgId, (set) => sameEndpoints(set, service), opts.signal) : undefined;
-    try {
-      await publishJson(js, subject, withHeartbeat, { msgId });
-    } catch (e) {
-      waiter?.cancel();
-      throw new MeshError(ErrorCode.unavailable, `could not publish registration of "${service.name}": ${(e as Error).message}`, {
-        cause: e,
-        retryable: true,
-      });
-    }
-    await waiter?.done;
+    await this.command(service.name, 'register', withHeartbeat, opts);
     if (service.heartbeat && this.opts.heartbeat !== false) this.startHeartbeats(service.name, service.heartbeat.ttl);
     return service;
   }
 
   /** Drains and removes a service; stops its heartbeats. */
-  async deregisterService(name: string, opts: CallOptions & { drain?: string | number; wait?: boolean } = {}): Promise<void> {
+  async deregisterService(name: string, opts: RegisterOptions & { drain?: string | number } = {}): Promise<void> {
     opts.signal?.throwIfAborted();
     const body = { name, ...(opts.drain !== undefined ? { drain: opts.drain } : {}) };
     validate(ServiceDeregisteredV1, body, 'deregistration');
     this.stopHeartbeats(name);
+    await this.command(name, 'deregister', body, opts);
+  }
+
+  /**
+   * Publishes one registry command with a fresh `Nats-Msg-Id`. With `wait`, resolves once
+   * discovery has processed it: the registry consumer's ack floor has passed the command's
+   * stream sequence; if discovery refused it, rejects with the refusal from the dead letter.
+   */
+  private async command(service: string, action: RegistryAction, body: unknown, opts: RegisterOptions = {}): Promise<void> {
+    const { js } = this.ready();
     const msgId = randomUUID();
-    const waiter = opts.wait
-      ? this.waitApplied(name, msgId, (set) => set.deregistered || set.endpoints.every((e) => e.status === 'draining'), opts.signal)
-      : undefined;
-    await publishJson(this.ready().js, subjects.registry(name, 'deregister'), body, { msgId });
-    await waiter?.done;
+    let seq: number;
+    try {
+      seq = (await publishJson(js, subjects.registry(service, action), body, { msgId })).seq;
+    } catch (e) {
+      throw new MeshError(ErrorCode.unavailable, `could not publish ${action} of "${service}": ${(e as Error).message}`, {
+        cause: e,
+        retryable: true,
+      });
+    }
+    if (opts.wait) await this.waitProcessed(service, seq, msgId, opts.signal);
+  }
+
+  private async waitProcessed(service: string, seq: number, msgId: string, signal?: AbortSignal): Promise<void> {
+    const jsm = await this.manager();
+    const deadline = Date.now() + this.timeoutMs;
+    for (;;) {
+      signal?.throwIfAborted();
+      const info = await jsm.consumers.info(streams.registry, consumers.discoveryRegistry).catch(() => undefined);
+      if (info && info.ack_floor.stream_seq >= seq) break;
+      if (Date.now() > deadline)
+        throw new MeshError(
+          ErrorCode.timeout,
+          `${service}: published, but discovery has not processed it within ${this.timeoutMs}ms (is discovery running?); it stays queued and will be applied`,
+          { retryable: true },
+        );
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    const refused = await jsm.streams
+      .getMessage(streams.deadLetter, { last_by_subj: subjects.deadLetter('registry', service) })
+      .then((m) => m?.json<DeadLetterV1>())
+      .catch(() => undefined);
+    if (refused?.msgId === msgId) throw errorFromBody(refused.error);
+  }
+
+  private async manager(): Promise<JetStreamManager> {
+    this.jsm ??= await jetstreamManager(this.ready().nc, { timeout: this.timeoutMs });
+    return this.jsm;
   }
 
   async addEndpoint(service: string, endpoint: ServiceEndpointInput, opts: CallOptions = {}): Promise<void> {
@@ -238,55 +273,12 @@ export class MeshManager {
     this.heartbeats.delete(name);
   }
 
-  /**
-   * Waits until the service's endpoint set satisfies `applied`, or discovery dead-letters the
-   * message `msgId` (rejecting with its reason), or time runs out.
-   */
-  private waitApplied(name: string, msgId: string, applied: (set: EndpointSetV1) => boolean, signal?: AbortSignal) {
-    const { nc } = this.ready();
-    const abort = new AbortController();
-    const dl = nc.subscribe(subjects.deadLetter('registry', name));
-    const cancel = () => {
-      abort.abort();
-      dl.unsubscribe();
-    };
-    const refused = (async () => {
-      for await (const m of dl) {
-        const rec = m.json<DeadLetterV1>();
-        if (rec.msgId === msgId) throw errorFromBody(rec.error);
-      }
-      return new Promise<never>(() => undefined);
-    })();
-    const seen = (async () => {
-      for await (const set of this.watchEndpoints(name, { signal: abort.signal })) if (applied(set)) return;
-    })();
-    const timeout = new Promise<never>((_, reject) => {
-      const t = setTimeout(
-        () =>
-          reject(
-            new MeshError(ErrorCode.timeout, `"${name}" was published but not applied within ${this.timeoutMs}ms: is discovery running?`),
-          ),
-        this.timeoutMs,
-      );
-      abort.signal.addEventListener('abort', () => clearTimeout(t), { once: true });
-      signal?.addEventListener('abort', () => reject(new MeshError(ErrorCode.aborted, 'aborted')), { once: true });
-    });
-    const done = Promise.race([seen, refused, timeout]).finally(cancel);
-    return { done, cancel };
-  }
-
   /** Stops heartbeats and closes the connection (if the manager opened it). */
   async close(): Promise<void> {
     for (const name of [...this.heartbeats.keys()]) this.stopHeartbeats(name);
     if (this.ownsConnection) await drainBus(this.nc);
     this.nc = undefined;
     this.js = undefined;
+    this.jsm = undefined;
   }
-}
-
-function sameEndpoints(set: EndpointSetV1, service: Service): boolean {
-  if (set.deregistered) return false;
-  const want = service.endpoints.map((e) => `${e.id}@${e.address}:${e.port}`).sort();
-  const have = set.endpoints.map((e) => `${e.id}@${e.address}:${e.port}`).sort();
-  return want.join() === have.join() && set.port === service.port && set.type === service.type;
 }

@@ -41,13 +41,27 @@ export function cpuSecondsOf(pid) {
   }
 }
 
+/** Busy and total CPU seconds of the whole machine (all cores), from /proc/stat. */
+export function machineCpuSeconds() {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0];
+    const [user, nice, system, idle, iowait, irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number);
+    const busy = user + nice + system + irq + softirq + steal;
+    return { busy: busy / ticksPerSecond(), total: (busy + idle + iowait) / ticksPerSecond() };
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Measures CPU used by a set of named processes over an interval:
- * `const m = cpuMeter({ discovery: pid }); …; m.stop(wallSeconds)` → { discovery: 0.93 } (cores).
+ * `const m = cpuMeter({ discovery: pid }); …; m.stop()` → { discovery: 0.93, bench: 0.2, 'whole machine': 1.6 }
+ * (cores busy on average).
  */
 export function cpuMeter(pids) {
   const start = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSecondsOf(pid)]));
   const self0 = process.cpuUsage();
+  const machine0 = machineCpuSeconds();
   const t0 = performance.now();
   return {
     stop() {
@@ -59,6 +73,8 @@ export function cpuMeter(pids) {
       }
       const self = process.cpuUsage(self0);
       out.bench = round((self.user + self.system) / 1e6 / wall, 2);
+      const machine1 = machineCpuSeconds();
+      if (machine0 && machine1) out['whole machine'] = round((machine1.busy - machine0.busy) / wall, 2);
       return out;
     },
   };
