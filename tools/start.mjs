@@ -13,7 +13,7 @@ const replicas = Number(process.env.DISCOVERY_REPLICAS || 1);
 
 execSync('node tools/ensure-deps.mjs', { cwd: root, stdio: 'inherit' });
 process.stderr.write('novamesh: building (tsc -b)…\n');
-execSync('npx tsc -b', { cwd: root, stdio: 'inherit' });
+execSync('npx tsc -b && node tools/postbuild.mjs', { cwd: root, stdio: 'inherit' });
 
 const children = [];
 try {
