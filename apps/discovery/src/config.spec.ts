@@ -4,7 +4,12 @@ import { ConfigError, loadConfig } from './config';
 describe('discovery config', () => {
   it('has working defaults', () => {
     const cfg = loadConfig({});
-    expect(cfg).toMatchObject({ natsUrl: ['nats://127.0.0.1:4222'], redisUrl: 'redis://127.0.0.1:6379', replicas: 1, sweepIntervalMs: 1000 });
+    expect(cfg).toMatchObject({
+      natsUrl: ['nats://127.0.0.1:4222'],
+      redisUrl: 'redis://127.0.0.1:6379',
+      replicas: 1,
+      sweepIntervalMs: 1000,
+    });
     expect(Object.isFrozen(cfg)).toBe(true);
   });
 

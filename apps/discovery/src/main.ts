@@ -3,7 +3,7 @@ import { jetstream } from '@nats-io/jetstream';
 import { NestFactory } from '@nestjs/core';
 import type { MicroserviceOptions } from '@nestjs/microservices';
 import { connectBus, drainBus, provisionDiscovery, publishDeadLetter, REGISTRY_MAX_DELIVER } from '@novamesh/bus';
-import { JetStreamServer, PassThroughRpcFilter } from '@novamesh/bus/nest';
+import { JetStreamServer, NestPinoLogger, PassThroughRpcFilter } from '@novamesh/bus/nest';
 import { consumers, queueGroups, streams } from '@novamesh/contracts';
 import { createLogger, setupTelemetry, shutdownTelemetry } from '@novamesh/observability';
 import { createRedis, HealthStore } from '@novamesh/state';
@@ -59,7 +59,7 @@ async function main(): Promise<void> {
       },
       logger: logger.child({ component: 'transport' }),
     }),
-    logger: ['error', 'warn'],
+    logger: new NestPinoLogger(logger),
   });
   app.useGlobalFilters(new PassThroughRpcFilter());
 

@@ -99,7 +99,7 @@ export class RegistryService {
 
   private async load(name: string): Promise<Cached | undefined> {
     const e = await this.kv.get(name);
-    if (!e || e.operation !== 'PUT') return undefined;
+    if (e === null || e.operation !== 'PUT') return undefined; // missing, or deleted by an operator
     const c = { record: e.json<ServiceRecord>(), revision: e.revision };
     this.remember(name, c.record, c.revision);
     return c;

@@ -17,7 +17,9 @@ describe('createLogger', () => {
   it('writes JSON lines with service and instance, and redacts secrets wherever they sit', async () => {
     const { lines, destination } = capture();
     const log = createLogger({ service: 'discovery', instance: 'd1', destination });
-    log.child({ component: 'ca' }).info({ token: 'join-abc', config: { passphrase: 'hunter2' }, headers: { authorization: 'Bearer x' } }, 'hello');
+    log
+      .child({ component: 'ca' })
+      .info({ token: 'join-abc', config: { passphrase: 'hunter2' }, headers: { authorization: 'Bearer x' } }, 'hello');
     await new Promise((r) => setImmediate(r));
     expect(lines[0]).toMatchObject({
       level: 'info',
