@@ -338,8 +338,8 @@ async function phaseIngest(ctx, cfg) {
   let lastSample = -1;
   while (performance.now() < deadlineAt) {
     const el = (performance.now() - t0) / 1000;
-    if (Math.floor(el * 4) !== lastSample) {
-      lastSample = Math.floor(el * 4);
+    if (Math.floor(el * 20) !== lastSample) {
+      lastSample = Math.floor(el * 20);
       timeline.push([Number(el.toFixed(2)), stats.acked, seen.size]);
     }
     bar.update(seen.size, `applied · ${stats.acked.toLocaleString('en-US')} published`);

@@ -15,6 +15,7 @@ const GROUP = 'discovery';
 @Injectable()
 export class MembershipService {
   private members: string[];
+  private changes = 0;
   private timer: NodeJS.Timeout | undefined;
   private readonly log: Logger;
 
@@ -41,11 +42,19 @@ export class MembershipService {
       const live = await this.store.touchMember(GROUP, this.cfg.instance, Date.now(), this.cfg.memberTtlMs);
       if (!live.includes(this.cfg.instance)) live.push(this.cfg.instance);
       live.sort();
-      if (live.join() !== this.members.join()) this.log.info({ members: live }, 'discovery replicas changed');
+      if (live.join() !== this.members.join()) {
+        this.log.info({ members: live }, 'discovery replicas changed');
+        this.changes++;
+      }
       this.members = live;
     } catch (err) {
       this.log.debug({ err }, 'membership not refreshed: health store unavailable');
     }
+  }
+
+  /** Grows every time the set of live replicas changes (ownership of keys may have moved). */
+  get generation(): number {
+    return this.changes;
   }
 
   owns(key: string): boolean {

@@ -10,9 +10,9 @@ import { CONFIG, HEALTH_STORE, LOGGER } from './tokens';
 
 /**
  * Time-driven registry changes, each service handled by the replica that owns it: heartbeat
- * TTLs (unhealthy, then removed), finished drains, tombstone pruning. On its first pass and then
- * every reconcile interval it also republishes any set whose publication was lost (a crash
- * between store and publish, or NATS dropping a fire-and-forget publish).
+ * TTLs (unhealthy, then removed), finished drains, tombstone pruning. On its first pass, when
+ * replicas come or go, and every reconcile interval it also republishes any set whose publication
+ * was lost (a crash between store and publish, or NATS dropping a fire-and-forget publish).
  * Pauses TTL expiry while Redis is unreachable: no heartbeat data is not a dead endpoint.
  */
 @Injectable()
@@ -20,6 +20,7 @@ export class SweeperService {
   private timer: NodeJS.Timeout | undefined;
   private running = false;
   private lastReconcile = 0;
+  private reconciledGeneration = -1;
   private readonly log: Logger;
 
   constructor(
@@ -46,8 +47,14 @@ export class SweeperService {
     if (this.running) return;
     this.running = true;
     try {
-      const reconcile = Date.now() - this.lastReconcile >= this.cfg.reconcileIntervalMs;
-      if (reconcile) this.lastReconcile = Date.now();
+      // Reconcile on start, periodically, and whenever replicas come or go: a new owner must
+      // check the services it just took over (their previous owner may have died mid-publish).
+      const generation = this.membership.generation;
+      const reconcile = generation !== this.reconciledGeneration || Date.now() - this.lastReconcile >= this.cfg.reconcileIntervalMs;
+      if (reconcile) {
+        this.lastReconcile = Date.now();
+        this.reconciledGeneration = generation;
+      }
       for (const [name, { record }] of this.registry.entries()) {
         if (!this.membership.owns(`service/${name}`)) continue;
         try {

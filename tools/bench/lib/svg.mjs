@@ -6,6 +6,28 @@ export function escapeXml(s) {
   return String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
 }
 
+/** Legend in a white box, in a corner of the plot area. */
+function legend(out, series, plot, corner = 'top-left') {
+  const width = Math.max(...series.map((s) => s.name.length)) * 6.6 + 48;
+  const height = series.length * 18 + 10;
+  const x0 = corner.endsWith('right') ? plot.x + plot.w - width - 8 : plot.x + 8;
+  const y0 = corner.startsWith('bottom') ? plot.y + plot.h - height - 8 : plot.y + 8;
+  out.push(
+    `<rect x="${x0.toFixed(1)}" y="${y0.toFixed(1)}" width="${width.toFixed(1)}" height="${height}" fill="#ffffff" fill-opacity="0.9" stroke="#d1d5db"/>`,
+  );
+  series.forEach((s, i) => {
+    const ly = y0 + 14 + i * 18;
+    const lx = x0 + 8;
+    const dash = s.dashed ? ' stroke-dasharray="6 4"' : '';
+    out.push(
+      `<line x1="${lx.toFixed(1)}" x2="${(lx + 22).toFixed(1)}" y1="${ly.toFixed(1)}" y2="${ly.toFixed(1)}" stroke="${s.color}" stroke-width="3"${dash}/>`,
+    );
+    out.push(
+      `<text x="${(lx + 28).toFixed(1)}" y="${ly.toFixed(1)}" dominant-baseline="middle" fill="#111827">${escapeXml(s.name)}</text>`,
+    );
+  });
+}
+
 const fmt = (n) => (Number.isInteger(n) ? String(n) : String(Number(n.toPrecision(6))));
 
 /** Round axis ticks (1, 2, 5 × 10^k) covering [0, max]. */
@@ -29,7 +51,7 @@ export function ninesOf(percentile) {
 /**
  * A latency-by-percentile chart (the HDR histogram "percentile distribution" plot).
  * series: [{ name, points: [[percentile, valueMs], …], max? }]; maxNines: 2 → up to p99, 4 → p99.99.
- * hlines: [{ value, label }] drawn dashed (aims).
+ * hlines: [{ value, label }] drawn dashed (aims). legendAt: 'top-left' | 'top-right' | 'bottom-left' | 'bottom-right'.
  */
 export function percentileChart({
   title,
@@ -40,6 +62,7 @@ export function percentileChart({
   hlines = [],
   width = 800,
   height = 440,
+  legendAt = 'top-left',
 }) {
   const m = { top: subtitle ? 64 : 48, right: 24, bottom: 56, left: 64 };
   const w = width - m.left - m.right;
@@ -66,7 +89,7 @@ export function percentileChart({
   for (const p of xTicks) {
     const xx = x(p).toFixed(1);
     out.push(`<line x1="${xx}" x2="${xx}" y1="${m.top}" y2="${m.top + h}" stroke="#e5e7eb"/>`);
-    out.push(`<text x="${xx}" y="${m.top + h + 18}" text-anchor="middle" fill="#374151">p${fmt(p)}</text>`);
+    out.push(`<text x="${xx}" y="${m.top + h + 18}" text-anchor="middle" fill="#374151">${p === 0 ? 'min' : `p${fmt(p)}`}</text>`);
   }
   out.push(`<rect x="${m.left}" y="${m.top}" width="${w}" height="${h}" fill="none" stroke="#9ca3af"/>`);
   out.push(`<text x="${m.left + w / 2}" y="${height - 12}" text-anchor="middle" fill="#374151">percentile</text>`);
@@ -74,17 +97,14 @@ export function percentileChart({
   for (const l of hlines) {
     const yy = y(l.value).toFixed(1);
     out.push(`<line x1="${m.left}" x2="${m.left + w}" y1="${yy}" y2="${yy}" stroke="#6b7280" stroke-dasharray="6 4"/>`);
-    out.push(`<text x="${m.left + 6}" y="${(Number(yy) - 5).toFixed(1)}" fill="#6b7280">${escapeXml(l.label)}</text>`);
+    out.push(`<text x="${(m.left + w * 0.42).toFixed(1)}" y="${(Number(yy) - 5).toFixed(1)}" fill="#6b7280">${escapeXml(l.label)}</text>`);
   }
-  series.forEach((s, i) => {
-    const color = s.color ?? PALETTE[i % PALETTE.length];
+  const colored = series.map((s, i) => ({ ...s, color: s.color ?? PALETTE[i % PALETTE.length] }));
+  for (const s of colored) {
     const pts = s.points.map(([p, v]) => `${x(p).toFixed(1)},${y(v).toFixed(1)}`).join(' ');
-    out.push(`<polyline points="${pts}" fill="none" stroke="${color}" stroke-width="2" stroke-linejoin="round"/>`);
-    const ly = m.top + 16 + i * 18;
-    const lx = m.left + 12;
-    out.push(`<line x1="${lx}" x2="${lx + 22}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="3"/>`);
-    out.push(`<text x="${lx + 28}" y="${ly}" dominant-baseline="middle" fill="#111827">${escapeXml(s.name)}</text>`);
-  });
+    out.push(`<polyline points="${pts}" fill="none" stroke="${s.color}" stroke-width="2" stroke-linejoin="round"/>`);
+  }
+  legend(out, colored, { x: m.left, y: m.top, w, h }, legendAt);
   out.push('</svg>');
   return `${out.join('\n')}\n`;
 }
@@ -93,7 +113,17 @@ export function percentileChart({
  * A plain line chart. series: [{ name, points: [[x, y], …] }]; x and y start at 0.
  * xFormat formats x tick labels.
  */
-export function lineChart({ title, subtitle = '', series, xLabel, yLabel, xFormat = fmt, width = 800, height = 400 }) {
+export function lineChart({
+  title,
+  subtitle = '',
+  series,
+  xLabel,
+  yLabel,
+  xFormat = fmt,
+  width = 800,
+  height = 400,
+  legendAt = 'bottom-right',
+}) {
   const m = { top: subtitle ? 64 : 48, right: 24, bottom: 56, left: 72 };
   const w = width - m.left - m.right;
   const h = height - m.top - m.bottom;
@@ -126,16 +156,13 @@ export function lineChart({ title, subtitle = '', series, xLabel, yLabel, xForma
   out.push(`<rect x="${m.left}" y="${m.top}" width="${w}" height="${h}" fill="none" stroke="#9ca3af"/>`);
   out.push(`<text x="${m.left + w / 2}" y="${height - 12}" text-anchor="middle" fill="#374151">${escapeXml(xLabel)}</text>`);
   out.push(`<text transform="translate(16 ${m.top + h / 2}) rotate(-90)" text-anchor="middle" fill="#374151">${escapeXml(yLabel)}</text>`);
-  series.forEach((s, i) => {
-    const color = s.color ?? PALETTE[i % PALETTE.length];
+  const colored = series.map((s, i) => ({ ...s, color: s.color ?? PALETTE[i % PALETTE.length] }));
+  for (const s of colored) {
     const pts = s.points.map(([a, b]) => `${x(a).toFixed(1)},${y(b).toFixed(1)}`).join(' ');
     const dash = s.dashed ? ' stroke-dasharray="6 4"' : '';
-    out.push(`<polyline points="${pts}" fill="none" stroke="${color}" stroke-width="2"${dash} stroke-linejoin="round"/>`);
-    const ly = m.top + 16 + i * 18;
-    const lx = m.left + 12;
-    out.push(`<line x1="${lx}" x2="${lx + 22}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="3"${dash}/>`);
-    out.push(`<text x="${lx + 28}" y="${ly}" dominant-baseline="middle" fill="#111827">${escapeXml(s.name)}</text>`);
-  });
+    out.push(`<polyline points="${pts}" fill="none" stroke="${s.color}" stroke-width="2"${dash} stroke-linejoin="round"/>`);
+  }
+  legend(out, colored, { x: m.left, y: m.top, w, h }, legendAt);
   out.push('</svg>');
   return `${out.join('\n')}\n`;
 }
