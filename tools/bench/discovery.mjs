@@ -810,10 +810,15 @@ function observations(aggs, cfg, machine) {
     out.push(
       `During ingest one discovery replica kept ${dc.toFixed(2)} cores busy (${int((dc * 1e6) / rate)} µs of CPU per event), nats-server ${ing.cpuCores['nats-server']?.toFixed(2)}, this benchmark ${ing.cpuCores.bench?.toFixed(2)}, the whole ${machine.cores}-core machine ${ing.cpuCores['whole machine']?.toFixed(2)}${dc > 0.85 ? ': a single replica is bound by its one JavaScript thread' : ''}.`,
     );
+  const noise = [...aggs.map((a) => a.ingest.cpuCores.other), ...aggs.map((a) => a.latency.cpuCores.other)].filter((v) => v !== undefined);
+  if (noise.length && Math.max(...noise) >= 0.15)
+    out.push(
+      `The machine was not quiet: processes other than the ones measured here used up to ${Math.max(...noise).toFixed(2)} cores (median per phase) while the benchmark ran ("other" in the CPU rows), which shows up in the spread between runs.`,
+    );
   const lc = one.latency.cpuCores.discovery;
   if (lc !== undefined)
     out.push(
-      `At a steady ${int(cfg.latencyRate)} events/s one replica used ${lc.toFixed(2)} cores (${int((lc * 1e6) / cfg.latencyRate)} µs per event).`,
+      `At a steady ${int(cfg.latencyRate)} events/s one replica used ${lc.toFixed(2)} cores: at most ${int((lc * 1e6) / cfg.latencyRate)} µs per event, including its periodic scans of the whole ${int(cfg.services)}-service registry (sweeper, health checker).`,
     );
   if (two && rate)
     out.push(
@@ -821,7 +826,7 @@ function observations(aggs, cfg, machine) {
     );
   if (one.latency.ackP99?.median !== undefined)
     out.push(
-      `At ${int(cfg.latencyRate)} events/s the registry publish alone (client → JetStream file store → ack) has p99 ${ms(one.latency.ackP99.median)}; the notification path adds a consumer delivery, a KV compare-and-set and a second JetStream publish (all file store) per event.`,
+      `At ${int(cfg.latencyRate)} events/s the registry publish alone (client → JetStream file store → ack) has p99 ${ms(one.latency.ackP99.median)}; the notification path adds the delivery to discovery, a KV compare-and-set (file store) and the endpoint-set publish per event, all on discovery's one event loop.`,
     );
   if (one.memory)
     out.push(
@@ -830,7 +835,7 @@ function observations(aggs, cfg, machine) {
   return out;
 }
 
-export async function run({ root, quick = false, replicas = [1, 2], machine, cpuProf = false, repetitions }) {
+export async function run({ root, quick = false, replicas = [1, 2], machine, cpuProf = false, repetitions, writeDoc = !quick }) {
   const libs = loadLibs(root);
   const cfg = { ...(quick ? QUICK : FULL) };
   if (repetitions) cfg.repetitions = repetitions;
@@ -858,8 +863,8 @@ export async function run({ root, quick = false, replicas = [1, 2], machine, cpu
   }
   const aims = aimsOf(aggs);
 
-  // Charts (quick runs keep theirs out of docs/).
-  const imgDir = join(root, quick ? 'bench-results' : 'docs/img');
+  // Charts (runs that do not update docs/ keep theirs in bench-results/).
+  const imgDir = join(root, writeDoc ? 'docs/img' : 'bench-results');
   mkdirSync(imgDir, { recursive: true });
   const maxNines = Math.max(...Object.values(curves).map((c) => c.maxNines));
   const series = aggs
@@ -961,6 +966,8 @@ export async function run({ root, quick = false, replicas = [1, 2], machine, cpu
     'Observations from this run:',
     '',
     ...obs.map((o) => `- ${o}`),
+    '',
+    'To see where discovery spends its time, `node tools/bench/run.mjs discovery --replicas=1 --runs=1 --cpu-prof` writes V8 CPU profiles to `bench-results/profiles/` (open them in Chrome DevTools or speedscope); discovery settings such as `DISCOVERY_MAX_IN_FLIGHT` or `DISCOVERY_SWEEP_INTERVAL` set in the environment reach the replicas the benchmark starts.',
   ]
     .join('\n')
     .replace(/\n{3,}/g, '\n\n');

@@ -5,6 +5,8 @@
 //   --runs=N         repetitions per configuration, each on fresh servers (default 3, quick 1);
 //                    tables show the median and the range
 //   --cpu-prof       write V8 CPU profiles of the measured apps to bench-results/profiles/
+//                    (profiling slows them down, so docs/ is left alone)
+//   --no-doc         leave docs/ alone
 //   --strict         exit 1 when an aim is missed
 //   --list           print the suites and exit
 // Each suite prints a markdown table on stdout, writes bench-results/<suite>.json and rewrites
@@ -25,7 +27,7 @@ const SUITES = {
 };
 
 function usage() {
-  return `usage: node tools/bench/run.mjs [suite…] [--quick] [--replicas=1,2] [--runs=N] [--strict] [--cpu-prof]\nsuites: ${Object.keys(SUITES).join(', ')}`;
+  return `usage: node tools/bench/run.mjs [suite…] [--quick] [--replicas=1,2] [--runs=N] [--strict] [--cpu-prof] [--no-doc]\nsuites: ${Object.keys(SUITES).join(', ')}`;
 }
 
 function parseArgs(argv) {
@@ -34,6 +36,7 @@ function parseArgs(argv) {
     if (a === '--quick') opts.quick = true;
     else if (a === '--strict') opts.strict = true;
     else if (a === '--cpu-prof') opts.cpuProf = true;
+    else if (a === '--no-doc') opts.noDoc = true;
     else if (a.startsWith('--runs=')) {
       opts.runs = Number(a.slice('--runs='.length));
       if (!Number.isInteger(opts.runs) || opts.runs < 1 || opts.runs > 10) throw new Error('--runs takes a count from 1 to 10');
@@ -52,6 +55,8 @@ function parseArgs(argv) {
     else opts.suites.push(a);
   }
   if (!opts.suites.length) opts.suites = Object.keys(SUITES);
+  // Quick and profiled runs are not representative: they never touch docs/.
+  opts.writeDoc = !(opts.quick || opts.cpuProf || opts.noDoc);
   return opts;
 }
 
@@ -62,7 +67,7 @@ async function intro() {
     '`npm run bench` builds the monorepo (`tsc -b`) and runs every benchmark suite; `npm run bench -- <suite>` runs one (e.g. `npm run bench -- discovery`).',
     'Each suite starts its own nats-server (JetStream, file store) and redis-server on free loopback ports and the compiled apps it measures, and stops them afterwards, so nothing else needs to be running.',
     'A suite prints a markdown table, writes its raw numbers to `bench-results/<suite>.json` (not committed) and rewrites its own section of this file, between its `<!-- bench:<suite>:start/end -->` markers; the charts are SVG files under `docs/img/`.',
-    '`--quick` runs smaller workloads and leaves this file alone.',
+    'Each configuration runs 3 times on fresh servers and the table shows the median with the range (`--runs=N` to change). `--quick` runs smaller workloads, `--cpu-prof` profiles the apps under test; both leave this file alone, as does `--no-doc`.',
     '',
     '| suite | what it measures |',
     '|---|---|',
@@ -112,9 +117,10 @@ async function main() {
         machine,
         cpuProf: opts.cpuProf,
         repetitions: opts.runs,
+        writeDoc: opts.writeDoc,
       });
       writeFileSync(join(results, `${name}.json`), `${JSON.stringify(out.json, null, 2)}\n`);
-      if (!opts.quick) {
+      if (opts.writeDoc) {
         updateDoc(join(root, 'docs/benchmarks.md'), await intro(), {
           machine: `Machine (last run): ${machineLine(machine)}`,
           [name]: out.section,
@@ -128,7 +134,7 @@ async function main() {
       process.stdout.write('\n');
       missed += out.aims.filter((a) => !a.met).length;
       note(
-        `bench: ${name} done in ${Math.round((Date.now() - started) / 1000)} s → bench-results/${name}.json${opts.quick ? '' : ', docs/benchmarks.md'}`,
+        `bench: ${name} done in ${Math.round((Date.now() - started) / 1000)} s → bench-results/${name}.json${opts.writeDoc ? ', docs/benchmarks.md' : ''}`,
       );
     } catch (e) {
       failed++;

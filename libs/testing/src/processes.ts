@@ -35,7 +35,13 @@ export async function waitFor<T>(
   }
 }
 
-/** A child process whose output is kept for assertions and diagnostics. */
+const live = new Set<ChildProcess>();
+// Never leave servers or apps behind when a test run (or a benchmark) ends abruptly.
+process.once('exit', () => {
+  for (const c of live) c.kill('SIGKILL');
+});
+
+/** A child process whose output is kept for assertions and diagnostics; killed when this process exits. */
 export class ManagedProcess {
   readonly output: string[] = [];
   private child: ChildProcess;
@@ -55,7 +61,13 @@ export class ManagedProcess {
     };
     this.child.stdout?.on('data', keep);
     this.child.stderr?.on('data', keep);
-    this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
+    live.add(this.child);
+    this.exited = new Promise((resolve) =>
+      this.child.once('exit', (code) => {
+        live.delete(this.child);
+        resolve(code);
+      }),
+    );
   }
 
   get pid(): number | undefined {
