@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// `npm start`: dependencies → build → NATS + Redis (local ones when none is reachable) → the apps.
+// `npm start`: dependencies → build → NATS + Redis (local ones when none is reachable) → the apps
+// → the demo services (NOVAMESH_DEMO=0 to skip).
 // Ctrl-C stops everything it started.
 import { execSync, spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
@@ -31,9 +32,12 @@ for (let i = 1; i <= replicas; i++) {
   });
   children.push(child);
 }
+if (process.env.NOVAMESH_DEMO !== '0') {
+  children.push(spawn(process.execPath, [join(root, 'tools/demo.mjs')], { env, stdio: 'inherit' }));
+}
 process.stderr.write(
   `novamesh: control plane starting (NATS ${natsUrl}, Redis ${redisUrl}).\n` +
-    '  Try: npx meshctl register -f examples/payment.yaml && npx meshctl get services\n',
+    '  Try: npx meshctl get services && npx meshctl watch endpoints payment\n',
 );
 
 let stopping = false;
