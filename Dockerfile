@@ -43,7 +43,7 @@ COPY --from=manifests /src/ ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
  && npm cache clean --force
 COPY --from=build /out/ ./
-# Sample service definitions, for `meshctl register -f examples/payment.yaml`.
+# Sample service definitions, for `meshctl register -f examples/orders.yaml`.
 COPY examples/ examples/
 
 USER node
