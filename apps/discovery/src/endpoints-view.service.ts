@@ -12,6 +12,7 @@ import { JETSTREAM, LOGGER } from './tokens';
 @Injectable()
 export class EndpointsViewService {
   private readonly sets = new Map<string, EndpointSetV1>();
+  private readonly sent = new Map<string, EndpointSetV1>();
   private stopped = false;
   private stopFn: (() => Promise<void>) | undefined;
   private readonly log: Logger;
@@ -42,7 +43,10 @@ export class EndpointsViewService {
     void (async () => {
       for await (const m of messages) {
         try {
-          const set = m.json<EndpointSetV1>();
+          const msgId = m.headers?.get('Nats-Msg-Id');
+          const own = msgId ? this.sent.get(msgId) : undefined;
+          if (own && msgId) this.sent.delete(msgId);
+          const set = own ?? m.json<EndpointSetV1>(); // our own publish: no need to parse it again
           const cur = this.sets.get(set.service);
           if (!cur || cur.revision <= set.revision) this.sets.set(set.service, set);
         } catch (err) {
@@ -54,6 +58,16 @@ export class EndpointsViewService {
       if (!this.stopped) this.log.error({ err }, 'endpoints view stopped');
     });
     await Promise.race([loaded, new Promise((r) => setTimeout(r, 30_000))]);
+  }
+
+  /**
+   * Notes a set this replica is publishing under `msgId`: when it comes back from the stream it
+   * is taken as is instead of parsed. It only enters the view once the stream has it, so the
+   * reconcile still sees publishes that were lost.
+   */
+  expect(msgId: string, set: EndpointSetV1): void {
+    if (this.sent.size > 10_000) this.sent.clear(); // lost publishes must not accumulate
+    this.sent.set(msgId, set);
   }
 
   get(name: string): EndpointSetV1 | undefined {

@@ -42,9 +42,10 @@ export class HealthCheckerService {
 
   private tick(): void {
     const now = Date.now();
-    for (const [name, { record }] of this.registry.entries()) {
-      const hc = record.spec.healthCheck;
-      if (!hc || !isLive(record) || record.drainUntil !== undefined) continue;
+    for (const name of this.registry.checkedServices()) {
+      const record = this.registry.get(name);
+      const hc = record?.spec.healthCheck;
+      if (!record || !hc || !isLive(record) || record.drainUntil !== undefined) continue;
       const slot = Math.floor(now / hc.interval);
       for (const [id, entry] of Object.entries(record.endpoints)) {
         if (!isActive(entry) || entry.drainUntil !== undefined) continue;

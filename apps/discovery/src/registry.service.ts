@@ -14,6 +14,7 @@ import {
 } from '@novamesh/discovery';
 import type { Logger } from '@novamesh/observability';
 import type { HealthStore } from '@novamesh/state';
+import { EndpointsViewService } from './endpoints-view.service';
 import { HEALTH_STORE, LOGGER, NATS, SERVICES_KV } from './tokens';
 
 interface Cached {
@@ -38,6 +39,7 @@ function isCasConflict(e: unknown): boolean {
 @Injectable()
 export class RegistryService {
   private readonly cache = new Map<string, Cached>();
+  private readonly checked = new Set<string>();
   private readonly lastHealth = new Map<string, HealthView>();
   private readonly log: Logger;
   private watching = false;
@@ -47,6 +49,7 @@ export class RegistryService {
     @Inject(SERVICES_KV) private readonly kv: KV,
     @Inject(NATS) private readonly nc: NatsConnection,
     @Inject(HEALTH_STORE) private readonly health: HealthStore,
+    private readonly view: EndpointsViewService,
     @Inject(LOGGER) logger: Logger,
   ) {
     this.log = logger.child({ component: 'registry' });
@@ -65,8 +68,10 @@ export class RegistryService {
     if (status.values === 0) resolveLoaded();
     void (async () => {
       for await (const e of watcher) {
-        if (e.operation === 'PUT') this.remember(e.key, e.json<ServiceRecord>(), e.revision);
-        else this.cache.delete(e.key);
+        const known = this.cache.get(e.key);
+        // Our own writes come back through the watch: skip parsing what we already hold.
+        if (e.operation === 'PUT' && !(known && known.revision >= e.revision)) this.remember(e.key, e.json<ServiceRecord>(), e.revision);
+        else if (e.operation !== 'PUT') this.forget(e.key);
         if (e.delta === 0) resolveLoaded();
       }
     })().catch((err) => this.log.error({ err }, 'registry watch ended'));
@@ -81,7 +86,20 @@ export class RegistryService {
 
   private remember(name: string, record: ServiceRecord, revision: number): void {
     const cur = this.cache.get(name);
-    if (!cur || cur.revision < revision) this.cache.set(name, { record, revision });
+    if (cur && cur.revision >= revision) return;
+    this.cache.set(name, { record, revision });
+    if (record.spec.healthCheck && isLive(record)) this.checked.add(name);
+    else this.checked.delete(name);
+  }
+
+  private forget(name: string): void {
+    this.cache.delete(name);
+    this.checked.delete(name);
+  }
+
+  /** Live services with active health checks (the health checker's work list). */
+  checkedServices(): Iterable<string> {
+    return this.checked;
   }
 
   get(name: string): ServiceRecord | undefined {
@@ -157,7 +175,9 @@ export class RegistryService {
         const event = toEndpointSetEvent(name, toStore, set, revision, now);
         // Core publish into the stream: no ack round trip on the hot path. A lost publish is
         // repaired by the sweeper's reconcile, which compares the stream with the registry.
-        publishJsonNoAck(this.nc, subjects.endpoints(name), event, { msgId: `${name}:${revision}` });
+        const msgId = `${name}:${revision}`;
+        this.view.expect(msgId, event);
+        publishJsonNoAck(this.nc, subjects.endpoints(name), event, { msgId });
         this.log.debug({ meshService: name, revision, endpoints: set.endpoints.length }, 'endpoint set published');
       }
       return;

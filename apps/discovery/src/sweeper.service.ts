@@ -56,6 +56,7 @@ export class SweeperService {
         this.reconciledGeneration = generation;
       }
       for (const [name, { record }] of this.registry.entries()) {
+        if (!reconcile && !this.timeMatters(record)) continue; // most services: nothing time-driven
         if (!this.membership.owns(`service/${name}`)) continue;
         try {
           if (reconcile && this.needsRepublish(name, record)) {

@@ -18,7 +18,12 @@ export async function startDiscovery(opts: {
     LOG_LEVEL: 'info',
     ...opts.env,
   });
-  await p.waitForLine(/"msg":"discovery ready"/, 30_000);
+  try {
+    await p.waitForLine(/"msg":"discovery ready"/, 30_000);
+  } catch (e) {
+    await p.stop('SIGKILL');
+    throw e;
+  }
   return p;
 }
 
