@@ -4,6 +4,7 @@ import { type DeadLetterV1, ErrorCode, MeshError, MeshValidationError, streams, 
 import { setupTelemetry } from '@novamesh/observability';
 import { TestNats, waitFor } from '@novamesh/testing';
 import { context, trace } from '@opentelemetry/api';
+import { InMemorySpanExporter } from '@opentelemetry/sdk-trace-base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectBus, drainBus } from './connection';
 import { DurableConsumerRunner } from './consumer';
@@ -17,7 +18,7 @@ let nc: NatsConnection;
 let js: JetStreamClient;
 
 beforeAll(async () => {
-  setupTelemetry({ service: 'bus-test' });
+  setupTelemetry({ service: 'bus-test', exporters: [new InMemorySpanExporter()] });
   nats = await TestNats.start();
   nc = await connectBus({ servers: nats.url, name: 'bus-test' });
   js = jetstream(nc);

@@ -4,6 +4,7 @@ import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { BasicTracerProvider, SimpleSpanProcessor, type SpanExporter } from '@opentelemetry/sdk-trace-base';
 
 let provider: BasicTracerProvider | undefined;
+let configured = false;
 
 export interface TelemetryConfig {
   service: string;
@@ -16,13 +17,16 @@ export interface TelemetryConfig {
  * headers by libs/bus), async context, and a tracer provider. Safe to call more than once.
  */
 export function setupTelemetry(cfg: TelemetryConfig): Tracer {
-  if (!provider) {
-    provider = new BasicTracerProvider({
-      spanProcessors: (cfg.exporters ?? []).map((e) => new SimpleSpanProcessor(e)),
-    });
+  if (!configured) {
+    configured = true;
     context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
     propagation.setGlobalPropagator(new W3CTraceContextPropagator());
-    trace.setGlobalTracerProvider(provider);
+    // Without an exporter nobody reads spans: the API's non-recording spans still carry the
+    // incoming trace context through handlers, logs and onward publishes, for far less CPU.
+    if (cfg.exporters?.length) {
+      provider = new BasicTracerProvider({ spanProcessors: cfg.exporters.map((e) => new SimpleSpanProcessor(e)) });
+      trace.setGlobalTracerProvider(provider);
+    }
   }
   return trace.getTracer(cfg.service);
 }
