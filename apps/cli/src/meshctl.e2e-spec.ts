@@ -20,22 +20,7 @@ let env: NodeJS.ProcessEnv;
 
 const meshctl = (...args: string[]) => runMeshctl(args, env);
 
-/** Runs meshctl with `input` on stdin (runMeshctl gives it none). */
-function meshctlWithStdin(args: string[], input: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [meshctlBin, ...args], { env: { ...process.env, NO_COLOR: '1', ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (b) => {
-      stdout += b;
-    });
-    child.stderr.on('data', (b) => {
-      stderr += b;
-    });
-    child.on('exit', (code) => done({ code, stdout, stderr }));
-    child.stdin.end(input);
-  });
-}
+const meshctlWithStdin = (args: string[], input: string) => runMeshctl(args, env, input);
 
 async function serviceNames(): Promise<string[]> {
   const r = await meshctl('get', 'services', '-o', 'json');

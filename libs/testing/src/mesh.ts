@@ -27,25 +27,27 @@ export async function startDiscovery(opts: {
   return p;
 }
 
-/** Runs meshctl (compiled) to completion and returns its exit code and output. */
+/** Runs meshctl (compiled) to completion, with `input` on stdin when given, and returns its exit code and output. */
 export async function runMeshctl(
   args: string[],
   env: NodeJS.ProcessEnv = {},
+  input?: string,
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const { spawn } = await import('node:child_process');
   return new Promise((resolveRun) => {
     const child = spawn(process.execPath, [resolve(repoRoot, 'apps/cli/dist/main.js'), ...args], {
       env: { ...process.env, NO_COLOR: '1', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (b) => {
+    child.stdout?.on('data', (b) => {
       stdout += b;
     });
-    child.stderr.on('data', (b) => {
+    child.stderr?.on('data', (b) => {
       stderr += b;
     });
     child.on('exit', (code) => resolveRun({ code, stdout, stderr }));
+    if (input !== undefined) child.stdin?.end(input);
   });
 }
