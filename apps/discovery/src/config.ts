@@ -17,6 +17,8 @@ export interface DiscoveryConfig {
   memberTtlMs: number;
   /** Registry events processed at once by one replica. */
   maxInFlight: number;
+  /** OTLP/HTTP collector for traces; none → trace context still propagates, spans are not recorded. */
+  otlpEndpoint?: string;
 }
 
 export class ConfigError extends Error {}
@@ -61,6 +63,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Disco
     reconcileIntervalMs: duration('DISCOVERY_RECONCILE_INTERVAL', '30s'),
     memberTtlMs: duration('DISCOVERY_MEMBER_TTL', '3s'),
     maxInFlight: int('DISCOVERY_MAX_IN_FLIGHT', 64, 1, 4096),
+    otlpEndpoint: env.OTEL_EXPORTER_OTLP_ENDPOINT ? url('OTEL_EXPORTER_OTLP_ENDPOINT', '', ['http:', 'https:']) : undefined,
   };
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(cfg.logLevel))
     problems.push(`LOG_LEVEL="${cfg.logLevel}" must be one of fatal, error, warn, info, debug, trace, silent`);

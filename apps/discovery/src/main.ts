@@ -25,7 +25,7 @@ async function main(): Promise<void> {
     process.exit(78);
   }
   const logger = createLogger({ service: 'discovery', instance: config.instance, level: config.logLevel });
-  setupTelemetry({ service: 'discovery' });
+  setupTelemetry({ service: 'discovery', instance: config.instance, otlpEndpoint: config.otlpEndpoint });
 
   const nc = await connectBus({
     servers: config.natsUrl,
