@@ -39,7 +39,20 @@ export const subjects = {
   deadLetter: (source: string, service?: string): string =>
     `${SUBJECT_ROOT}.deadletter.${source}.${service && SERVICE_NAME_PATTERN.test(service) ? service : '_'}`,
   deadLetterAll: `${SUBJECT_ROOT}.deadletter.>`,
+  /**
+   * Policy commands, core NATS request/reply answered by one policy replica (queue group):
+   * `mesh.v1.policy.{apply,delete,get,list,history,rollback,analyze}`. The policy KV bucket is
+   * the durable record; a command that got no reply may be retried (applies are idempotent).
+   */
+  policy: (command: PolicyCommand): string => `${SUBJECT_ROOT}.policy.${command}`,
+  policyAll: `${SUBJECT_ROOT}.policy.*`,
+  /** `mesh.v1.config.policy.<service>`: effective policy of one service, last value per subject. */
+  effectivePolicy: (service: string): string => `${SUBJECT_ROOT}.config.policy.${assertSubjectToken(service)}`,
+  effectivePolicyAll: `${SUBJECT_ROOT}.config.policy.>`,
 } as const;
+
+export const POLICY_COMMANDS = ['apply', 'delete', 'get', 'list', 'history', 'rollback', 'analyze'] as const;
+export type PolicyCommand = (typeof POLICY_COMMANDS)[number];
 
 /** Parses a registry subject back into its parts, or returns undefined when it is not one. */
 export function parseRegistrySubject(subject: string): { service: string; action: RegistryAction } | undefined {
@@ -61,6 +74,8 @@ export const streams = {
   endpoints: 'MESH_ENDPOINTS',
   /** Rejected events with their reasons, kept for a week. */
   deadLetter: 'MESH_DEADLETTER',
+  /** Effective configuration per service (policy now; proxy snapshots later), last value per subject. */
+  config: 'MESH_CONFIG',
 } as const;
 
 export const consumers = {
@@ -71,10 +86,13 @@ export const consumers = {
 export const buckets = {
   /** Service registry, key = service name, value = `ServiceRecord` (owned by discovery). */
   services: 'mesh_services',
+  /** Policies, key = `<kind>.<name>`, value = the validated policy; history keeps the last 20 revisions. */
+  policies: 'mesh_policies',
 } as const;
 
 export const queueGroups = {
   discovery: 'discovery',
+  policy: 'policy',
 } as const;
 
 /** NATS header names Novamesh sets or reads. */
