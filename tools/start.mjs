@@ -10,7 +10,7 @@ import { ensureInfra } from './infra.mjs';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const natsUrl = process.env.NATS_URL || 'nats://127.0.0.1:4222';
 const redisUrl = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
-const replicas = Number(process.env.DISCOVERY_REPLICAS || 1);
+const replicas = Number(process.env.REPLICAS || process.env.DISCOVERY_REPLICAS || 1);
 
 execSync('node tools/ensure-deps.mjs', { cwd: root, stdio: 'inherit' });
 process.stderr.write('novamesh: building (tsc -b)…\n');
@@ -31,6 +31,14 @@ for (let i = 1; i <= replicas; i++) {
     stdio: 'inherit',
   });
   children.push(child);
+}
+for (let i = 1; i <= replicas; i++) {
+  children.push(
+    spawn(process.execPath, [join(root, 'apps/policy/dist/main.js')], {
+      env: { ...env, POLICY_INSTANCE: `policy-${i}` },
+      stdio: 'inherit',
+    }),
+  );
 }
 if (process.env.NOVAMESH_DEMO !== '0') {
   children.push(spawn(process.execPath, [join(root, 'tools/demo.mjs')], { env, stdio: 'inherit' }));

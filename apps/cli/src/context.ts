@@ -1,7 +1,7 @@
 import { ErrorCode, MeshError } from '@novamesh/contracts';
 import type { MeshManager } from '@novamesh/sdk';
 import type { Command } from 'commander';
-import { ExitCode, toMeshError } from './errors';
+import { CommandExit, ExitCode, toMeshError } from './errors';
 import { parseServers } from './options';
 import { withSpinner } from './spinner';
 
@@ -66,7 +66,8 @@ export function globalOptions(cmd: Command): GlobalOptions {
 /**
  * Connects a MeshManager for one command, runs `fn`, and always closes the connection. The
  * manager sends no heartbeats: meshctl exits right after, so it must not pretend to be the
- * workload (services that want heartbeats say so in their manifest). Errors leave as MeshError.
+ * workload (services that want heartbeats say so in their manifest). Errors leave as MeshError
+ * (or as the CommandExit `fn` threw).
  */
 export async function withMesh<T>(ctx: CliContext, cmd: Command, fn: (mesh: MeshManager) => Promise<T>): Promise<T> {
   const { servers, timeoutMs } = globalOptions(cmd);
@@ -78,6 +79,7 @@ export async function withMesh<T>(ctx: CliContext, cmd: Command, fn: (mesh: Mesh
     await ctx.spin(`connecting to ${servers.join(',')}`, untilAborted(mesh.initialize({ signal: ctx.signal }), ctx.signal));
     return await fn(mesh);
   } catch (e) {
+    if (e instanceof CommandExit) throw e;
     throw toMeshError(e);
   } finally {
     await mesh.close();

@@ -1,4 +1,4 @@
-import { ErrorCode, type Issue, MeshError } from '@novamesh/contracts';
+import { ErrorCode, type Issue, MeshError, subjects } from '@novamesh/contracts';
 
 /**
  * meshctl's exit codes, a public contract for scripts: changing one is a breaking change.
@@ -17,6 +17,21 @@ export const ExitCode = {
   interrupted: 130,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+/**
+ * Ends a command with `exitCode` once it has told the user everything itself: `diff` finding
+ * differences, `analyze` finding errors, `apply` reporting a refused document after the ones it
+ * applied. main.ts prints nothing more for it.
+ */
+export class CommandExit extends Error {
+  readonly exitCode: number;
+
+  constructor(exitCode: number) {
+    super(`exit code ${exitCode}`);
+    this.name = 'CommandExit';
+    this.exitCode = exitCode;
+  }
+}
 
 /** Exit code of an error that reached the top of a command. */
 export function exitCodeFor(err: unknown): ExitCode {
@@ -78,6 +93,13 @@ const HINTS: Partial<Record<string, string>> = {
   [ErrorCode.internal]: 'this may be a bug in meshctl; MESHCTL_DEBUG=1 prints where it happened',
 };
 
+// Failures of the policy commands (their request subjects are in the message) point at the policy service.
+const POLICY_SUBJECT = subjects.policyAll.replace(/\*$/, '');
+const POLICY_HINTS: Partial<Record<string, string>> = {
+  [ErrorCode.unavailable]: 'check --nats (or NATS_URL) and that a policy service replica is running',
+  [ErrorCode.timeout]: 'the policy service did not answer in time: is it running? (raise --timeout if it is just slow)',
+};
+
 /** What the user reads on stderr: one headline, every issue with its path, maybe a hint. */
 export function describeError(err: unknown, opts: { debug?: boolean } = {}): string {
   const e = toMeshError(err);
@@ -85,7 +107,7 @@ export function describeError(err: unknown, opts: { debug?: boolean } = {}): str
   const lines = [`error: ${headline(e)}`];
   // "not registered" needs no path to explain it; everything else is a list of what to fix.
   if (e.code !== ErrorCode.notFound) for (const issue of e.issues) lines.push(`  ${formatIssue(issue)}`);
-  const hint = HINTS[e.code];
+  const hint = (e.message.includes(POLICY_SUBJECT) ? POLICY_HINTS[e.code] : undefined) ?? HINTS[e.code];
   if (hint) lines.push(`hint: ${hint}`);
   // Unexpected failures are bugs: show where they came from when asked to.
   if (opts.debug && e.code === ErrorCode.internal) lines.push(String((e.cause as Error | undefined)?.stack ?? e.stack));

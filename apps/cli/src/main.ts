@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { CommanderError } from 'commander';
 import { type CliConfig, createContext } from './context';
-import { describeError, ExitCode, exitCodeFor } from './errors';
+import { CommandExit, describeError, ExitCode, exitCodeFor } from './errors';
 import { createProgram } from './program';
 
 /** The one place meshctl reads its environment. */
@@ -40,6 +40,8 @@ async function main(argv: string[]): Promise<number> {
   } catch (e) {
     // Commander already printed its message (and help hint); --help and --version exit 0.
     if (e instanceof CommanderError) return e.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
+    // The command already said why (diff found differences, analyze found errors, …).
+    if (e instanceof CommandExit) return e.exitCode;
     process.stderr.write(describeError(e, { debug: config.debug }));
     return exitCodeFor(e);
   }

@@ -3,6 +3,13 @@ import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { deregisterCommand } from './commands/deregister';
 import { getCommand } from './commands/get';
+import { analyzeCommand } from './commands/policy-analyze';
+import { applyCommand } from './commands/policy-apply';
+import { deleteCommand } from './commands/policy-delete';
+import { describeCommand } from './commands/policy-describe';
+import { diffCommand } from './commands/policy-diff';
+import { getPoliciesCommand } from './commands/policy-get';
+import { historyCommand, rollbackCommand } from './commands/policy-history';
 import { registerCommand } from './commands/register';
 import { watchCommand } from './commands/watch';
 import type { CliContext } from './context';
@@ -22,11 +29,11 @@ function version(): string {
  */
 export function createProgram(ctx: CliContext): Command {
   const program = new Command('meshctl')
-    .description('Register, inspect and watch the services of a Novamesh mesh.')
+    .description('Register, inspect and watch the services of a Novamesh mesh, and manage its policies.')
     .version(version(), '-V, --version')
     .addOption(new Option('--nats <urls>', 'NATS server URL(s), comma-separated (env NATS_URL)').default(ctx.config.natsUrl))
     .addOption(
-      new Option('--timeout <duration>', 'how long to wait for NATS and discovery, e.g. 500ms, 5s')
+      new Option('--timeout <duration>', 'how long to wait for NATS, discovery and the policy service, e.g. 500ms, 5s')
         .argParser((v: string) => {
           const ms = durationArg(v);
           if (ms <= 0) throw new InvalidArgumentError('must be longer than 0');
@@ -48,12 +55,34 @@ Examples:
   meshctl watch endpoints payment -o json   one JSON object per change, until Ctrl-C
   meshctl deregister payment --drain 30s
 
-Exit codes: 0 ok, 1 invalid or refused input, 2 usage error, 3 NATS or discovery unreachable, 4 not found.`,
+Policies (TrafficPolicy, RouteRule, RateLimitPolicy, AuthorizationPolicy, MutualTLSPolicy;
+short kinds tp, rr, rl, authz, mtls):
+  meshctl apply -f policies.yaml            create or update every document of the file, in order
+  meshctl apply -f policies.yaml --dry-run  validate and show the diff; store nothing
+  meshctl diff -f policies.yaml             exit 0 no changes, 1 changes, 2 invalid file
+  meshctl get policies --service payment
+  meshctl describe policy tp/payment-traffic
+  meshctl history policy tp/payment-traffic
+  meshctl rollback policy tp/payment-traffic --to 12
+  meshctl delete -f policies.yaml           or: meshctl delete trafficpolicy payment-traffic
+  meshctl analyze                           exit 1 when there is an error-level finding
+
+Exit codes: 0 ok, 1 invalid or refused input (also a revision conflict), 2 usage error,
+3 NATS, discovery or the policy service unreachable, 4 not found.
+(diff and analyze use 1 for "differences" / "errors found"; see their --help.)`,
     );
   // Subcommands are created with .command() so they inherit exitOverride and output settings.
   registerCommand(program, ctx);
   deregisterCommand(program, ctx);
-  getCommand(program, ctx);
+  const get = getCommand(program, ctx);
+  getPoliciesCommand(get, ctx);
   watchCommand(program, ctx);
+  applyCommand(program, ctx);
+  diffCommand(program, ctx);
+  deleteCommand(program, ctx);
+  describeCommand(program, ctx);
+  historyCommand(program, ctx);
+  rollbackCommand(program, ctx);
+  analyzeCommand(program, ctx);
   return program;
 }

@@ -53,6 +53,17 @@ export function meshStreams(opts: TopologyOptions = {}): StreamConfig[] {
       num_replicas,
     } as StreamConfig,
     {
+      // Effective configuration per service: derived from the KV buckets, so rebuildable, but
+      // kept on file so late subscribers (sidecars) get the current value after a NATS restart.
+      name: streams.config,
+      subjects: [subjects.effectivePolicyAll],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      max_msgs_per_subject: 1,
+      duplicate_window: 120_000 * NS_PER_MS,
+      num_replicas,
+    } as StreamConfig,
+    {
       name: streams.deadLetter,
       subjects: [subjects.deadLetterAll],
       retention: RetentionPolicy.Limits,
@@ -120,9 +131,20 @@ export async function ensureConsumer(
   }
 }
 
-/** Opens (creating when missing) a KV bucket with history 1 on file storage. */
-export async function ensureKv(nc: NatsConnection, bucket: string, opts: TopologyOptions = {}): Promise<KV> {
-  return new Kvm(nc).create(bucket, { history: 1, replicas: opts.replicas ?? 1, storage: StorageType.File });
+/** Opens (creating when missing) a KV bucket on file storage, keeping `history` revisions per key. */
+export async function ensureKv(nc: NatsConnection, bucket: string, opts: TopologyOptions & { history?: number } = {}): Promise<KV> {
+  return new Kvm(nc).create(bucket, { history: opts.history ?? 1, replicas: opts.replicas ?? 1, storage: StorageType.File });
+}
+
+/** Revisions kept per policy (`meshctl history` / `rollback`). */
+export const POLICY_HISTORY = 20;
+
+/** Provisions what the policy service needs: the mesh streams and the policies bucket. Idempotent. */
+export async function provisionPolicy(nc: NatsConnection, opts: TopologyOptions = {}): Promise<{ jsm: JetStreamManager; kv: KV }> {
+  const jsm = await jetstreamManager(nc);
+  for (const s of meshStreams(opts)) await ensureStream(jsm, s);
+  const kv = await ensureKv(nc, buckets.policies, { ...opts, history: POLICY_HISTORY });
+  return { jsm, kv };
 }
 
 /**

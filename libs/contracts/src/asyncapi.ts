@@ -7,11 +7,23 @@ import {
   EndpointAddedV1,
   EndpointRemovedV1,
   EndpointSetV1,
+  ErrorBodyV1,
   HeartbeatV1,
   ServiceDeregisteredV1,
   ServiceRegisteredV1,
 } from './events';
 import { SUBJECT_ROOT } from './names';
+import {
+  EffectivePolicyV1,
+  PolicyAnalyzeRequestV1,
+  PolicyApplyRequestV1,
+  PolicyDeleteRequestV1,
+  PolicyGetRequestV1,
+  PolicyHistoryRequestV1,
+  PolicyListRequestV1,
+  PolicyRollbackRequestV1,
+  PolicySchema,
+} from './policy';
 
 function schema(s: z.ZodType): unknown {
   const json = z.toJSONSchema(s, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
@@ -36,6 +48,20 @@ export function buildAsyncApi(): Record<string, unknown> {
     DiscoveryQueryV1: { name: 'DiscoveryQueryV1', payload: schema(DiscoveryQueryV1) },
     DiscoveryQueryReplyV1: { name: 'DiscoveryQueryReplyV1', payload: schema(DiscoveryQueryReplyV1) },
     DeadLetterV1: { name: 'DeadLetterV1', payload: schema(DeadLetterV1) },
+    Policy: { name: 'Policy', summary: 'Any policy document; `kind` selects the schema.', payload: schema(PolicySchema) },
+    PolicyApplyRequestV1: { name: 'PolicyApplyRequestV1', payload: schema(PolicyApplyRequestV1) },
+    PolicyDeleteRequestV1: { name: 'PolicyDeleteRequestV1', payload: schema(PolicyDeleteRequestV1) },
+    PolicyGetRequestV1: { name: 'PolicyGetRequestV1', payload: schema(PolicyGetRequestV1) },
+    PolicyListRequestV1: { name: 'PolicyListRequestV1', payload: schema(PolicyListRequestV1) },
+    PolicyHistoryRequestV1: { name: 'PolicyHistoryRequestV1', payload: schema(PolicyHistoryRequestV1) },
+    PolicyRollbackRequestV1: { name: 'PolicyRollbackRequestV1', payload: schema(PolicyRollbackRequestV1) },
+    PolicyAnalyzeRequestV1: { name: 'PolicyAnalyzeRequestV1', payload: schema(PolicyAnalyzeRequestV1) },
+    PolicyReplyV1: {
+      name: 'PolicyReplyV1',
+      summary: "`{ ok: true, ... }` with the command's result, or `{ ok: false, error: { code, message, issues[{path, message}] } }`.",
+      payload: { type: 'object', properties: { ok: { type: 'boolean' }, error: schema(ErrorBodyV1) }, required: ['ok'] },
+    },
+    EffectivePolicyV1: { name: 'EffectivePolicyV1', payload: schema(EffectivePolicyV1) },
   };
   const ref = (m: keyof typeof messages) => ({ $ref: `#/components/messages/${m}` });
   const registry = (action: string, m: keyof typeof messages, description: string) => ({
@@ -65,6 +91,31 @@ export function buildAsyncApi(): Record<string, unknown> {
       address: null,
       description: 'Reply to a discovery query (the request inbox).',
       messages: { DiscoveryQueryReplyV1: ref('DiscoveryQueryReplyV1') },
+    },
+    ...Object.fromEntries(
+      (['apply', 'delete', 'get', 'list', 'history', 'rollback', 'analyze'] as const).map((c) => {
+        const msg = `Policy${c[0]?.toUpperCase()}${c.slice(1)}RequestV1` as keyof typeof messages;
+        return [
+          `policy${c[0]?.toUpperCase()}${c.slice(1)}`,
+          {
+            address: `${SUBJECT_ROOT}.policy.${c}`,
+            description: `Policy command "${c}": core NATS request/reply answered by one policy replica (queue group "policy").`,
+            messages: { [msg]: ref(msg) },
+          },
+        ];
+      }),
+    ),
+    policyReply: {
+      address: null,
+      description: 'Reply to a policy command (the request inbox).',
+      messages: { PolicyReplyV1: ref('PolicyReplyV1') },
+    },
+    effectivePolicy: {
+      address: `${SUBJECT_ROOT}.config.policy.{service}`,
+      description:
+        'Effective policy of a service (every kind merged, mesh-wide included), published when it changes; JetStream stream MESH_CONFIG keeps the last message per subject.',
+      parameters: serviceParam,
+      messages: { EffectivePolicyV1: ref('EffectivePolicyV1') },
     },
     deadLetter: {
       address: `${SUBJECT_ROOT}.deadletter.{source}.{service}`,
@@ -97,6 +148,13 @@ export function buildAsyncApi(): Record<string, unknown> {
         reply: { channel: { $ref: '#/channels/discoveryQueryReply' } },
       },
       watchDeadLetters: { action: 'receive', channel: { $ref: '#/channels/deadLetter' } },
+      ...Object.fromEntries(
+        ['Apply', 'Delete', 'Get', 'List', 'History', 'Rollback', 'Analyze'].map((c) => [
+          `policy${c}`,
+          { action: 'send', channel: { $ref: `#/channels/policy${c}` }, reply: { channel: { $ref: '#/channels/policyReply' } } },
+        ]),
+      ),
+      watchEffectivePolicy: { action: 'receive', channel: { $ref: '#/channels/effectivePolicy' } },
     },
     components: { messages },
   };

@@ -59,7 +59,13 @@ export interface ErrorBody {
   issues: Issue[];
 }
 
-/** Rebuilds a typed error from a reply body received over NATS. */
+const VALIDATION_CODES: readonly string[] = [ErrorCode.invalid, ErrorCode.badJson, ErrorCode.tooLarge, ErrorCode.subjectMismatch];
+
+/** Rebuilds a typed error from a reply body received over NATS (a refusal of input is a MeshValidationError). */
 export function errorFromBody(body: ErrorBody): MeshError {
+  if (VALIDATION_CODES.includes(body.code)) {
+    const err = new MeshValidationError(body.message, [], body.code as ErrorCode);
+    return Object.assign(err, { message: body.message, issues: body.issues });
+  }
   return new MeshError(body.code as ErrorCode, body.message, { issues: body.issues });
 }

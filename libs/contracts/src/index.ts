@@ -5,4 +5,5 @@ export * from './events';
 export * from './fixtures';
 export * from './names';
 export * from './parse';
+export * from './policy';
 export * from './service.schema';

@@ -7,19 +7,27 @@ import {
   type DeadLetterV1,
   type DiscoveryQueryReplyV1,
   DiscoveryQueryV1,
+  type EffectivePolicyV1,
   EndpointAddedV1,
   EndpointRemovedV1,
   type EndpointSetV1,
+  type ErrorBody,
   ErrorCode,
   errorFromBody,
   HeartbeatV1,
   MeshError,
+  type Policy,
+  type PolicyApplyResultV1,
+  type PolicyCommand,
+  type PolicyInput,
+  type PolicyKind,
   type RegistryAction,
   type Service,
   ServiceDeregisteredV1,
   type ServiceEndpointInput,
   type ServiceInput,
   ServiceRegisteredV1,
+  type StoredPolicy,
   streams,
   subjects,
   validate,
@@ -271,6 +279,134 @@ export class MeshManager {
     const t = this.heartbeats.get(name);
     if (t) clearInterval(t);
     this.heartbeats.delete(name);
+  }
+
+  // ── Policies ────────────────────────────────────────────────────────────────────────────
+
+  /**
+   * Validates and stores any policy document (`kind` says which). Rejects with a
+   * `MeshValidationError` listing every problem, or `MESH_CONFLICT` when `expectedRevision` is
+   * stale. With `dryRun` nothing is stored and the result shows the diff and the effective policy.
+   */
+  async applyPolicy(
+    policy: PolicyInput | Record<string, unknown>,
+    opts: CallOptions & { dryRun?: boolean; expectedRevision?: number } = {},
+  ): Promise<PolicyApplyResultV1> {
+    return this.policyCommand<PolicyApplyResultV1>(
+      'apply',
+      { policy, dryRun: opts.dryRun ?? false, ...(opts.expectedRevision !== undefined ? { expectedRevision: opts.expectedRevision } : {}) },
+      opts,
+    );
+  }
+
+  /** The seed's `applyTrafficPolicy`. */
+  applyTrafficPolicy(
+    policy: Omit<Extract<PolicyInput, { kind: 'TrafficPolicy' }>, 'kind'>,
+    opts: CallOptions & { dryRun?: boolean; expectedRevision?: number } = {},
+  ) {
+    return this.applyPolicy({ kind: 'TrafficPolicy', ...policy }, opts);
+  }
+  applyRouteRule(
+    policy: Omit<Extract<PolicyInput, { kind: 'RouteRule' }>, 'kind'>,
+    opts: CallOptions & { dryRun?: boolean; expectedRevision?: number } = {},
+  ) {
+    return this.applyPolicy({ kind: 'RouteRule', ...policy }, opts);
+  }
+  applyRateLimitPolicy(
+    policy: Omit<Extract<PolicyInput, { kind: 'RateLimitPolicy' }>, 'kind'>,
+    opts: CallOptions & { dryRun?: boolean; expectedRevision?: number } = {},
+  ) {
+    return this.applyPolicy({ kind: 'RateLimitPolicy', ...policy }, opts);
+  }
+  applyAuthorizationPolicy(
+    policy: Omit<Extract<PolicyInput, { kind: 'AuthorizationPolicy' }>, 'kind'>,
+    opts: CallOptions & { dryRun?: boolean; expectedRevision?: number } = {},
+  ) {
+    return this.applyPolicy({ kind: 'AuthorizationPolicy', ...policy }, opts);
+  }
+  applyMutualTLSPolicy(
+    policy: Omit<Extract<PolicyInput, { kind: 'MutualTLSPolicy' }>, 'kind'>,
+    opts: CallOptions & { dryRun?: boolean; expectedRevision?: number } = {},
+  ) {
+    return this.applyPolicy({ kind: 'MutualTLSPolicy', ...policy }, opts);
+  }
+
+  async deletePolicy(
+    kind: PolicyKind,
+    name: string,
+    opts: CallOptions & { expectedRevision?: number } = {},
+  ): Promise<{ deletedRevision: number }> {
+    return this.policyCommand(
+      'delete',
+      { kind, name, ...(opts.expectedRevision !== undefined ? { expectedRevision: opts.expectedRevision } : {}) },
+      opts,
+    );
+  }
+
+  async getPolicy(kind: PolicyKind, name: string, opts: CallOptions = {}): Promise<StoredPolicy> {
+    return this.policyCommand('get', { kind, name }, opts);
+  }
+
+  async listPolicies(filter: { kind?: PolicyKind; serviceName?: string } = {}, opts: CallOptions = {}): Promise<StoredPolicy[]> {
+    return (await this.policyCommand<{ policies: StoredPolicy[] }>('list', filter, opts)).policies;
+  }
+
+  async policyHistory(
+    kind: PolicyKind,
+    name: string,
+    opts: CallOptions = {},
+  ): Promise<{ revision: number; operation: string; updatedAt: string; policy?: Policy }[]> {
+    return (
+      await this.policyCommand<{ revisions: { revision: number; operation: string; updatedAt: string; policy?: Policy }[] }>(
+        'history',
+        { kind, name },
+        opts,
+      )
+    ).revisions;
+  }
+
+  async rollbackPolicy(kind: PolicyKind, name: string, toRevision: number, opts: CallOptions = {}): Promise<PolicyApplyResultV1> {
+    return this.policyCommand('rollback', { kind, name, toRevision }, opts);
+  }
+
+  async analyzePolicies(
+    opts: CallOptions = {},
+  ): Promise<{ level: string; code: string; message: string; policy?: string; path?: string }[]> {
+    return (
+      await this.policyCommand<{ findings: { level: string; code: string; message: string; policy?: string; path?: string }[] }>(
+        'analyze',
+        {},
+        opts,
+      )
+    ).findings;
+  }
+
+  /** Effective policies of a service as they change, starting with the current one. */
+  async *watchEffectivePolicy(service: string, opts: CallOptions = {}): AsyncGenerator<EffectivePolicyV1> {
+    const { js } = this.ready();
+    const consumer = await js.consumers.get(streams.config, {
+      filter_subjects: subjects.effectivePolicy(service),
+      deliver_policy: DeliverPolicy.LastPerSubject,
+    });
+    const messages = await consumer.consume();
+    const onAbort = () => void messages.close();
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      if (opts.signal?.aborted) return;
+      for await (const m of messages) yield m.json<EffectivePolicyV1>();
+    } finally {
+      opts.signal?.removeEventListener('abort', onAbort);
+      await messages.close().catch(() => undefined);
+    }
+  }
+
+  private async policyCommand<T>(command: PolicyCommand, body: unknown, opts: CallOptions): Promise<T> {
+    const reply = await requestJson<({ ok: true } & T) | { ok: false; error: ErrorBody }>(this.ready().nc, subjects.policy(command), body, {
+      timeout: this.timeoutMs,
+      signal: opts.signal,
+    });
+    if (!reply.ok) throw errorFromBody((reply as { error: ErrorBody }).error);
+    return reply as T;
   }
 
   /** Stops heartbeats and closes the connection (if the manager opened it). */

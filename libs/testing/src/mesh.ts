@@ -27,6 +27,23 @@ export async function startDiscovery(opts: {
   return p;
 }
 
+/** Starts a compiled policy replica (run `tsc -b` first) and waits until it is ready. */
+export async function startPolicy(opts: { natsUrl: string; instance: string; env?: NodeJS.ProcessEnv }): Promise<ManagedProcess> {
+  const p = new ManagedProcess(`policy-${opts.instance}`, process.execPath, [resolve(repoRoot, 'apps/policy/dist/main.js')], {
+    NATS_URL: opts.natsUrl,
+    POLICY_INSTANCE: opts.instance,
+    LOG_LEVEL: 'info',
+    ...opts.env,
+  });
+  try {
+    await p.waitForLine(/"msg":"policy ready"/, 30_000);
+  } catch (e) {
+    await p.stop('SIGKILL');
+    throw e;
+  }
+  return p;
+}
+
 /** Runs meshctl (compiled) to completion, with `input` on stdin when given, and returns its exit code and output. */
 export async function runMeshctl(
   args: string[],

@@ -8,9 +8,12 @@ interface GetOptions {
   output: OutputFormat;
 }
 
-/** `meshctl get services|endpoints`: one answer from discovery, as a table or a document. */
-export function getCommand(program: Command, ctx: CliContext): void {
-  const get = program.command('get').description('show services or the endpoints of one service');
+/**
+ * `meshctl get services|endpoints`: one answer from discovery, as a table or a document.
+ * Returns the `get` command, which other resources (`get policies`) add themselves to.
+ */
+export function getCommand(program: Command, ctx: CliContext): Command {
+  const get = program.command('get').description('show services, the endpoints of one service, or policies');
 
   get
     .command('services')
@@ -45,4 +48,5 @@ export function getCommand(program: Command, ctx: CliContext): void {
         );
       else ctx.io.stdout.write(endpointsTable(shown.endpoints));
     });
+  return get;
 }

@@ -83,7 +83,8 @@ export async function loadManifest(file: string, stdin: NodeJS.ReadableStream): 
   return value as ServiceInput;
 }
 
-async function readManifestFile(file: string): Promise<string> {
+/** Reads a file named on the command line; a missing or unreadable file is an invalid-input error naming it. */
+export async function readManifestFile(file: string): Promise<string> {
   try {
     return await readFile(file, 'utf8');
   } catch (e) {
@@ -93,7 +94,8 @@ async function readManifestFile(file: string): Promise<string> {
   }
 }
 
-async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
+/** All of stdin (`-f -`). */
+export async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
   return Buffer.concat(chunks).toString('utf8');

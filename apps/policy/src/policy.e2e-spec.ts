@@ -1,0 +1,186 @@
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { type EffectivePolicyV1, MeshError, streams, subjects, validService } from '@novamesh/contracts';
+import { INVALID_POLICIES } from '@novamesh/policy';
+import { MeshManager } from '@novamesh/sdk';
+import { type ManagedProcess, startDiscovery, startPolicy, TestNats, TestRedis, waitFor } from '@novamesh/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+let nats: TestNats;
+let redis: TestRedis;
+let nc: NatsConnection;
+let mesh: MeshManager;
+const procs: ManagedProcess[] = [];
+
+beforeAll(async () => {
+  [nats, redis] = await Promise.all([TestNats.start(), TestRedis.start()]);
+  procs.push(await startDiscovery({ natsUrl: nats.url, redisUrl: redis.url, instance: 'd1' }));
+  procs.push(await startPolicy({ natsUrl: nats.url, instance: 'p1' }));
+  procs.push(await startPolicy({ natsUrl: nats.url, instance: 'p2' }));
+  nc = await connect({ servers: nats.url });
+  mesh = new MeshManager({ servers: nats.url, heartbeat: false, timeoutMs: 10_000 });
+  await mesh.initialize();
+  await mesh.registerService(validService('payment'), { wait: true });
+});
+
+afterAll(async () => {
+  await mesh?.close();
+  await nc?.close();
+  await Promise.all(procs.map((p) => p.stop()));
+  await Promise.all([nats?.dispose(), redis?.dispose()]);
+});
+
+/** Collects effective policies of a service as a late subscriber would see them. */
+function watch(service: string) {
+  const seen: EffectivePolicyV1[] = [];
+  const abort = new AbortController();
+  void (async () => {
+    for await (const e of mesh.watchEffectivePolicy(service, { signal: abort.signal })) seen.push(e);
+  })();
+  return { seen, stop: () => abort.abort(), last: () => seen[seen.length - 1] };
+}
+
+async function effectiveMessages(service: string): Promise<number> {
+  const jsm = await jetstreamManager(nc);
+  const info = await jsm.streams.info(streams.config, { subjects_filter: subjects.effectivePolicy(service) });
+  return info.state.last_seq;
+}
+
+const seedTraffic = {
+  kind: 'TrafficPolicy',
+  name: 'payment-traffic',
+  serviceName: 'payment',
+  loadBalancing: { algorithm: 'least-request', choiceCount: 2 },
+};
+
+describe('applying policies', () => {
+  it('stores a valid policy, publishes the service’s effective policy, and a late subscriber gets it', async () => {
+    const r = await mesh.applyPolicy(seedTraffic);
+    expect(r).toMatchObject({ ok: true, kind: 'TrafficPolicy', name: 'payment-traffic', created: true, unchanged: false, dryRun: false });
+    expect(r.revision).toBeGreaterThan(0);
+    const w = watch('payment');
+    await waitFor(() => w.last()?.traffic?.name === 'payment-traffic', { what: 'effective policy with the traffic policy' });
+    expect(w.last()?.sources).toContainEqual({ kind: 'TrafficPolicy', name: 'payment-traffic', revision: r.revision });
+    w.stop();
+  });
+
+  it('re-applying the same policy changes nothing and publishes nothing', async () => {
+    const before = await effectiveMessages('payment');
+    const again = await mesh.applyPolicy(seedTraffic);
+    expect(again.unchanged).toBe(true);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await effectiveMessages('payment')).toBe(before);
+  });
+
+  it('dry-run shows the diff and the effective result without storing', async () => {
+    const before = await mesh.getPolicy('TrafficPolicy', 'payment-traffic');
+    const dry = await mesh.applyPolicy({ ...seedTraffic, loadBalancing: { algorithm: 'random' } }, { dryRun: true });
+    expect(dry.dryRun).toBe(true);
+    expect(dry.diff).toMatch(/random/);
+    expect(dry.effective?.traffic).toBeDefined();
+    const after = await mesh.getPolicy('TrafficPolicy', 'payment-traffic');
+    expect(after.revision).toBe(before.revision);
+  });
+});
+
+describe('invalid policies', () => {
+  it(`refuses each of the ${INVALID_POLICIES.length} invalid policies with its path and reason, storing nothing`, async () => {
+    expect(INVALID_POLICIES.length).toBeGreaterThanOrEqual(40);
+    const before = (await mesh.listPolicies()).length;
+    for (const c of INVALID_POLICIES) {
+      const err = await mesh.applyPolicy(c.policy as Record<string, unknown>).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err, c.name).toBeInstanceOf(MeshError);
+      const e = err as MeshError;
+      expect(e.code, c.name).toBe('MESH_INVALID');
+      expect(
+        e.issues.some((i) => i.path === c.path && c.message.test(i.message)),
+        `${c.name}: wanted ${c.path} ~ ${c.message}, got ${JSON.stringify(e.issues)}`,
+      ).toBe(true);
+    }
+    expect((await mesh.listPolicies()).length).toBe(before);
+    expect(procs.every((p) => p.running)).toBe(true);
+  });
+
+  it('refuses a malformed request body with the field named', async () => {
+    const reply = (await nc.request(subjects.policy('apply'), '{"dryRun": "yes"}')).json<{
+      ok: boolean;
+      error: { code: string; issues: { path: string }[] };
+    }>();
+    expect(reply.ok).toBe(false);
+    expect(reply.error.issues.map((i) => i.path)).toContain('dryRun');
+    const bad = (await nc.request(subjects.policy('apply'), 'not json')).json<{ ok: boolean; error: { code: string } }>();
+    expect(bad.error.code).toBe('MESH_BAD_JSON');
+  });
+});
+
+describe('revisions', () => {
+  it('resolves concurrent applies by revision: exactly one writer wins each revision, no write is lost silently', async () => {
+    const base = await mesh.applyPolicy({ ...seedTraffic, name: 'contended' });
+    const writers = Array.from({ length: 8 }, (_, i) =>
+      mesh
+        .applyPolicy(
+          { ...seedTraffic, name: 'contended', loadBalancing: { algorithm: 'random' }, description: `writer ${i}` },
+          { expectedRevision: base.revision },
+        )
+        .then(
+          (r) => ({ ok: true as const, r }),
+          (e: MeshError) => ({ ok: false as const, code: e.code }),
+        ),
+    );
+    const results = await Promise.all(writers);
+    const winners = results.filter((r) => r.ok);
+    expect(winners).toHaveLength(1);
+    expect(results.filter((r) => !r.ok).every((r) => !r.ok && r.code === 'MESH_CONFLICT')).toBe(true);
+    const stored = await mesh.getPolicy('TrafficPolicy', 'contended');
+    expect(winners[0]?.ok && stored.revision === winners[0].r.revision).toBe(true);
+  });
+
+  it('keeps the last 20 revisions, and rolls back to one of them', async () => {
+    const revisions: number[] = [];
+    for (let i = 0; i < 25; i++)
+      revisions.push((await mesh.applyPolicy({ ...seedTraffic, name: 'historic', description: `v${i}` })).revision);
+    const history = await mesh.policyHistory('TrafficPolicy', 'historic');
+    expect(history.map((h) => h.revision)).toEqual(revisions.slice(5));
+    const target = revisions[10] as number;
+    const rolled = await mesh.rollbackPolicy('TrafficPolicy', 'historic', target);
+    expect(rolled.revision).toBeGreaterThan(revisions[24] as number);
+    expect((await mesh.getPolicy('TrafficPolicy', 'historic')).policy).toMatchObject({ description: 'v10' });
+    await expect(mesh.rollbackPolicy('TrafficPolicy', 'historic', revisions[0] as number)).rejects.toMatchObject({
+      code: 'MESH_NOT_FOUND',
+    });
+  });
+
+  it('deletes with an expected revision and reports a missing policy', async () => {
+    const r = await mesh.applyPolicy({ ...seedTraffic, name: 'doomed' });
+    await expect(mesh.deletePolicy('TrafficPolicy', 'doomed', { expectedRevision: r.revision + 1000 })).rejects.toMatchObject({
+      code: 'MESH_CONFLICT',
+    });
+    await mesh.deletePolicy('TrafficPolicy', 'doomed', { expectedRevision: r.revision });
+    await expect(mesh.getPolicy('TrafficPolicy', 'doomed')).rejects.toMatchObject({ code: 'MESH_NOT_FOUND' });
+  });
+});
+
+describe('effective policy', () => {
+  it('merges a mesh-wide mTLS policy into every registered service, a service policy overriding it', async () => {
+    await mesh.registerService(validService('catalog'), { wait: true });
+    await mesh.applyPolicy({ kind: 'MutualTLSPolicy', name: 'mesh-strict', serviceName: '*', mode: 'strict' });
+    await mesh.applyPolicy({ kind: 'MutualTLSPolicy', name: 'catalog-permissive', serviceName: 'catalog', mode: 'permissive' });
+    const payment = watch('payment');
+    const catalog = watch('catalog');
+    await waitFor(() => payment.last()?.mtls.mode === 'strict', { what: 'payment strict' });
+    await waitFor(() => catalog.last()?.mtls.mode === 'permissive' && catalog.last()?.mtls.source?.includes('catalog-permissive'), {
+      what: 'catalog permissive from its own policy',
+    });
+    payment.stop();
+    catalog.stop();
+  });
+
+  it('analyze reports a policy for a service that is not registered', async () => {
+    await mesh.applyPolicy({ ...seedTraffic, name: 'ghost-traffic', serviceName: 'ghost' });
+    const findings = await mesh.analyzePolicies();
+    expect(findings.some((f) => f.level === 'warning' && /ghost/.test(f.message))).toBe(true);
+  });
+});

@@ -1,0 +1,80 @@
+import { DeliverPolicy, type JetStreamClient } from '@nats-io/jetstream';
+import { Inject, Injectable } from '@nestjs/common';
+import { type EndpointSetV1, streams, subjects } from '@novamesh/contracts';
+import type { Logger } from '@novamesh/observability';
+import { JETSTREAM, LOGGER } from './tokens';
+
+/**
+ * Registered services and their endpoint labels, learned from discovery's public endpoint-set
+ * events (never from discovery's store). Used to cross-check policies (subsets, unknown
+ * services) and to give every registered service an effective policy.
+ */
+@Injectable()
+export class ServicesViewService {
+  private readonly labels = new Map<string, Record<string, string>[]>();
+  private readonly listeners: ((service: string) => void)[] = [];
+  private stopFn: (() => Promise<void>) | undefined;
+  private readonly log: Logger;
+
+  constructor(
+    @Inject(JETSTREAM) private readonly js: JetStreamClient,
+    @Inject(LOGGER) logger: Logger,
+  ) {
+    this.log = logger.child({ component: 'services-view' });
+  }
+
+  /** Called with a service name the first time it is seen registered. */
+  onNewService(listener: (service: string) => void): void {
+    this.listeners.push(listener);
+  }
+
+  async start(): Promise<void> {
+    const consumer = await this.js.consumers.get(streams.endpoints, {
+      filter_subjects: subjects.endpointsAll,
+      deliver_policy: DeliverPolicy.LastPerSubject,
+    });
+    const pending = (await consumer.info(true)).num_pending;
+    const messages = await consumer.consume();
+    this.stopFn = async () => {
+      await messages.close();
+    };
+    let seen = 0;
+    let resolveLoaded!: () => void;
+    const loaded = new Promise<void>((r) => {
+      resolveLoaded = r;
+    });
+    if (pending === 0) resolveLoaded();
+    void (async () => {
+      for await (const m of messages) {
+        try {
+          const set = m.json<EndpointSetV1>();
+          const isNew = !this.labels.has(set.service);
+          if (set.deregistered) this.labels.delete(set.service);
+          else {
+            this.labels.set(
+              set.service,
+              set.endpoints.map((e) => e.labels),
+            );
+            if (isNew) for (const l of this.listeners) l(set.service);
+          }
+        } catch (err) {
+          this.log.warn({ err, subject: m.subject }, 'unreadable endpoint set ignored');
+        }
+        if (++seen >= pending) resolveLoaded();
+      }
+    })().catch((err) => this.log.error({ err }, 'services view stopped'));
+    await Promise.race([loaded, new Promise((r) => setTimeout(r, 30_000))]);
+  }
+
+  endpointLabels(service: string): Record<string, string>[] | undefined {
+    return this.labels.get(service);
+  }
+
+  names(): string[] {
+    return [...this.labels.keys()].sort();
+  }
+
+  async stop(): Promise<void> {
+    await this.stopFn?.().catch(() => undefined);
+  }
+}
