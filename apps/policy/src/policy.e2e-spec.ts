@@ -178,6 +178,20 @@ describe('effective policy', () => {
     catalog.stop();
   });
 
+  it('maps the seed’s enableMutualTLS onto a strict MutualTLSPolicy with the certificate files', async () => {
+    await mesh.enableMutualTLS('payment', '/etc/novamesh/payment.crt', '/etc/novamesh/payment.key', '/etc/novamesh/ca.pem');
+    const w = watch('payment');
+    await waitFor(() => w.last()?.mtls.certificates?.certPath === '/etc/novamesh/payment.crt', {
+      what: 'certificates in the effective policy',
+    });
+    expect(w.last()?.mtls).toMatchObject({ mode: 'strict', source: 'MutualTLSPolicy.payment-mtls' });
+    w.stop();
+    await expect(mesh.enableMutualTLS('payment', 'relative.crt', '/k', '/ca')).rejects.toMatchObject({
+      code: 'MESH_INVALID',
+      issues: [{ path: 'certificates.certPath', message: expect.stringMatching(/must be an absolute file path/) }],
+    });
+  });
+
   it('analyze reports a policy for a service that is not registered', async () => {
     await mesh.applyPolicy({ ...seedTraffic, name: 'ghost-traffic', serviceName: 'ghost' });
     const findings = await mesh.analyzePolicies();

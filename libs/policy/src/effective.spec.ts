@@ -124,3 +124,30 @@ describe('computeEffective', () => {
     );
   });
 });
+
+describe('bring-your-own certificates', () => {
+  it('pass from a service MutualTLSPolicy into the effective mTLS, and are refused mesh-wide or relative', () => {
+    const ok = validatePolicy({
+      kind: 'MutualTLSPolicy',
+      name: 'byo',
+      serviceName: 'payment',
+      mode: 'strict',
+      certificates: { certPath: '/etc/c.pem', keyPath: '/etc/k.pem', caPath: '/etc/ca.pem' },
+    });
+    expect(ok.ok).toBe(true);
+    if (!ok.ok) return;
+    expect(computeEffective('payment', [{ policy: ok.policy, revision: 3 }]).mtls).toEqual({
+      mode: 'strict',
+      source: 'MutualTLSPolicy.byo',
+      certificates: { certPath: '/etc/c.pem', keyPath: '/etc/k.pem', caPath: '/etc/ca.pem' },
+    });
+    const meshWide = validatePolicy({
+      kind: 'MutualTLSPolicy',
+      name: 'byo',
+      serviceName: '*',
+      mode: 'strict',
+      certificates: { certPath: '/etc/c.pem', keyPath: '/etc/k.pem', caPath: '/etc/ca.pem' },
+    });
+    expect(meshWide.ok ? [] : meshWide.issues.map((i) => i.path)).toEqual(['certificates']);
+  });
+});

@@ -64,7 +64,13 @@ export function computeEffective(
     rateLimits: rateLimits.map((p) => p.policy as RateLimitPolicy),
     authorization: { defaultAction, policies: authz.map((p) => p.policy as AuthorizationPolicy) },
     mtls: mtlsPolicy
-      ? { mode: (mtlsPolicy.policy as MutualTLSPolicy).mode, source: policyKey(mtlsPolicy.policy) }
+      ? {
+          mode: (mtlsPolicy.policy as MutualTLSPolicy).mode,
+          source: policyKey(mtlsPolicy.policy),
+          ...((mtlsPolicy.policy as MutualTLSPolicy).certificates
+            ? { certificates: (mtlsPolicy.policy as MutualTLSPolicy).certificates }
+            : {}),
+        }
       : { mode: 'permissive', source: null },
     sources: used
       .sort((a, b) => comparePolicies(a.policy, b.policy))

@@ -331,6 +331,24 @@ export class MeshManager {
     return this.applyPolicy({ kind: 'MutualTLSPolicy', ...policy }, opts);
   }
 
+  /**
+   * The seed's `enableMutualTLS(service, certPath, keyPath, caPath)`: strict mTLS for the
+   * service with bring-your-own certificate files (absolute paths), stored as the
+   * MutualTLSPolicy `<service>-mtls`.
+   */
+  enableMutualTLS(service: string, certPath: string, keyPath: string, caPath: string, opts: CallOptions & { dryRun?: boolean } = {}) {
+    return this.applyPolicy(
+      {
+        kind: 'MutualTLSPolicy',
+        name: `${service}-mtls`,
+        serviceName: service,
+        mode: 'strict',
+        certificates: { certPath, keyPath, caPath },
+      },
+      opts,
+    );
+  }
+
   async deletePolicy(
     kind: PolicyKind,
     name: string,

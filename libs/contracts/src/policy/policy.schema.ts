@@ -46,7 +46,12 @@ export const EffectivePolicyV1 = z.object({
     policies: z.array(AuthorizationPolicySchema),
   }),
   /** The service's own MutualTLSPolicy wins over a mesh-wide one; `source` is its key, null for the default (permissive). */
-  mtls: z.object({ mode: z.enum(MTLS_MODES), source: z.string().nullable() }),
+  mtls: z.object({
+    mode: z.enum(MTLS_MODES),
+    source: z.string().nullable(),
+    /** Bring-your-own certificate files, when the service's MutualTLSPolicy names them. */
+    certificates: z.object({ certPath: z.string(), keyPath: z.string(), caPath: z.string() }).optional(),
+  }),
   /** Every policy that contributed, by kind (POLICY_KINDS order) then name. */
   sources: z.array(z.object({ kind: z.string(), name: z.string(), revision: z.number() })),
   updatedAt: z.string(),
