@@ -47,7 +47,36 @@ for (const [name, version] of [
     { wait: true },
   );
 }
-process.stderr.write('demo: registered payment and catalog (2 endpoints each) — try `npx meshctl get services`\n');
+// A canary route for catalog, so `meshctl get policies` and the effective policy show something.
+for (let attempt = 0; attempt < 40; attempt++) {
+  try {
+    await mesh.applyPolicy({
+      kind: 'RouteRule',
+      name: 'catalog-canary',
+      serviceName: 'catalog',
+      subsets: [
+        { name: 'zone-a', labels: { zone: 'a' } },
+        { name: 'zone-b', labels: { zone: 'b' } },
+      ],
+      routes: [
+        {
+          name: 'default',
+          split: [
+            { subset: 'zone-a', weight: 90 },
+            { subset: 'zone-b', weight: 10 },
+          ],
+        },
+      ],
+    });
+    break;
+  } catch (e) {
+    if (e?.code !== 'MESH_UNAVAILABLE' && e?.code !== 'MESH_TIMEOUT') throw e;
+    await new Promise((r) => setTimeout(r, 250)); // the policy service may still be starting
+  }
+}
+process.stderr.write(
+  'demo: registered payment and catalog (2 endpoints each), applied RouteRule catalog-canary — try `npx meshctl get services` and `npx meshctl get policies`\n',
+);
 
 const stop = async () => {
   await mesh.deregisterService('payment', { drain: 0 }).catch(() => undefined);
