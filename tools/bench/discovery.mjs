@@ -2,15 +2,32 @@
 // rate, and the resident memory of a replica holding a large registry. Everything runs against a
 // nats-server (JetStream, file store) and a redis-server started on free loopback ports for this
 // run only, and the compiled discovery app (apps/discovery/dist). See docs/benchmarks.md.
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { join, resolve } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { withCleanup } from './lib/cleanup.mjs';
+import { measuredOn } from './lib/machine.mjs';
+import { drain, pacedSend } from './lib/pace.mjs';
 import { cpuMeter, memoryOf } from './lib/proc.mjs';
-import { note, Progress } from './lib/progress.mjs';
+import { Progress, spinner } from './lib/progress.mjs';
+import {
+  aimsParagraph,
+  cpuCell,
+  int,
+  mib,
+  mibNum,
+  ms,
+  noiseObservation,
+  num,
+  plural,
+  replicaTable,
+  spread,
+  verdict,
+} from './lib/report.mjs';
+import { connectScoped, imgDirOf, natsLibs, profileDirOf, requireBuilt, spawnApp, startServers, watchDeadLetters } from './lib/stack.mjs';
+import { histogramFactory, medianByKey, ninesFor, percentileCurve, runsMeeting, stat, summarize } from './lib/stats.mjs';
+import { runGroups } from './lib/suite.mjs';
 import { lineChart, percentileChart } from './lib/svg.mjs';
-
-const require = createRequire(import.meta.url);
+import { makeService, mulberry32 } from './lib/workload.mjs';
 
 export const title = 'Discovery';
 export const describe =
@@ -53,111 +70,11 @@ const SEQ_LABEL = 'bench-seq';
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const enc = new TextEncoder();
 
-// ─── realistic payloads ──────────────────────────────────────────────────────────────────────
-
-const DOMAINS = ['payments', 'orders', 'catalog', 'search', 'checkout', 'inventory', 'shipping', 'billing'];
-const ROLES = ['api', 'worker', 'gateway', 'grpc', 'events', 'scheduler', 'cache-proxy', 'admin'];
-const ZONES = ['eu-west-1a', 'eu-west-1b', 'eu-west-1c'];
-
-/** Deterministic PRNG so every run registers the same services. */
-function mulberry32(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function serviceName(i) {
-  return `${DOMAINS[i % DOMAINS.length]}-${ROLES[Math.floor(i / DOMAINS.length) % ROLES.length]}-${String(i).padStart(5, '0')}`;
-}
-
-/** A `mesh.v1.registry.<svc>.register` payload like a Kubernetes-style workload would send. */
-function makeService(i, endpointCount) {
-  const name = serviceName(i);
-  const type = ['http', 'http', 'grpc', 'tcp'][i % 4];
-  const port = type === 'grpc' ? 9090 : type === 'tcp' ? 5432 : 8080;
-  const version = `v1.${i % 7}.${i % 3}`;
-  const podHash = ((i * 2654435761) >>> 0).toString(16).padStart(8, '0').slice(0, 6);
-  const endpoints = [];
-  for (let k = 0; k < endpointCount; k++) {
-    endpoints.push({
-      id: `${name}-${podHash}-${k}`,
-      address: `10.${1 + (k % 200)}.${(i >> 8) & 255}.${i & 255}`,
-      port,
-      weight: 100,
-      healthy: true,
-      labels: {
-        'app.kubernetes.io/name': name,
-        'app.kubernetes.io/version': version,
-        'topology.kubernetes.io/zone': ZONES[k % ZONES.length],
-        'pod-template-hash': ((i * 40503) >>> 0).toString(16).padStart(8, '0'),
-      },
-    });
-  }
-  return {
-    name,
-    type,
-    port,
-    virtualIP: `10.96.${(i >> 8) & 255}.${i & 255}`,
-    endpoints,
-    settings: {
-      team: DOMAINS[i % DOMAINS.length],
-      owner: `${DOMAINS[i % DOMAINS.length]}-oncall@example.com`,
-      'lb.policy': 'round-robin',
-      'timeout.request': '2s',
-      retries: '2',
-    },
-  };
-}
-
 // ─── measurement helpers ─────────────────────────────────────────────────────────────────────
 
 function loadLibs(root) {
-  const missing = ['libs/testing/dist/index.js', 'apps/discovery/dist/main.js'].filter((p) => !existsSync(join(root, p)));
-  if (missing.length) throw new Error(`not built: ${missing.join(', ')} — run \`npx tsc -b\` (npm run bench does it)`);
-  const hdr = require('hdr-histogram-js');
-  return {
-    testing: require('@novamesh/testing'),
-    nats: require('@nats-io/transport-node'),
-    js: require('@nats-io/jetstream'),
-    newHistogram: () =>
-      hdr.build({
-        bitBucketSize: 'packed',
-        lowestDiscernibleValue: 1,
-        highestTrackableValue: 120_000_000,
-        numberOfSignificantValueDigits: 3,
-      }),
-  };
-}
-
-/** Milliseconds with 2–3 significant digits, from a histogram in microseconds. */
-function summarize(h) {
-  if (!h || h.totalCount === 0) return undefined;
-  const ms = (us) => Math.round(us) / 1000;
-  return {
-    count: h.totalCount,
-    p50: ms(h.getValueAtPercentile(50)),
-    p90: ms(h.getValueAtPercentile(90)),
-    p99: ms(h.getValueAtPercentile(99)),
-    p999: ms(h.getValueAtPercentile(99.9)),
-    max: ms(h.maxValue),
-    mean: ms(h.mean),
-  };
-}
-
-/** Points of the percentile curve (percentile, ms) for the chart and the JSON. */
-function percentileCurve(h, maxNines) {
-  const pts = [];
-  for (let k = 0; k <= 160; k++) {
-    const nines = (k / 160) * maxNines;
-    const p = 100 * (1 - 10 ** -nines);
-    pts.push([Number(p.toFixed(5)), h.getValueAtPercentile(p) / 1000]);
-  }
-  return pts;
+  requireBuilt(root, ['libs/testing/dist/index.js', 'apps/discovery/dist/main.js']);
+  return { ...natsLibs(), newHistogram: histogramFactory() };
 }
 
 /**
@@ -203,46 +120,25 @@ function publishBounded({ js, count, inFlight, make, deadlineAt, stats }) {
 // ─── one run: servers + N discovery replicas + the three measurements ────────────────────────
 
 async function startStack(scope, libs, replicas, profileDir) {
-  const { TestNats, TestRedis, ManagedProcess, freePort, repoRoot } = libs.testing;
-  const spin = new Progress(`[${replicas} replica${replicas > 1 ? 's' : ''}] starting nats-server, redis-server, discovery`);
-  const tick = setInterval(() => spin.update(0), 100);
+  const spin = spinner(`[${plural(replicas)}] starting nats-server, redis-server, discovery`);
   try {
-    // Construct first, register cleanup, then start: a server that fails to come up is still stopped.
-    const nats = new TestNats(await freePort());
-    scope.defer('nats-server', () => nats.dispose());
-    scope.tempDir(nats.dir);
-    const natsStart = nats.restart();
-    if (nats.proc) scope.track(nats.proc);
-    await natsStart;
-    const redis = new TestRedis(await freePort());
-    scope.defer('redis-server', () => redis.dispose());
-    const redisStart = redis.restart();
-    if (redis.proc) scope.track(redis.proc);
-    await redisStart;
-
-    // What startDiscovery does, but the process is tracked before it is ready, so a replica that
-    // never becomes ready is still stopped.
+    const { nats, redis } = await startServers(scope, libs.testing);
     const discovery = [];
     for (let r = 1; r <= replicas; r++) {
-      const nodeArgs = profileDir
-        ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=discovery-${replicas}r-${r}.cpuprofile`]
-        : [];
-      const p = new ManagedProcess(`discovery-${r}`, process.execPath, [...nodeArgs, resolve(repoRoot, 'apps/discovery/dist/main.js')], {
-        NATS_URL: nats.url,
-        REDIS_URL: redis.url,
-        DISCOVERY_INSTANCE: `bench-${r}`,
-        LOG_LEVEL: 'info',
-      });
-      scope.track(p);
-      scope.defer(`discovery-${r}`, () => p.stop('SIGTERM', 8_000));
-      discovery.push(p);
+      discovery.push(
+        spawnApp(scope, libs.testing, {
+          name: `discovery-${r}`,
+          script: 'apps/discovery/dist/main.js',
+          env: { NATS_URL: nats.url, REDIS_URL: redis.url, DISCOVERY_INSTANCE: `bench-${r}`, LOG_LEVEL: 'info' },
+          profileDir,
+          profileName: `discovery-${replicas}r-${r}.cpuprofile`,
+        }),
+      );
     }
     await Promise.all(discovery.map((p) => p.waitForLine(/"msg":"discovery ready"/, 30_000)));
 
-    const pubNc = await libs.nats.connect({ servers: nats.url, name: 'bench-publisher', timeout: 5_000 });
-    scope.defer('publisher connection', () => pubNc.close());
-    const watchNc = await libs.nats.connect({ servers: nats.url, name: 'bench-watcher', timeout: 5_000 });
-    scope.defer('watcher connection', () => watchNc.close());
+    const pubNc = await connectScoped(scope, libs.nats, nats.url, 'bench-publisher', 'publisher connection');
+    const watchNc = await connectScoped(scope, libs.nats, nats.url, 'bench-watcher', 'watcher connection');
     const js = libs.js.jetstream(pubNc, { timeout: 10_000 });
     const jsm = await libs.js.jetstreamManager(pubNc);
 
@@ -263,23 +159,11 @@ async function startStack(scope, libs, replicas, profileDir) {
       },
     };
     watchNc.subscribe(`${ENDPOINTS_PREFIX}>`, { callback: (err, msg) => err || ctx.onSet(msg) });
-    watchNc.subscribe('mesh.v1.deadletter.>', {
-      callback: (err, msg) => {
-        if (err) return;
-        ctx.deadLetters++;
-        if (!ctx.firstDeadLetter) {
-          ctx.firstDeadLetter = msg.string().slice(0, 500);
-          note(`  dead letter on ${msg.subject}: ${ctx.firstDeadLetter}`);
-        }
-      },
-    });
+    watchDeadLetters(watchNc, ctx);
     await watchNc.flush();
-    spin.finish(
-      `[${replicas} replica${replicas > 1 ? 's' : ''}] nats-server ${nats.url}, redis-server ${redis.url}, ${replicas} discovery ready`,
-    );
+    spin.finish(`[${plural(replicas)}] nats-server ${nats.url}, redis-server ${redis.url}, ${replicas} discovery ready`);
     return ctx;
   } finally {
-    clearInterval(tick);
     spin.finish();
   }
 }
@@ -428,14 +312,11 @@ async function phaseLatency(ctx, cfg, libs, names, label) {
   );
   const meter = cpuMeter(ctx.pids);
   const stats = { acked: 0, errors: 0, attempted: 0 };
-  let active = 0;
-  let blocked = 0;
   const send = (i) => {
     const data = enc.encode(templates[i % n].replace('@@SEQ@@', String(i)).replace('@@SENT@@', new Date().toISOString()));
     const t = performance.now();
     sentAt[i] = t;
-    active++;
-    ctx.js
+    return ctx.js
       .publish(`mesh.v1.registry.${names[i % n]}.register`, data, { msgID: `bench-lat-${ctx.replicas}-${i}`, timeout: 10_000 })
       .then(
         () => {
@@ -446,37 +327,26 @@ async function phaseLatency(ctx, cfg, libs, names, label) {
           stats.errors++;
           stats.firstError ??= String(e?.message ?? e);
         },
-      )
-      .finally(() => {
-        active--;
-      });
+      );
   };
-  // Pacing: the number of events due is computed from the start time, so timer jitter never
-  // accumulates into drift; a late tick sends what is due at once.
-  const t0 = performance.now();
-  const interval = 1000 / rate;
-  const hardEnd = t0 + (cfg.latencySeconds + cfg.warmupSeconds) * 1000 + 20_000;
+  const tick = () => bar.update(sent, `sent · ${receivedCount.toLocaleString('en-US')} notified`);
   let sent = 0;
-  while (sent < total && performance.now() < hardEnd) {
-    const due = Math.min(total, Math.floor((performance.now() - t0) / interval) + 1);
-    while (sent < due) {
-      if (active >= cfg.latencyInFlight) {
-        blocked++;
-        break;
-      }
-      lag.recordValue(Math.max(1, Math.round((performance.now() - (t0 + sent * interval)) * 1000)));
-      send(sent++);
-    }
-    bar.update(sent, `sent · ${receivedCount.toLocaleString('en-US')} notified`);
-    await sleep(1);
-  }
-  const tSent = performance.now();
-  const sendSeconds = (tSent - t0) / 1000;
-  const drainUntil = tSent + 10_000;
-  while (performance.now() < drainUntil && (active > 0 || receivedCount < stats.acked)) {
-    bar.update(sent, `sent · ${receivedCount.toLocaleString('en-US')} notified`);
-    await sleep(20);
-  }
+  const paced = await pacedSend({
+    rate,
+    total,
+    maxInFlight: cfg.latencyInFlight,
+    maxSeconds: cfg.latencySeconds + cfg.warmupSeconds + 20,
+    send,
+    onLag: (us) => lag.recordValue(us),
+    onTick: (n1) => {
+      sent = n1;
+      tick();
+    },
+  });
+  sent = paced.sent;
+  const blocked = paced.blocked;
+  const sendSeconds = (paced.tSent - paced.t0) / 1000;
+  await drain({ until: paced.tSent + 10_000, pending: () => paced.inFlight() > 0 || receivedCount < stats.acked, onTick: tick });
   const cpu = meter.stop();
   const result = {
     rate,
@@ -603,15 +473,6 @@ async function runOnce(libs, cfg, replicas, withMemory) {
 
 // ─── aggregation over repetitions ────────────────────────────────────────────────────────────
 
-/** Median (mean of the two middle values for an even count), min and max of the defined values. */
-function stat(values) {
-  const v = values.filter((x) => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b);
-  if (!v.length) return undefined;
-  const mid = Math.floor(v.length / 2);
-  const median = v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
-  return { median, min: v[0], max: v[v.length - 1], values };
-}
-
 function aggregate(libs, group) {
   const merged = libs.newHistogram();
   const mergedAck = libs.newHistogram();
@@ -620,7 +481,6 @@ function aggregate(libs, group) {
     if (r.hists?.ack) mergedAck.add(r.hists.ack);
   }
   const pick = (f) => stat(group.map(f));
-  const cpuKeys = [...new Set(group.flatMap((r) => Object.keys(r.ingest.cpuCores)))];
   const withMem = group.filter((r) => r.memory);
   const agg = {
     replicas: group[0].replicas,
@@ -631,7 +491,7 @@ function aggregate(libs, group) {
       publishPerSec: pick((r) => r.ingest.publishPerSec),
       seconds: pick((r) => r.ingest.seconds),
       publishSeconds: pick((r) => r.ingest.publishSeconds),
-      cpuCores: Object.fromEntries(cpuKeys.map((k) => [k, stat(group.map((r) => r.ingest.cpuCores[k]))?.median])),
+      cpuCores: medianByKey(group.map((r) => r.ingest.cpuCores)),
     },
     latency: {
       lost: group.reduce((n, r) => n + r.latency.lost, 0),
@@ -644,12 +504,7 @@ function aggregate(libs, group) {
       ackP99: pick((r) => r.latency.publishAckMs?.p99),
       pooled: summarize(merged),
       pooledAck: summarize(mergedAck),
-      cpuCores: Object.fromEntries(
-        [...new Set(group.flatMap((r) => Object.keys(r.latency.cpuCores)))].map((k) => [
-          k,
-          stat(group.map((r) => r.latency.cpuCores[k]))?.median,
-        ]),
-      ),
+      cpuCores: medianByKey(group.map((r) => r.latency.cpuCores)),
     },
     memory: withMem.length
       ? {
@@ -663,7 +518,7 @@ function aggregate(libs, group) {
         }
       : undefined,
   };
-  const maxNines = Math.max(2, Math.min(4, Math.floor(Math.log10(Math.max(10, merged.totalCount)))));
+  const maxNines = ninesFor(merged.totalCount);
   const curves = {
     latency: merged.totalCount ? percentileCurve(merged, maxNines) : [],
     ack: mergedAck.totalCount ? percentileCurve(mergedAck, maxNines) : [],
@@ -680,18 +535,6 @@ function aggregate(libs, group) {
 
 // ─── reporting ───────────────────────────────────────────────────────────────────────────────
 
-function mib(b) {
-  return b === undefined ? '–' : `${(b / 1024 / 1024).toFixed(0)} MiB`;
-}
-const int = (n) => (n === undefined ? '–' : Math.round(n).toLocaleString('en-US'));
-const ms = (n) => (n === undefined ? '–' : `${n < 10 ? n.toFixed(2) : n.toFixed(1)} ms`);
-const verdict = (ok) => (ok ? ' ✅' : ' ❌');
-const plural = (n) => `${n} replica${n > 1 ? 's' : ''}`;
-/** "median (min–max)" when there is more than one run. */
-const spread = (st, f, g = f) => (!st ? '–' : st.values.length > 1 ? `${f(st.median)} (${g(st.min)}–${g(st.max)})` : f(st.median));
-const num = (n) => (n < 10 ? n.toFixed(2) : n.toFixed(1));
-const mibNum = (b) => (b / 1024 / 1024).toFixed(0);
-
 function checks(a) {
   const out = {
     ingest: a.ingest.complete && a.ingest.eventsPerSec?.median >= AIMS.ingestPerSec,
@@ -704,7 +547,6 @@ function checks(a) {
 function aimsOf(aggs) {
   const one = aggs.find((a) => a.replicas === 1) ?? aggs[0];
   const ok = checks(one);
-  const runsMeeting = (st, pass) => (st ? st.values.filter(pass).length : 0);
   const list = [
     {
       name: 'ingest',
@@ -734,9 +576,7 @@ function aimsOf(aggs) {
 }
 
 function table(aggs, cfg) {
-  const cols = aggs.map((a) => `${plural(a.replicas)}${a.repetitions > 1 ? `, median of ${a.repetitions} runs (range)` : ''}`);
-  const row = (what, aim, cell) => `| ${what} | ${aim} | ${aggs.map(cell).join(' | ')} |`;
-  const lines = [`| what | aim | ${cols.join(' | ')} |`, `|---|---|${cols.map(() => '---:').join('|')}|`];
+  const { lines, row } = replicaTable(aggs);
   lines.push(
     row(
       `Registration ingest: ${int(cfg.services)} services, ${cfg.ingestInFlight} publishes in flight, first publish → last endpoint set`,
@@ -784,13 +624,8 @@ function table(aggs, cfg) {
         : '–',
     ),
   );
-  const cpu = (c) =>
-    Object.entries(c)
-      .filter(([k, v]) => v !== undefined && k !== 'redis-server')
-      .map(([k, v]) => `${k} ${v.toFixed(2)}`)
-      .join(', ');
-  lines.push(row('CPU during ingest, cores busy (median)', '—', (a) => cpu(a.ingest.cpuCores)));
-  lines.push(row(`CPU at ${int(cfg.latencyRate)} events/s, cores busy (median)`, '—', (a) => cpu(a.latency.cpuCores)));
+  lines.push(row('CPU during ingest, cores busy (median)', '—', (a) => cpuCell(a.ingest.cpuCores)));
+  lines.push(row(`CPU at ${int(cfg.latencyRate)} events/s, cores busy (median)`, '—', (a) => cpuCell(a.latency.cpuCores)));
   return lines.join('\n');
 }
 
@@ -810,11 +645,8 @@ function observations(aggs, cfg, machine) {
     out.push(
       `During ingest one discovery replica kept ${dc.toFixed(2)} cores busy (${int((dc * 1e6) / rate)} µs of CPU per event), nats-server ${ing.cpuCores['nats-server']?.toFixed(2)}, this benchmark ${ing.cpuCores.bench?.toFixed(2)}, the whole ${machine.cores}-core machine ${ing.cpuCores['whole machine']?.toFixed(2)}${dc > 0.85 ? ': a single replica is bound by its one JavaScript thread' : ''}.`,
     );
-  const noise = [...aggs.map((a) => a.ingest.cpuCores.other), ...aggs.map((a) => a.latency.cpuCores.other)].filter((v) => v !== undefined);
-  if (noise.length && Math.max(...noise) >= 0.15)
-    out.push(
-      `The machine was not quiet: processes other than the ones measured here used up to ${Math.max(...noise).toFixed(2)} cores (median per phase) while the benchmark ran ("other" in the CPU rows), which shows up in the spread between runs.`,
-    );
+  const noise = noiseObservation([...aggs.map((a) => a.ingest.cpuCores.other), ...aggs.map((a) => a.latency.cpuCores.other)]);
+  if (noise) out.push(noise);
   const lc = one.latency.cpuCores.discovery;
   if (lc !== undefined)
     out.push(
@@ -839,33 +671,20 @@ export async function run({ root, quick = false, replicas = [1, 2], machine, cpu
   const libs = loadLibs(root);
   const cfg = { ...(quick ? QUICK : FULL) };
   if (repetitions) cfg.repetitions = repetitions;
-  if (cpuProf) {
-    cfg.profileDir = join(root, 'bench-results', 'profiles');
-    mkdirSync(cfg.profileDir, { recursive: true });
-    note(`discovery CPU profiles go to ${cfg.profileDir}`);
-  }
+  if (cpuProf) cfg.profileDir = profileDirOf(root, 'discovery');
   const started = Date.now();
-  const runs = [];
-  const aggs = [];
-  const curves = {};
-  for (const r of replicas) {
-    const group = [];
-    for (let k = 1; k <= cfg.repetitions; k++) {
-      note(`discovery benchmark: ${plural(r)}, run ${k}/${cfg.repetitions}${quick ? ' (quick)' : ''}`);
-      const one = await runOnce(libs, cfg, r, r === 1);
-      one.repetition = k;
-      group.push(one);
-      runs.push(one);
-    }
-    const { agg, curves: c } = aggregate(libs, group);
-    aggs.push(agg);
-    curves[r] = c;
-  }
+  const { runs, aggs, curves } = await runGroups({
+    suite: 'discovery',
+    replicas,
+    repetitions: cfg.repetitions,
+    quick,
+    runOnce: (r) => runOnce(libs, cfg, r, r === 1),
+    aggregate: (group) => aggregate(libs, group),
+  });
   const aims = aimsOf(aggs);
 
   // Charts (runs that do not update docs/ keep theirs in bench-results/).
-  const imgDir = join(root, writeDoc ? 'docs/img' : 'bench-results');
-  mkdirSync(imgDir, { recursive: true });
+  const imgDir = imgDirOf(root, writeDoc);
   const maxNines = Math.max(...Object.values(curves).map((c) => c.maxNines));
   const series = aggs
     .filter((a) => curves[a.replicas].latency.length)
@@ -936,12 +755,11 @@ export async function run({ root, quick = false, replicas = [1, 2], machine, cpu
   };
   const md = table(aggs, cfg);
   const obs = observations(aggs, cfg, machine);
-  const missed = aims.filter((a) => !a.met);
   const avgBytes = stat(runs.map((r) => r.ingest.avgPayloadBytes))?.median;
   const section = [
     '## Discovery',
     '',
-    `Measured ${machine.date.slice(0, 10)} on ${machine.cpu}, ${machine.cores} cores, ${(machine.memoryBytes / 1024 ** 3).toFixed(1)} GiB, Node ${machine.node}, nats-server ${machine.natsServer}, redis-server ${machine.redisServer}; ${cfg.repetitions} run${cfg.repetitions > 1 ? 's' : ''} per replica count, each on fresh servers. Reproduce with \`npm run bench -- discovery\` (raw numbers in \`bench-results/discovery.json\`).`,
+    `Measured ${measuredOn(machine)}; ${cfg.repetitions} run${cfg.repetitions > 1 ? 's' : ''} per replica count, each on fresh servers. Reproduce with \`npm run bench -- discovery\` (raw numbers in \`bench-results/discovery.json\`).`,
     '',
     `Setup: a fresh nats-server (JetStream, file store) and redis-server on free loopback ports and the compiled discovery app with its defaults (\`DISCOVERY_MAX_IN_FLIGHT\` 64, \`LOG_LEVEL\` info). Registrations are raw \`mesh.v1.registry.<svc>.register\` events as any NATS client would publish them: http/grpc/tcp services with a virtual IP and five settings, 1–3 endpoints with four Kubernetes-style labels each (about ${int(avgBytes)} bytes); no heartbeat or active health check, so Redis is not on the measured path.`,
     '',
@@ -951,13 +769,7 @@ export async function run({ root, quick = false, replicas = [1, 2], machine, cpu
     '',
     md,
     '',
-    `Aims (1 replica, median of its runs): ${aims
-      .map(
-        (a) =>
-          `${a.name} ${a.aim} — **${a.met ? 'met' : 'missed'}**${a.runs > 1 ? ` (${a.runsMeetingAim} of ${a.runs} runs within the aim)` : ''}`,
-      )
-      .join('; ')}.`,
-    missed.length ? '' : 'All aims met.',
+    ...aimsParagraph(aims),
     '',
     '![Discovery latency by percentile](img/discovery-latency.svg)',
     '',

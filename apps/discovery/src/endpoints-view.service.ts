@@ -1,5 +1,6 @@
-import { DeliverPolicy, type JetStreamClient } from '@nats-io/jetstream';
+import type { JetStreamClient } from '@nats-io/jetstream';
 import { Inject, Injectable } from '@nestjs/common';
+import { followLastValues } from '@novamesh/bus';
 import { type EndpointSetV1, streams, subjects } from '@novamesh/contracts';
 import type { Logger } from '@novamesh/observability';
 import { JETSTREAM, LOGGER } from './tokens';
@@ -13,7 +14,6 @@ import { JETSTREAM, LOGGER } from './tokens';
 export class EndpointsViewService {
   private readonly sets = new Map<string, EndpointSetV1>();
   private readonly sent = new Map<string, EndpointSetV1>();
-  private stopped = false;
   private stopFn: (() => Promise<void>) | undefined;
   private readonly log: Logger;
 
@@ -25,39 +25,21 @@ export class EndpointsViewService {
   }
 
   async start(): Promise<void> {
-    const consumer = await this.js.consumers.get(streams.endpoints, {
-      filter_subjects: subjects.endpointsAll,
-      deliver_policy: DeliverPolicy.LastPerSubject,
+    const view = await followLastValues({
+      js: this.js,
+      stream: streams.endpoints,
+      filterSubject: subjects.endpointsAll,
+      logger: this.log,
+      onMessage: (m) => {
+        const msgId = m.headers?.get('Nats-Msg-Id');
+        const own = msgId ? this.sent.get(msgId) : undefined;
+        if (own && msgId) this.sent.delete(msgId);
+        const set = own ?? m.json<EndpointSetV1>(); // our own publish: no need to parse it again
+        const cur = this.sets.get(set.service);
+        if (!cur || cur.revision <= set.revision) this.sets.set(set.service, set);
+      },
     });
-    const pending = (await consumer.info(true)).num_pending;
-    const messages = await consumer.consume();
-    this.stopFn = async () => {
-      await messages.close();
-    };
-    let seen = 0;
-    let resolveLoaded!: () => void;
-    const loaded = new Promise<void>((r) => {
-      resolveLoaded = r;
-    });
-    if (pending === 0) resolveLoaded();
-    void (async () => {
-      for await (const m of messages) {
-        try {
-          const msgId = m.headers?.get('Nats-Msg-Id');
-          const own = msgId ? this.sent.get(msgId) : undefined;
-          if (own && msgId) this.sent.delete(msgId);
-          const set = own ?? m.json<EndpointSetV1>(); // our own publish: no need to parse it again
-          const cur = this.sets.get(set.service);
-          if (!cur || cur.revision <= set.revision) this.sets.set(set.service, set);
-        } catch (err) {
-          this.log.warn({ err, subject: m.subject }, 'unreadable endpoint set ignored');
-        }
-        if (++seen >= pending) resolveLoaded();
-      }
-    })().catch((err) => {
-      if (!this.stopped) this.log.error({ err }, 'endpoints view stopped');
-    });
-    await Promise.race([loaded, new Promise((r) => setTimeout(r, 30_000))]);
+    this.stopFn = view.stop;
   }
 
   /**
@@ -79,7 +61,6 @@ export class EndpointsViewService {
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    await this.stopFn?.().catch(() => undefined);
+    await this.stopFn?.();
   }
 }

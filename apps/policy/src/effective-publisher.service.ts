@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { DeliverPolicy, type JetStreamClient } from '@nats-io/jetstream';
+import type { JetStreamClient } from '@nats-io/jetstream';
 import { Inject, Injectable } from '@nestjs/common';
-import { publishJson } from '@novamesh/bus';
+import { followLastValues, publishJson } from '@novamesh/bus';
 import { type EffectivePolicyV1, type Policy, streams, subjects } from '@novamesh/contracts';
 import type { Logger } from '@novamesh/observability';
 import { computeEffective } from '@novamesh/policy';
@@ -33,33 +33,17 @@ export class EffectivePublisherService {
 
   /** Loads what the stream already holds, so a restart republishes nothing that did not change. */
   async start(): Promise<void> {
-    const consumer = await this.js.consumers.get(streams.config, {
-      filter_subjects: subjects.effectivePolicyAll,
-      deliver_policy: DeliverPolicy.LastPerSubject,
+    const view = await followLastValues({
+      js: this.js,
+      stream: streams.config,
+      filterSubject: subjects.effectivePolicyAll,
+      logger: this.log,
+      onMessage: (m) => {
+        const e = m.json<EffectivePolicyV1>();
+        this.published.set(e.service, effectiveHash(e));
+      },
     });
-    const pending = (await consumer.info(true)).num_pending;
-    const messages = await consumer.consume();
-    this.stopFn = async () => {
-      await messages.close();
-    };
-    let seen = 0;
-    let resolveLoaded!: () => void;
-    const loaded = new Promise<void>((r) => {
-      resolveLoaded = r;
-    });
-    if (pending === 0) resolveLoaded();
-    void (async () => {
-      for await (const m of messages) {
-        try {
-          const e = m.json<EffectivePolicyV1>();
-          this.published.set(e.service, effectiveHash(e));
-        } catch (err) {
-          this.log.warn({ err, subject: m.subject }, 'unreadable effective policy ignored');
-        }
-        if (++seen >= pending) resolveLoaded();
-      }
-    })().catch((err) => this.log.error({ err }, 'effective policy view stopped'));
-    await Promise.race([loaded, new Promise((r) => setTimeout(r, 30_000))]);
+    this.stopFn = view.stop;
   }
 
   /** Recomputes one service's effective policy and publishes it if it changed. */
@@ -75,6 +59,6 @@ export class EffectivePublisherService {
   }
 
   async stop(): Promise<void> {
-    await this.stopFn?.().catch(() => undefined);
+    await this.stopFn?.();
   }
 }

@@ -1,5 +1,6 @@
-import { DeliverPolicy, type JetStreamClient } from '@nats-io/jetstream';
+import type { JetStreamClient } from '@nats-io/jetstream';
 import { Inject, Injectable } from '@nestjs/common';
+import { followLastValues } from '@novamesh/bus';
 import { type EndpointSetV1, streams, subjects } from '@novamesh/contracts';
 import type { Logger } from '@novamesh/observability';
 import { JETSTREAM, LOGGER } from './tokens';
@@ -29,41 +30,25 @@ export class ServicesViewService {
   }
 
   async start(): Promise<void> {
-    const consumer = await this.js.consumers.get(streams.endpoints, {
-      filter_subjects: subjects.endpointsAll,
-      deliver_policy: DeliverPolicy.LastPerSubject,
-    });
-    const pending = (await consumer.info(true)).num_pending;
-    const messages = await consumer.consume();
-    this.stopFn = async () => {
-      await messages.close();
-    };
-    let seen = 0;
-    let resolveLoaded!: () => void;
-    const loaded = new Promise<void>((r) => {
-      resolveLoaded = r;
-    });
-    if (pending === 0) resolveLoaded();
-    void (async () => {
-      for await (const m of messages) {
-        try {
-          const set = m.json<EndpointSetV1>();
-          const isNew = !this.labels.has(set.service);
-          if (set.deregistered) this.labels.delete(set.service);
-          else {
-            this.labels.set(
-              set.service,
-              set.endpoints.map((e) => e.labels),
-            );
-            if (isNew) for (const l of this.listeners) l(set.service);
-          }
-        } catch (err) {
-          this.log.warn({ err, subject: m.subject }, 'unreadable endpoint set ignored');
+    const view = await followLastValues({
+      js: this.js,
+      stream: streams.endpoints,
+      filterSubject: subjects.endpointsAll,
+      logger: this.log,
+      onMessage: (m) => {
+        const set = m.json<EndpointSetV1>();
+        const isNew = !this.labels.has(set.service);
+        if (set.deregistered) this.labels.delete(set.service);
+        else {
+          this.labels.set(
+            set.service,
+            set.endpoints.map((e) => e.labels),
+          );
+          if (isNew) for (const l of this.listeners) l(set.service);
         }
-        if (++seen >= pending) resolveLoaded();
-      }
-    })().catch((err) => this.log.error({ err }, 'services view stopped'));
-    await Promise.race([loaded, new Promise((r) => setTimeout(r, 30_000))]);
+      },
+    });
+    this.stopFn = view.stop;
   }
 
   endpointLabels(service: string): Record<string, string>[] | undefined {
@@ -75,6 +60,6 @@ export class ServicesViewService {
   }
 
   async stop(): Promise<void> {
-    await this.stopFn?.().catch(() => undefined);
+    await this.stopFn?.();
   }
 }

@@ -1,6 +1,7 @@
 export * from './connection';
 export * from './consumer';
 export * from './dead-letter';
+export * from './last-values';
 export * from './provision';
 export * from './publish';
 export * from './trace';

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { DeliverPolicy, type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { connectBus, drainBus, publishJson, requestJson } from '@novamesh/bus';
+import { connectBus, drainBus, lastValues, publishJson, requestJson } from '@novamesh/bus';
 import {
   consumers,
   type DeadLetterV1,
@@ -241,22 +241,8 @@ export class MeshManager {
    * Endpoint sets of a service as they change, starting with the current one. Ends when the
    * signal aborts or the manager closes.
    */
-  async *watchEndpoints(name: string, opts: CallOptions = {}): AsyncGenerator<EndpointSetV1> {
-    const { js } = this.ready();
-    const consumer = await js.consumers.get(streams.endpoints, {
-      filter_subjects: subjects.endpoints(name),
-      deliver_policy: DeliverPolicy.LastPerSubject,
-    });
-    const messages = await consumer.consume();
-    const onAbort = () => void messages.close();
-    opts.signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      if (opts.signal?.aborted) return;
-      for await (const m of messages) yield m.json<EndpointSetV1>();
-    } finally {
-      opts.signal?.removeEventListener('abort', onAbort);
-      await messages.close().catch(() => undefined);
-    }
+  watchEndpoints(name: string, opts: CallOptions = {}): AsyncGenerator<EndpointSetV1> {
+    return lastValues<EndpointSetV1>(this.ready().js, streams.endpoints, subjects.endpoints(name), opts.signal);
   }
 
   private startHeartbeats(name: string, ttlMs: number): void {
@@ -400,22 +386,8 @@ export class MeshManager {
   }
 
   /** Effective policies of a service as they change, starting with the current one. */
-  async *watchEffectivePolicy(service: string, opts: CallOptions = {}): AsyncGenerator<EffectivePolicyV1> {
-    const { js } = this.ready();
-    const consumer = await js.consumers.get(streams.config, {
-      filter_subjects: subjects.effectivePolicy(service),
-      deliver_policy: DeliverPolicy.LastPerSubject,
-    });
-    const messages = await consumer.consume();
-    const onAbort = () => void messages.close();
-    opts.signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      if (opts.signal?.aborted) return;
-      for await (const m of messages) yield m.json<EffectivePolicyV1>();
-    } finally {
-      opts.signal?.removeEventListener('abort', onAbort);
-      await messages.close().catch(() => undefined);
-    }
+  watchEffectivePolicy(service: string, opts: CallOptions = {}): AsyncGenerator<EffectivePolicyV1> {
+    return lastValues<EffectivePolicyV1>(this.ready().js, streams.config, subjects.effectivePolicy(service), opts.signal);
   }
 
   private async policyCommand<T>(command: PolicyCommand, body: unknown, opts: CallOptions): Promise<T> {

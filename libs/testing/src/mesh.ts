@@ -4,22 +4,11 @@ import { ManagedProcess } from './processes';
 /** Repository root, from this file in libs/testing/{src,dist}. */
 export const repoRoot = resolve(__dirname, '..', '..', '..');
 
-/** Starts a compiled discovery replica (run `tsc -b` first) and waits until it is ready. */
-export async function startDiscovery(opts: {
-  natsUrl: string;
-  redisUrl: string;
-  instance: string;
-  env?: NodeJS.ProcessEnv;
-}): Promise<ManagedProcess> {
-  const p = new ManagedProcess(`discovery-${opts.instance}`, process.execPath, [resolve(repoRoot, 'apps/discovery/dist/main.js')], {
-    NATS_URL: opts.natsUrl,
-    REDIS_URL: opts.redisUrl,
-    DISCOVERY_INSTANCE: opts.instance,
-    LOG_LEVEL: 'info',
-    ...opts.env,
-  });
+/** Starts a compiled app (`apps/<app>/dist/main.js`; run `tsc -b` first) and waits for its ready line. */
+async function startApp(app: string, name: string, env: NodeJS.ProcessEnv): Promise<ManagedProcess> {
+  const p = new ManagedProcess(name, process.execPath, [resolve(repoRoot, `apps/${app}/dist/main.js`)], { LOG_LEVEL: 'info', ...env });
   try {
-    await p.waitForLine(/"msg":"discovery ready"/, 30_000);
+    await p.waitForLine(new RegExp(`"msg":"${app} ready"`), 30_000);
   } catch (e) {
     await p.stop('SIGKILL');
     throw e;
@@ -27,21 +16,24 @@ export async function startDiscovery(opts: {
   return p;
 }
 
-/** Starts a compiled policy replica (run `tsc -b` first) and waits until it is ready. */
-export async function startPolicy(opts: { natsUrl: string; instance: string; env?: NodeJS.ProcessEnv }): Promise<ManagedProcess> {
-  const p = new ManagedProcess(`policy-${opts.instance}`, process.execPath, [resolve(repoRoot, 'apps/policy/dist/main.js')], {
+/** Starts a discovery replica and waits until it is ready. */
+export function startDiscovery(opts: {
+  natsUrl: string;
+  redisUrl: string;
+  instance: string;
+  env?: NodeJS.ProcessEnv;
+}): Promise<ManagedProcess> {
+  return startApp('discovery', `discovery-${opts.instance}`, {
     NATS_URL: opts.natsUrl,
-    POLICY_INSTANCE: opts.instance,
-    LOG_LEVEL: 'info',
+    REDIS_URL: opts.redisUrl,
+    DISCOVERY_INSTANCE: opts.instance,
     ...opts.env,
   });
-  try {
-    await p.waitForLine(/"msg":"policy ready"/, 30_000);
-  } catch (e) {
-    await p.stop('SIGKILL');
-    throw e;
-  }
-  return p;
+}
+
+/** Starts a policy replica and waits until it is ready. */
+export function startPolicy(opts: { natsUrl: string; instance: string; env?: NodeJS.ProcessEnv }): Promise<ManagedProcess> {
+  return startApp('policy', `policy-${opts.instance}`, { NATS_URL: opts.natsUrl, POLICY_INSTANCE: opts.instance, ...opts.env });
 }
 
 /** Runs meshctl (compiled) to completion, with `input` on stdin when given, and returns its exit code and output. */

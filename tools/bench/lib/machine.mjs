@@ -31,3 +31,8 @@ export function machineLine(m) {
   const gib = (m.memoryBytes / 1024 ** 3).toFixed(1);
   return `${m.cpu}, ${m.cores} cores, ${gib} GiB RAM, Node ${m.node}, nats-server ${m.natsServer}, redis-server ${m.redisServer}, ${m.os}; ${m.date.slice(0, 16).replace('T', ' ')} UTC`;
 }
+
+/** "2026-11-27 on AMD EPYC, 2 cores, 23.5 GiB, Node …, nats-server …, redis-server …" for a doc section. */
+export function measuredOn(m) {
+  return `${m.date.slice(0, 10)} on ${m.cpu}, ${m.cores} cores, ${(m.memoryBytes / 1024 ** 3).toFixed(1)} GiB, Node ${m.node}, nats-server ${m.natsServer}, redis-server ${m.redisServer}`;
+}

@@ -64,3 +64,15 @@ export class Progress {
     if (msg) process.stderr.write(`${msg}\n`);
   }
 }
+
+/** A spinner redrawn every 100 ms until `finish(msg)`; finishing twice is harmless. */
+export function spinner(label) {
+  const spin = new Progress(label);
+  const tick = setInterval(() => spin.update(0), 100);
+  return {
+    finish(msg) {
+      clearInterval(tick);
+      spin.finish(msg);
+    },
+  };
+}
