@@ -6,7 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { withCleanup } from './lib/cleanup.mjs';
 import { measuredOn } from './lib/machine.mjs';
-import { drain, pacedSend } from './lib/pace.mjs';
+import { boundedAll, drain, pacedSend } from './lib/pace.mjs';
 import { cpuMeter, memoryOf } from './lib/proc.mjs';
 import { Progress, spinner } from './lib/progress.mjs';
 import {
@@ -82,38 +82,15 @@ function loadLibs(root) {
  * `deadlineAt`. `make(i)` returns { subject, data, msgId }.
  */
 function publishBounded({ js, count, inFlight, make, deadlineAt, stats }) {
-  return new Promise((resolveAll) => {
-    let next = 0;
-    let active = 0;
-    let done = false;
-    const finish = () => {
-      if (done) return;
-      done = true;
-      resolveAll(stats);
-    };
-    const pump = () => {
-      while (active < inFlight && next < count && performance.now() < deadlineAt) {
-        const { subject, data, msgId } = make(next++);
-        active++;
-        js.publish(subject, data, { msgID: msgId, timeout: 10_000 })
-          .then(
-            () => {
-              stats.acked++;
-            },
-            (e) => {
-              stats.errors++;
-              stats.firstError ??= String(e?.message ?? e);
-            },
-          )
-          .finally(() => {
-            active--;
-            pump();
-          });
-      }
-      stats.attempted = next;
-      if (active === 0 && (next >= count || performance.now() >= deadlineAt)) finish();
-    };
-    pump();
+  return boundedAll({
+    count,
+    inFlight,
+    deadlineAt,
+    stats,
+    start: (i) => {
+      const { subject, data, msgId } = make(i);
+      return js.publish(subject, data, { msgID: msgId, timeout: 10_000 });
+    },
   });
 }
 

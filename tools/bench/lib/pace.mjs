@@ -42,3 +42,42 @@ export async function drain({ until, pending, onTick = () => undefined }) {
     await sleep(20);
   }
 }
+
+/**
+ * Runs `start(i)` for i = 0 … count-1 with at most `inFlight` pending; starts nothing after
+ * `deadlineAt` (performance.now() time). Counts into `stats`: acked (resolved), errors
+ * (rejected, with firstError) and attempted. Resolves with `stats` once nothing is pending.
+ */
+export function boundedAll({ count, inFlight, deadlineAt, stats, start }) {
+  return new Promise((resolveAll) => {
+    let next = 0;
+    let active = 0;
+    let done = false;
+    const finish = () => {
+      if (done) return;
+      done = true;
+      resolveAll(stats);
+    };
+    const pump = () => {
+      while (active < inFlight && next < count && performance.now() < deadlineAt) {
+        const p = start(next++);
+        active++;
+        p.then(
+          () => {
+            stats.acked++;
+          },
+          (e) => {
+            stats.errors++;
+            stats.firstError ??= String(e?.message ?? e);
+          },
+        ).finally(() => {
+          active--;
+          pump();
+        });
+      }
+      stats.attempted = next;
+      if (active === 0 && (next >= count || performance.now() >= deadlineAt)) finish();
+    };
+    pump();
+  });
+}
