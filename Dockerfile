@@ -45,6 +45,9 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
 COPY --from=build /out/ ./
 # Sample service definitions, for `meshctl register -f examples/orders.yaml`.
 COPY examples/ examples/
+# The certificate authority's key directory: owned by the runtime user, so a named volume
+# mounted here starts writable (Docker copies this ownership into a new volume).
+RUN mkdir -p /var/lib/novamesh/ca && chown node:node /var/lib/novamesh/ca && chmod 700 /var/lib/novamesh/ca
 
 USER node
 # discovery drains (stops pulling, finishes and acks in-flight events, closes NATS) on SIGTERM.

@@ -40,6 +40,13 @@ for (let i = 1; i <= replicas; i++) {
     }),
   );
 }
+// One CA process owns its key directory (.data/ca): replicas must not create it concurrently.
+children.push(
+  spawn(process.execPath, [join(root, 'apps/certificate-authority/dist/main.js')], {
+    env: { ...env, CA_DIR: env.CA_DIR || join(root, '.data', 'ca'), CA_INSTANCE: 'ca-1' },
+    stdio: 'inherit',
+  }),
+);
 if (process.env.NOVAMESH_DEMO !== '0') {
   children.push(spawn(process.execPath, [join(root, 'tools/demo.mjs')], { env, stdio: 'inherit' }));
 }

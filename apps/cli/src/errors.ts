@@ -100,6 +100,13 @@ const POLICY_HINTS: Partial<Record<string, string>> = {
   [ErrorCode.timeout]: 'the policy service did not answer in time: is it running? (raise --timeout if it is just slow)',
 };
 
+// Failures of the certificate authority commands point at the certificate authority.
+const CA_SUBJECT = subjects.ca('sign').replace(/sign$/, '');
+const CA_HINTS: Partial<Record<string, string>> = {
+  [ErrorCode.unavailable]: 'check --nats (or NATS_URL) and that a certificate-authority replica is running',
+  [ErrorCode.timeout]: 'the certificate authority did not answer in time: is it running? (raise --timeout if it is just slow)',
+};
+
 /** What the user reads on stderr: one headline, every issue with its path, maybe a hint. */
 export function describeError(err: unknown, opts: { debug?: boolean } = {}): string {
   const e = toMeshError(err);
@@ -107,7 +114,10 @@ export function describeError(err: unknown, opts: { debug?: boolean } = {}): str
   const lines = [`error: ${headline(e)}`];
   // "not registered" needs no path to explain it; everything else is a list of what to fix.
   if (e.code !== ErrorCode.notFound) for (const issue of e.issues) lines.push(`  ${formatIssue(issue)}`);
-  const hint = (e.message.includes(POLICY_SUBJECT) ? POLICY_HINTS[e.code] : undefined) ?? HINTS[e.code];
+  const hint =
+    (e.message.includes(POLICY_SUBJECT) ? POLICY_HINTS[e.code] : undefined) ??
+    (e.message.includes(CA_SUBJECT) ? CA_HINTS[e.code] : undefined) ??
+    HINTS[e.code];
   if (hint) lines.push(`hint: ${hint}`);
   // Unexpected failures are bugs: show where they came from when asked to.
   if (opts.debug && e.code === ErrorCode.internal) lines.push(String((e.cause as Error | undefined)?.stack ?? e.stack));

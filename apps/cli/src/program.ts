@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { certCommand, tokenCommand } from './commands/ca';
 import { deregisterCommand } from './commands/deregister';
 import { getCommand } from './commands/get';
 import { analyzeCommand } from './commands/policy-analyze';
@@ -67,6 +68,11 @@ short kinds tp, rr, rl, authz, mtls):
   meshctl delete -f policies.yaml           or: meshctl delete trafficpolicy payment-traffic
   meshctl analyze                           exit 1 when there is an error-level finding
 
+Certificates (the certificate authority answers these):
+  meshctl token create --service payment --ttl 1h --uses 1
+  meshctl cert list
+  meshctl cert revoke 4f1c…
+
 Exit codes: 0 ok, 1 invalid or refused input (also a revision conflict), 2 usage error,
 3 NATS, discovery or the policy service unreachable, 4 not found.
 (diff and analyze use 1 for "differences" / "errors found"; see their --help.)`,
@@ -84,5 +90,7 @@ Exit codes: 0 ok, 1 invalid or refused input (also a revision conflict), 2 usage
   historyCommand(program, ctx);
   rollbackCommand(program, ctx);
   analyzeCommand(program, ctx);
+  tokenCommand(program, ctx);
+  certCommand(program, ctx);
   return program;
 }

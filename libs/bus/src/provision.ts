@@ -12,7 +12,7 @@ import {
 } from '@nats-io/jetstream';
 import { type KV, Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { buckets, consumers, streams, subjects } from '@novamesh/contracts';
+import { buckets, consumers, MAX_JOIN_TOKEN_TTL_MS, streams, subjects } from '@novamesh/contracts';
 
 const NS_PER_MS = 1_000_000;
 const STREAM_NOT_FOUND = 10059;
@@ -157,4 +157,48 @@ export async function provisionDiscovery(nc: NatsConnection, opts: TopologyOptio
   await ensureConsumer(jsm, streams.registry, registryConsumer());
   const kv = await ensureKv(nc, buckets.services, opts);
   return { jsm, kv };
+}
+
+/**
+ * The certificate authority's stream: the trust bundle and the revocation list, one retained
+ * message per subject. File storage: sidecars that start while the CA is down must still find the
+ * current bundle and revocations (static stability). Request subjects (`mesh.v1.ca.sign`, …) are
+ * deliberately not captured, so JetStream never answers a request in the CA's place.
+ */
+export function caStream(opts: TopologyOptions = {}): StreamConfig {
+  return {
+    name: streams.ca,
+    subjects: [subjects.caBundle, subjects.caRevoked],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    max_msgs_per_subject: 1,
+    duplicate_window: 120_000 * NS_PER_MS,
+    num_replicas: opts.replicas ?? 1,
+  } as StreamConfig;
+}
+
+/** How long the token bucket keeps an entry after its last write: past the longest token lifetime, then it is gone. */
+export const CA_TOKENS_TTL_MS = MAX_JOIN_TOKEN_TTL_MS + 24 * 3_600_000;
+
+/**
+ * Provisions what the certificate authority needs: the mesh streams (so SDK clients find the
+ * registry stream), the MESH_CA stream, the join-token bucket (entries expire on their own after
+ * {@link CA_TOKENS_TTL_MS}) and the issued-certificates bucket. Idempotent; safe from every replica.
+ */
+export async function provisionCa(
+  nc: NatsConnection,
+  opts: TopologyOptions = {},
+): Promise<{ jsm: JetStreamManager; tokens: KV; certs: KV }> {
+  const jsm = await jetstreamManager(nc);
+  for (const s of meshStreams(opts)) await ensureStream(jsm, s);
+  await ensureStream(jsm, caStream(opts));
+  const kvm = new Kvm(nc);
+  const tokens = await kvm.create(buckets.caTokens, {
+    history: 1,
+    replicas: opts.replicas ?? 1,
+    storage: StorageType.File,
+    ttl: CA_TOKENS_TTL_MS,
+  });
+  const certs = await ensureKv(nc, buckets.caCerts, opts);
+  return { jsm, tokens, certs };
 }

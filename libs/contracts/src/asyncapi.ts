@@ -1,6 +1,16 @@
 import { stringify } from 'yaml';
 import { z } from 'zod';
 import {
+  CaCertRecordV1,
+  CaCertsListRequestV1,
+  CaRevokeRequestV1,
+  CaSignReplyV1,
+  CaSignRequestV1,
+  CaTokenCreateRequestV1,
+  RevocationListV1,
+  TrustBundleV1,
+} from './ca';
+import {
   DeadLetterV1,
   DiscoveryQueryReplyV1,
   DiscoveryQueryV1,
@@ -62,6 +72,27 @@ export function buildAsyncApi(): Record<string, unknown> {
       payload: { type: 'object', properties: { ok: { type: 'boolean' }, error: schema(ErrorBodyV1) }, required: ['ok'] },
     },
     EffectivePolicyV1: { name: 'EffectivePolicyV1', payload: schema(EffectivePolicyV1) },
+    CaSignRequestV1: {
+      name: 'CaSignRequestV1',
+      summary: 'A CSR with proof of identity: `proof.token`, or `proof.certificatePem` + `proof.signature` (renewal).',
+      payload: schema(CaSignRequestV1),
+    },
+    CaSignReplyV1: { name: 'CaSignReplyV1', payload: schema(CaSignReplyV1) },
+    CaTokenCreateRequestV1: { name: 'CaTokenCreateRequestV1', payload: schema(CaTokenCreateRequestV1) },
+    CaRevokeRequestV1: { name: 'CaRevokeRequestV1', payload: schema(CaRevokeRequestV1) },
+    CaCertsListRequestV1: { name: 'CaCertsListRequestV1', payload: schema(CaCertsListRequestV1) },
+    CaReplyV1: {
+      name: 'CaReplyV1',
+      summary:
+        "`{ ok: true, ... }` with the command's result (certs.list: `certs[]` of CaCertRecordV1 with state issued|revoked|expired), or `{ ok: false, error }`.",
+      payload: {
+        type: 'object',
+        properties: { ok: { type: 'boolean' }, error: schema(ErrorBodyV1), certs: { type: 'array', items: schema(CaCertRecordV1) } },
+        required: ['ok'],
+      },
+    },
+    TrustBundleV1: { name: 'TrustBundleV1', payload: schema(TrustBundleV1) },
+    RevocationListV1: { name: 'RevocationListV1', payload: schema(RevocationListV1) },
   };
   const ref = (m: keyof typeof messages) => ({ $ref: `#/components/messages/${m}` });
   const registry = (action: string, m: keyof typeof messages, description: string) => ({
@@ -117,6 +148,48 @@ export function buildAsyncApi(): Record<string, unknown> {
       parameters: serviceParam,
       messages: { EffectivePolicyV1: ref('EffectivePolicyV1') },
     },
+    caSign: {
+      address: `${SUBJECT_ROOT}.ca.sign`,
+      description:
+        'Certificate signing: core NATS request/reply answered by one certificate-authority replica (queue group "certificate-authority").',
+      messages: { CaSignRequestV1: ref('CaSignRequestV1') },
+    },
+    caSignReply: {
+      address: null,
+      description: 'Reply to a signing request (the request inbox).',
+      messages: { CaSignReplyV1: ref('CaSignReplyV1') },
+    },
+    ...Object.fromEntries(
+      (
+        [
+          ['caTokenCreate', 'token.create', 'CaTokenCreateRequestV1', 'Create a join token (operator).'],
+          ['caRevoke', 'revoke', 'CaRevokeRequestV1', 'Revoke an issued certificate (operator).'],
+          ['caCertsList', 'certs.list', 'CaCertsListRequestV1', 'List issued certificates (operator).'],
+        ] as const
+      ).map(([key, command, msg, what]) => [
+        key,
+        {
+          address: `${SUBJECT_ROOT}.ca.${command}`,
+          description: `${what} Core NATS request/reply answered by one certificate-authority replica.`,
+          messages: { [msg]: ref(msg) },
+        },
+      ]),
+    ),
+    caReply: {
+      address: null,
+      description: 'Reply to a CA operator command (the request inbox).',
+      messages: { CaReplyV1: ref('CaReplyV1') },
+    },
+    caBundle: {
+      address: `${SUBJECT_ROOT}.ca.bundle`,
+      description: 'Trust bundle (the roots workloads accept); JetStream stream MESH_CA keeps the last message.',
+      messages: { TrustBundleV1: ref('TrustBundleV1') },
+    },
+    caRevoked: {
+      address: `${SUBJECT_ROOT}.ca.revoked`,
+      description: 'Revocation list (serials of revoked certificates); JetStream stream MESH_CA keeps the last message.',
+      messages: { RevocationListV1: ref('RevocationListV1') },
+    },
     deadLetter: {
       address: `${SUBJECT_ROOT}.deadletter.{source}.{service}`,
       description: 'Refused events with the reason; JetStream stream MESH_DEADLETTER, kept 7 days. {service} is "_" when unknown.',
@@ -155,6 +228,15 @@ export function buildAsyncApi(): Record<string, unknown> {
         ]),
       ),
       watchEffectivePolicy: { action: 'receive', channel: { $ref: '#/channels/effectivePolicy' } },
+      signCertificate: { action: 'send', channel: { $ref: '#/channels/caSign' }, reply: { channel: { $ref: '#/channels/caSignReply' } } },
+      ...Object.fromEntries(
+        ['caTokenCreate', 'caRevoke', 'caCertsList'].map((c) => [
+          c,
+          { action: 'send', channel: { $ref: `#/channels/${c}` }, reply: { channel: { $ref: '#/channels/caReply' } } },
+        ]),
+      ),
+      watchTrustBundle: { action: 'receive', channel: { $ref: '#/channels/caBundle' } },
+      watchRevocations: { action: 'receive', channel: { $ref: '#/channels/caRevoked' } },
     },
     components: { messages },
   };

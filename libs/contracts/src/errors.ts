@@ -18,6 +18,8 @@ export const ErrorCode = {
   timeout: 'MESH_TIMEOUT',
   aborted: 'MESH_ABORTED',
   internal: 'MESH_INTERNAL',
+  /** The caller did not prove who it claims to be (join token or certificate refused). */
+  forbidden: 'MESH_FORBIDDEN',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

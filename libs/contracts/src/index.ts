@@ -1,4 +1,5 @@
 export { buildAsyncApi, renderAsyncApiYaml } from './asyncapi';
+export * from './ca';
 export * from './duration';
 export * from './errors';
 export * from './events';

@@ -49,7 +49,20 @@ export const subjects = {
   /** `mesh.v1.config.policy.<service>`: effective policy of one service, last value per subject. */
   effectivePolicy: (service: string): string => `${SUBJECT_ROOT}.config.policy.${assertSubjectToken(service)}`,
   effectivePolicyAll: `${SUBJECT_ROOT}.config.policy.>`,
+  /**
+   * Certificate authority commands, core NATS request/reply answered by one CA replica (queue
+   * group): `mesh.v1.ca.{sign,token.create,revoke,certs.list}`. Deliberately outside the MESH_CA
+   * stream's subjects, so JetStream never acknowledges a request in the CA's place.
+   */
+  ca: (command: CaCommand): string => `${SUBJECT_ROOT}.ca.${command}`,
+  /** `mesh.v1.ca.bundle`: the trust bundle (roots workloads accept), last value in MESH_CA. */
+  caBundle: `${SUBJECT_ROOT}.ca.bundle`,
+  /** `mesh.v1.ca.revoked`: the revocation list (serials), last value in MESH_CA. */
+  caRevoked: `${SUBJECT_ROOT}.ca.revoked`,
 } as const;
+
+export const CA_COMMANDS = ['sign', 'token.create', 'revoke', 'certs.list'] as const;
+export type CaCommand = (typeof CA_COMMANDS)[number];
 
 export const POLICY_COMMANDS = ['apply', 'delete', 'get', 'list', 'history', 'rollback', 'analyze'] as const;
 export type PolicyCommand = (typeof POLICY_COMMANDS)[number];
@@ -76,6 +89,8 @@ export const streams = {
   deadLetter: 'MESH_DEADLETTER',
   /** Effective configuration per service (policy now; proxy snapshots later), last value per subject. */
   config: 'MESH_CONFIG',
+  /** Trust bundle and revocation list of the certificate authority, last value per subject. */
+  ca: 'MESH_CA',
 } as const;
 
 export const consumers = {
@@ -88,11 +103,19 @@ export const buckets = {
   services: 'mesh_services',
   /** Policies, key = `<kind>.<name>`, value = the validated policy; history keeps the last 20 revisions. */
   policies: 'mesh_policies',
+  /**
+   * Join tokens, key = SHA-256 (hex) of the token, value = `CaTokenRecordV1` (service, namespace,
+   * expiry, uses left). The token itself is never stored. Owned by the certificate authority.
+   */
+  caTokens: 'mesh_ca_tokens',
+  /** Issued workload certificates, key = serial (hex), value = `CaCertRecordV1`. Owned by the certificate authority. */
+  caCerts: 'mesh_ca_certs',
 } as const;
 
 export const queueGroups = {
   discovery: 'discovery',
   policy: 'policy',
+  certificateAuthority: 'certificate-authority',
 } as const;
 
 /** NATS header names Novamesh sets or reads. */

@@ -1,1 +1,2 @@
 export * from './mesh-manager';
+export * from './workload-csr';

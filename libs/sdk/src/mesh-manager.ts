@@ -3,6 +3,14 @@ import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManage
 import type { NatsConnection } from '@nats-io/transport-node';
 import { connectBus, drainBus, lastValues, publishJson, requestJson } from '@novamesh/bus';
 import {
+  type CaCertsListRequestV1,
+  type CaCertV1,
+  type CaCommand,
+  type CaRevokeResultV1,
+  CaSignRequestV1,
+  type CaSignResultV1,
+  CaTokenCreateRequestV1,
+  type CaTokenCreateResultV1,
   consumers,
   type DeadLetterV1,
   type DiscoveryQueryReplyV1,
@@ -22,6 +30,7 @@ import {
   type PolicyInput,
   type PolicyKind,
   type RegistryAction,
+  type RevocationListV1,
   type Service,
   ServiceDeregisteredV1,
   type ServiceEndpointInput,
@@ -30,8 +39,10 @@ import {
   type StoredPolicy,
   streams,
   subjects,
+  type TrustBundleV1,
   validate,
 } from '@novamesh/contracts';
+import { createWorkloadCsr, signCsrWithKey } from './workload-csr';
 
 export interface MeshManagerOptions {
   /** NATS servers; default `NATS_URL`-style `nats://127.0.0.1:4222`. */
@@ -64,6 +75,17 @@ export interface RegisterOptions extends CallOptions {
 }
 
 const DEFAULT_HEARTBEAT = { ttl: '10s' };
+
+/** Who asks for a certificate and how it proves it: a join token, or (renewal) its current certificate and key. */
+export type CertificateRequest =
+  | { service: string; namespace?: string; token: string }
+  | { service: string; namespace?: string; certificatePem: string; keyPem: string };
+
+/** A workload certificate with the private key generated for it (in memory only; never sent anywhere). */
+export interface WorkloadCertificate extends Omit<CaSignResultV1, 'ok'> {
+  /** Unencrypted PKCS#8 PEM of the certificate's ECDSA P-256 key. */
+  keyPem: string;
+}
 
 /**
  * The seed's MeshManager: registers services, keeps them alive with heartbeats, and finds
@@ -392,6 +414,87 @@ export class MeshManager {
 
   private async policyCommand<T>(command: PolicyCommand, body: unknown, opts: CallOptions): Promise<T> {
     const reply = await requestJson<({ ok: true } & T) | { ok: false; error: ErrorBody }>(this.ready().nc, subjects.policy(command), body, {
+      timeout: this.timeoutMs,
+      signal: opts.signal,
+    });
+    if (!reply.ok) throw errorFromBody((reply as { error: ErrorBody }).error);
+    return reply as T;
+  }
+
+  // ── Certificates ────────────────────────────────────────────────────────────────────────
+
+  /**
+   * Asks the certificate authority for a join token for one workload identity (operator action).
+   * The token is a secret shown once: the CA keeps only its hash.
+   */
+  async createJoinToken(
+    service: string,
+    opts: CallOptions & { namespace?: string; ttl?: string | number; uses?: number } = {},
+  ): Promise<CaTokenCreateResultV1> {
+    const body = {
+      service,
+      ...(opts.namespace !== undefined ? { namespace: opts.namespace } : {}),
+      ...(opts.ttl !== undefined ? { ttl: opts.ttl } : {}),
+      ...(opts.uses !== undefined ? { uses: opts.uses } : {}),
+    };
+    validate(CaTokenCreateRequestV1, body, 'token request');
+    return this.caCommand<CaTokenCreateResultV1>('token.create', body, opts);
+  }
+
+  /**
+   * Gets a workload certificate: generates a fresh ECDSA P-256 key here (it never leaves this
+   * process), builds a CSR for the identity's SPIFFE ID in the mesh's trust domain (read from the
+   * trust bundle), and sends it with the proof — a join token, or for renewal the current
+   * certificate plus a signature with its key. Rejects with `MESH_FORBIDDEN` (proof refused) or
+   * `MESH_INVALID` (CSR refused), each with the reason in `issues`.
+   */
+  async requestCertificate(req: CertificateRequest, opts: CallOptions = {}): Promise<WorkloadCertificate> {
+    opts.signal?.throwIfAborted();
+    const identity = { namespace: req.namespace ?? 'default', service: req.service };
+    validate(CaSignRequestV1.shape.identity, identity, 'identity');
+    const bundle = await this.getTrustBundle(opts);
+    const { csrPem, keyPem } = await createWorkloadCsr({ trustDomain: bundle.trustDomain, ...identity });
+    const proof =
+      'token' in req ? { token: req.token } : { certificatePem: req.certificatePem, signature: signCsrWithKey(csrPem, req.keyPem) };
+    const body = validate(CaSignRequestV1, { csr: csrPem, identity, proof }, 'certificate request');
+    const { ok: _ok, ...issued } = await this.caCommand<CaSignResultV1>('sign', body, opts);
+    return { ...issued, keyPem };
+  }
+
+  /** Revokes an issued certificate (operator action); idempotent. `MESH_NOT_FOUND` for an unknown serial. */
+  async revokeCertificate(serial: string, opts: CallOptions & { reason?: string } = {}): Promise<CaRevokeResultV1> {
+    return this.caCommand<CaRevokeResultV1>('revoke', { serial, ...(opts.reason ? { reason: opts.reason } : {}) }, opts);
+  }
+
+  /** Certificates the CA issued, newest first, with their state now (issued, revoked or expired). */
+  async listCertificates(filter: Partial<CaCertsListRequestV1> = {}, opts: CallOptions = {}): Promise<CaCertV1[]> {
+    return (await this.caCommand<{ certs: CaCertV1[] }>('certs.list', filter, opts)).certs;
+  }
+
+  /** The current trust bundle, as retained on `mesh.v1.ca.bundle`. `MESH_UNAVAILABLE` when no CA has published one. */
+  async getTrustBundle(opts: CallOptions = {}): Promise<TrustBundleV1> {
+    opts.signal?.throwIfAborted();
+    const jsm = await this.manager();
+    const msg = await jsm.streams.getMessage(streams.ca, { last_by_subj: subjects.caBundle }).catch(() => null);
+    if (!msg)
+      throw new MeshError(ErrorCode.unavailable, `no trust bundle on ${subjects.caBundle}: is the certificate authority running?`, {
+        retryable: true,
+      });
+    return msg.json<TrustBundleV1>();
+  }
+
+  /** Trust bundles as they change, starting with the current one. */
+  watchTrustBundle(opts: CallOptions = {}): AsyncGenerator<TrustBundleV1> {
+    return lastValues<TrustBundleV1>(this.ready().js, streams.ca, subjects.caBundle, opts.signal);
+  }
+
+  /** Revocation lists as they change, starting with the current one. */
+  watchRevocations(opts: CallOptions = {}): AsyncGenerator<RevocationListV1> {
+    return lastValues<RevocationListV1>(this.ready().js, streams.ca, subjects.caRevoked, opts.signal);
+  }
+
+  private async caCommand<T>(command: CaCommand, body: unknown, opts: CallOptions): Promise<T> {
+    const reply = await requestJson<({ ok: true } & T) | { ok: false; error: ErrorBody }>(this.ready().nc, subjects.ca(command), body, {
       timeout: this.timeoutMs,
       signal: opts.signal,
     });

@@ -36,6 +36,24 @@ export function startPolicy(opts: { natsUrl: string; instance: string; env?: Nod
   return startApp('policy', `policy-${opts.instance}`, { NATS_URL: opts.natsUrl, POLICY_INSTANCE: opts.instance, ...opts.env });
 }
 
+/**
+ * Starts a certificate-authority replica on `caDir` and waits until it is ready. Replicas sharing a
+ * directory must be started one after another (the first creates the CA, the others load it).
+ */
+export function startCertificateAuthority(opts: {
+  natsUrl: string;
+  instance: string;
+  caDir: string;
+  env?: NodeJS.ProcessEnv;
+}): Promise<ManagedProcess> {
+  return startApp('certificate-authority', `certificate-authority-${opts.instance}`, {
+    NATS_URL: opts.natsUrl,
+    CA_INSTANCE: opts.instance,
+    CA_DIR: opts.caDir,
+    ...opts.env,
+  });
+}
+
 /** Runs meshctl (compiled) to completion, with `input` on stdin when given, and returns its exit code and output. */
 export async function runMeshctl(
   args: string[],

@@ -1,0 +1,58 @@
+import { Controller } from '@nestjs/common';
+import { MessagePattern, Payload } from '@nestjs/microservices';
+import {
+  CaCertsListRequestV1,
+  CaRevokeRequestV1,
+  type CaRevokeResultV1,
+  CaSignRequestV1,
+  CaTokenCreateRequestV1,
+  decode,
+  subjects,
+} from '@novamesh/contracts';
+import { CertRegistryService } from './cert-registry.service';
+import { JoinTokensService } from './join-tokens.service';
+import { SigningService } from './signing.service';
+import { TrustPublisherService } from './trust-publisher.service';
+
+const MAX_SIGN_BYTES = 128 * 1024;
+const body = (data: Uint8Array) => (data.byteLength ? data : new TextEncoder().encode('{}'));
+
+/**
+ * The certificate authority's commands, answered over core NATS request/reply by one replica of
+ * the queue group `certificate-authority`. Every request is validated here; refusals are
+ * `{ ok: false, error: { code, message, issues } }` replies.
+ */
+@Controller()
+export class CaController {
+  constructor(
+    private readonly signing: SigningService,
+    private readonly tokens: JoinTokensService,
+    private readonly certs: CertRegistryService,
+    private readonly trust: TrustPublisherService,
+  ) {}
+
+  @MessagePattern(subjects.ca('sign'))
+  sign(@Payload() data: Uint8Array) {
+    return this.signing.sign(decode(CaSignRequestV1, body(data), 'sign request', MAX_SIGN_BYTES));
+  }
+
+  @MessagePattern(subjects.ca('token.create'))
+  createToken(@Payload() data: Uint8Array) {
+    return this.tokens.create(decode(CaTokenCreateRequestV1, body(data), 'token request'));
+  }
+
+  @MessagePattern(subjects.ca('revoke'))
+  async revoke(@Payload() data: Uint8Array): Promise<CaRevokeResultV1> {
+    const req = decode(CaRevokeRequestV1, body(data), 'revoke request');
+    const { record, alreadyRevoked } = await this.certs.revoke(req.serial, req.reason);
+    // Also on a repeated revoke: it repairs a list that a failed publication left behind.
+    await this.trust.addRevoked(record.serial);
+    return { ok: true, serial: record.serial, revokedAt: record.revokedAt ?? '', alreadyRevoked };
+  }
+
+  @MessagePattern(subjects.ca('certs.list'))
+  async list(@Payload() data: Uint8Array) {
+    const req = decode(CaCertsListRequestV1, body(data), 'list request');
+    return { ok: true, certs: await this.certs.list(req) };
+  }
+}

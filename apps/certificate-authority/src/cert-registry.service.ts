@@ -1,0 +1,89 @@
+import type { KV } from '@nats-io/kv';
+import { Inject, Injectable } from '@nestjs/common';
+import { type CaCertRecordV1, type CaCertsListRequestV1, type CaCertV1, ErrorCode, MeshError } from '@novamesh/contracts';
+import type { Logger } from '@novamesh/observability';
+import { isCasConflict } from './refusal';
+import { CERTS_KV, LOGGER } from './tokens';
+
+const MAX_CAS_ATTEMPTS = 10;
+
+/** The state of a stored certificate at `now`: revoked wins, then expiry. */
+export function stateAt(record: CaCertRecordV1, now: number): CaCertV1['state'] {
+  if (record.state === 'revoked') return 'revoked';
+  return now > Date.parse(record.notAfter) ? 'expired' : 'issued';
+}
+
+/**
+ * Owns `mesh_ca_certs`: one entry per issued certificate (key = serial), written once at issue and
+ * once more at revocation (compare-and-set, so concurrent revocations agree). Safe to call concurrently.
+ */
+@Injectable()
+export class CertRegistryService {
+  private readonly log: Logger;
+
+  constructor(
+    @Inject(CERTS_KV) private readonly kv: KV,
+    @Inject(LOGGER) logger: Logger,
+  ) {
+    this.log = logger.child({ component: 'cert-registry' });
+  }
+
+  async record(record: CaCertRecordV1): Promise<void> {
+    try {
+      await this.kv.create(record.serial, JSON.stringify(record));
+    } catch (e) {
+      throw new MeshError(ErrorCode.unavailable, `certificate store unavailable: ${(e as Error).message}`, { cause: e, retryable: true });
+    }
+  }
+
+  async get(serial: string): Promise<CaCertRecordV1 | undefined> {
+    const e = await this.kv.get(serial);
+    return e?.operation === 'PUT' ? e.json<CaCertRecordV1>() : undefined;
+  }
+
+  /** Marks a certificate revoked. Idempotent: a second call reports `alreadyRevoked`. MESH_NOT_FOUND for an unknown serial. */
+  async revoke(serial: string, reason: string | undefined, now = Date.now()): Promise<{ record: CaCertRecordV1; alreadyRevoked: boolean }> {
+    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+      const e = await this.kv.get(serial);
+      if (e?.operation !== 'PUT')
+        throw new MeshError(ErrorCode.notFound, `no certificate with serial ${serial} was issued by this CA`, {
+          issues: [{ path: 'serial', message: 'unknown serial' }],
+        });
+      const current = e.json<CaCertRecordV1>();
+      if (current.state === 'revoked') return { record: current, alreadyRevoked: true };
+      const record: CaCertRecordV1 = {
+        ...current,
+        state: 'revoked',
+        revokedAt: new Date(now).toISOString(),
+        ...(reason ? { revocationReason: reason } : {}),
+      };
+      try {
+        await this.kv.update(serial, JSON.stringify(record), e.revision);
+        this.log.info({ serial, spiffeId: record.spiffeId, reason }, 'certificate revoked');
+        return { record, alreadyRevoked: false };
+      } catch (err) {
+        if (!isCasConflict(err)) throw new MeshError(ErrorCode.unavailable, `certificate store unavailable: ${(err as Error).message}`);
+      }
+    }
+    throw new MeshError(ErrorCode.conflict, `certificate ${serial} is changing too fast to revoke; try again`, { retryable: true });
+  }
+
+  /** Every stored certificate matching the filter, newest first, with its state now. Reads the whole bucket. */
+  async list(filter: CaCertsListRequestV1, now = Date.now()): Promise<CaCertV1[]> {
+    const keys: string[] = [];
+    for await (const k of await this.kv.keys()) keys.push(k);
+    const out: CaCertV1[] = [];
+    for (let i = 0; i < keys.length; i += 64) {
+      const batch = await Promise.all(keys.slice(i, i + 64).map((k) => this.get(k)));
+      for (const r of batch) {
+        if (!r) continue;
+        const cert: CaCertV1 = { ...r, state: stateAt(r, now) };
+        if (filter.service && cert.service !== filter.service) continue;
+        if (filter.namespace && cert.namespace !== filter.namespace) continue;
+        if (filter.state && cert.state !== filter.state) continue;
+        out.push(cert);
+      }
+    }
+    return out.sort((a, b) => b.issuedAt.localeCompare(a.issuedAt) || a.serial.localeCompare(b.serial));
+  }
+}

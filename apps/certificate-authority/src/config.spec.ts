@@ -1,0 +1,30 @@
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from './config';
+
+describe('certificate-authority config', () => {
+  it('has safe defaults', () => {
+    const c = loadConfig({});
+    expect(c).toMatchObject({
+      caDir: '.data/ca',
+      trustDomain: 'novamesh.local',
+      certTtlMs: 24 * 3_600_000,
+      natsUrl: ['nats://127.0.0.1:4222'],
+    });
+    expect(c.passphrase).toBeUndefined();
+    expect(Object.isFrozen(c)).toBe(true);
+  });
+
+  it('names every bad key at once and never echoes the passphrase', () => {
+    let message = '';
+    try {
+      loadConfig({ CA_TRUST_DOMAIN: 'Not A Domain', CA_CERT_TTL: '5s', CA_PASSPHRASE: 'short', LOG_LEVEL: 'loud' });
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message).toMatch(/CA_TRUST_DOMAIN="Not A Domain"/);
+    expect(message).toMatch(/CA_CERT_TTL="5s" must be a duration from 1m/);
+    expect(message).toMatch(/CA_PASSPHRASE is shorter than 8 characters/);
+    expect(message).toMatch(/LOG_LEVEL="loud"/);
+    expect(message).not.toContain('short"');
+  });
+});

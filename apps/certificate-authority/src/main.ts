@@ -1,0 +1,103 @@
+import 'reflect-metadata';
+import { jetstream } from '@nats-io/jetstream';
+import { NestFactory } from '@nestjs/core';
+import type { MicroserviceOptions } from '@nestjs/microservices';
+import { connectBus, drainBus, provisionCa } from '@novamesh/bus';
+import { JetStreamServer, NestPinoLogger, PassThroughRpcFilter } from '@novamesh/bus/nest';
+import { certificateInfo, loadOrCreateCa } from '@novamesh/ca';
+import { queueGroups } from '@novamesh/contracts';
+import { createLogger, setupTelemetry, shutdownTelemetry } from '@novamesh/observability';
+import { CaModule } from './ca.module';
+import { type ConfigError, loadConfig } from './config';
+import { TrustPublisherService } from './trust-publisher.service';
+
+/** The whole life of a CA replica: config → logger → CA files → NATS → Nest → bundle → ready → drain. */
+async function main(): Promise<void> {
+  let config: ReturnType<typeof loadConfig>;
+  try {
+    config = loadConfig();
+  } catch (e) {
+    process.stderr.write(`certificate-authority: ${(e as ConfigError).message}\n`);
+    process.exit(78);
+  }
+  const logger = createLogger({ service: 'certificate-authority', instance: config.instance, level: config.logLevel });
+  setupTelemetry({ service: 'certificate-authority', instance: config.instance, otlpEndpoint: config.otlpEndpoint });
+
+  // Keys are written 0600 (encrypted when CA_PASSPHRASE is set) and stay in this process's memory.
+  const ca = await loadOrCreateCa({
+    dir: config.caDir,
+    trustDomain: config.trustDomain,
+    ...(config.passphrase ? { passphrase: config.passphrase } : {}),
+  });
+  const root = certificateInfo(ca.root.certPem);
+  const intermediate = certificateInfo(ca.intermediate.certPem);
+  logger.info(
+    {
+      caDir: config.caDir,
+      created: ca.created,
+      keysEncrypted: config.passphrase !== undefined,
+      root: { fingerprint256: root.fingerprint256, notAfter: new Date(root.notAfter).toISOString() },
+      intermediate: { fingerprint256: intermediate.fingerprint256, notAfter: new Date(intermediate.notAfter).toISOString() },
+    },
+    ca.created ? 'CA created' : 'CA loaded',
+  );
+
+  const nc = await connectBus({
+    servers: config.natsUrl,
+    name: `certificate-authority-${config.instance}`,
+    logger,
+    waitOnFirstConnect: true,
+  });
+  const { jsm, tokens, certs } = await provisionCa(nc, { replicas: config.replicas });
+  const js = jetstream(nc);
+
+  const app = await NestFactory.createMicroservice<MicroserviceOptions>(
+    CaModule.forRoot({
+      js,
+      jsm,
+      tokens,
+      certs,
+      ca,
+      settings: { trustDomain: config.trustDomain, certTtlMs: config.certTtlMs },
+      logger,
+    }),
+    {
+      strategy: new JetStreamServer({
+        nc,
+        js,
+        durables: [],
+        queueGroup: queueGroups.certificateAuthority,
+        deadLetter: async () => undefined, // no durable consumers: commands are request/reply
+        logger: logger.child({ component: 'transport' }),
+      }),
+      logger: new NestPinoLogger(logger),
+    },
+  );
+  app.useGlobalFilters(new PassThroughRpcFilter());
+
+  await app.get(TrustPublisherService).start(config.trustDomain);
+  await app.listen();
+  logger.info({ nats: config.natsUrl, trustDomain: config.trustDomain }, 'certificate-authority ready');
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'draining');
+    const force = setTimeout(() => process.exit(1), 10_000);
+    force.unref();
+    await app.close();
+    await drainBus(nc);
+    await shutdownTelemetry();
+    logger.info('stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+main().catch((err) => {
+  // MeshErrors from the CA library name files and reasons, never key material or the passphrase.
+  process.stderr.write(`certificate-authority: failed to start: ${err?.stack ?? err}\n`);
+  process.exit(1);
+});

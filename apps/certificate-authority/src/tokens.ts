@@ -1,0 +1,14 @@
+/** Injection tokens for infrastructure that main.ts builds before Nest starts (not join tokens). */
+export const JETSTREAM = Symbol('JETSTREAM');
+export const JETSTREAM_MANAGER = Symbol('JETSTREAM_MANAGER');
+export const TOKENS_KV = Symbol('TOKENS_KV');
+export const CERTS_KV = Symbol('CERTS_KV');
+export const LOADED_CA = Symbol('LOADED_CA');
+export const CA_SETTINGS = Symbol('CA_SETTINGS');
+export const LOGGER = Symbol('LOGGER');
+
+/** What the signing path needs from config. */
+export interface CaSettings {
+  trustDomain: string;
+  certTtlMs: number;
+}
