@@ -1,7 +1,9 @@
-import { Controller } from '@nestjs/common';
+import { Controller, Inject } from '@nestjs/common';
 import { MessagePattern, Payload } from '@nestjs/microservices';
 import {
   CaCertsListRequestV1,
+  CaInfoRequestV1,
+  type CaInfoResultV1,
   CaRevokeRequestV1,
   type CaRevokeResultV1,
   CaSignRequestV1,
@@ -12,6 +14,7 @@ import {
 import { CertRegistryService } from './cert-registry.service';
 import { JoinTokensService } from './join-tokens.service';
 import { SigningService } from './signing.service';
+import { CA_INFO } from './tokens';
 import { TrustPublisherService } from './trust-publisher.service';
 
 const MAX_SIGN_BYTES = 128 * 1024;
@@ -29,6 +32,7 @@ export class CaController {
     private readonly tokens: JoinTokensService,
     private readonly certs: CertRegistryService,
     private readonly trust: TrustPublisherService,
+    @Inject(CA_INFO) private readonly info: Omit<CaInfoResultV1, 'ok'>,
   ) {}
 
   @MessagePattern(subjects.ca('sign'))
@@ -48,6 +52,13 @@ export class CaController {
     // Also on a repeated revoke: it repairs a list that a failed publication left behind.
     await this.trust.addRevoked(record.serial);
     return { ok: true, serial: record.serial, revokedAt: record.revokedAt ?? '', alreadyRevoked };
+  }
+
+  /** The root and intermediate this replica signs with: public facts (`meshctl check` reads their expiry). */
+  @MessagePattern(subjects.ca('info'))
+  describe(@Payload() data: Uint8Array): CaInfoResultV1 {
+    decode(CaInfoRequestV1, body(data), 'info request');
+    return { ok: true, ...this.info };
   }
 
   @MessagePattern(subjects.ca('certs.list'))

@@ -2,12 +2,25 @@ import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import { type DynamicModule, Module } from '@nestjs/common';
 import type { LoadedCa } from '@novamesh/ca';
+import type { CaInfoResultV1 } from '@novamesh/contracts';
 import type { Logger } from '@novamesh/observability';
 import { CaController } from './ca.controller';
 import { CertRegistryService } from './cert-registry.service';
 import { JoinTokensService } from './join-tokens.service';
+import type { CaMetrics } from './metrics';
 import { SigningService } from './signing.service';
-import { CA_SETTINGS, type CaSettings, CERTS_KV, JETSTREAM, JETSTREAM_MANAGER, LOADED_CA, LOGGER, TOKENS_KV } from './tokens';
+import {
+  CA_INFO,
+  CA_SETTINGS,
+  type CaSettings,
+  CERTS_KV,
+  JETSTREAM,
+  JETSTREAM_MANAGER,
+  LOADED_CA,
+  LOGGER,
+  METRICS,
+  TOKENS_KV,
+} from './tokens';
 import { TrustPublisherService } from './trust-publisher.service';
 
 export interface CaInfra {
@@ -18,6 +31,8 @@ export interface CaInfra {
   ca: LoadedCa;
   settings: CaSettings;
   logger: Logger;
+  metrics: CaMetrics;
+  info: Omit<CaInfoResultV1, 'ok'>;
 }
 
 @Module({})
@@ -34,6 +49,8 @@ export class CaModule {
         { provide: LOADED_CA, useValue: infra.ca },
         { provide: CA_SETTINGS, useValue: infra.settings },
         { provide: LOGGER, useValue: infra.logger },
+        { provide: METRICS, useValue: infra.metrics },
+        { provide: CA_INFO, useValue: infra.info },
         JoinTokensService,
         CertRegistryService,
         TrustPublisherService,

@@ -9,6 +9,8 @@ describe('certificate-authority config', () => {
       trustDomain: 'novamesh.local',
       certTtlMs: 24 * 3_600_000,
       natsUrl: ['nats://127.0.0.1:4222'],
+      metricsHost: '127.0.0.1',
+      metricsPort: 9464,
     });
     expect(c.passphrase).toBeUndefined();
     expect(Object.isFrozen(c)).toBe(true);
@@ -26,5 +28,11 @@ describe('certificate-authority config', () => {
     expect(message).toMatch(/CA_PASSPHRASE is shorter than 8 characters/);
     expect(message).toMatch(/LOG_LEVEL="loud"/);
     expect(message).not.toContain('short"');
+  });
+
+  it('reads the metrics listener and refuses a bad port', () => {
+    expect(loadConfig({ CA_METRICS_PORT: '0', CA_METRICS_HOST: '0.0.0.0' })).toMatchObject({ metricsHost: '0.0.0.0', metricsPort: 0 });
+    expect(() => loadConfig({ CA_METRICS_PORT: '70000' })).toThrow(/CA_METRICS_PORT="70000" must be a port number/);
+    expect(() => loadConfig({ CA_METRICS_PORT: 'http' })).toThrow(/CA_METRICS_PORT="http"/);
   });
 });

@@ -16,6 +16,9 @@ export interface CaConfig {
   trustDomain: string;
   /** Lifetime of workload certificates (ms). */
   certTtlMs: number;
+  /** Prometheus `/metrics` listener (CA_METRICS_HOST, default 127.0.0.1; CA_METRICS_PORT, default 9464, 0 = any free port). */
+  metricsHost: string;
+  metricsPort: number;
 }
 
 export class ConfigError extends Error {}
@@ -50,6 +53,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<CaCon
   const certTtlMs = parseDuration(ttlRaw) ?? Number.NaN;
   if (!(certTtlMs >= MIN_CERT_TTL_MS && certTtlMs <= MAX_CERT_TTL_MS))
     problems.push(`CA_CERT_TTL="${ttlRaw}" must be a duration from 1m to 2160h (90 days), e.g. "24h"`);
+  const metricsPortRaw = env.CA_METRICS_PORT || '9464';
+  const metricsPort = /^\d{1,5}$/.test(metricsPortRaw) ? Number(metricsPortRaw) : Number.NaN;
+  if (!(metricsPort >= 0 && metricsPort <= 65_535))
+    problems.push(`CA_METRICS_PORT="${metricsPortRaw}" must be a port number from 0 to 65535`);
+  const metricsHost = env.CA_METRICS_HOST || '127.0.0.1';
+  if (/[\s/]/.test(metricsHost)) problems.push(`CA_METRICS_HOST="${metricsHost}" must be a host name or IP address`);
   // Only say that the passphrase is unusable, never what it is.
   if (env.CA_PASSPHRASE !== undefined && env.CA_PASSPHRASE.length > 0 && env.CA_PASSPHRASE.length < 8)
     problems.push('CA_PASSPHRASE is shorter than 8 characters');
@@ -63,6 +72,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<CaCon
     ...(env.CA_PASSPHRASE ? { passphrase: env.CA_PASSPHRASE } : {}),
     trustDomain,
     certTtlMs,
+    metricsHost,
+    metricsPort,
   };
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(cfg.logLevel))
     problems.push(`LOG_LEVEL="${cfg.logLevel}" must be one of fatal, error, warn, info, debug, trace, silent`);

@@ -4,11 +4,13 @@ import { NestFactory } from '@nestjs/core';
 import type { MicroserviceOptions } from '@nestjs/microservices';
 import { connectBus, drainBus, provisionCa } from '@novamesh/bus';
 import { JetStreamServer, NestPinoLogger, PassThroughRpcFilter } from '@novamesh/bus/nest';
-import { certificateInfo, loadOrCreateCa } from '@novamesh/ca';
+import { type CertificateInfo, certificateInfo, loadOrCreateCa } from '@novamesh/ca';
+import type { CaCertificateInfoV1 } from '@novamesh/contracts';
 import { queueGroups } from '@novamesh/contracts';
 import { createLogger, setupTelemetry, shutdownTelemetry } from '@novamesh/observability';
 import { CaModule } from './ca.module';
 import { type ConfigError, loadConfig } from './config';
+import { CaMetrics, startMetricsServer } from './metrics';
 import { TrustPublisherService } from './trust-publisher.service';
 
 /** The whole life of a CA replica: config → logger → CA files → NATS → Nest → bundle → ready → drain. */
@@ -42,6 +44,19 @@ async function main(): Promise<void> {
     ca.created ? 'CA created' : 'CA loaded',
   );
 
+  const metrics = new CaMetrics(ca);
+  // Metrics are an aid, not a duty: a listener that cannot bind is logged, and the CA serves on.
+  const metricsServer = await startMetricsServer(metrics, config.metricsHost, config.metricsPort).then(
+    (m) => {
+      logger.info({ host: config.metricsHost, port: m.port }, `metrics on http://${hostPort(config.metricsHost, m.port)}/metrics`);
+      return m.server;
+    },
+    (e: unknown) => {
+      logger.error({ host: config.metricsHost, port: config.metricsPort, err: (e as Error).message }, 'metrics endpoint not started');
+      return undefined;
+    },
+  );
+
   const nc = await connectBus({
     servers: config.natsUrl,
     name: `certificate-authority-${config.instance}`,
@@ -60,6 +75,14 @@ async function main(): Promise<void> {
       ca,
       settings: { trustDomain: config.trustDomain, certTtlMs: config.certTtlMs },
       logger,
+      metrics,
+      info: {
+        trustDomain: config.trustDomain,
+        root: describeCa(root),
+        intermediate: describeCa(intermediate),
+        certTtlMs: config.certTtlMs,
+        instance: config.instance,
+      },
     }),
     {
       strategy: new JetStreamServer({
@@ -88,6 +111,8 @@ async function main(): Promise<void> {
     force.unref();
     await app.close();
     await drainBus(nc);
+    metricsServer?.closeAllConnections();
+    await new Promise((r) => (metricsServer ? metricsServer.close(r) : r(undefined)));
     await shutdownTelemetry();
     logger.info('stopped');
     process.exit(0);
@@ -95,6 +120,18 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
 }
+
+function describeCa(info: CertificateInfo): CaCertificateInfoV1 {
+  return {
+    subject: info.subject,
+    serial: info.serial,
+    fingerprint256: info.fingerprint256,
+    notBefore: new Date(info.notBefore).toISOString(),
+    notAfter: new Date(info.notAfter).toISOString(),
+  };
+}
+
+const hostPort = (host: string, port: number) => (host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`);
 
 main().catch((err) => {
   // MeshErrors from the CA library name files and reasons, never key material or the passphrase.

@@ -5,8 +5,9 @@ import { type CaCertRecordV1, type CaSignRequestV1, type CaSignResultV1, MeshErr
 import type { Logger } from '@novamesh/observability';
 import { CertRegistryService } from './cert-registry.service';
 import { JoinTokensService, type TokenGrant, tokenId } from './join-tokens.service';
+import type { CaMetrics } from './metrics';
 import { ProofRefused, type RefusalReason } from './refusal';
-import { CA_SETTINGS, type CaSettings, LOADED_CA, LOGGER } from './tokens';
+import { CA_SETTINGS, type CaSettings, LOADED_CA, LOGGER, METRICS } from './tokens';
 import { TrustPublisherService } from './trust-publisher.service';
 
 /**
@@ -27,6 +28,7 @@ export class SigningService {
     private readonly certs: CertRegistryService,
     private readonly trust: TrustPublisherService,
     @Inject(LOGGER) logger: Logger,
+    @Inject(METRICS) private readonly metrics: CaMetrics,
   ) {
     this.log = logger.child({ component: 'signing' });
   }
@@ -36,6 +38,7 @@ export class SigningService {
     const id = spiffeId(identity);
     const proofKind = req.proof.token !== undefined ? 'token' : 'certificate';
     const logFields = { spiffeId: id, proof: proofKind, ...(req.proof.token ? { tokenId: tokenId(req.proof.token) } : {}) };
+    const timed = this.metrics.signTimer();
     try {
       const now = Date.now();
       let grant: TokenGrant | undefined;
@@ -70,6 +73,8 @@ export class SigningService {
       };
       await this.certs.record(record);
       this.log.info({ ...logFields, serial: issued.serial, notAfter: record.notAfter, renewedFrom }, 'certificate issued');
+      this.metrics.certificateIssued(proofKind === 'token' ? 'token' : 'renewal');
+      timed('issued');
       return {
         ok: true,
         certificatePem: issued.certPem,
@@ -81,7 +86,11 @@ export class SigningService {
       };
     } catch (e) {
       const reason = (e as { reason?: string }).reason;
-      if (reason) this.log.warn({ ...logFields, reason, issues: (e as MeshError).issues }, 'certificate refused');
+      if (reason) {
+        this.log.warn({ ...logFields, reason, issues: (e as MeshError).issues }, 'certificate refused');
+        this.metrics.refused(reason);
+      }
+      timed(reason ? 'refused' : 'error');
       throw e;
     }
   }

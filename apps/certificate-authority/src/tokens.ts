@@ -6,6 +6,9 @@ export const CERTS_KV = Symbol('CERTS_KV');
 export const LOADED_CA = Symbol('LOADED_CA');
 export const CA_SETTINGS = Symbol('CA_SETTINGS');
 export const LOGGER = Symbol('LOGGER');
+export const METRICS = Symbol('METRICS');
+/** The `mesh.v1.ca.info` reply (without `ok`), computed once at start. */
+export const CA_INFO = Symbol('CA_INFO');
 
 /** What the signing path needs from config. */
 export interface CaSettings {

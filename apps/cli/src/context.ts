@@ -11,6 +11,8 @@ export interface CliConfig {
   natsUrl: string;
   /** Draw spinners: stderr is an interactive terminal. */
   spinner: boolean;
+  /** Color marks (`meshctl check`): stdout is a terminal and NO_COLOR is not set. */
+  color: boolean;
   /** Print stack traces of unexpected errors (MESHCTL_DEBUG=1). */
   debug: boolean;
 }

@@ -9,6 +9,8 @@ function loadConfig(env: NodeJS.ProcessEnv): Readonly<CliConfig> {
   return Object.freeze({
     natsUrl: env.NATS_URL?.trim() || 'nats://127.0.0.1:4222',
     spinner: process.stderr.isTTY === true && env.TERM !== 'dumb',
+    // https://no-color.org: any non-empty NO_COLOR turns colors off.
+    color: process.stdout.isTTY === true && env.TERM !== 'dumb' && !env.NO_COLOR,
     debug: env.MESHCTL_DEBUG === '1' || env.MESHCTL_DEBUG === 'true',
   });
 }

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { certCommand, tokenCommand } from './commands/ca';
+import { checkCommand } from './commands/check';
 import { deregisterCommand } from './commands/deregister';
 import { getCommand } from './commands/get';
 import { analyzeCommand } from './commands/policy-analyze';
@@ -72,6 +73,7 @@ Certificates (the certificate authority answers these):
   meshctl token create --service payment --ttl 1h --uses 1
   meshctl cert list
   meshctl cert revoke 4f1c…
+  meshctl check                             NATS, discovery, policy, CA and certificate expiry; exit 1 on a failure
 
 Exit codes: 0 ok, 1 invalid or refused input (also a revision conflict), 2 usage error,
 3 NATS, discovery or the policy service unreachable, 4 not found.
@@ -92,5 +94,6 @@ Exit codes: 0 ok, 1 invalid or refused input (also a revision conflict), 2 usage
   analyzeCommand(program, ctx);
   tokenCommand(program, ctx);
   certCommand(program, ctx);
+  checkCommand(program, ctx);
   return program;
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { type Issue, MeshValidationError } from '@novamesh/contracts';
 import {
   type CertifiedKey,
@@ -83,7 +84,14 @@ export interface CreateIntermediateCaOptions {
  * certificate may sign certificates and (unless `now` is undefined) is valid at `now`. Throws
  * MeshValidationError at `<path>.certPem` / `<path>.keyPem`.
  */
-export async function loadIssuer(ca: CertifiedKey, path: string, now: number | undefined) {
+type PreparedIssuer = { cert: x509.X509Certificate; signer: Awaited<ReturnType<typeof importSigner>>; keyId: string; issues: Issue[] };
+
+// Parsing the issuer and importing its key cost a quarter of each signature: a CA signs with the
+// same issuer for its whole life, so the prepared issuer is kept (a few entries, keyed by content).
+const prepared = new Map<string, Promise<PreparedIssuer>>();
+const PREPARED_MAX = 8;
+
+async function prepareIssuer(ca: CertifiedKey, path: string): Promise<PreparedIssuer> {
   const cert = parseCertificate(ca.certPem, `${path}.certPem`);
   const signer = await importSigner(ca.keyPem, `${path}.keyPem`);
   const issues: Issue[] = [];
@@ -91,6 +99,20 @@ export async function loadIssuer(ca: CertifiedKey, path: string, now: number | u
     issues.push({ path: `${path}.keyPem`, message: 'does not match the certificate' });
   if (!canSignCertificates(cert))
     issues.push({ path: `${path}.certPem`, message: `"${cert.subject}" is not a CA allowed to sign certificates` });
+  return { cert, signer, keyId: await subjectKeyId(cert), issues };
+}
+
+export async function loadIssuer(ca: CertifiedKey, path: string, now: number | undefined) {
+  const key = `${path}\u0000${createHash('sha256').update(ca.certPem).update('\u0000').update(ca.keyPem).digest('base64')}`;
+  let entry = prepared.get(key);
+  if (!entry) {
+    entry = prepareIssuer(ca, path);
+    prepared.set(key, entry);
+    entry.catch(() => prepared.delete(key));
+    if (prepared.size > PREPARED_MAX) prepared.delete(prepared.keys().next().value as string);
+  }
+  const { cert, signer, keyId, issues: fixed } = await entry;
+  const issues = [...fixed];
   if (now !== undefined && (now < cert.notBefore.getTime() || now > cert.notAfter.getTime())) {
     issues.push({
       path: `${path}.certPem`,
@@ -98,7 +120,7 @@ export async function loadIssuer(ca: CertifiedKey, path: string, now: number | u
     });
   }
   if (issues.length) throw new MeshValidationError('unusable issuer', issues);
-  return { cert, signer, keyId: await subjectKeyId(cert) };
+  return { cert, signer, keyId };
 }
 
 /**

@@ -3,6 +3,8 @@ import { z } from 'zod';
 import {
   CaCertRecordV1,
   CaCertsListRequestV1,
+  CaInfoReplyV1,
+  CaInfoRequestV1,
   CaRevokeRequestV1,
   CaSignReplyV1,
   CaSignRequestV1,
@@ -90,6 +92,12 @@ export function buildAsyncApi(): Record<string, unknown> {
         properties: { ok: { type: 'boolean' }, error: schema(ErrorBodyV1), certs: { type: 'array', items: schema(CaCertRecordV1) } },
         required: ['ok'],
       },
+    },
+    CaInfoRequestV1: { name: 'CaInfoRequestV1', payload: schema(CaInfoRequestV1) },
+    CaInfoReplyV1: {
+      name: 'CaInfoReplyV1',
+      summary: "The answering replica's trust domain, root and intermediate (fingerprints, validity), or `{ ok: false, error }`.",
+      payload: schema(CaInfoReplyV1),
     },
     TrustBundleV1: { name: 'TrustBundleV1', payload: schema(TrustBundleV1) },
     RevocationListV1: { name: 'RevocationListV1', payload: schema(RevocationListV1) },
@@ -180,6 +188,17 @@ export function buildAsyncApi(): Record<string, unknown> {
       description: 'Reply to a CA operator command (the request inbox).',
       messages: { CaReplyV1: ref('CaReplyV1') },
     },
+    caInfo: {
+      address: `${SUBJECT_ROOT}.ca.info`,
+      description:
+        'The root and intermediate of the certificate authority (what `meshctl check` reads): core NATS request/reply answered by one certificate-authority replica.',
+      messages: { CaInfoRequestV1: ref('CaInfoRequestV1') },
+    },
+    caInfoReply: {
+      address: null,
+      description: 'Reply to `mesh.v1.ca.info` (the request inbox).',
+      messages: { CaInfoReplyV1: ref('CaInfoReplyV1') },
+    },
     caBundle: {
       address: `${SUBJECT_ROOT}.ca.bundle`,
       description: 'Trust bundle (the roots workloads accept); JetStream stream MESH_CA keeps the last message.',
@@ -235,6 +254,7 @@ export function buildAsyncApi(): Record<string, unknown> {
           { action: 'send', channel: { $ref: `#/channels/${c}` }, reply: { channel: { $ref: '#/channels/caReply' } } },
         ]),
       ),
+      caInfo: { action: 'send', channel: { $ref: '#/channels/caInfo' }, reply: { channel: { $ref: '#/channels/caInfoReply' } } },
       watchTrustBundle: { action: 'receive', channel: { $ref: '#/channels/caBundle' } },
       watchRevocations: { action: 'receive', channel: { $ref: '#/channels/caRevoked' } },
     },

@@ -184,6 +184,37 @@ export type TrustBundleV1 = z.output<typeof TrustBundleV1>;
 export const RevocationListV1 = z.object({ serials: z.array(z.string()), updatedAt: z.string() });
 export type RevocationListV1 = z.output<typeof RevocationListV1>;
 
+/** One CA certificate as `mesh.v1.ca.info` describes it. Times ISO 8601. */
+export const CaCertificateInfoV1 = z.object({
+  subject: z.string(),
+  serial: z.string(),
+  /** SHA-256 of the DER certificate, lower-case hex. */
+  fingerprint256: z.string(),
+  notBefore: z.string(),
+  notAfter: z.string(),
+});
+export type CaCertificateInfoV1 = z.output<typeof CaCertificateInfoV1>;
+
+/** `mesh.v1.ca.info` takes an empty object (or no body). */
+export const CaInfoRequestV1 = z.strictObject({});
+
+/**
+ * Reply to `mesh.v1.ca.info`: the trust domain, the root and the intermediate signing CA of the
+ * replica that answered, and the lifetime of the workload certificates it issues. Never a key.
+ */
+export const CaInfoResultV1 = z.object({
+  ok: z.literal(true),
+  trustDomain: z.string(),
+  root: CaCertificateInfoV1,
+  intermediate: CaCertificateInfoV1,
+  /** Lifetime of issued workload certificates, ms. */
+  certTtlMs: z.number(),
+  /** The replica that answered (CA_INSTANCE). */
+  instance: z.string(),
+});
+export type CaInfoResultV1 = z.output<typeof CaInfoResultV1>;
+export const CaInfoReplyV1 = z.union([CaInfoResultV1, z.object({ ok: z.literal(false), error: ErrorBodyV1 })]);
+
 export type CaSignRequestV1 = z.output<typeof CaSignRequestV1>;
 export type CaSignRequestInputV1 = z.input<typeof CaSignRequestV1>;
 export type CaSignResultV1 = z.output<typeof CaSignResultV1>;

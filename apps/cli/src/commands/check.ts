@@ -1,0 +1,325 @@
+import type {
+  CaCertV1,
+  CaInfoResultV1,
+  DiscoveryQueryInputV1,
+  ErrorBody,
+  PolicyListRequestV1,
+  RevocationListV1,
+  TrustBundleV1,
+} from '@novamesh/contracts';
+import type { Command } from 'commander';
+import { type CliContext, globalOptions } from '../context';
+import { CommandExit, ExitCode } from '../errors';
+
+/** What `meshctl check` warns about. */
+export const CHECK_THRESHOLDS = {
+  /** Warn when a root of the trust bundle expires within this (ms). */
+  rootWarnMs: 90 * 86_400_000,
+  /** Warn when the intermediate signing CA expires within this (ms). */
+  intermediateWarnMs: 30 * 86_400_000,
+  /** Warn about issued workload certificates that expire within this (ms). */
+  certWarnMs: 3_600_000,
+} as const;
+
+const MAX_LISTED = 5;
+const SUBJECTS = {
+  discovery: 'mesh.v1.discovery.query',
+  policy: 'mesh.v1.policy.list',
+  ca: 'mesh.v1.ca.info',
+  certs: 'mesh.v1.ca.certs.list',
+} as const;
+
+/** The answer (or the failure) of one request/reply probe. */
+export type Probe<T = unknown> = { ok: true; ms: number; reply: T } | { ok: false; error: string };
+
+/** Everything `check` learned, gathered before anything is judged (so judging is a pure function). */
+export interface CheckFacts {
+  servers: string[];
+  nats: { ok: true; server: string } | { ok: false; error: string };
+  discovery?: Probe;
+  policy?: Probe;
+  ca?: Probe<CaInfoResultV1 | { ok: false; error: ErrorBody }>;
+  bundle?: { ok: true; bundle: TrustBundleV1 } | { ok: false; error: string };
+  certs?: Probe<{ ok: true; certs: CaCertV1[] } | { ok: false; error: ErrorBody }>;
+  revoked?: RevocationListV1;
+}
+
+export type CheckStatus = 'ok' | 'warn' | 'fail';
+
+export interface CheckLine {
+  section: 'NATS' | 'control plane' | 'certificate authority' | 'workload certificates';
+  status: CheckStatus;
+  text: string;
+  /** Indented lines under it: what is wrong, and what to do. */
+  details?: string[];
+}
+
+const DAY_MS = 86_400_000;
+
+function inWords(ms: number): string {
+  const abs = Math.abs(ms);
+  if (abs >= 2 * DAY_MS) return `${Math.floor(abs / DAY_MS)} days`;
+  if (abs >= 2 * 3_600_000) return `${Math.floor(abs / 3_600_000)} hours`;
+  return `${Math.max(1, Math.floor(abs / 60_000))} minutes`;
+}
+
+const short = (fingerprint: string) => fingerprint.slice(0, 16);
+
+/** One CA certificate's expiry: fail once expired, warn within `warnMs`. */
+function expiryLine(
+  section: CheckLine['section'],
+  what: string,
+  notAfter: string,
+  warnMs: number,
+  now: number,
+  warnWhy: string,
+): CheckLine {
+  const left = Date.parse(notAfter) - now;
+  if (!(left > 0))
+    return {
+      section,
+      status: 'fail',
+      text: `${what} expired at ${notAfter} (${inWords(left)} ago)`,
+      details: ['certificates chaining to it are refused by every peer: rotate it now'],
+    };
+  if (left < warnMs) return { section, status: 'warn', text: `${what} expires at ${notAfter}, in ${inWords(left)} (less than ${warnWhy})` };
+  return { section, status: 'ok', text: `${what} is valid until ${notAfter} (${inWords(left)})` };
+}
+
+function probeLine(section: CheckLine['section'], who: string, subject: string, probe: Probe | undefined, hint: string): CheckLine {
+  if (!probe) return { section, status: 'fail', text: `${who} was not asked (${subject})` };
+  if (probe.ok) return { section, status: 'ok', text: `${who} is answering on ${subject} (${probe.ms} ms)` };
+  return { section, status: 'fail', text: `${who} is not answering on ${subject}: ${probe.error}`, details: [hint] };
+}
+
+/** Judges what `gatherFacts` found at `now`: the checklist, in order. Pure. */
+export function evaluateChecks(f: CheckFacts, now = Date.now()): CheckLine[] {
+  const lines: CheckLine[] = [];
+  const where = f.servers.join(',');
+  if (!f.nats.ok) {
+    lines.push({
+      section: 'NATS',
+      status: 'fail',
+      text: `NATS is not reachable at ${where}: ${f.nats.error}`,
+      details: ['check --nats (or NATS_URL) and that nats-server is running; nothing else can be checked without it'],
+    });
+    return lines;
+  }
+  lines.push({ section: 'NATS', status: 'ok', text: `NATS is reachable at ${where} (${f.nats.server})` });
+
+  lines.push(probeLine('control plane', 'discovery', SUBJECTS.discovery, f.discovery, 'start a discovery replica'));
+  lines.push(probeLine('control plane', 'policy service', SUBJECTS.policy, f.policy, 'start a policy service replica'));
+
+  const ca = f.ca;
+  let info: CaInfoResultV1 | undefined;
+  if (ca?.ok && ca.reply.ok) {
+    info = ca.reply;
+    lines.push({
+      section: 'control plane',
+      status: 'ok',
+      text: `certificate authority is answering on ${SUBJECTS.ca} (${ca.ms} ms; replica ${info.instance}, trust domain ${info.trustDomain})`,
+    });
+  } else if (ca?.ok) {
+    const err = (ca.reply as { error: ErrorBody }).error;
+    lines.push({
+      section: 'control plane',
+      status: 'fail',
+      text: `certificate authority refused ${SUBJECTS.ca}: ${err.code} ${err.message}`,
+    });
+  } else {
+    lines.push(probeLine('control plane', 'certificate authority', SUBJECTS.ca, ca, 'start a certificate-authority replica'));
+  }
+
+  const section = 'certificate authority';
+  if (!f.bundle?.ok) {
+    lines.push({
+      section,
+      status: 'fail',
+      text: `no trust bundle on mesh.v1.ca.bundle${f.bundle ? `: ${f.bundle.error}` : ''}`,
+      details: ['workloads cannot verify their peers: start the certificate authority (it publishes the bundle)'],
+    });
+  } else {
+    const { bundle } = f.bundle;
+    lines.push({
+      section,
+      status: bundle.roots.length ? 'ok' : 'fail',
+      text: `trust bundle for ${bundle.trustDomain} holds ${bundle.roots.length} root${bundle.roots.length === 1 ? '' : 's'} (updated ${bundle.updatedAt})`,
+    });
+    for (const root of bundle.roots)
+      lines.push(expiryLine(section, `root ${short(root.fingerprint256)}`, root.notAfter, CHECK_THRESHOLDS.rootWarnMs, now, '90 days'));
+    if (info && !bundle.roots.some((r) => r.fingerprint256 === info.root.fingerprint256))
+      lines.push({
+        section,
+        status: 'fail',
+        text: `the certificate authority signs under root ${short(info.root.fingerprint256)}, which is not in the trust bundle`,
+        details: ['peers will refuse the certificates it issues: restart the CA so that it republishes the bundle'],
+      });
+  }
+  if (info)
+    lines.push(
+      expiryLine(
+        section,
+        `intermediate ${short(info.intermediate.fingerprint256)}`,
+        info.intermediate.notAfter,
+        CHECK_THRESHOLDS.intermediateWarnMs,
+        now,
+        '30 days',
+      ),
+    );
+
+  const wc = 'workload certificates';
+  const certs = f.certs;
+  if (!certs?.ok || !certs.reply.ok) {
+    // Without a CA answer there is nothing to list; the CA line above already failed.
+    if (certs?.ok && !certs.reply.ok)
+      lines.push({
+        section: wc,
+        status: 'fail',
+        text: `the certificate list was refused: ${(certs.reply as { error: ErrorBody }).error.message}`,
+      });
+    else if (ca?.ok)
+      lines.push({
+        section: wc,
+        status: 'fail',
+        text: `the certificate list could not be read: ${certs && !certs.ok ? certs.error : 'not asked'}`,
+      });
+    return lines;
+  }
+  const all = certs.reply.certs;
+  const expired = all.filter((c) => c.state === 'expired');
+  const soon = all.filter((c) => c.state === 'issued' && Date.parse(c.notAfter) - now < CHECK_THRESHOLDS.certWarnMs);
+  const issued = all.filter((c) => c.state === 'issued').length;
+  const list = (cs: CaCertV1[]) => [
+    ...cs.slice(0, MAX_LISTED).map((c) => `${c.serial}  ${c.spiffeId}  not after ${c.notAfter}`),
+    ...(cs.length > MAX_LISTED ? [`… and ${cs.length - MAX_LISTED} more (meshctl cert list)`] : []),
+  ];
+  lines.push({ section: wc, status: 'ok', text: `${all.length} issued by this CA: ${issued} valid, ${expired.length} expired` });
+  if (expired.length)
+    lines.push({
+      section: wc,
+      status: 'warn',
+      text: `${expired.length} certificate${expired.length === 1 ? ' has' : 's have'} expired`,
+      details: list(expired),
+    });
+  if (soon.length)
+    lines.push({
+      section: wc,
+      status: 'warn',
+      text: `${soon.length} certificate${soon.length === 1 ? ' expires' : 's expire'} within 1 hour`,
+      details: list(soon),
+    });
+  if (!expired.length && !soon.length)
+    lines.push({ section: wc, status: 'ok', text: 'no certificate has expired or expires within 1 hour' });
+  const revoked = all.filter((c) => c.state === 'revoked').length;
+  const published = f.revoked?.serials.length;
+  lines.push({
+    section: wc,
+    status: 'ok',
+    text: `${revoked} revoked${published !== undefined ? ` (${published} on the published revocation list)` : ''}`,
+  });
+  return lines;
+}
+
+const MARKS: Record<CheckStatus, string> = { ok: '✔', warn: '‼', fail: '✘' };
+const COLORS: Record<CheckStatus, string> = { ok: '\x1b[32m', warn: '\x1b[33m', fail: '\x1b[31m' };
+
+/** The checklist as text: sections with underlined titles, one mark per line, a summary. */
+export function renderChecks(lines: readonly CheckLine[], opts: { color: boolean }): string {
+  const paint = (s: CheckStatus, text: string) => (opts.color ? `${COLORS[s]}${text}\x1b[0m` : text);
+  const out: string[] = [];
+  let section = '';
+  for (const l of lines) {
+    if (l.section !== section) {
+      if (section) out.push('');
+      section = l.section;
+      out.push(section, '-'.repeat(section.length));
+    }
+    out.push(`${paint(l.status, MARKS[l.status])} ${l.text}`);
+    for (const d of l.details ?? []) out.push(`    ${d}`);
+  }
+  const count = (s: CheckStatus) => lines.filter((l) => l.status === s).length;
+  const [ok, warn, fail] = [count('ok'), count('warn'), count('fail')];
+  const status: CheckStatus = fail ? 'fail' : warn ? 'warn' : 'ok';
+  out.push(
+    '',
+    `Status check results are ${paint(status, MARKS[status])}  (${ok} passed, ${warn} warning${warn === 1 ? '' : 's'}, ${fail} failed)`,
+  );
+  return `${out.join('\n')}\n`;
+}
+
+function describeRequestError(e: unknown, timeoutMs: number): string {
+  const err = e as Error & { cause?: Error; isNoResponders?: () => boolean };
+  if (err?.isNoResponders?.() || err?.name === 'NoResponders' || /no responders/i.test(err?.message ?? '')) return 'no responders';
+  if (err?.name === 'TimeoutError' || err?.cause?.name === 'TimeoutError' || /timeout/i.test(err?.message ?? ''))
+    return `no answer within ${timeoutMs} ms`;
+  return err?.message ?? String(e);
+}
+
+/** Connects and asks every part of the mesh, in parallel. Never throws: failures become facts. */
+export async function gatherFacts(servers: string[], timeoutMs: number): Promise<CheckFacts> {
+  const { connect } = await import('@nats-io/transport-node');
+  const { jetstreamManager } = await import('@nats-io/jetstream');
+  let nc: Awaited<ReturnType<typeof connect>>;
+  try {
+    nc = await connect({ servers, name: 'meshctl-check', timeout: timeoutMs, reconnect: false });
+  } catch (e) {
+    return { servers, nats: { ok: false, error: (e as Error).message } };
+  }
+  try {
+    const probe = async <T>(subject: string, body: unknown): Promise<Probe<T>> => {
+      const t0 = performance.now();
+      try {
+        const msg = await nc.request(subject, JSON.stringify(body), { timeout: timeoutMs });
+        return { ok: true, ms: Math.round(performance.now() - t0), reply: msg.json<T>() };
+      } catch (e) {
+        return { ok: false, error: describeRequestError(e, timeoutMs) };
+      }
+    };
+    const jsm = await jetstreamManager(nc, { timeout: timeoutMs }).catch(() => undefined);
+    const last = async <T>(subject: string): Promise<T | undefined> => {
+      const m = await jsm?.streams.getMessage('MESH_CA', { last_by_subj: subject });
+      return m ? m.json<T>() : undefined;
+    };
+    const [discovery, policy, ca, certs, bundle, revoked] = await Promise.all([
+      probe(SUBJECTS.discovery, { name: 'meshctl-check' } satisfies DiscoveryQueryInputV1),
+      probe(SUBJECTS.policy, {} satisfies PolicyListRequestV1),
+      probe<CaInfoResultV1 | { ok: false; error: ErrorBody }>(SUBJECTS.ca, {}),
+      probe<{ ok: true; certs: CaCertV1[] } | { ok: false; error: ErrorBody }>(SUBJECTS.certs, {}),
+      last<TrustBundleV1>('mesh.v1.ca.bundle').then(
+        (b): CheckFacts['bundle'] => (b ? { ok: true, bundle: b } : { ok: false, error: 'none published' }),
+        (e: unknown): CheckFacts['bundle'] => ({ ok: false, error: describeRequestError(e, timeoutMs) }),
+      ),
+      last<RevocationListV1>('mesh.v1.ca.revoked').catch(() => undefined),
+    ]);
+    const server = nc.info ? `nats-server ${nc.info.version}` : 'connected';
+    return { servers, nats: { ok: true, server }, discovery, policy, ca, certs, bundle, ...(revoked ? { revoked } : {}) };
+  } finally {
+    await nc.close().catch(() => undefined);
+  }
+}
+
+/**
+ * `meshctl check`: like `linkerd check`, a checklist of the mesh's health — NATS, the control plane
+ * services answering, the trust bundle's roots and the intermediate not close to expiry, issued
+ * certificates expired or about to, revocations. Exit 0 when nothing failed (warnings allowed), 1
+ * when a check failed.
+ */
+export function checkCommand(program: Command, ctx: CliContext): void {
+  program
+    .command('check')
+    .description('check the mesh: NATS, discovery, policy and the CA answering; CA and workload certificate expiry')
+    .addHelpText(
+      'after',
+      `
+Marks: ✔ passed, ‼ warning, ✘ failed (colored on a terminal unless NO_COLOR is set).
+Warnings: a root expiring within 90 days, the intermediate within 30 days, workload certificates
+expired or expiring within 1 hour. Exit code 0 when no check failed, 1 when one did.`,
+    )
+    .action(async (_opts: unknown, cmd: Command) => {
+      const { servers, timeoutMs } = globalOptions(cmd);
+      const facts = await ctx.spin('checking the mesh', gatherFacts(servers, timeoutMs));
+      const lines = evaluateChecks(facts);
+      ctx.io.stdout.write(renderChecks(lines, { color: ctx.config.color }));
+      if (lines.some((l) => l.status === 'fail')) throw new CommandExit(ExitCode.invalid);
+    });
+}

@@ -1,0 +1,155 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Kvm } from '@nats-io/kv';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { buckets, type CaCertRecordV1 } from '@novamesh/contracts';
+import { MeshManager } from '@novamesh/sdk';
+import {
+  freePort,
+  type ManagedProcess,
+  runMeshctl,
+  startCertificateAuthority,
+  startDiscovery,
+  startPolicy,
+  TestNats,
+  TestRedis,
+} from '@novamesh/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+// Drives the compiled meshctl (`npx tsc -b` first) against real NATS, Redis, one discovery, one
+// policy and one certificate-authority replica: `meshctl check` as an operator runs it.
+
+let nats: TestNats;
+let redis: TestRedis;
+let nc: NatsConnection;
+let mesh: MeshManager;
+let caDir: string;
+let policy: ManagedProcess;
+const procs: ManagedProcess[] = [];
+let env: NodeJS.ProcessEnv;
+
+const check = () => runMeshctl(['check'], env);
+const lines = (stdout: string) => stdout.trimEnd().split('\n');
+
+beforeAll(async () => {
+  [nats, redis] = await Promise.all([TestNats.start(), TestRedis.start()]);
+  caDir = mkdtempSync(join(tmpdir(), 'novamesh-check-ca-'));
+  procs.push(await startDiscovery({ natsUrl: nats.url, redisUrl: redis.url, instance: 'd1' }));
+  policy = await startPolicy({ natsUrl: nats.url, instance: 'p1' });
+  procs.push(policy);
+  // Workload certificates of 30 minutes: every one of them "expires within 1 hour".
+  procs.push(
+    await startCertificateAuthority({
+      natsUrl: nats.url,
+      instance: 'ca1',
+      caDir,
+      env: { CA_CERT_TTL: '30m', CA_METRICS_PORT: String(await freePort()) },
+    }),
+  );
+  nc = await connect({ servers: nats.url });
+  mesh = new MeshManager({ servers: nats.url, heartbeat: false, timeoutMs: 10_000 });
+  await mesh.initialize();
+  env = { NATS_URL: nats.url };
+});
+
+afterAll(async () => {
+  await mesh?.close();
+  await nc?.close();
+  for (const p of procs.reverse()) await p.stop();
+  await Promise.all([nats?.dispose(), redis?.dispose()]);
+  if (caDir) rmSync(caDir, { recursive: true, force: true });
+});
+
+describe('meshctl check', () => {
+  it('passes on a healthy mesh with no certificates yet, with one line per check', async () => {
+    const r = await check();
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const out = lines(r.stdout);
+    expect(out).toEqual([
+      'NATS',
+      '----',
+      expect.stringMatching(new RegExp(`^✔ NATS is reachable at ${nats.url} \\(nats-server \\d+\\.\\d+\\.\\d+\\)$`)),
+      '',
+      'control plane',
+      '-------------',
+      expect.stringMatching(/^✔ discovery is answering on mesh\.v1\.discovery\.query \(\d+ ms\)$/),
+      expect.stringMatching(/^✔ policy service is answering on mesh\.v1\.policy\.list \(\d+ ms\)$/),
+      expect.stringMatching(
+        /^✔ certificate authority is answering on mesh\.v1\.ca\.info \(\d+ ms; replica ca1, trust domain novamesh\.local\)$/,
+      ),
+      '',
+      'certificate authority',
+      '---------------------',
+      expect.stringMatching(/^✔ trust bundle for novamesh\.local holds 1 root \(updated \S+\)$/),
+      expect.stringMatching(/^✔ root [0-9a-f]{16} is valid until \S+ \(36[45]\d days\)$/),
+      expect.stringMatching(/^✔ intermediate [0-9a-f]{16} is valid until \S+ \((364|365) days\)$/),
+      '',
+      'workload certificates',
+      '---------------------',
+      '✔ 0 issued by this CA: 0 valid, 0 expired',
+      '✔ no certificate has expired or expires within 1 hour',
+      '✔ 0 revoked (0 on the published revocation list)',
+      '',
+      'Status check results are ✔  (10 passed, 0 warnings, 0 failed)',
+    ]);
+    // NO_COLOR (runMeshctl sets it) and a pipe: no escape sequences.
+    expect(r.stdout).not.toContain('\x1b[');
+  });
+
+  it('warns about certificates that expired or expire within 1 hour, counts revocations, and still exits 0', async () => {
+    const token = (await mesh.createJoinToken('payment', { uses: 2 })).token;
+    const a = await mesh.requestCertificate({ service: 'payment', token });
+    await mesh.requestCertificate({ service: 'payment', token });
+    await mesh.revokeCertificate(a.serial, { reason: 'check drill' });
+    // An expired certificate, as the registry keeps it after its notAfter.
+    const kv = await new Kvm(nc).open(buckets.caCerts);
+    const old: CaCertRecordV1 = {
+      serial: 'ab'.repeat(16),
+      spiffeId: 'spiffe://novamesh.local/ns/default/svc/legacy',
+      namespace: 'default',
+      service: 'legacy',
+      notBefore: '2020-01-01T00:00:00.000Z',
+      notAfter: '2020-01-02T00:00:00.000Z',
+      issuedAt: '2020-01-01T00:05:00.000Z',
+      proof: 'token',
+      state: 'issued',
+    };
+    await kv.create(old.serial, JSON.stringify(old));
+
+    const r = await check();
+    expect(r.code, r.stdout).toBe(0);
+    const out = lines(r.stdout);
+    expect(out).toContain('✔ 3 issued by this CA: 1 valid, 1 expired');
+    const expired = out.indexOf('‼ 1 certificate has expired');
+    expect(expired).toBeGreaterThan(0);
+    expect(out[expired + 1]).toBe(`    ${old.serial}  ${old.spiffeId}  not after ${old.notAfter}`);
+    const soon = out.indexOf('‼ 1 certificate expires within 1 hour');
+    expect(soon).toBeGreaterThan(0);
+    expect(out[soon + 1]).toMatch(/^ {4}[0-9a-f]+ {2}spiffe:\/\/novamesh\.local\/ns\/default\/svc\/payment {2}not after \S+$/);
+    expect(out).toContain('✔ 1 revoked (1 on the published revocation list)');
+    expect(out.at(-1)).toBe('Status check results are ‼  (9 passed, 2 warnings, 0 failed)');
+  });
+
+  it('fails with a clear line and exit code 1 when the policy service is stopped', async () => {
+    await policy.stop();
+    const r = await check();
+    expect(r.code).toBe(1);
+    const out = lines(r.stdout);
+    const at = out.indexOf('✘ policy service is not answering on mesh.v1.policy.list: no responders');
+    expect(at, r.stdout).toBeGreaterThan(0);
+    expect(out[at + 1]).toBe('    start a policy service replica');
+    expect(out).toContainEqual(expect.stringMatching(/^✔ discovery is answering/));
+    expect(out.at(-1)).toMatch(/^Status check results are ✘ {2}\(\d+ passed, 2 warnings, 1 failed\)$/);
+  });
+
+  it('fails at once, with exit code 1, when NATS is not reachable', async () => {
+    const port = await freePort();
+    const r = await runMeshctl(['check', '--timeout', '1s'], { NATS_URL: `nats://127.0.0.1:${port}` });
+    expect(r.code).toBe(1);
+    const out = lines(r.stdout);
+    expect(out[2]).toMatch(new RegExp(`^✘ NATS is not reachable at nats://127\\.0\\.0\\.1:${port}: `));
+    expect(out.at(-1)).toBe('Status check results are ✘  (0 passed, 0 warnings, 1 failed)');
+  });
+});
