@@ -1,11 +1,11 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpsServer, get } from 'node:https';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type Server, type TLSSocket } from 'node:tls';
-import { createCsr, createIntermediateCa, createRootCa, signWorkloadCsr } from '@novamesh/ca';
+import { createCsr, createIntermediateCa, createRootCa, readPrivateKey, signWorkloadCsr } from '@novamesh/ca';
 import { MeshManager } from '@novamesh/sdk';
 import { type ManagedProcess, startCertificateAuthority, TestNats, waitFor } from '@novamesh/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -184,6 +184,29 @@ describe('mutual TLS between two WorkloadIdentities and a real CA', () => {
     await other.ended;
     expect(other.data()).toBe('');
     await waitFor(() => handshakeErrors.includes('UNABLE_TO_GET_ISSUER_CERT_LOCALLY'), { timeoutMs: 5_000, what: 'the verify error' });
+  });
+
+  it('refuses a client whose certificate from the mesh CA has expired', async () => {
+    const bundle = payment.current().trustBundlePem;
+    // Signed by the mesh's own intermediate (read from the CA directory), valid for one second.
+    const intermediate = {
+      certPem: readFileSync(join(caDir, 'intermediate.pem'), 'utf8'),
+      keyPem: await readPrivateKey(join(caDir, 'intermediate-key.pem')),
+    };
+    const { csrPem, keyPem } = await createCsr({ spiffeId: spiffe('frontend') });
+    const shortLived = await signWorkloadCsr({
+      csrPem,
+      issuer: intermediate,
+      chainPems: [intermediate.certPem, readFileSync(join(caDir, 'root.pem'), 'utf8')],
+      identity: { trustDomain: TD, namespace: 'default', service: 'frontend' },
+      lifetimeMs: 1_000,
+      backdateMs: 0,
+    });
+    await new Promise((r) => setTimeout(r, 1_500));
+    const expired = await open({ ca: bundle, key: keyPem, cert: shortLived.chainPem });
+    await expired.ended;
+    expect(expired.data()).toBe('');
+    await waitFor(() => handshakeErrors.includes('CERT_HAS_EXPIRED'), { timeoutMs: 5_000, what: 'the expiry verify error' });
   });
 
   it('refuses a revoked client, and closes a connection whose peer is revoked while it is open', async () => {
