@@ -6,6 +6,8 @@ import {
   type CaInfoResultV1,
   CaRevokeRequestV1,
   type CaRevokeResultV1,
+  CaRotateRequestV1,
+  type CaRotateResultV1,
   CaSignRequestV1,
   CaTokenCreateRequestV1,
   decode,
@@ -13,6 +15,7 @@ import {
 } from '@novamesh/contracts';
 import { CertRegistryService } from './cert-registry.service';
 import { JoinTokensService } from './join-tokens.service';
+import { RootRotationService } from './root-rotation.service';
 import { SigningService } from './signing.service';
 import { CA_INFO } from './tokens';
 import { TrustPublisherService } from './trust-publisher.service';
@@ -32,6 +35,7 @@ export class CaController {
     private readonly tokens: JoinTokensService,
     private readonly certs: CertRegistryService,
     private readonly trust: TrustPublisherService,
+    private readonly rotation: RootRotationService,
     @Inject(CA_INFO) private readonly info: Omit<CaInfoResultV1, 'ok'>,
   ) {}
 
@@ -59,6 +63,12 @@ export class CaController {
   describe(@Payload() data: Uint8Array): CaInfoResultV1 {
     decode(CaInfoRequestV1, body(data), 'info request');
     return { ok: true, ...this.info };
+  }
+
+  /** Root rotation: `begin`, `status`, `finish` (see CaRotateRequestV1). */
+  @MessagePattern(subjects.ca('rotate'))
+  rotate(@Payload() data: Uint8Array): Promise<CaRotateResultV1> {
+    return this.rotation.handle(decode(CaRotateRequestV1, body(data), 'rotate request').phase);
   }
 
   @MessagePattern(subjects.ca('certs.list'))

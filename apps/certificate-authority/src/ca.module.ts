@@ -8,6 +8,7 @@ import { CaController } from './ca.controller';
 import { CertRegistryService } from './cert-registry.service';
 import { JoinTokensService } from './join-tokens.service';
 import type { CaMetrics } from './metrics';
+import { RootRotationService } from './root-rotation.service';
 import { SigningService } from './signing.service';
 import {
   CA_INFO,
@@ -55,6 +56,7 @@ export class CaModule {
         CertRegistryService,
         TrustPublisherService,
         SigningService,
+        RootRotationService,
       ],
     };
   }

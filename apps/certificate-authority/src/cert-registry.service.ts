@@ -68,21 +68,53 @@ export class CertRegistryService {
     throw new MeshError(ErrorCode.conflict, `certificate ${serial} is changing too fast to revoke; try again`, { retryable: true });
   }
 
-  /** Every stored certificate matching the filter, newest first, with its state now. Reads the whole bucket. */
-  async list(filter: CaCertsListRequestV1, now = Date.now()): Promise<CaCertV1[]> {
+  /**
+   * Notes that the holder of `serial` renewed with it as proof and got `successor`: it presents the
+   * successor from then on, so `serial` no longer counts as live for root rotation. Best effort
+   * (a lost race or a store outage is logged): an unmarked certificate only delays a rotation's finish.
+   */
+  async markSuperseded(serial: string, successor: string): Promise<void> {
+    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+      try {
+        const e = await this.kv.get(serial);
+        if (e?.operation !== 'PUT') return;
+        const current = e.json<CaCertRecordV1>();
+        if (current.supersededBy) return;
+        await this.kv.update(serial, JSON.stringify({ ...current, supersededBy: successor }), e.revision);
+        return;
+      } catch (err) {
+        if (!isCasConflict(err)) {
+          this.log.warn({ serial, successor, err: (err as Error).message }, 'renewed certificate not marked superseded');
+          return;
+        }
+      }
+    }
+  }
+
+  /** Certificates still in use: not expired, not revoked, not superseded by a renewal. */
+  async live(now = Date.now()): Promise<CaCertRecordV1[]> {
+    return (await this.records()).filter((r) => stateAt(r, now) === 'issued' && !r.supersededBy);
+  }
+
+  private async records(): Promise<CaCertRecordV1[]> {
     const keys: string[] = [];
     for await (const k of await this.kv.keys()) keys.push(k);
-    const out: CaCertV1[] = [];
+    const out: CaCertRecordV1[] = [];
     for (let i = 0; i < keys.length; i += 64) {
-      const batch = await Promise.all(keys.slice(i, i + 64).map((k) => this.get(k)));
-      for (const r of batch) {
-        if (!r) continue;
-        const cert: CaCertV1 = { ...r, state: stateAt(r, now) };
-        if (filter.service && cert.service !== filter.service) continue;
-        if (filter.namespace && cert.namespace !== filter.namespace) continue;
-        if (filter.state && cert.state !== filter.state) continue;
-        out.push(cert);
-      }
+      for (const r of await Promise.all(keys.slice(i, i + 64).map((k) => this.get(k)))) if (r) out.push(r);
+    }
+    return out;
+  }
+
+  /** Every stored certificate matching the filter, newest first, with its state now. Reads the whole bucket. */
+  async list(filter: CaCertsListRequestV1, now = Date.now()): Promise<CaCertV1[]> {
+    const out: CaCertV1[] = [];
+    for (const r of await this.records()) {
+      const cert: CaCertV1 = { ...r, state: stateAt(r, now) };
+      if (filter.service && cert.service !== filter.service) continue;
+      if (filter.namespace && cert.namespace !== filter.namespace) continue;
+      if (filter.state && cert.state !== filter.state) continue;
+      out.push(cert);
     }
     return out.sort((a, b) => b.issuedAt.localeCompare(a.issuedAt) || a.serial.localeCompare(b.serial));
   }

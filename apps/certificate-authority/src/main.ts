@@ -4,13 +4,13 @@ import { NestFactory } from '@nestjs/core';
 import type { MicroserviceOptions } from '@nestjs/microservices';
 import { connectBus, drainBus, provisionCa } from '@novamesh/bus';
 import { JetStreamServer, NestPinoLogger, PassThroughRpcFilter } from '@novamesh/bus/nest';
-import { type CertificateInfo, certificateInfo, loadOrCreateCa } from '@novamesh/ca';
-import type { CaCertificateInfoV1 } from '@novamesh/contracts';
+import { certificateInfo, loadOrCreateCa } from '@novamesh/ca';
 import { queueGroups } from '@novamesh/contracts';
 import { createLogger, setupTelemetry, shutdownTelemetry } from '@novamesh/observability';
 import { CaModule } from './ca.module';
 import { type ConfigError, loadConfig } from './config';
 import { CaMetrics, startMetricsServer } from './metrics';
+import { describeCa, RootRotationService } from './root-rotation.service';
 import { TrustPublisherService } from './trust-publisher.service';
 
 /** The whole life of a CA replica: config → logger → CA files → NATS → Nest → bundle → ready → drain. */
@@ -39,6 +39,7 @@ async function main(): Promise<void> {
       created: ca.created,
       keysEncrypted: config.passphrase !== undefined,
       root: { fingerprint256: root.fingerprint256, notAfter: new Date(root.notAfter).toISOString() },
+      ...(ca.previous ? { rotatingOutRoot: certificateInfo(ca.previous.rootPem).fingerprint256 } : {}),
       intermediate: { fingerprint256: intermediate.fingerprint256, notAfter: new Date(intermediate.notAfter).toISOString() },
     },
     ca.created ? 'CA created' : 'CA loaded',
@@ -73,7 +74,13 @@ async function main(): Promise<void> {
       tokens,
       certs,
       ca,
-      settings: { trustDomain: config.trustDomain, certTtlMs: config.certTtlMs },
+      settings: {
+        trustDomain: config.trustDomain,
+        certTtlMs: config.certTtlMs,
+        caDir: config.caDir,
+        ...(config.passphrase ? { passphrase: config.passphrase } : {}),
+        instance: config.instance,
+      },
       logger,
       metrics,
       info: {
@@ -99,6 +106,8 @@ async function main(): Promise<void> {
   app.useGlobalFilters(new PassThroughRpcFilter());
 
   await app.get(TrustPublisherService).start(config.trustDomain);
+  // A root rotation handled by another replica reaches this one through the trust bundle.
+  await app.get(RootRotationService).follow();
   await app.listen();
   logger.info({ nats: config.natsUrl, trustDomain: config.trustDomain }, 'certificate-authority ready');
 
@@ -119,16 +128,6 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
-}
-
-function describeCa(info: CertificateInfo): CaCertificateInfoV1 {
-  return {
-    subject: info.subject,
-    serial: info.serial,
-    fingerprint256: info.fingerprint256,
-    notBefore: new Date(info.notBefore).toISOString(),
-    notAfter: new Date(info.notAfter).toISOString(),
-  };
 }
 
 const hostPort = (host: string, port: number) => (host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`);

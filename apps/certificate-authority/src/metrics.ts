@@ -53,10 +53,12 @@ export class CaMetrics {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers: [this.registry],
     });
-    const notAfter = {
-      root: certificateInfo(ca.root.certPem).notAfter,
-      intermediate: certificateInfo(ca.intermediate.certPem).notAfter,
+    // Read at scrape time: a root rotation replaces the CA certificates in place.
+    const notAfterOf = (pem: string, memo: { pem?: string; t?: number }) => {
+      if (memo.pem !== pem) Object.assign(memo, { pem, t: certificateInfo(pem).notAfter });
+      return memo.t as number;
     };
+    const memos = { root: {}, intermediate: {} };
     new Gauge({
       name: 'novamesh_ca_seconds_until_expiry',
       help: 'Seconds until the CA certificate expires (negative once expired), computed at scrape time.',
@@ -64,7 +66,11 @@ export class CaMetrics {
       registers: [this.registry],
       collect() {
         const now = Date.now();
-        for (const [ca, t] of Object.entries(notAfter)) this.set({ ca }, Math.round((t - now) / 1000));
+        const notAfter = {
+          root: notAfterOf(ca.root.certPem, memos.root),
+          intermediate: notAfterOf(ca.intermediate.certPem, memos.intermediate),
+        };
+        for (const [label, t] of Object.entries(notAfter)) this.set({ ca: label }, Math.round((t - now) / 1000));
       },
     });
     for (const kind of ['token', 'renewal']) this.issued.inc({ kind }, 0);

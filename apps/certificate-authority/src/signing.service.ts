@@ -46,10 +46,12 @@ export class SigningService {
       if (req.proof.token !== undefined) grant = await this.tokens.check(req.proof.token, req.identity, now);
       else renewedFrom = await this.checkRenewal(req.csr, req.proof.certificatePem!, req.proof.signature!, id, now);
 
+      // One consistent view of the CA: a root rotation replaces these fields (synchronously) between requests.
+      const { intermediate, chainPems, root } = this.ca;
       const issued = await signWorkloadCsr({
         csrPem: req.csr,
-        issuer: this.ca.intermediate,
-        chainPems: this.ca.chainPems,
+        issuer: intermediate,
+        chainPems,
         identity,
         lifetimeMs: this.settings.certTtlMs,
         now,
@@ -69,9 +71,11 @@ export class SigningService {
         issuedAt: new Date(now).toISOString(),
         proof: proofKind,
         ...(renewedFrom ? { renewedFrom } : {}),
+        rootFingerprint256: this.fingerprint(root.certPem),
         state: 'issued',
       };
       await this.certs.record(record);
+      if (renewedFrom) await this.certs.markSuperseded(renewedFrom, issued.serial);
       this.log.info({ ...logFields, serial: issued.serial, notAfter: record.notAfter, renewedFrom }, 'certificate issued');
       this.metrics.certificateIssued(proofKind === 'token' ? 'token' : 'renewal');
       timed('issued');
@@ -95,11 +99,20 @@ export class SigningService {
     }
   }
 
+  private fingerprintMemo: { pem?: string; fingerprint?: string } = {};
+  /** SHA-256 fingerprint of the signing root (parsed once per root). */
+  private fingerprint(pem: string): string {
+    if (this.fingerprintMemo.pem !== pem) this.fingerprintMemo = { pem, fingerprint: certificateInfo(pem).fingerprint256 };
+    return this.fingerprintMemo.fingerprint as string;
+  }
+
   /** Returns the serial of the proving certificate, or throws ProofRefused saying why it does not prove the identity. */
   private async checkRenewal(csrPem: string, certificatePem: string, signature: string, expectedId: string, now: number): Promise<string> {
+    // During a root rotation a workload renews with a certificate from the previous intermediate.
+    const previous = this.ca.previous?.intermediatePem;
     const verdict = await verifyChain({
       leafPem: certificatePem,
-      chainPems: this.ca.chainPems,
+      chainPems: previous ? [...this.ca.chainPems, previous] : this.ca.chainPems,
       trustedRootPems: [this.ca.trustBundlePem],
       now,
     });

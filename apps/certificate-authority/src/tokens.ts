@@ -10,8 +10,14 @@ export const METRICS = Symbol('METRICS');
 /** The `mesh.v1.ca.info` reply (without `ok`), computed once at start. */
 export const CA_INFO = Symbol('CA_INFO');
 
-/** What the signing path needs from config. */
+/** What the signing path and root rotation need from config. */
 export interface CaSettings {
   trustDomain: string;
   certTtlMs: number;
+  /** The CA directory, shared by the replicas (root rotation writes it, the others reload it). */
+  caDir: string;
+  /** Decrypts/encrypts the CA keys. A secret: never logged, never put in an error or a reply. */
+  passphrase?: string;
+  /** CA_INSTANCE, named in replies. */
+  instance: string;
 }

@@ -10,21 +10,23 @@ import { JETSTREAM, JETSTREAM_MANAGER, LOADED_CA, LOGGER } from './tokens';
 
 const MAX_CAS_ATTEMPTS = 20;
 
-/** The bundle this CA trusts: today its one root (root rotation will put two here for a while). */
+/** The bundle this CA trusts: its root, then during a root rotation the previous root too. */
 export function bundleOf(ca: LoadedCa, trustDomain: string, now = Date.now()): TrustBundleV1 {
-  const info = certificateInfo(ca.root.certPem);
+  const pems = [ca.root.certPem, ...(ca.previous ? [ca.previous.rootPem] : [])];
   return {
     trustDomain,
-    roots: [{ pem: ca.root.certPem, fingerprint256: info.fingerprint256, notAfter: new Date(info.notAfter).toISOString() }],
+    roots: pems.map((pem) => {
+      const info = certificateInfo(pem);
+      return { pem, fingerprint256: info.fingerprint256, notAfter: new Date(info.notAfter).toISOString() };
+    }),
     updatedAt: new Date(now).toISOString(),
   };
 }
 
-const bundleKey = (b: TrustBundleV1) =>
-  `${b.trustDomain}|${b.roots
-    .map((r) => r.fingerprint256)
-    .sort()
-    .join(',')}`;
+/** The fingerprints of a bundle's roots as one comparable key (order does not matter). */
+export const rootsKey = (fingerprints: readonly string[]) => [...fingerprints].sort().join(',');
+
+const bundleKey = (b: TrustBundleV1) => `${b.trustDomain}|${rootsKey(b.roots.map((r) => r.fingerprint256))}`;
 
 /**
  * Publishes the CA's public state to MESH_CA: the trust bundle on `mesh.v1.ca.bundle` (only when
@@ -52,14 +54,7 @@ export class TrustPublisherService {
 
   /** Publishes the bundle unless the stream already holds one with the same roots; makes sure a revocation list exists. */
   async start(trustDomain: string): Promise<void> {
-    const bundle = bundleOf(this.ca, trustDomain);
-    const last = await this.jsm.streams.getMessage(streams.ca, { last_by_subj: subjects.caBundle });
-    const retained = last?.json<TrustBundleV1>();
-    if (!retained || bundleKey(retained) !== bundleKey(bundle)) {
-      const id = createHash('sha256').update(bundleKey(bundle)).digest('hex').slice(0, 32);
-      await publishJson(this.js, subjects.caBundle, bundle, { msgId: `bundle:${id}` });
-      this.log.info({ roots: bundle.roots.map((r) => r.fingerprint256) }, 'trust bundle published');
-    }
+    await this.publishBundle(trustDomain);
     const revoked = await this.jsm.streams.getMessage(streams.ca, { last_by_subj: subjects.caRevoked });
     if (!revoked) {
       const empty: RevocationListV1 = { serials: [], updatedAt: new Date().toISOString() };
@@ -67,6 +62,21 @@ export class TrustPublisherService {
         if (!isCasConflict(e)) throw e; // another replica published it first
       });
     }
+  }
+
+  /** Publishes this CA's bundle (its roots now) unless the stream's last bundle has the same roots. */
+  async publishBundle(trustDomain: string): Promise<TrustBundleV1> {
+    const bundle = bundleOf(this.ca, trustDomain);
+    const last = await this.jsm.streams.getMessage(streams.ca, { last_by_subj: subjects.caBundle });
+    const retained = last?.json<TrustBundleV1>();
+    if (!retained || bundleKey(retained) !== bundleKey(bundle)) {
+      // Deduplicated by roots: replicas starting together publish one bundle. A set of roots never
+      // comes back (each rotation makes a new root), so the dedupe window cannot swallow a change.
+      const id = createHash('sha256').update(bundleKey(bundle)).digest('hex').slice(0, 32);
+      await publishJson(this.js, subjects.caBundle, bundle, { msgId: `bundle:${id}` });
+      this.log.info({ roots: bundle.roots.map((r) => r.fingerprint256) }, 'trust bundle published');
+    }
+    return bundle;
   }
 
   /** Adds `serial` to the published revocation list (no-op when it is already there). */

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { certCommand, tokenCommand } from './commands/ca';
+import { caCommand, certCommand, tokenCommand } from './commands/ca';
 import { checkCommand } from './commands/check';
 import { deregisterCommand } from './commands/deregister';
 import { getCommand } from './commands/get';
@@ -73,6 +73,9 @@ Certificates (the certificate authority answers these):
   meshctl token create --service payment --ttl 1h --uses 1
   meshctl cert list
   meshctl cert revoke 4f1c…
+  meshctl ca rotate begin                   new root; both roots trusted; workloads re-issue under it
+  meshctl ca rotate status                  live certificates per root
+  meshctl ca rotate finish                  drop the old root; exit 1 while a certificate still uses it
   meshctl check                             NATS, discovery, policy, CA and certificate expiry; exit 1 on a failure
 
 Exit codes: 0 ok, 1 invalid or refused input (also a revision conflict), 2 usage error,
@@ -94,6 +97,7 @@ Exit codes: 0 ok, 1 invalid or refused input (also a revision conflict), 2 usage
   analyzeCommand(program, ctx);
   tokenCommand(program, ctx);
   certCommand(program, ctx);
+  caCommand(program, ctx);
   checkCommand(program, ctx);
   return program;
 }

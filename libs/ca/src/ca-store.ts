@@ -1,8 +1,8 @@
-import { access, mkdir, readFile } from 'node:fs/promises';
+import { access, mkdir, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrorCode, type Issue, MeshError, MeshValidationError } from '@novamesh/contracts';
 import { createIntermediateCa, createRootCa, loadIssuer } from './authority';
-import { type CertifiedKey, isSelfIssued, nameConstraintProblem, parseCertificate } from './certificate';
+import { type CertifiedKey, certificateInfo, isSelfIssued, nameConstraintProblem, parseCertificate } from './certificate';
 import { readPrivateKey, writeFileAtomic, writePrivateKey } from './keys';
 import { assertTrustDomain } from './spiffe-id';
 import { webcrypto } from './x509';
@@ -26,14 +26,26 @@ export interface LoadOrCreateCaOptions {
   intermediateValidityDays?: number;
 }
 
+/**
+ * Root rotation layout: between {@link beginRootRotation} and {@link finishRootRotation} the CA
+ * directory holds the old CA files (same names) under `previous/`; finishing moves them to
+ * `retired/<ISO time>/`. Nothing is deleted.
+ */
+export const CA_ROTATION_DIRS = { previous: 'previous', retired: 'retired' } as const;
+
 /** The CA a process signs with. The root key is absent when the operator plugged in an intermediate only. */
 export interface LoadedCa {
   root: { certPem: string; keyPem?: string };
   intermediate: CertifiedKey;
   /** Issuer first, then root: the `chainPems` that {@link signWorkloadCsr} wants. */
   chainPems: string[];
-  /** The trust bundle workloads verify peers against (the root, PEM). */
+  /** The trust bundle workloads verify peers against (the root, then the previous root during a rotation; PEM). */
   trustBundlePem: string;
+  /**
+   * During a root rotation: the old root and its intermediate (public certificates only; their keys
+   * stay on disk). Still trusted, no longer used to sign.
+   */
+  previous?: { rootPem: string; intermediatePem?: string };
   /** True when this call created (and wrote) the root, the intermediate or both. */
   created: boolean;
 }
@@ -54,9 +66,14 @@ const exists = (path: string) =>
  * Anything else (a key without its certificate, a mismatched key, an intermediate the root did not
  * sign) is refused with MeshValidationError naming the files. Idempotent across restarts: a second
  * call returns the same root and intermediate. One process owns `dir`; concurrent calls on the same
- * directory from two processes are not safe.
+ * directory from two processes are not safe. During a root rotation (`previous/root.pem` present and
+ * different from `root.pem`) the old root is added to the trust bundle and returned as `previous`.
  */
 export async function loadOrCreateCa(opts: LoadOrCreateCaOptions): Promise<LoadedCa> {
+  return withPrevious(await loadOrCreateCurrent(opts), opts.dir);
+}
+
+async function loadOrCreateCurrent(opts: LoadOrCreateCaOptions): Promise<LoadedCa> {
   assertTrustDomain(opts.trustDomain);
   const now = opts.now ?? Date.now();
   const path = (name: keyof typeof CA_FILES) => join(opts.dir, CA_FILES[name]);
@@ -156,4 +173,67 @@ async function checkPair(
     if (nc) issues.push({ path: path('intermediate'), message: `does not admit trust domain ${trustDomain}: ${nc}` });
   }
   if (issues.length) throw new MeshValidationError('unusable CA directory', issues);
+}
+
+/** Adds the rotation's previous root (if any) to a loaded CA. */
+async function withPrevious(ca: LoadedCa, dir: string): Promise<LoadedCa> {
+  const prevDir = join(dir, CA_ROTATION_DIRS.previous);
+  const rootPath = join(prevDir, CA_FILES.root);
+  if (!(await exists(rootPath))) return ca;
+  const rootPem = await readFile(rootPath, 'utf8');
+  // A begin that stopped half-way (old files copied, new ones not written yet) leaves the same root twice.
+  if (certificateInfo(rootPem).fingerprint256 === certificateInfo(ca.root.certPem).fingerprint256) return ca;
+  const intermediatePath = join(prevDir, CA_FILES.intermediate);
+  const intermediatePem = (await exists(intermediatePath)) ? await readFile(intermediatePath, 'utf8') : undefined;
+  return {
+    ...ca,
+    trustBundlePem: `${ca.root.certPem.trim()}\n${rootPem.trim()}\n`,
+    previous: { rootPem, ...(intermediatePem === undefined ? {} : { intermediatePem }) },
+  };
+}
+
+/** Whether `dir` is between {@link beginRootRotation} and {@link finishRootRotation}. */
+export async function rootRotationInProgress(dir: string): Promise<boolean> {
+  return exists(join(dir, CA_ROTATION_DIRS.previous, CA_FILES.root));
+}
+
+/**
+ * Starts a root rotation in `dir`: moves the current CA files to `previous/` (renamed, so keys keep
+ * mode 0600 and their encryption), creates a new root (10 y by default) and an intermediate under it
+ * with the same key handling as {@link loadOrCreateCa}, and returns the CA loaded with both roots in
+ * its trust bundle. MESH_CONFLICT when a rotation is already in progress. Not safe concurrently on
+ * the same directory (the CA service serializes its calls).
+ */
+export async function beginRootRotation(opts: LoadOrCreateCaOptions): Promise<LoadedCa> {
+  assertTrustDomain(opts.trustDomain);
+  await loadOrCreateCa(opts); // the current CA must be usable before it is rotated out
+  if (await rootRotationInProgress(opts.dir)) {
+    throw new MeshError(ErrorCode.conflict, `a root rotation is already in progress in ${opts.dir}: finish it first`);
+  }
+  const prevDir = join(opts.dir, CA_ROTATION_DIRS.previous);
+  await mkdir(prevDir, { recursive: true, mode: 0o700 });
+  // The root last: a crash in between leaves a directory loadOrCreateCa still reads (a plug-in root, or a fresh CA).
+  for (const name of ['intermediate', 'intermediateKey', 'rootKey', 'root'] as const) {
+    const from = join(opts.dir, CA_FILES[name]);
+    if (await exists(from)) await rename(from, join(prevDir, CA_FILES[name]));
+  }
+  const ca = await loadOrCreateCa({ ...opts, rootValidityDays: opts.rootValidityDays ?? 3650 });
+  if (!ca.previous) throw new MeshError(ErrorCode.internal, `root rotation in ${opts.dir} did not produce a new root`);
+  return ca;
+}
+
+/**
+ * Ends a root rotation: moves `previous/` to `retired/<ISO time>/` (kept, never deleted) and returns
+ * the CA with only the new root. The caller decides whether it is safe (no live certificate chains to
+ * the old root). MESH_CONFLICT when no rotation is in progress.
+ */
+export async function finishRootRotation(opts: LoadOrCreateCaOptions): Promise<LoadedCa> {
+  if (!(await rootRotationInProgress(opts.dir))) {
+    throw new MeshError(ErrorCode.conflict, `no root rotation is in progress in ${opts.dir}`);
+  }
+  const retired = join(opts.dir, CA_ROTATION_DIRS.retired);
+  await mkdir(retired, { recursive: true, mode: 0o700 });
+  const stamp = new Date(opts.now ?? Date.now()).toISOString().replace(/[:.]/g, '-');
+  await rename(join(opts.dir, CA_ROTATION_DIRS.previous), join(retired, stamp));
+  return loadOrCreateCa(opts);
 }

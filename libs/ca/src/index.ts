@@ -24,7 +24,16 @@ export {
   createIntermediateCa,
   createRootCa,
 } from './authority';
-export { CA_FILES, type LoadedCa, type LoadOrCreateCaOptions, loadOrCreateCa } from './ca-store';
+export {
+  beginRootRotation,
+  CA_FILES,
+  CA_ROTATION_DIRS,
+  finishRootRotation,
+  type LoadedCa,
+  type LoadOrCreateCaOptions,
+  loadOrCreateCa,
+  rootRotationInProgress,
+} from './ca-store';
 export { type CertificateInfo, type CertifiedKey, certificateInfo } from './certificate';
 export { type ChainVerdict, type VerifyChainOptions, verifyChain } from './chain';
 export { type CreateCsrOptions, createCsr } from './csr';

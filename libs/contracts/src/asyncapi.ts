@@ -6,6 +6,8 @@ import {
   CaInfoReplyV1,
   CaInfoRequestV1,
   CaRevokeRequestV1,
+  CaRotateReplyV1,
+  CaRotateRequestV1,
   CaSignReplyV1,
   CaSignRequestV1,
   CaTokenCreateRequestV1,
@@ -94,6 +96,17 @@ export function buildAsyncApi(): Record<string, unknown> {
       },
     },
     CaInfoRequestV1: { name: 'CaInfoRequestV1', payload: schema(CaInfoRequestV1) },
+    CaRotateRequestV1: {
+      name: 'CaRotateRequestV1',
+      summary: 'Root rotation (operator): begin, status or finish.',
+      payload: schema(CaRotateRequestV1),
+    },
+    CaRotateReplyV1: {
+      name: 'CaRotateReplyV1',
+      summary:
+        'The rotation state after the phase: roots with their live certificates, or the refusal (MESH_CONFLICT on finish while old-root certificates are live).',
+      payload: schema(CaRotateReplyV1),
+    },
     CaInfoReplyV1: {
       name: 'CaInfoReplyV1',
       summary: "The answering replica's trust domain, root and intermediate (fingerprints, validity), or `{ ok: false, error }`.",
@@ -199,6 +212,17 @@ export function buildAsyncApi(): Record<string, unknown> {
       description: 'Reply to `mesh.v1.ca.info` (the request inbox).',
       messages: { CaInfoReplyV1: ref('CaInfoReplyV1') },
     },
+    caRotate: {
+      address: `${SUBJECT_ROOT}.ca.rotate`,
+      description:
+        'Root rotation (operator; phases begin, status, finish): core NATS request/reply answered by one certificate-authority replica. The other replicas follow the trust bundle and reload the CA directory when its roots change.',
+      messages: { CaRotateRequestV1: ref('CaRotateRequestV1') },
+    },
+    caRotateReply: {
+      address: null,
+      description: 'Reply to `mesh.v1.ca.rotate` (the request inbox).',
+      messages: { CaRotateReplyV1: ref('CaRotateReplyV1') },
+    },
     caBundle: {
       address: `${SUBJECT_ROOT}.ca.bundle`,
       description: 'Trust bundle (the roots workloads accept); JetStream stream MESH_CA keeps the last message.',
@@ -255,6 +279,7 @@ export function buildAsyncApi(): Record<string, unknown> {
         ]),
       ),
       caInfo: { action: 'send', channel: { $ref: '#/channels/caInfo' }, reply: { channel: { $ref: '#/channels/caInfoReply' } } },
+      caRotate: { action: 'send', channel: { $ref: '#/channels/caRotate' }, reply: { channel: { $ref: '#/channels/caRotateReply' } } },
       watchTrustBundle: { action: 'receive', channel: { $ref: '#/channels/caBundle' } },
       watchRevocations: { action: 'receive', channel: { $ref: '#/channels/caRevoked' } },
     },

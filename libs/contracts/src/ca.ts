@@ -144,6 +144,16 @@ export const CaCertRecordV1 = z.object({
   proof: z.enum(['token', 'certificate']),
   /** Serial of the certificate that proved it, for renewals. */
   renewedFrom: z.string().optional(),
+  /**
+   * SHA-256 fingerprint (lower-case hex) of the root the certificate chains to. Absent in records
+   * written before root rotation existed: those count as chaining to a root being rotated out.
+   */
+  rootFingerprint256: z.string().optional(),
+  /**
+   * Serial of the certificate its holder obtained by renewing with this one as proof: the holder
+   * presents the successor from then on, so a superseded certificate no longer counts as live.
+   */
+  supersededBy: z.string().optional(),
   /** Stored state; `expired` is only ever computed when reading. */
   state: z.enum(['issued', 'revoked']),
   revokedAt: z.string().optional(),
@@ -214,6 +224,48 @@ export const CaInfoResultV1 = z.object({
 });
 export type CaInfoResultV1 = z.output<typeof CaInfoResultV1>;
 export const CaInfoReplyV1 = z.union([CaInfoResultV1, z.object({ ok: z.literal(false), error: ErrorBodyV1 })]);
+
+export const ROOT_ROTATION_PHASES = ['begin', 'status', 'finish'] as const;
+export type RootRotationPhase = (typeof ROOT_ROTATION_PHASES)[number];
+
+/**
+ * `mesh.v1.ca.rotate` (operator): root rotation.
+ * - `begin`: a new root (10 y) and intermediate are created in the CA directory (the old ones are
+ *   kept under `previous/`), the trust bundle then holds both roots, and every replica signs with
+ *   the new intermediate. MESH_CONFLICT when a rotation is already in progress.
+ * - `status`: live certificates (not expired, not revoked, not superseded by a renewal) per root.
+ * - `finish`: MESH_CONFLICT while a live certificate chains to the old root; otherwise the bundle
+ *   holds only the new root and the old one is retired (moved to `retired/<time>/`).
+ */
+export const CaRotateRequestV1 = z.strictObject({
+  phase: z.enum(ROOT_ROTATION_PHASES, { error: 'must be one of begin, status, finish' }),
+});
+export type CaRotateRequestV1 = z.output<typeof CaRotateRequestV1>;
+
+/** One root in a rotation reply. */
+export const CaRotationRootV1 = z.object({
+  /** `current`: signs new certificates; `previous`: still trusted, being rotated out. */
+  role: z.enum(['current', 'previous']),
+  subject: z.string(),
+  fingerprint256: z.string(),
+  notAfter: z.string(),
+  /** Live certificates chaining to this root (records without a root count toward `previous`). */
+  liveCertificates: z.number(),
+});
+export type CaRotationRootV1 = z.output<typeof CaRotationRootV1>;
+
+/** Reply to every phase of `mesh.v1.ca.rotate`: the state after the phase ran. */
+export const CaRotateResultV1 = z.object({
+  ok: z.literal(true),
+  phase: z.enum(ROOT_ROTATION_PHASES),
+  /** Whether two roots are trusted now (between begin and finish). */
+  rotating: z.boolean(),
+  roots: z.array(CaRotationRootV1),
+  /** The replica that answered (CA_INSTANCE). */
+  instance: z.string(),
+});
+export type CaRotateResultV1 = z.output<typeof CaRotateResultV1>;
+export const CaRotateReplyV1 = z.union([CaRotateResultV1, z.object({ ok: z.literal(false), error: ErrorBodyV1 })]);
 
 export type CaSignRequestV1 = z.output<typeof CaSignRequestV1>;
 export type CaSignRequestInputV1 = z.input<typeof CaSignRequestV1>;

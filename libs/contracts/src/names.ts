@@ -51,8 +51,9 @@ export const subjects = {
   effectivePolicyAll: `${SUBJECT_ROOT}.config.policy.>`,
   /**
    * Certificate authority commands, core NATS request/reply answered by one CA replica (queue
-   * group): `mesh.v1.ca.{sign,token.create,revoke,certs.list,info}` (`info`: the root and
-   * intermediate of the answering replica, public facts only). Deliberately outside the MESH_CA
+   * group): `mesh.v1.ca.{sign,token.create,revoke,certs.list,info,rotate}` (`info`: the root and
+   * intermediate of the answering replica, public facts only; `rotate`: root rotation, phases
+   * begin/status/finish). Deliberately outside the MESH_CA
    * stream's subjects, so JetStream never acknowledges a request in the CA's place.
    */
   ca: (command: CaCommand): string => `${SUBJECT_ROOT}.ca.${command}`,
@@ -62,7 +63,7 @@ export const subjects = {
   caRevoked: `${SUBJECT_ROOT}.ca.revoked`,
 } as const;
 
-export const CA_COMMANDS = ['sign', 'token.create', 'revoke', 'certs.list', 'info'] as const;
+export const CA_COMMANDS = ['sign', 'token.create', 'revoke', 'certs.list', 'info', 'rotate'] as const;
 export type CaCommand = (typeof CA_COMMANDS)[number];
 
 export const POLICY_COMMANDS = ['apply', 'delete', 'get', 'list', 'history', 'rollback', 'analyze'] as const;

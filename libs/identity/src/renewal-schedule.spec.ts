@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { backoffDelay, checkRenewalPolicy, DEFAULT_RENEWAL_POLICY, renewalTime } from './renewal-schedule';
+import { backoffDelay, checkRenewalPolicy, DEFAULT_RENEWAL_POLICY, newRootRenewDelay, renewalTime } from './renewal-schedule';
 
 describe('renewal schedule', () => {
   it('renews between 50 % and 80 % of the lifetime, spread by the random number', () => {
@@ -21,5 +21,15 @@ describe('renewal schedule', () => {
     expect(() => checkRenewalPolicy({ ...DEFAULT_RENEWAL_POLICY, renewBetween: [0.8, 0.5] })).toThrow(/^renewBetween: /);
     expect(() => checkRenewalPolicy({ ...DEFAULT_RENEWAL_POLICY, renewBetween: [0.5, 1] })).toThrow(/^renewBetween: /);
     expect(() => checkRenewalPolicy({ ...DEFAULT_RENEWAL_POLICY, backoffMaxMs: 10 })).toThrow(/^backoffInitialMs/);
+  });
+});
+
+describe('newRootRenewDelay', () => {
+  it('spreads re-issues after a root rotation over [min, max] and checks the bounds', () => {
+    const policy = { ...DEFAULT_RENEWAL_POLICY, newRootRenewWithinMs: [3_000, 4_000] as const };
+    expect(newRootRenewDelay(policy, 0)).toBe(3_000);
+    expect(newRootRenewDelay(policy, 0.5)).toBe(3_500);
+    expect(newRootRenewDelay(DEFAULT_RENEWAL_POLICY, 0.999)).toBeLessThanOrEqual(60_000);
+    expect(() => checkRenewalPolicy({ ...DEFAULT_RENEWAL_POLICY, newRootRenewWithinMs: [5, 1] })).toThrow(/^newRootRenewWithinMs: /);
   });
 });

@@ -14,6 +14,13 @@ export interface RenewalPolicy {
   backoffInitialMs: number;
   /** Largest retry delay (ms); default 60 s. */
   backoffMaxMs: number;
+  /**
+   * Root rotation: when the trust bundle gains a root the certificate does not chain to, renew at a
+   * random delay in [min, max] ms (never later than the scheduled renewal); default [5 s, 60 s].
+   * The minimum gives every peer time to receive the bundle before a certificate from the new root
+   * is presented to it; the spread keeps a fleet from re-issuing at once.
+   */
+  newRootRenewWithinMs: readonly [number, number];
 }
 
 export const DEFAULT_RENEWAL_POLICY: Readonly<RenewalPolicy> = Object.freeze({
@@ -21,6 +28,7 @@ export const DEFAULT_RENEWAL_POLICY: Readonly<RenewalPolicy> = Object.freeze({
   expiringAt: 0.9,
   backoffInitialMs: 1_000,
   backoffMaxMs: 60_000,
+  newRootRenewWithinMs: [5_000, 60_000] as const,
 });
 
 /** Checks a policy; throws a RangeError naming the bad field. */
@@ -30,7 +38,15 @@ export function checkRenewalPolicy(p: RenewalPolicy): RenewalPolicy {
   if (!(p.expiringAt > 0 && p.expiringAt < 1)) throw new RangeError(`expiringAt: must be between 0 and 1, got ${p.expiringAt}`);
   if (!(p.backoffInitialMs > 0 && p.backoffMaxMs >= p.backoffInitialMs))
     throw new RangeError(`backoffInitialMs/backoffMaxMs: need 0 < initial <= max, got ${p.backoffInitialMs}/${p.backoffMaxMs}`);
+  const [rmin, rmax] = p.newRootRenewWithinMs;
+  if (!(rmin >= 0 && rmin <= rmax)) throw new RangeError(`newRootRenewWithinMs: must satisfy 0 <= min <= max, got [${rmin}, ${rmax}]`);
   return p;
+}
+
+/** Delay (ms) before renewing because the trust bundle gained a root; `random` in [0, 1). */
+export function newRootRenewDelay(policy: RenewalPolicy, random: number): number {
+  const [min, max] = policy.newRootRenewWithinMs;
+  return Math.round(min + (max - min) * random);
 }
 
 /** The instant (epoch ms) to renew a certificate valid from `validFrom` to `notAfter`; `random` in [0, 1). */

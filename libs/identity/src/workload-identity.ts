@@ -8,6 +8,7 @@ import {
   checkRenewalPolicy,
   DEFAULT_RENEWAL_POLICY,
   expiringTime,
+  newRootRenewDelay,
   type RenewalPolicy,
   renewalTime,
 } from './renewal-schedule';
@@ -116,6 +117,8 @@ export class WorkloadIdentity extends EventEmitter<IdentityEvents> implements Id
   private revoked: ReadonlySet<string> = new Set();
   private bundleRoots: string[] = [];
   private timers: { renew?: TimerHandle; expiring?: TimerHandle; expired?: TimerHandle } = {};
+  /** When the `renew` timer fires (epoch ms on the clock). */
+  private renewAt = Number.POSITIVE_INFINITY;
   private failures = 0;
   private inFlight: Promise<IdentitySnapshot> | undefined;
   private readonly abort = new AbortController();
@@ -252,7 +255,7 @@ export class WorkloadIdentity extends EventEmitter<IdentityEvents> implements Id
     const now = this.clock.now();
     const notAfter = this.current().notAfter.getTime();
     const at = now < notAfter ? Math.min(now + delay, notAfter) : now + delay;
-    this.setTimer('renew', at - now, () => void this.renew().catch(() => undefined));
+    this.scheduleRenewal(at);
     return at - now;
   }
 
@@ -275,16 +278,36 @@ export class WorkloadIdentity extends EventEmitter<IdentityEvents> implements Id
     this.failures = 0;
     this.clearTimers();
     const end = notAfter.getTime();
-    this.setTimer(
-      'renew',
-      renewalTime(this.validFrom, end, this.policy, this.random()) - now,
-      () => void this.renew().catch(() => undefined),
-    );
+    this.scheduleRenewal(renewalTime(this.validFrom, end, this.policy, this.random()));
     this.setTimer('expiring', expiringTime(this.validFrom, end, this.policy) - now, () =>
       this.emit('expiring', { serial: this.current().serial, notAfter, remainingMs: end - this.clock.now() }),
     );
     this.setTimer('expired', end - now, () => this.emit('expired', { serial: this.current().serial, notAfter }));
     this.emit('rotated', this.snapshot, previous);
+    // A replica that had not switched to a new root yet may have signed this one: try again soon.
+    this.renewEarlyForNewRoot();
+  }
+
+  private scheduleRenewal(at: number): void {
+    this.renewAt = at;
+    this.setTimer('renew', at - this.clock.now(), () => {
+      this.renewAt = Number.POSITIVE_INFINITY;
+      void this.renew().catch(() => undefined);
+    });
+  }
+
+  /**
+   * Root rotation: when the bundle holds a newer root than the one the certificate chains to,
+   * renews after {@link newRootRenewDelay} (or at the scheduled renewal, if sooner), so every
+   * workload moves to the new root while both are trusted.
+   */
+  private renewEarlyForNewRoot(): void {
+    const cur = this.snapshot;
+    if (!cur || this.bundleRoots.length < 2) return;
+    const newest = newestRoot(this.bundleRoots);
+    if (!newest || chainsTo(cur.chainPem, [newest])) return;
+    const at = this.clock.now() + newRootRenewDelay(this.policy, this.random());
+    if (at < this.renewAt) this.scheduleRenewal(at);
   }
 
   private onBundle(bundle: TrustBundleV1): void {
@@ -293,12 +316,14 @@ export class WorkloadIdentity extends EventEmitter<IdentityEvents> implements Id
     this.bundleRoots = roots;
     const cur = this.snapshot;
     if (!cur) return;
-    if (certificateBlocks(cur.trustBundlePem).join('\n') === roots.join('\n')) return;
-    const pem = `${roots.join('\n')}\n`;
-    this.snapshot = Object.freeze({ ...cur, trustBundlePem: pem });
-    this.emit('bundle', pem);
+    if (certificateBlocks(cur.trustBundlePem).join('\n') !== roots.join('\n')) {
+      const pem = `${roots.join('\n')}\n`;
+      this.snapshot = Object.freeze({ ...cur, trustBundlePem: pem });
+      this.emit('bundle', pem);
+    }
     // Our own chain no longer leads to a trusted root (the old root left): peers will refuse us.
     if (!chainsTo(cur.chainPem, roots)) void this.renew().catch(() => undefined);
+    else this.renewEarlyForNewRoot();
   }
 
   private onRevocations(list: RevocationListV1): void {
@@ -342,6 +367,7 @@ export class WorkloadIdentity extends EventEmitter<IdentityEvents> implements Id
   private clearTimers(): void {
     for (const t of Object.values(this.timers)) if (t !== undefined) this.clock.clearTimeout(t);
     this.timers = {};
+    this.renewAt = Number.POSITIVE_INFINITY;
   }
 
   private sleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -371,6 +397,21 @@ export class WorkloadIdentity extends EventEmitter<IdentityEvents> implements Id
   private describe(): string {
     return `identity ${this.namespace}/${this.opts.service}`;
   }
+}
+
+/** The root of `roots` (PEMs) that became valid last: the one a rotation introduced. Undefined when none parses. */
+function newestRoot(roots: string[]): string | undefined {
+  let best: { pem: string; from: number } | undefined;
+  for (const pem of roots) {
+    try {
+      const [cert] = parseCertificates(pem);
+      const from = cert ? Date.parse(cert.validFrom) : Number.NaN;
+      if (!Number.isNaN(from) && (!best || from > best.from)) best = { pem, from };
+    } catch {
+      // not a certificate (a test double): judge by the others
+    }
+  }
+  return best?.pem;
 }
 
 /** Whether the last certificate of `chainPem` was issued by (or is) one of `roots`. */

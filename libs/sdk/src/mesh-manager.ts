@@ -7,6 +7,7 @@ import {
   type CaCertV1,
   type CaCommand,
   type CaRevokeResultV1,
+  type CaRotateResultV1,
   CaSignRequestV1,
   type CaSignResultV1,
   CaTokenCreateRequestV1,
@@ -31,6 +32,7 @@ import {
   type PolicyKind,
   type RegistryAction,
   type RevocationListV1,
+  type RootRotationPhase,
   type Service,
   ServiceDeregisteredV1,
   type ServiceEndpointInput,
@@ -464,6 +466,15 @@ export class MeshManager {
   /** Revokes an issued certificate (operator action); idempotent. `MESH_NOT_FOUND` for an unknown serial. */
   async revokeCertificate(serial: string, opts: CallOptions & { reason?: string } = {}): Promise<CaRevokeResultV1> {
     return this.caCommand<CaRevokeResultV1>('revoke', { serial, ...(opts.reason ? { reason: opts.reason } : {}) }, opts);
+  }
+
+  /**
+   * Root rotation (operator action): `begin` introduces a new root (both roots trusted, new
+   * certificates chain to the new one), `status` counts live certificates per root, `finish` drops
+   * the old root — refused with `MESH_CONFLICT` while a live certificate still chains to it.
+   */
+  async rotateRoot(phase: RootRotationPhase, opts: CallOptions = {}): Promise<CaRotateResultV1> {
+    return this.caCommand<CaRotateResultV1>('rotate', { phase }, opts);
   }
 
   /** Certificates the CA issued, newest first, with their state now (issued, revoked or expired). */

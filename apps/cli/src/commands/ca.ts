@@ -1,4 +1,4 @@
-import type { CaCertV1 } from '@novamesh/contracts';
+import type { CaCertV1, CaRotateResultV1, RootRotationPhase } from '@novamesh/contracts';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { type CliContext, withMesh } from '../context';
 import { outputOption } from '../options';
@@ -98,4 +98,58 @@ export function certsTable(certs: readonly CaCertV1[]): string {
     ['SERIAL', 'IDENTITY', 'NOT-AFTER', 'STATE'],
     certs.map((c) => [c.serial, c.spiffeId, c.notAfter, c.state]),
   );
+}
+
+const ROTATE_HELP: Record<RootRotationPhase, string> = {
+  begin: 'create a new root and intermediate; trust both roots; sign with the new one from now on',
+  status: 'live certificates per root (not expired, not revoked, not superseded by a renewal)',
+  finish: 'drop the old root from the trust bundle; refused (exit 1) while a live certificate chains to it',
+};
+
+/**
+ * `meshctl ca rotate begin|status|finish`: root rotation without failed handshakes. Workloads
+ * re-issue under the new root on their own once the trust bundle holds both roots; `finish` is
+ * refused (MESH_CONFLICT, exit 1, with the reason) until no live certificate chains to the old root.
+ */
+export function caCommand(program: Command, ctx: CliContext): void {
+  const ca = program.command('ca').description('operate the certificate authority');
+  const rotate = ca
+    .command('rotate')
+    .description('rotate the root CA: begin, then status until no certificate uses the old root, then finish');
+  for (const phase of ['begin', 'status', 'finish'] as const) {
+    rotate
+      .command(phase)
+      .description(ROTATE_HELP[phase])
+      .addOption(outputOption())
+      .action(async (opts: { output: OutputFormat }, cmd: Command) => {
+        const r = await withMesh(ctx, cmd, (mesh) =>
+          ctx.spin(`asking the certificate authority (rotate ${phase})`, mesh.rotateRoot(phase, { signal: ctx.signal })),
+        );
+        const { ok: _ok, ...shown } = r;
+        if (opts.output !== 'table') return void ctx.io.stdout.write(renderValue(shown, opts.output));
+        ctx.io.stdout.write(rotationText(r));
+      });
+  }
+}
+
+export function rotationText(r: CaRotateResultV1): string {
+  const table = renderTable(
+    ['ROLE', 'ROOT-FINGERPRINT', 'NOT-AFTER', 'LIVE-CERTS'],
+    r.roots.map((root) => [root.role, root.fingerprint256, root.notAfter, String(root.liveCertificates)]),
+  );
+  const old = r.roots.find((root) => root.role === 'previous');
+  const current = r.roots.find((root) => root.role === 'current');
+  let head: string;
+  if (r.phase === 'begin') {
+    head = `root rotation begun on replica ${r.instance}: new root ${current?.fingerprint256}; the trust bundle holds both roots.\nWorkloads re-issue under the new root on their own; run \`meshctl ca rotate finish\` once the old root has no live certificates.\n`;
+  } else if (r.phase === 'finish') {
+    head = `root rotation finished: the trust bundle holds only root ${current?.fingerprint256}.\n`;
+  } else if (!old) {
+    head = 'no root rotation in progress.\n';
+  } else if (old.liveCertificates > 0) {
+    head = `root rotation in progress: ${old.liveCertificates} live certificate(s) still chain to the old root; finish would be refused.\n`;
+  } else {
+    head = 'root rotation in progress: no live certificate chains to the old root; `meshctl ca rotate finish` may run.\n';
+  }
+  return `${head}${table}`;
 }
