@@ -6,7 +6,7 @@ import { connectBus, drainBus, provisionCa } from '@novamesh/bus';
 import { JetStreamServer, NestPinoLogger, PassThroughRpcFilter } from '@novamesh/bus/nest';
 import { certificateInfo, loadOrCreateCa } from '@novamesh/ca';
 import { queueGroups } from '@novamesh/contracts';
-import { createLogger, setupTelemetry, shutdownTelemetry } from '@novamesh/observability';
+import { createLogger, onShutdown, setupTelemetry } from '@novamesh/observability';
 import { CaModule } from './ca.module';
 import { type ConfigError, loadConfig } from './config';
 import { CaMetrics, startMetricsServer } from './metrics';
@@ -111,23 +111,12 @@ async function main(): Promise<void> {
   await app.listen();
   logger.info({ nats: config.natsUrl, trustDomain: config.trustDomain }, 'certificate-authority ready');
 
-  let stopping = false;
-  const shutdown = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'draining');
-    const force = setTimeout(() => process.exit(1), 10_000);
-    force.unref();
+  onShutdown(logger, async () => {
     await app.close();
     await drainBus(nc);
     metricsServer?.closeAllConnections();
     await new Promise((r) => (metricsServer ? metricsServer.close(r) : r(undefined)));
-    await shutdownTelemetry();
-    logger.info('stopped');
-    process.exit(0);
-  };
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  process.on('SIGINT', () => void shutdown('SIGINT'));
+  });
 }
 
 const hostPort = (host: string, port: number) => (host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`);

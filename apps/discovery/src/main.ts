@@ -5,7 +5,7 @@ import type { MicroserviceOptions } from '@nestjs/microservices';
 import { connectBus, drainBus, provisionDiscovery, publishDeadLetter, REGISTRY_MAX_DELIVER } from '@novamesh/bus';
 import { JetStreamServer, NestPinoLogger, PassThroughRpcFilter } from '@novamesh/bus/nest';
 import { consumers, queueGroups, streams } from '@novamesh/contracts';
-import { createLogger, setupTelemetry, shutdownTelemetry } from '@novamesh/observability';
+import { createLogger, onShutdown, setupTelemetry } from '@novamesh/observability';
 import { createRedis, HealthStore } from '@novamesh/state';
 import { ConfigError, loadConfig } from './config';
 import { DiscoveryModule } from './discovery.module';
@@ -72,13 +72,7 @@ async function main(): Promise<void> {
   app.get(HealthCheckerService).start();
   logger.info({ nats: config.natsUrl, redis: config.redisUrl.replace(/\/\/[^@]*@/, '//***@') }, 'discovery ready');
 
-  let stopping = false;
-  const shutdown = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'draining');
-    const force = setTimeout(() => process.exit(1), 10_000);
-    force.unref();
+  onShutdown(logger, async () => {
     app.get(SweeperService).stop();
     app.get(HealthCheckerService).stop();
     await app.close(); // stops pulling; in-flight events finish and are acked
@@ -87,12 +81,7 @@ async function main(): Promise<void> {
     await app.get(EndpointsViewService).stop();
     await drainBus(nc);
     redis.disconnect();
-    await shutdownTelemetry();
-    logger.info('stopped');
-    process.exit(0);
-  };
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  process.on('SIGINT', () => void shutdown('SIGINT'));
+  });
 }
 
 main().catch((err) => {

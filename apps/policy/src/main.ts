@@ -5,7 +5,7 @@ import type { MicroserviceOptions } from '@nestjs/microservices';
 import { connectBus, drainBus, provisionPolicy } from '@novamesh/bus';
 import { JetStreamServer, NestPinoLogger, PassThroughRpcFilter } from '@novamesh/bus/nest';
 import { queueGroups } from '@novamesh/contracts';
-import { createLogger, setupTelemetry, shutdownTelemetry } from '@novamesh/observability';
+import { createLogger, onShutdown, setupTelemetry } from '@novamesh/observability';
 import { type ConfigError, loadConfig } from './config';
 import { EffectivePublisherService } from './effective-publisher.service';
 import { PolicyModule } from './policy.module';
@@ -47,24 +47,13 @@ async function main(): Promise<void> {
   await app.listen();
   logger.info({ nats: config.natsUrl }, 'policy ready');
 
-  let stopping = false;
-  const shutdown = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'draining');
-    const force = setTimeout(() => process.exit(1), 10_000);
-    force.unref();
+  onShutdown(logger, async () => {
     await app.close();
     app.get(PolicyStoreService).stop();
     await app.get(ServicesViewService).stop();
     await app.get(EffectivePublisherService).stop();
     await drainBus(nc);
-    await shutdownTelemetry();
-    logger.info('stopped');
-    process.exit(0);
-  };
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  process.on('SIGINT', () => void shutdown('SIGINT'));
+  });
 }
 
 main().catch((err) => {
