@@ -1,7 +1,7 @@
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Inject, Injectable } from '@nestjs/common';
-import { publishJsonNoAck } from '@novamesh/bus';
+import { followKv, publishJsonNoAck } from '@novamesh/bus';
 import { ErrorCode, MeshError, subjects } from '@novamesh/contracts';
 import {
   type Applied,
@@ -57,25 +57,18 @@ export class RegistryService {
 
   /** Loads the bucket and keeps the in-memory view current; resolves once the initial load is done. */
   async start(): Promise<void> {
-    const status = await this.kv.status();
-    const watcher = await this.kv.watch({ ignoreDeletes: false });
-    this.stopWatch = () => watcher.stop();
-    this.watching = true;
-    let resolveLoaded!: () => void;
-    const loaded = new Promise<void>((r) => {
-      resolveLoaded = r;
-    });
-    if (status.values === 0) resolveLoaded();
-    void (async () => {
-      for await (const e of watcher) {
+    const watch = await followKv(
+      this.kv,
+      (e) => {
         const known = this.cache.get(e.key);
         // Our own writes come back through the watch: skip parsing what we already hold.
         if (e.operation === 'PUT' && !(known && known.revision >= e.revision)) this.remember(e.key, e.json<ServiceRecord>(), e.revision);
         else if (e.operation !== 'PUT') this.forget(e.key);
-        if (e.delta === 0) resolveLoaded();
-      }
-    })().catch((err) => this.log.error({ err }, 'registry watch ended'));
-    await Promise.race([loaded, new Promise((r) => setTimeout(r, 30_000))]);
+      },
+      { logger: this.log },
+    );
+    this.stopWatch = watch.stop;
+    this.watching = true;
     this.log.info({ services: this.cache.size }, 'registry loaded');
   }
 

@@ -1,5 +1,6 @@
 import type { KV } from '@nats-io/kv';
 import { Inject, Injectable } from '@nestjs/common';
+import { followKv } from '@novamesh/bus';
 import {
   ErrorCode,
   type Issue,
@@ -65,17 +66,9 @@ export class PolicyStoreService {
   }
 
   async start(): Promise<void> {
-    const status = await this.kv.status();
-    const watcher = await this.kv.watch({ ignoreDeletes: false });
-    this.stopWatch = () => watcher.stop();
-    let resolveLoaded!: () => void;
-    const loaded = new Promise<void>((r) => {
-      resolveLoaded = r;
-    });
-    if (status.values === 0) resolveLoaded();
-    let initial = true;
-    void (async () => {
-      for await (const e of watcher) {
+    const watch = await followKv(
+      this.kv,
+      async (e, initial) => {
         const before = this.cache.get(e.key);
         this.lastRevision = Math.max(this.lastRevision, e.revision);
         if (e.operation === 'PUT') {
@@ -85,15 +78,12 @@ export class PolicyStoreService {
             this.log.error({ err, key: e.key }, 'unreadable policy in the bucket ignored');
           }
         } else this.cache.delete(e.key);
+        // Changes after the initial load refresh the effective policies they touch.
         if (!initial) await this.refreshFor([before?.policy, this.cache.get(e.key)?.policy], e.revision);
-        if (e.delta === 0 && initial) {
-          initial = false;
-          resolveLoaded();
-        }
-      }
-    })().catch((err) => this.log.error({ err }, 'policy watch ended'));
-    await Promise.race([loaded, new Promise((r) => setTimeout(r, 30_000))]);
-    initial = false;
+      },
+      { logger: this.log },
+    );
+    this.stopWatch = watch.stop;
     // Every known service gets its effective policy (also those with no policy: the defaults).
     await this.refreshAll();
     this.services.onNewService((service) => void this.refreshServices([service], this.lastRevision));

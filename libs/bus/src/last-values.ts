@@ -1,4 +1,5 @@
 import { DeliverPolicy, type JetStreamClient, type JsMsg } from '@nats-io/jetstream';
+import type { KV, KvWatchEntry } from '@nats-io/kv';
 import type { Logger } from '@novamesh/observability';
 
 export interface LastValuesOptions {
@@ -67,4 +68,36 @@ export async function* lastValues<T>(js: JetStreamClient, stream: string, filter
     signal?.removeEventListener('abort', onAbort);
     await messages.close().catch(() => undefined);
   }
+}
+
+/**
+ * Follows every key of a KV bucket: first the current value of each key (`initial` true), then
+ * each change (`initial` false), one entry at a time (an async handler is awaited). Resolves once
+ * the current values have been delivered, so a caller starts with a complete view.
+ */
+export async function followKv(
+  kv: KV,
+  onEntry: (entry: KvWatchEntry, initial: boolean) => void | Promise<void>,
+  opts: { logger?: Logger; loadTimeoutMs?: number } = {},
+): Promise<{ stop(): void }> {
+  const status = await kv.status();
+  const watcher = await kv.watch({ ignoreDeletes: false });
+  let initial = status.values > 0;
+  let resolveLoaded!: () => void;
+  const loaded = new Promise<void>((r) => {
+    resolveLoaded = r;
+  });
+  if (!initial) resolveLoaded();
+  void (async () => {
+    for await (const e of watcher) {
+      await onEntry(e, initial);
+      if (initial && e.delta === 0) {
+        initial = false;
+        resolveLoaded();
+      }
+    }
+  })().catch((err) => opts.logger?.error({ err, bucket: status.bucket }, 'KV watch ended'));
+  await Promise.race([loaded, new Promise((r) => setTimeout(r, opts.loadTimeoutMs ?? 30_000))]);
+  initial = false;
+  return { stop: () => watcher.stop() };
 }
