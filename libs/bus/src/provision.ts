@@ -202,3 +202,32 @@ export async function provisionCa(
   const certs = await ensureKv(nc, buckets.caCerts, opts);
   return { jsm, tokens, certs };
 }
+
+/**
+ * Proxy snapshots, one retained message per service. File storage, so a sidecar that starts while
+ * proxy-config is down still finds its service's current snapshot (static stability); proxy-config
+ * rebuilds every snapshot from the endpoint and config streams, so nothing here is the only copy.
+ */
+export function proxyStream(opts: TopologyOptions = {}): StreamConfig {
+  return {
+    name: streams.proxy,
+    subjects: [subjects.proxyConfigAll],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    max_msgs_per_subject: 1,
+    duplicate_window: 120_000 * NS_PER_MS,
+    num_replicas: opts.replicas ?? 1,
+  } as StreamConfig;
+}
+
+/**
+ * Provisions what proxy-config reads and writes: the mesh streams, MESH_CA (it follows the trust
+ * bundle) and MESH_PROXY. Idempotent; safe from every replica.
+ */
+export async function provisionProxyConfig(nc: NatsConnection, opts: TopologyOptions = {}): Promise<{ jsm: JetStreamManager }> {
+  const jsm = await jetstreamManager(nc);
+  for (const s of meshStreams(opts)) await ensureStream(jsm, s);
+  await ensureStream(jsm, caStream(opts));
+  await ensureStream(jsm, proxyStream(opts));
+  return { jsm };
+}

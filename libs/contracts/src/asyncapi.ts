@@ -38,6 +38,7 @@ import {
   PolicyRollbackRequestV1,
   PolicySchema,
 } from './policy';
+import { ProxyAckV1, ProxySnapshotV1, ProxyStatusReplyV1, ProxyStatusRequestV1 } from './proxy';
 
 function schema(s: z.ZodType): unknown {
   const json = z.toJSONSchema(s, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
@@ -114,6 +115,10 @@ export function buildAsyncApi(): Record<string, unknown> {
     },
     TrustBundleV1: { name: 'TrustBundleV1', payload: schema(TrustBundleV1) },
     RevocationListV1: { name: 'RevocationListV1', payload: schema(RevocationListV1) },
+    ProxySnapshotV1: { name: 'ProxySnapshotV1', payload: schema(ProxySnapshotV1) },
+    ProxyAckV1: { name: 'ProxyAckV1', payload: schema(ProxyAckV1) },
+    ProxyStatusRequestV1: { name: 'ProxyStatusRequestV1', payload: schema(ProxyStatusRequestV1) },
+    ProxyStatusReplyV1: { name: 'ProxyStatusReplyV1', payload: schema(ProxyStatusReplyV1) },
   };
   const ref = (m: keyof typeof messages) => ({ $ref: `#/components/messages/${m}` });
   const registry = (action: string, m: keyof typeof messages, description: string) => ({
@@ -233,6 +238,30 @@ export function buildAsyncApi(): Record<string, unknown> {
       description: 'Revocation list (serials of revoked certificates); JetStream stream MESH_CA keeps the last message.',
       messages: { RevocationListV1: ref('RevocationListV1') },
     },
+    proxyConfig: {
+      address: `${SUBJECT_ROOT}.config.proxy.{service}`,
+      description:
+        'Proxy snapshot of a service (listeners, routes, upstreams with endpoints, TLS and authorization), published by proxy-config only when its hash changes; JetStream stream MESH_PROXY keeps the last message per subject.',
+      parameters: serviceParam,
+      messages: { ProxySnapshotV1: ref('ProxySnapshotV1') },
+    },
+    proxyAck: {
+      address: `${SUBJECT_ROOT}.proxy.ack.{service}.{sidecar}`,
+      description: 'A sidecar reports the snapshot version it applied or refused (core NATS), on change and every 10 s.',
+      parameters: { ...serviceParam, sidecar: { description: 'The sidecar id.' } },
+      messages: { ProxyAckV1: ref('ProxyAckV1') },
+    },
+    proxyStatus: {
+      address: `${SUBJECT_ROOT}.proxy.status`,
+      description:
+        'Every sidecar with its applied and latest version and lag (`meshctl proxy-status`): core NATS request/reply answered by one proxy-config replica.',
+      messages: { ProxyStatusRequestV1: ref('ProxyStatusRequestV1') },
+    },
+    proxyStatusReply: {
+      address: null,
+      description: 'Reply to `mesh.v1.proxy.status` (the request inbox).',
+      messages: { ProxyStatusReplyV1: ref('ProxyStatusReplyV1') },
+    },
     deadLetter: {
       address: `${SUBJECT_ROOT}.deadletter.{source}.{service}`,
       description: 'Refused events with the reason; JetStream stream MESH_DEADLETTER, kept 7 days. {service} is "_" when unknown.',
@@ -282,6 +311,13 @@ export function buildAsyncApi(): Record<string, unknown> {
       caRotate: { action: 'send', channel: { $ref: '#/channels/caRotate' }, reply: { channel: { $ref: '#/channels/caRotateReply' } } },
       watchTrustBundle: { action: 'receive', channel: { $ref: '#/channels/caBundle' } },
       watchRevocations: { action: 'receive', channel: { $ref: '#/channels/caRevoked' } },
+      watchProxyConfig: { action: 'receive', channel: { $ref: '#/channels/proxyConfig' } },
+      acknowledgeProxyConfig: send('proxyAck'),
+      proxyStatus: {
+        action: 'send',
+        channel: { $ref: '#/channels/proxyStatus' },
+        reply: { channel: { $ref: '#/channels/proxyStatusReply' } },
+      },
     },
     components: { messages },
   };

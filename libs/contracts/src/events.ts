@@ -55,6 +55,8 @@ export const EndpointSetV1 = z.object({
   port: z.number(),
   virtualIP: z.string().optional(),
   endpoints: z.array(EndpointStateV1),
+  /** The services this one calls, when it declared them at registration (see ServiceSchema.upstreams). */
+  upstreams: z.array(z.string()).optional(),
   deregistered: z.boolean(),
   updatedAt: z.string(),
 });

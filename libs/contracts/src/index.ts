@@ -7,4 +7,5 @@ export * from './fixtures';
 export * from './names';
 export * from './parse';
 export * from './policy';
+export * from './proxy';
 export * from './service.schema';

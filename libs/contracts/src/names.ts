@@ -61,6 +61,14 @@ export const subjects = {
   caBundle: `${SUBJECT_ROOT}.ca.bundle`,
   /** `mesh.v1.ca.revoked`: the revocation list (serials), last value in MESH_CA. */
   caRevoked: `${SUBJECT_ROOT}.ca.revoked`,
+  /** `mesh.v1.config.proxy.<service>`: the proxy snapshot of one service, last value per subject in MESH_PROXY. */
+  proxyConfig: (service: string): string => `${SUBJECT_ROOT}.config.proxy.${assertSubjectToken(service)}`,
+  proxyConfigAll: `${SUBJECT_ROOT}.config.proxy.>`,
+  /** `mesh.v1.proxy.ack.<service>.<sidecar>`: core NATS, a sidecar's applied/refused snapshot version. */
+  proxyAck: (service: string, sidecar: string): string => `${SUBJECT_ROOT}.proxy.ack.${assertSubjectToken(service)}.${sidecar}`,
+  proxyAckAll: `${SUBJECT_ROOT}.proxy.ack.>`,
+  /** Request/reply answered by one proxy-config replica: every sidecar with its version and lag. */
+  proxyStatus: `${SUBJECT_ROOT}.proxy.status`,
 } as const;
 
 export const CA_COMMANDS = ['sign', 'token.create', 'revoke', 'certs.list', 'info', 'rotate'] as const;
@@ -93,6 +101,8 @@ export const streams = {
   config: 'MESH_CONFIG',
   /** Trust bundle and revocation list of the certificate authority, last value per subject. */
   ca: 'MESH_CA',
+  /** Proxy snapshots, one retained message per service; rebuildable by proxy-config. */
+  proxy: 'MESH_PROXY',
 } as const;
 
 export const consumers = {
@@ -118,6 +128,7 @@ export const queueGroups = {
   discovery: 'discovery',
   policy: 'policy',
   certificateAuthority: 'certificate-authority',
+  proxyConfig: 'proxy-config',
 } as const;
 
 /** NATS header names Novamesh sets or reads. */

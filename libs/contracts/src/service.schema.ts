@@ -118,6 +118,11 @@ export const ServiceSchema = z
       .default({}),
     healthCheck: HealthCheckSchema.optional(),
     heartbeat: HeartbeatSettingsSchema.optional(),
+    /**
+     * The services this one calls. Its sidecars then get only those in their snapshot (and are
+     * re-configured only when those change); when omitted, every service of the mesh.
+     */
+    upstreams: z.array(serviceName).max(LIMITS.endpoints, `at most ${LIMITS.endpoints} upstreams`).optional(),
   })
   .superRefine((svc, ctx) => {
     const seen = new Map<string, number>();

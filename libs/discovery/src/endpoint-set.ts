@@ -68,7 +68,9 @@ export function computeEndpointSet(record: ServiceRecord, health: HealthView, no
 }
 
 /** Content hash of an endpoint set; equal for a computed set and the event published from it. */
-export function hashEndpointSet(set: Pick<EndpointSetV1, 'type' | 'port' | 'virtualIP' | 'deregistered' | 'endpoints'>): string {
+export function hashEndpointSet(
+  set: Pick<EndpointSetV1, 'type' | 'port' | 'virtualIP' | 'deregistered' | 'endpoints' | 'upstreams'>,
+): string {
   const endpoints = set.endpoints.map((e) => ({
     id: e.id,
     address: e.address,
@@ -79,7 +81,7 @@ export function hashEndpointSet(set: Pick<EndpointSetV1, 'type' | 'port' | 'virt
     ...(e.reason ? { reason: e.reason } : {}),
   }));
   return createHash('sha256')
-    .update(JSON.stringify([set.type, set.port, set.virtualIP ?? null, set.deregistered, endpoints]))
+    .update(JSON.stringify([set.type, set.port, set.virtualIP ?? null, set.deregistered, endpoints, set.upstreams ?? null]))
     .digest('base64url')
     .slice(0, 22);
 }
@@ -93,6 +95,7 @@ export function toEndpointSetEvent(name: string, record: ServiceRecord, set: Com
     port: record.spec.port,
     ...(record.spec.virtualIP ? { virtualIP: record.spec.virtualIP } : {}),
     endpoints: set.endpoints,
+    ...(record.spec.upstreams ? { upstreams: record.spec.upstreams } : {}),
     deregistered: set.deregistered,
     updatedAt: new Date(now).toISOString(),
   };
