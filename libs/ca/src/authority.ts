@@ -11,6 +11,7 @@ import {
   subjectKeyId,
 } from './certificate';
 import { generatePrivateKey, importSigner, type KeyAlgorithm, spkiOf } from './keys';
+import { type LeafIssuer, leafIssuer } from './leaf-der';
 import { pemText } from './pem';
 import { assertTrustDomain } from './spiffe-id';
 import { webcrypto, x509 } from './x509';
@@ -84,7 +85,14 @@ export interface CreateIntermediateCaOptions {
  * certificate may sign certificates and (unless `now` is undefined) is valid at `now`. Throws
  * MeshValidationError at `<path>.certPem` / `<path>.keyPem`.
  */
-type PreparedIssuer = { cert: x509.X509Certificate; signer: Awaited<ReturnType<typeof importSigner>>; keyId: string; issues: Issue[] };
+type PreparedIssuer = {
+  cert: x509.X509Certificate;
+  signer: Awaited<ReturnType<typeof importSigner>>;
+  keyId: string;
+  /** What the DER leaf writer needs: issuer name bytes, signature algorithm, key. */
+  leaf: LeafIssuer;
+  issues: Issue[];
+};
 
 // Parsing the issuer and importing its key cost a quarter of each signature: a CA signs with the
 // same issuer for its whole life, so the prepared issuer is kept (a few entries, keyed by content).
@@ -99,7 +107,14 @@ async function prepareIssuer(ca: CertifiedKey, path: string): Promise<PreparedIs
     issues.push({ path: `${path}.keyPem`, message: 'does not match the certificate' });
   if (!canSignCertificates(cert))
     issues.push({ path: `${path}.certPem`, message: `"${cert.subject}" is not a CA allowed to sign certificates` });
-  return { cert, signer, keyId: await subjectKeyId(cert), issues };
+  const keyId = await subjectKeyId(cert);
+  let leaf: LeafIssuer | undefined;
+  try {
+    leaf = leafIssuer(Buffer.from(cert.rawData), signer, keyId);
+  } catch {
+    issues.push({ path: `${path}.certPem`, message: 'is not DER-encoded' });
+  }
+  return { cert, signer, keyId, leaf: leaf as LeafIssuer, issues };
 }
 
 export async function loadIssuer(ca: CertifiedKey, path: string, now: number | undefined) {
@@ -111,7 +126,7 @@ export async function loadIssuer(ca: CertifiedKey, path: string, now: number | u
     entry.catch(() => prepared.delete(key));
     if (prepared.size > PREPARED_MAX) prepared.delete(prepared.keys().next().value as string);
   }
-  const { cert, signer, keyId, issues: fixed } = await entry;
+  const { cert, signer, keyId, leaf, issues: fixed } = await entry;
   const issues = [...fixed];
   if (now !== undefined && (now < cert.notBefore.getTime() || now > cert.notAfter.getTime())) {
     issues.push({
@@ -120,7 +135,7 @@ export async function loadIssuer(ca: CertifiedKey, path: string, now: number | u
     });
   }
   if (issues.length) throw new MeshValidationError('unusable issuer', issues);
-  return { cert, signer, keyId };
+  return { cert, signer, keyId, leaf };
 }
 
 /**

@@ -3,7 +3,7 @@ import { AsnConvert } from '@peculiar/asn1-schema';
 import { GeneralName, GeneralSubtree, GeneralSubtrees, id_ce_nameConstraints, NameConstraints } from '@peculiar/asn1-x509';
 import { invalid } from './errors';
 import { describeKey, type KeyDescription } from './keys';
-import { singlePem } from './pem';
+import { pemEncode, singlePem } from './pem';
 import { spiffeIdProblem } from './spiffe-id';
 import { webcrypto, x509 } from './x509';
 
@@ -63,7 +63,19 @@ export function fingerprint256(cert: x509.X509Certificate): string {
 }
 
 export function sameCertificate(a: x509.X509Certificate, b: x509.X509Certificate): boolean {
-  return Buffer.from(a.rawData).equals(Buffer.from(b.rawData));
+  return a === b || Buffer.from(a.rawData).equals(Buffer.from(b.rawData));
+}
+
+const pems = new WeakMap<x509.X509Certificate, string>();
+
+/** The certificate as PEM text (computed once per parsed certificate). */
+export function certificatePem(cert: x509.X509Certificate): string {
+  let pem = pems.get(cert);
+  if (pem === undefined) {
+    pem = pemEncode(new Uint8Array(cert.rawData), 'CERTIFICATE');
+    pems.set(cert, pem);
+  }
+  return pem;
 }
 
 export function publicKeyOf(cert: x509.X509Certificate | x509.Pkcs10CertificateRequest): { spki: Buffer; description: KeyDescription } {
@@ -155,11 +167,21 @@ export function spiffeNameConstraints(trustDomain: string): x509.Extension {
   return new x509.Extension(id_ce_nameConstraints, true, AsnConvert.serialize(nc));
 }
 
-/**
- * Why `names` (SAN entries of a certificate issued below `ca`) break the CA's name constraints, or
- * undefined when they do not. Constraint forms other than URI and DNS are refused as not understood.
- */
-export function nameConstraintProblem(ca: x509.X509Certificate, names: { type: string; value: string }[]): string | undefined {
+type ParsedConstraints = { permitted: ConstraintNames; excluded: ConstraintNames } | string | undefined;
+type ConstraintNames = { uri: string[]; dns: string[]; other: number };
+
+// A CA's name constraints are checked on every signature: parsed once per parsed certificate.
+const constraints = new WeakMap<x509.X509Certificate, ParsedConstraints>();
+
+/** The CA's URI and DNS name constraints, a problem sentence, or undefined when it has none. */
+function constraintsOf(ca: x509.X509Certificate): ParsedConstraints {
+  if (constraints.has(ca)) return constraints.get(ca);
+  const parsed = readConstraints(ca);
+  constraints.set(ca, parsed);
+  return parsed;
+}
+
+function readConstraints(ca: x509.X509Certificate): ParsedConstraints {
   const ext = ca.getExtension(id_ce_nameConstraints);
   if (!ext) return undefined;
   let nc: NameConstraints;
@@ -169,7 +191,7 @@ export function nameConstraintProblem(ca: x509.X509Certificate, names: { type: s
     return `name constraints of "${ca.subject}" do not parse`;
   }
   const read = (subtrees: NameConstraints['permittedSubtrees']) => {
-    const out = { uri: [] as string[], dns: [] as string[], other: 0 };
+    const out: ConstraintNames = { uri: [], dns: [], other: 0 };
     for (const s of subtrees ?? []) {
       if (s.base.uniformResourceIdentifier !== undefined) out.uri.push(s.base.uniformResourceIdentifier);
       else if (s.base.dNSName !== undefined) out.dns.push(s.base.dNSName);
@@ -180,6 +202,17 @@ export function nameConstraintProblem(ca: x509.X509Certificate, names: { type: s
   const permitted = read(nc.permittedSubtrees);
   const excluded = read(nc.excludedSubtrees);
   if (permitted.other || excluded.other) return `name constraints of "${ca.subject}" use a form other than URI or DNS`;
+  return { permitted, excluded };
+}
+
+/**
+ * Why `names` (SAN entries of a certificate issued below `ca`) break the CA's name constraints, or
+ * undefined when they do not. Constraint forms other than URI and DNS are refused as not understood.
+ */
+export function nameConstraintProblem(ca: x509.X509Certificate, names: { type: string; value: string }[]): string | undefined {
+  const nc = constraintsOf(ca);
+  if (nc === undefined || typeof nc === 'string') return nc;
+  const { permitted, excluded } = nc;
   for (const { type, value } of names) {
     if (type === 'url') {
       const host = uriHost(value);

@@ -30,3 +30,11 @@ export function pemText(obj: { toString(format: 'pem'): string }): string {
   const text = obj.toString('pem');
   return text.endsWith('\n') ? text : `${text}\n`;
 }
+
+/** PEM text of DER bytes under `label`: base64 in 64-character lines, newline-terminated (as {@link pemText} writes it). */
+export function pemEncode(der: Uint8Array, label: string): string {
+  const b64 = Buffer.from(der.buffer, der.byteOffset, der.byteLength).toString('base64');
+  let body = '';
+  for (let i = 0; i < b64.length; i += 64) body += `${b64.slice(i, i + 64)}\n`;
+  return `-----BEGIN ${label}-----\n${body}-----END ${label}-----\n`;
+}

@@ -1,8 +1,10 @@
+import { createPrivateKey, createPublicKey, ECDH, type KeyObject, sign as nodeSign, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorCode, MeshError, MeshValidationError } from '@novamesh/contracts';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { openssl, opensslDates, PAYMENT, PAYMENT_ID, put, type TestCa, tempDir, testCa } from './ca.spec-helper';
+import { bitString, explicit, ia5String, octetString, oid, sequence, set, smallInteger, utf8String } from './der';
 import { certificateInfo, createCsr, generatePrivateKey, type SignWorkloadCsrOptions, signWorkloadCsr } from './index';
 
 const DNS = ['payment.shop.svc', 'payment.shop.svc.novamesh.local'];
@@ -192,6 +194,76 @@ describe('signWorkloadCsr refuses, saying where and why', () => {
     expect(await refusal(sign(ca.root.certPem))).toEqual([{ path: 'csr', message: 'not a PEM CERTIFICATE REQUEST (found CERTIFICATE)' }]);
   });
 
+  it('truncated DER, and DER that is not a CSR', async () => {
+    const { csrPem } = await createCsr({ spiffeId: PAYMENT_ID });
+    const der = Buffer.from(csrPem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
+    const certDer = Buffer.from(ca.root.certPem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
+    for (const bad of [der.subarray(0, der.length - 1), der.subarray(0, 40), Buffer.concat([der, Buffer.of(0)]), certDer]) {
+      expect(await refusal(sign(asCsrPem(bad)))).toEqual([{ path: 'csr', message: 'not a parseable PKCS#10 request' }]);
+    }
+  });
+
+  it('a signature algorithm other than ECDSA or RSA PKCS#1 v1.5 with SHA-2', async () => {
+    const dir = put(tempDir(), { 'rsa.pem': await generatePrivateKey({ kind: 'rsa' }), 'ec.pem': await generatePrivateKey() });
+    const req = (key: string, ...extra: string[]) =>
+      openssl(['req', '-new', '-key', key, '-subj', '/CN=payment', '-addext', `subjectAltName=URI:${PAYMENT_ID}`, ...extra], { cwd: dir })
+        .out;
+    const unsupported = (name: string) =>
+      `signature algorithm ${name} is not supported (ECDSA or RSA PKCS#1 v1.5 with SHA-256, SHA-384 or SHA-512)`;
+    expect(await refusal(sign(req('rsa.pem', '-sigopt', 'rsa_padding_mode:pss')))).toEqual([
+      { path: 'csr.signature', message: unsupported('RSASSA-PSS (1.2.840.113549.1.1.10)') },
+    ]);
+    expect(await refusal(sign(req('ec.pem', '-sha1')))).toEqual([
+      { path: 'csr.signature', message: unsupported('ecdsa-with-SHA1 (1.2.840.10045.4.1)') },
+    ]);
+    await expect(sign(req('ec.pem', '-sha384'))).resolves.toBeDefined();
+    await expect(sign(req('rsa.pem', '-sha512'))).resolves.toBeDefined();
+  });
+
+  it('names every SAN form it will not put in a certificate', async () => {
+    const dir = put(tempDir(), { 'key.pem': await generatePrivateKey() });
+    const san = `URI:${PAYMENT_ID},IP:2001:db8::1,IP:::1,email:ops@example.com,RID:1.2.3.4,otherName:1.3.6.1.4.1.311.20.2.3;UTF8:a@b`;
+    const req = openssl(['req', '-new', '-key', 'key.pem', '-subj', '/CN=payment', '-addext', `subjectAltName=${san}`], { cwd: dir });
+    expect(await refusal(sign(req.out))).toEqual([
+      { path: 'csr.san', message: 'ip name 2001:db8::1 is not allowed (only URI and DNS)' },
+      { path: 'csr.san', message: 'ip name ::1 is not allowed (only URI and DNS)' },
+      { path: 'csr.san', message: 'email name ops@example.com is not allowed (only URI and DNS)' },
+      { path: 'csr.san', message: 'registeredID name 1.2.3.4 is not allowed (only URI and DNS)' },
+      { path: 'csr.san', message: 'otherName name 1.3.6.1.4.1.311.20.2.3 is not allowed (only URI and DNS)' },
+    ]);
+  });
+
+  it('hand-made requests: a SAN that does not parse, a signature labelled for another key type, no attributes', async () => {
+    const ecKey = createPrivateKey(await generatePrivateKey());
+    const rsaKey = createPrivateKey(await generatePrivateKey({ kind: 'rsa' }));
+    const sanOf = (names: Buffer) => [sequence(oid('2.5.29.17'), octetString(names))];
+    const goodSan = sanOf(sequence(ia5String(PAYMENT_ID, 6)));
+    expect(await sign(handMadeCsr(ecKey, { extensions: goodSan }))).toMatchObject({ spiffeId: PAYMENT_ID });
+
+    expect(await refusal(sign(handMadeCsr(ecKey, { extensions: sanOf(Buffer.from('3004860141', 'hex')) })))).toEqual([
+      { path: 'csr.san', message: 'the requested subjectAltName does not parse' },
+    ]);
+    expect(await refusal(sign(handMadeCsr(rsaKey, { extensions: goodSan, signatureOid: '1.2.840.10045.4.3.2' })))).toEqual([
+      { path: 'csr.signature', message: 'does not verify' },
+    ]);
+    // A compressed EC point is read by OpenSSL's SPKI decoder (the JWK shortcut takes uncompressed points only).
+    const point = createPublicKey(ecKey).export({ format: 'jwk' });
+    const compressed = ECDH.convertKey(
+      Buffer.concat([Buffer.of(4), Buffer.from(point.x!, 'base64url'), Buffer.from(point.y!, 'base64url')]),
+      'prime256v1',
+      undefined,
+      undefined,
+      'compressed',
+    ) as Buffer;
+    const spki = sequence(sequence(oid('1.2.840.10045.2.1'), oid('1.2.840.10045.3.1.7')), bitString(compressed));
+    const leaf = await sign(handMadeCsr(ecKey, { extensions: goodSan, spki }));
+    expect(new X509Certificate(leaf.certPem).publicKey.export({ format: 'jwk' })).toEqual(point);
+
+    expect(await refusal(sign(handMadeCsr(ecKey, { attributes: false })))).toEqual([
+      { path: 'csr.san', message: 'expected exactly one URI SAN (the SPIFFE ID spiffe://novamesh.local/ns/shop/svc/payment), found 0' },
+    ]);
+  });
+
   it('every problem of one CSR at once, in the message too', async () => {
     const { csrPem } = await createCsr({
       spiffeId: 'spiffe://novamesh.local/ns/shop/svc/orders',
@@ -225,3 +297,21 @@ describe('signWorkloadCsr refuses, saying where and why', () => {
     ]);
   });
 });
+
+const asCsrPem = (der: Buffer) =>
+  `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64').replace(/(.{64})/g, '$1\n')}\n-----END CERTIFICATE REQUEST-----\n`;
+
+/** A PKCS#10 request built with the DER writer, for shapes no CSR tool produces. */
+function handMadeCsr(key: KeyObject, opts: { extensions?: Buffer[]; attributes?: boolean; signatureOid?: string; spki?: Buffer }): string {
+  const rsa = key.asymmetricKeyType === 'rsa';
+  const spki = opts.spki ?? createPublicKey(key).export({ type: 'spki', format: 'der' });
+  const attributes = sequence(oid('1.2.840.113549.1.9.14'), set(sequence(...(opts.extensions ?? []))));
+  const info = sequence(
+    smallInteger(0),
+    sequence(set(sequence(oid('2.5.4.3'), utf8String('payment')))),
+    spki,
+    ...(opts.attributes === false ? [] : [explicit(0, attributes)]),
+  );
+  const signatureOid = opts.signatureOid ?? (rsa ? '1.2.840.113549.1.1.11' : '1.2.840.10045.4.3.2');
+  return asCsrPem(sequence(info, sequence(oid(signatureOid)), bitString(nodeSign('sha256', info, key))));
+}

@@ -1,20 +1,21 @@
+import type { KeyObject } from 'node:crypto';
 import { type Issue, MeshValidationError } from '@novamesh/contracts';
 import { loadIssuer } from './authority';
 import {
   type CertifiedKey,
+  certificatePem,
   isSelfIssued,
   nameConstraintProblem,
   parseCertificate,
-  publicKeyOf,
   randomSerial,
   sameCertificate,
-  sanNames,
 } from './certificate';
+import { csrPublicKey, csrSignatureProblem, generalNames, type ParsedCsr, parseCsr } from './csr-der';
 import { invalid } from './errors';
-import { keyLabel } from './keys';
-import { pemText, singlePem } from './pem';
+import { describeKey, keyLabel } from './keys';
+import { signLeaf } from './leaf-der';
+import { pemEncode, singlePem } from './pem';
 import { spiffeId, spiffeIdProblem, type WorkloadIdentity } from './spiffe-id';
-import { webcrypto, x509 } from './x509';
 
 export const DEFAULT_LIFETIME_MS = 24 * 3_600_000;
 export const DEFAULT_BACKDATE_MS = 5 * 60_000;
@@ -65,34 +66,40 @@ function dnsAllowed(allowed: SignWorkloadCsrOptions['allowedDnsNames'], identity
 }
 
 /** The refusals a CSR earns, each `{ path: 'csr.<part>', message }`; empty when it may be signed. */
-async function csrIssues(
-  csr: x509.Pkcs10CertificateRequest,
+function csrIssues(
+  csr: ParsedCsr,
   expected: string,
   allowed: (name: string) => boolean,
-): Promise<{ issues: Issue[]; dnsNames: string[]; rsa: boolean }> {
+): { issues: Issue[]; dnsNames: string[]; rsa: boolean } {
   const issues: Issue[] = [];
-  const verified = await csr.verify(webcrypto).catch(() => false);
-  if (!verified) issues.push({ path: 'csr.signature', message: 'does not verify' });
+  let keyObject: KeyObject | undefined;
+  try {
+    keyObject = csrPublicKey(csr);
+  } catch {
+    // reported below, and the signature cannot verify
+  }
+  const signatureProblem = csrSignatureProblem(csr, keyObject);
+  if (signatureProblem) issues.push({ path: 'csr.signature', message: signatureProblem });
 
   let rsa = false;
-  try {
-    const key = publicKeyOf(csr).description;
+  if (!keyObject) {
+    issues.push({ path: 'csr.key', message: 'the public key cannot be read' });
+  } else {
+    const key = describeKey(keyObject);
     rsa = key.kind === 'rsa';
     if (key.kind === 'rsa' && key.bits < MIN_RSA_BITS) {
       issues.push({ path: 'csr.key', message: `RSA ${key.bits} bits is weaker than ${MIN_RSA_BITS}` });
     } else if (key.kind === 'other' || (key.kind === 'ec' && key.curve !== 'P-256' && key.curve !== 'P-384')) {
       issues.push({ path: 'csr.key', message: `${keyLabel(key)} is not allowed (EC P-256, EC P-384 or RSA ≥ ${MIN_RSA_BITS})` });
     }
-  } catch {
-    issues.push({ path: 'csr.key', message: 'the public key cannot be read' });
   }
 
   const dnsNames: string[] = [];
   let names: { type: string; value: string }[];
   try {
-    names = sanNames(csr.getExtension('2.5.29.17'));
+    names = csr.subjectAltName ? generalNames(csr.subjectAltName) : [];
   } catch {
-    issues.push({ path: 'csr.san', message: 'holds a name form that is not supported (only URI and DNS are)' });
+    issues.push({ path: 'csr.san', message: 'the requested subjectAltName does not parse' });
     return { issues, dnsNames, rsa };
   }
   const uris = names.filter((n) => n.type === 'url');
@@ -121,8 +128,9 @@ async function csrIssues(
  * MeshValidationError (code MESH_INVALID) with paths `csr`, `csr.signature`, `csr.key`, `csr.san`,
  * `identity`.
  * The leaf is CA:FALSE, digitalSignature (+keyEncipherment for RSA), serverAuth+clientAuth, SAN
- * URI + DNS, SKI/AKI, random serial, valid from now − backdate to now + lifetime. Stateless; safe to
- * call concurrently.
+ * URI + DNS, SKI/AKI, random serial, valid from now − backdate to now + lifetime (whole seconds, as
+ * returned). The CSR is read and the leaf written with `./der` and node:crypto, not @peculiar/x509
+ * (see `./csr-der`, `./leaf-der`). Stateless; safe to call concurrently.
  */
 export async function signWorkloadCsr(opts: SignWorkloadCsrOptions): Promise<IssuedCertificate> {
   const now = opts.now ?? Date.now();
@@ -147,13 +155,13 @@ export async function signWorkloadCsr(opts: SignWorkloadCsrOptions): Promise<Iss
   }
 
   const der = singlePem(opts.csrPem, ['CERTIFICATE REQUEST', 'NEW CERTIFICATE REQUEST'], 'csr');
-  let csr: x509.Pkcs10CertificateRequest;
+  let csr: ParsedCsr;
   try {
-    csr = new x509.Pkcs10CertificateRequest(der);
+    csr = parseCsr(der);
   } catch (cause) {
     throw invalid('certificate signing request refused', [{ path: 'csr', message: 'not a parseable PKCS#10 request' }], cause);
   }
-  const { issues, dnsNames, rsa } = await csrIssues(csr, expected, dnsAllowed(opts.allowedDnsNames, opts.identity));
+  const { issues, dnsNames, rsa } = csrIssues(csr, expected, dnsAllowed(opts.allowedDnsNames, opts.identity));
   // Never issue what a peer would reject: the names must fit every name constraint up the chain.
   const names = [{ type: 'url', value: expected }, ...dnsNames.map((value) => ({ type: 'dns', value }))];
   for (const ca of chain) {
@@ -162,43 +170,24 @@ export async function signWorkloadCsr(opts: SignWorkloadCsrOptions): Promise<Iss
   }
   if (issues.length) throw new MeshValidationError('certificate signing request refused', issues);
 
-  const { trustDomain, namespace, service } = opts.identity;
+  // DER times hold whole seconds: what is returned is exactly what the certificate says.
+  const notBefore = wholeSeconds(now - backdateMs);
+  const notAfter = wholeSeconds(Math.min(now + lifetimeMs, issuer.cert.notAfter.getTime()));
   const serial = randomSerial();
-  const notBefore = now - backdateMs;
-  const notAfter = Math.min(now + lifetimeMs, issuer.cert.notAfter.getTime());
-  const usages = x509.KeyUsageFlags.digitalSignature | (rsa ? x509.KeyUsageFlags.keyEncipherment : 0);
-  const leaf = await x509.X509CertificateGenerator.create(
-    {
-      serialNumber: serial,
-      subject: [{ O: [trustDomain] }, { OU: [namespace] }, { CN: [service] }],
-      issuer: issuer.cert.subjectName,
-      notBefore: new Date(notBefore),
-      notAfter: new Date(notAfter),
-      publicKey: csr.publicKey,
-      signingKey: issuer.signer.privateKey,
-      signingAlgorithm: issuer.signer.signingAlgorithm,
-      extensions: [
-        new x509.BasicConstraintsExtension(false, undefined, true),
-        new x509.KeyUsagesExtension(usages, true),
-        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth], false),
-        new x509.SubjectAlternativeNameExtension(
-          [{ type: 'url', value: expected }, ...dnsNames.map((value) => ({ type: 'dns' as const, value }))],
-          false,
-        ),
-        await x509.SubjectKeyIdentifierExtension.create(csr.publicKey, false, webcrypto),
-        new x509.AuthorityKeyIdentifierExtension(issuer.keyId, false),
-      ],
-    },
-    webcrypto,
-  );
-  const certPem = pemText(leaf);
-  const intermediates = chain.filter((c) => !isSelfIssued(c)).map((c) => pemText(c));
-  return {
-    certPem,
-    chainPem: [certPem, ...intermediates].join(''),
+  const leaf = signLeaf(issuer.leaf, {
     serial,
-    notBefore: leaf.notBefore.getTime(),
-    notAfter: leaf.notAfter.getTime(),
-    spiffeId: expected,
-  };
+    notBefore,
+    notAfter,
+    subject: opts.identity,
+    spki: csr.spki,
+    publicKey: csr.publicKey,
+    rsa,
+    uri: expected,
+    dnsNames,
+  });
+  const certPem = pemEncode(leaf, 'CERTIFICATE');
+  const intermediates = chain.filter((c) => !isSelfIssued(c)).map(certificatePem);
+  return { certPem, chainPem: [certPem, ...intermediates].join(''), serial, notBefore, notAfter, spiffeId: expected };
 }
+
+const wholeSeconds = (ms: number) => Math.floor(ms / 1000) * 1000;
