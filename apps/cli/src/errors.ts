@@ -107,6 +107,13 @@ const CA_HINTS: Partial<Record<string, string>> = {
   [ErrorCode.timeout]: 'the certificate authority did not answer in time: is it running? (raise --timeout if it is just slow)',
 };
 
+// Failures of `meshctl proxy-status` point at proxy-config.
+const PROXY_SUBJECT = subjects.proxyStatus;
+const PROXY_HINTS: Partial<Record<string, string>> = {
+  [ErrorCode.unavailable]: 'check --nats (or NATS_URL) and that a proxy-config replica is running',
+  [ErrorCode.timeout]: 'proxy-config did not answer in time: is it running? (raise --timeout if it is just slow)',
+};
+
 /** What the user reads on stderr: one headline, every issue with its path, maybe a hint. */
 export function describeError(err: unknown, opts: { debug?: boolean } = {}): string {
   const e = toMeshError(err);
@@ -117,6 +124,7 @@ export function describeError(err: unknown, opts: { debug?: boolean } = {}): str
   const hint =
     (e.message.includes(POLICY_SUBJECT) ? POLICY_HINTS[e.code] : undefined) ??
     (e.message.includes(CA_SUBJECT) ? CA_HINTS[e.code] : undefined) ??
+    (e.message.includes(PROXY_SUBJECT) ? PROXY_HINTS[e.code] : undefined) ??
     HINTS[e.code];
   if (hint) lines.push(`hint: ${hint}`);
   // Unexpected failures are bugs: show where they came from when asked to.

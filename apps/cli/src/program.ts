@@ -12,6 +12,7 @@ import { describeCommand } from './commands/policy-describe';
 import { diffCommand } from './commands/policy-diff';
 import { getPoliciesCommand } from './commands/policy-get';
 import { historyCommand, rollbackCommand } from './commands/policy-history';
+import { proxyStatusCommand } from './commands/proxy-status';
 import { registerCommand } from './commands/register';
 import { watchCommand } from './commands/watch';
 import type { CliContext } from './context';
@@ -78,6 +79,9 @@ Certificates (the certificate authority answers these):
   meshctl ca rotate finish                  drop the old root; exit 1 while a certificate still uses it
   meshctl check                             NATS, discovery, policy, CA and certificate expiry; exit 1 on a failure
 
+Sidecars (proxy-config answers):
+  meshctl proxy-status --service payment    snapshot version of each sidecar, in sync or not (always exit 0)
+
 Exit codes: 0 ok, 1 invalid or refused input (also a revision conflict), 2 usage error,
 3 NATS, discovery or the policy service unreachable, 4 not found.
 (diff and analyze use 1 for "differences" / "errors found"; see their --help.)`,
@@ -99,5 +103,6 @@ Exit codes: 0 ok, 1 invalid or refused input (also a revision conflict), 2 usage
   certCommand(program, ctx);
   caCommand(program, ctx);
   checkCommand(program, ctx);
+  proxyStatusCommand(program, ctx);
   return program;
 }

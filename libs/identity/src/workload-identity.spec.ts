@@ -45,6 +45,29 @@ describe('WorkloadIdentity', () => {
     expect(Object.isFrozen(cur)).toBe(true);
   });
 
+  it('resumes a saved certificate without asking the CA, and renews it on schedule; refuses to resume a stale or foreign one', async () => {
+    const { clock, ca, identity } = setup();
+    const saved = {
+      certificatePem: 'saved-cert',
+      chainPem: 'saved-chain',
+      keyPem: 'saved-key',
+      serial: '0ff',
+      notAfter: new Date(clock.now() + 50_000).toISOString(),
+      spiffeId: 'spiffe://novamesh.local/ns/shop/svc/payment',
+      trustBundlePem: 'saved-bundle',
+    };
+    expect((await identity.start({ resume: saved })).serial).toBe('0ff');
+    expect(ca.requests).toEqual([]);
+    await clock.advance(50_000);
+    expect(ca.requests[0]).toEqual({ service: 'payment', namespace: 'shop', certificatePem: 'saved-cert', keyPem: 'saved-key' });
+
+    for (const stale of [{ notAfter: new Date(0).toISOString() }, { spiffeId: 'spiffe://novamesh.local/ns/shop/svc/orders' }]) {
+      const other = setup();
+      expect((await other.identity.start({ resume: { ...saved, ...stale } })).serial).toBe('0a1');
+      expect(other.ca.requests).toEqual([{ service: 'payment', namespace: 'shop', token: TOKEN }]);
+    }
+  });
+
   it('renews with its current certificate and key at the jittered point of the lifetime, not before', async () => {
     for (const [random, at] of [
       [0, 50_000],

@@ -137,12 +137,17 @@ export class WorkloadIdentity extends EventEmitter<IdentityEvents> implements Id
 
   /**
    * Obtains the first certificate (retrying unavailable/timeout errors with backoff until `signal`
-   * aborts; a refused token rejects at once), then schedules renewal and starts the watchers.
+   * aborts; a refused token rejects at once), or resumes `resume` (a saved certificate, when still
+   * valid and for this identity) without asking the CA, then schedules renewal and starts the watchers.
    */
-  async start(opts: { signal?: AbortSignal } = {}): Promise<IdentitySnapshot> {
+  async start(opts: { signal?: AbortSignal; resume?: WorkloadCertificate } = {}): Promise<IdentitySnapshot> {
     if (this.started) throw new MeshError(ErrorCode.conflict, 'WorkloadIdentity.start() was already called');
     this.started = true;
-    for (let attempt = 0; ; attempt++) {
+    // Static stability: a saved certificate that is still valid and names this workload is used at
+    // once (renewal follows its normal schedule), so a restart does not need the CA.
+    const resumed = opts.resume && this.resumable(opts.resume);
+    if (resumed) this.install(resumed);
+    for (let attempt = 0; !resumed; attempt++) {
       opts.signal?.throwIfAborted();
       this.throwIfClosed();
       try {
@@ -173,6 +178,12 @@ export class WorkloadIdentity extends EventEmitter<IdentityEvents> implements Id
       );
     }
     return this.current();
+  }
+
+  /** `cert` when it is unexpired and for this identity (service and namespace in its SPIFFE ID); else undefined. */
+  private resumable(cert: WorkloadCertificate): WorkloadCertificate | undefined {
+    const suffix = `/ns/${this.namespace}/svc/${this.opts.service}`;
+    return cert.spiffeId.endsWith(suffix) && Date.parse(cert.notAfter) > this.clock.now() ? cert : undefined;
   }
 
   /** The certificate in use now. Throws before `start()` has resolved. */

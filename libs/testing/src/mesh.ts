@@ -36,6 +36,15 @@ export function startPolicy(opts: { natsUrl: string; instance: string; env?: Nod
   return startApp('policy', `policy-${opts.instance}`, { NATS_URL: opts.natsUrl, POLICY_INSTANCE: opts.instance, ...opts.env });
 }
 
+/** Starts a proxy-config replica and waits until it has loaded its inputs and is ready. */
+export function startProxyConfig(opts: { natsUrl: string; instance: string; env?: NodeJS.ProcessEnv }): Promise<ManagedProcess> {
+  return startApp('proxy-config', `proxy-config-${opts.instance}`, {
+    NATS_URL: opts.natsUrl,
+    PROXY_CONFIG_INSTANCE: opts.instance,
+    ...opts.env,
+  });
+}
+
 /**
  * Starts a certificate-authority replica on `caDir` and waits until it is ready. Replicas sharing a
  * directory must be started one after another (the first creates the CA, the others load it).

@@ -1,0 +1,139 @@
+import { JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { Inject, Injectable } from '@nestjs/common';
+import { followLastValues, publishJson } from '@novamesh/bus';
+import { ProxySnapshotV1, streams, subjects } from '@novamesh/contracts';
+import type { Logger } from '@novamesh/observability';
+import type { CompiledSnapshot } from '@novamesh/proxy-config';
+import { readInput } from './inbound';
+import { JETSTREAM, JETSTREAM_MANAGER, LOGGER } from './tokens';
+
+/** The last snapshot stored for one service, as far as this replica knows. */
+interface Stored {
+  /** Stream sequence of the message: what a conditional publish expects. */
+  seq: number;
+  version: number;
+  hash: string;
+}
+
+/** Conditional publishes lost to another replica in a row before giving up (the caller retries later). */
+const MAX_ATTEMPTS = 5;
+
+export type PublishOutcome =
+  | { published: true; version: number }
+  | { published: false; reason: 'unchanged' | 'published-by-another-replica' };
+
+/**
+ * The snapshots in MESH_PROXY: follows the stream (so it knows the last version, hash and stream
+ * sequence of every service, across restarts and replicas) and publishes new ones. A publish
+ * takes the next version and is conditional on the subject's last sequence being the one this
+ * replica saw, so two replicas never store two snapshots with the same version: the loser re-reads
+ * the subject and tries again only if the stored content still differs from its own.
+ * Concurrent `publish` calls must be for different services (PublishQueue guarantees it).
+ */
+@Injectable()
+export class PublishedSnapshotsService {
+  private readonly stored = new Map<string, Stored>();
+  private readonly listeners: ((snapshot: ProxySnapshotV1) => void)[] = [];
+  private stopFn: (() => Promise<void>) | undefined;
+  private readonly log: Logger;
+
+  constructor(
+    @Inject(JETSTREAM) private readonly js: JetStreamClient,
+    @Inject(JETSTREAM_MANAGER) private readonly jsm: JetStreamManager,
+    @Inject(LOGGER) logger: Logger,
+  ) {
+    this.log = logger.child({ component: 'published-snapshots' });
+  }
+
+  /** Called with every snapshot stored (by any replica), first the retained ones. */
+  onSnapshot(listener: (snapshot: ProxySnapshotV1) => void): void {
+    this.listeners.push(listener);
+  }
+
+  /** Loads the retained snapshots; resolves once this replica knows every service's last version. */
+  async start(): Promise<void> {
+    const view = await followLastValues({
+      js: this.js,
+      stream: streams.proxy,
+      filterSubject: subjects.proxyConfigAll,
+      logger: this.log,
+      onMessage: (m) => {
+        const s = readInput(this.log, ProxySnapshotV1, 'proxy snapshot', m, { field: 'service', of: (p) => p.service });
+        if (s) this.see(m.seq, s);
+      },
+    });
+    this.stopFn = view.stop;
+  }
+
+  /** Hash of the last stored snapshot of `service`. */
+  lastHash(service: string): string | undefined {
+    return this.stored.get(service)?.hash;
+  }
+
+  /** Publishes `compiled` as the next version of its service, unless the stored snapshot already has its content. */
+  async publish(compiled: CompiledSnapshot): Promise<PublishOutcome> {
+    const { service } = compiled.content;
+    for (let attempt = 1; ; attempt++) {
+      const last = this.stored.get(service);
+      if (last?.hash === compiled.hash) return { published: false, reason: attempt === 1 ? 'unchanged' : 'published-by-another-replica' };
+      const snapshot: ProxySnapshotV1 = {
+        ...compiled.content,
+        version: (last?.version ?? 0) + 1,
+        hash: compiled.hash,
+        createdAt: new Date().toISOString(),
+      };
+      try {
+        const ack = await publishJson(this.js, subjects.proxyConfig(service), snapshot, {
+          // A retry of a publish whose ack was lost is dropped by the stream instead of stored twice.
+          msgId: `${service}:${snapshot.version}:${snapshot.hash}`,
+          // 0 = "no snapshot stored yet for this subject".
+          expectLastSubjectSequence: last?.seq ?? 0,
+        });
+        this.see(ack.seq, snapshot);
+        if (ack.duplicate) return { published: false, reason: 'published-by-another-replica' };
+        return { published: true, version: snapshot.version };
+      } catch (e) {
+        if (!isWrongLastSequence(e) || attempt >= MAX_ATTEMPTS) throw e;
+        this.log.debug({ meshService: service, version: snapshot.version, attempt }, 'another replica published first; re-reading');
+        await this.reread(service);
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    await this.stopFn?.();
+  }
+
+  private async reread(service: string): Promise<void> {
+    const m = await this.jsm.streams.getMessage(streams.proxy, { last_by_subj: subjects.proxyConfig(service) }).catch((e: unknown) => {
+      if (e instanceof JetStreamApiError && e.code === JetStreamApiCodes.NoMessageFound) return null;
+      throw e;
+    });
+    const known = this.stored.get(service);
+    // The stream lost the subject (purged, recreated): expect "none" next, but keep counting up.
+    if (!m) {
+      this.stored.set(service, { seq: 0, version: known?.version ?? 0, hash: '' });
+      return;
+    }
+    const s = readInput(this.log, ProxySnapshotV1, 'proxy snapshot', m, { field: 'service', of: (p) => p.service });
+    if (s) this.see(m.seq, s, true);
+    // An unreadable stored message still has a sequence to expect; its version is unknown, so keep ours.
+    else this.stored.set(service, { seq: m.seq, version: known?.version ?? 0, hash: '' });
+  }
+
+  /**
+   * Records a stored snapshot. Messages arrive in stream order, so an older sequence is a replay and
+   * ignored — unless `reread` (the subject's last message now: authoritative even after the stream
+   * was recreated with lower sequences). The version never goes down, so no version is reused.
+   */
+  private see(seq: number, snapshot: ProxySnapshotV1, reread = false): void {
+    const known = this.stored.get(snapshot.service);
+    if (known && known.seq >= seq && !reread) return;
+    this.stored.set(snapshot.service, { seq, version: Math.max(snapshot.version, known?.version ?? 0), hash: snapshot.hash });
+    for (const l of this.listeners) l(snapshot);
+  }
+}
+
+function isWrongLastSequence(e: unknown): boolean {
+  return e instanceof JetStreamApiError && e.code === JetStreamApiCodes.StreamWrongLastSequence;
+}

@@ -1,0 +1,139 @@
+import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
+import { Inject, Injectable } from '@nestjs/common';
+import { followLastValues } from '@novamesh/bus';
+import { EffectivePolicyV1, EndpointSetV1, RevocationListV1, streams, subjects, TrustBundleV1 } from '@novamesh/contracts';
+import type { Logger } from '@novamesh/observability';
+import { type CompiledSnapshot, checkSnapshot, type FlushBatch, FlushScheduler, MeshView, PublishQueue } from '@novamesh/proxy-config';
+import type { ProxyConfigConfig } from './config';
+import { readInput } from './inbound';
+import { PublishedSnapshotsService } from './published-snapshots.service';
+import { CONFIG, JETSTREAM, LOGGER } from './tokens';
+
+/** After a failed publish (NATS away, lost races), the service is rebuilt and retried this much later. */
+const RETRY_AFTER_MS = 1_000;
+
+/**
+ * Builds and publishes the proxy snapshots. Follows the inputs — endpoint sets, effective
+ * policies, trust bundle, revocation list — into a MeshView; each change marks the snapshots it
+ * touches dirty, a FlushScheduler coalesces bursts (debounce, bounded by a maximum delay), the flush
+ * recompiles the dirty snapshots (endpoint-touched ones first), checks them, and hands the changed
+ * ones to a PublishQueue (bounded in flight, endpoint work first, one publish per service at a
+ * time, never waiting on another service's ack). An inconsistent snapshot is never published: the
+ * previous one stays, and the issues are logged (once per distinct set).
+ */
+@Injectable()
+export class SnapshotBuilderService {
+  private readonly view = new MeshView();
+  private readonly scheduler: FlushScheduler;
+  private readonly queue: PublishQueue<CompiledSnapshot>;
+  /** Last diagnostics/issues logged per service, so a steady problem is logged once. */
+  private readonly reported = new Map<string, string>();
+  private readonly stops: (() => Promise<void>)[] = [];
+  private readonly retries = new Set<NodeJS.Timeout>();
+  private readonly log: Logger;
+
+  constructor(
+    @Inject(JETSTREAM) private readonly js: JetStreamClient,
+    @Inject(CONFIG) config: ProxyConfigConfig,
+    @Inject(LOGGER) logger: Logger,
+    private readonly published: PublishedSnapshotsService,
+  ) {
+    this.log = logger.child({ component: 'snapshot-builder' });
+    this.scheduler = new FlushScheduler({ debounceMs: config.debounceMs, maxDelayMs: config.maxDelayMs, flush: (b) => this.flush(b) });
+    this.queue = new PublishQueue<CompiledSnapshot>({
+      maxInFlight: config.maxInFlight,
+      run: async (service, compiled) => {
+        const outcome = await this.published.publish(compiled);
+        if (outcome.published)
+          this.log.info(
+            {
+              meshService: service,
+              version: outcome.version,
+              hash: compiled.hash.slice(0, 12),
+              upstreams: compiled.content.upstreams.length,
+            },
+            'snapshot published',
+          );
+      },
+      onError: (service, _compiled, err) => {
+        this.log.warn({ meshService: service, err }, `snapshot publish failed; retrying in ${RETRY_AFTER_MS}ms`);
+        const t = setTimeout(() => {
+          this.retries.delete(t);
+          this.scheduler.mark([service], true);
+        }, RETRY_AFTER_MS);
+        this.retries.add(t);
+      },
+    });
+  }
+
+  /**
+   * Loads every input's retained values, then builds. Nothing is published until all inputs are
+   * loaded: a snapshot built from half the mesh would take upstreams away from sidecars.
+   */
+  async start(): Promise<void> {
+    this.scheduler.hold();
+    const follow = async (stream: string, filterSubject: string, onMessage: (m: JsMsg) => void) => {
+      const f = await followLastValues({ js: this.js, stream, filterSubject, logger: this.log, onMessage });
+      this.stops.push(f.stop);
+    };
+    await follow(streams.ca, subjects.caBundle, (m) => {
+      const bundle = readInput(this.log, TrustBundleV1, 'trust bundle', m);
+      if (bundle) this.scheduler.mark(this.view.applyBundle(bundle));
+    });
+    await follow(streams.ca, subjects.caRevoked, (m) => {
+      const list = readInput(this.log, RevocationListV1, 'revocation list', m);
+      if (list) this.scheduler.mark(this.view.applyRevocations(list));
+    });
+    await follow(streams.config, subjects.effectivePolicyAll, (m) => {
+      const policy = readInput(this.log, EffectivePolicyV1, 'effective policy', m, { field: 'service', of: (p) => p.service });
+      if (policy) this.scheduler.mark(this.view.applyPolicy(policy));
+    });
+    await follow(streams.endpoints, subjects.endpointsAll, (m) => {
+      const set = readInput(this.log, EndpointSetV1, 'endpoint set', m, { field: 'service', of: (s) => s.service });
+      if (set) this.scheduler.mark(this.view.applyEndpoints(set), true);
+    });
+    this.log.info({ services: this.view.services().length }, 'inputs loaded');
+    this.scheduler.release();
+  }
+
+  /** Stops following and building; lets publications in flight finish (bounded by the caller's drain timeout). */
+  async stop(): Promise<void> {
+    this.scheduler.stop();
+    for (const t of this.retries) clearTimeout(t);
+    await Promise.all(this.stops.map((s) => s()));
+    await this.queue.idle();
+  }
+
+  private flush(batch: FlushBatch): void {
+    for (const service of batch.urgent) this.rebuild(service, true);
+    for (const service of batch.normal) this.rebuild(service, false);
+  }
+
+  private rebuild(service: string, urgent: boolean): void {
+    const compiled = this.view.compile(service);
+    if (!compiled) {
+      // Deregistered: its sidecars keep the last snapshot while they drain.
+      this.queue.cancel(service);
+      this.reported.delete(service);
+      return;
+    }
+    const issues = checkSnapshot({ ...compiled.content, hash: compiled.hash });
+    this.report(service, compiled, issues);
+    if (issues.length || this.published.lastHash(service) === compiled.hash) {
+      this.queue.cancel(service);
+      return;
+    }
+    this.queue.submit(service, compiled, urgent);
+  }
+
+  private report(service: string, compiled: CompiledSnapshot, issues: { path: string; message: string }[]): void {
+    const { missing, warnings } = compiled.diagnostics;
+    const key = JSON.stringify([missing, warnings, issues]);
+    if (this.reported.get(service) === key) return;
+    this.reported.set(service, key);
+    if (issues.length)
+      this.log.error({ meshService: service, issues }, 'inconsistent snapshot not published; sidecars keep the previous one');
+    if (warnings.length) this.log.warn({ meshService: service, warnings }, 'inconsistent inputs; snapshot built anyway');
+    if (missing.length) this.log.info({ meshService: service, missing }, 'declared upstreams not registered yet');
+  }
+}

@@ -1,0 +1,105 @@
+import { once } from 'node:events';
+import { createServer, type Server, type ServerResponse } from 'node:http';
+import type { DataPlane } from './data-plane';
+import type { IdentityHolder } from './identity-holder';
+import type { SidecarMetrics } from './metrics';
+import type { SnapshotStore } from './snapshot-store';
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  const text = `${JSON.stringify(body, null, 2)}\n`;
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/**
+ * The admin port (loopback): `/ready` (200 once a snapshot is in use and the listeners are up),
+ * `/config_dump` (the snapshot in use, the last refusal, the identity without its key),
+ * `/clusters` (every upstream's endpoints with health, mTLS, in-flight requests and outlier
+ * ejection state) and `/metrics` (Prometheus text).
+ */
+export class AdminServer {
+  private readonly server: Server;
+  listening = false;
+
+  constructor(
+    private readonly deps: {
+      sidecarId: string;
+      service: string;
+      store: SnapshotStore;
+      dataPlane: DataPlane;
+      identity: IdentityHolder;
+      metrics: SidecarMetrics;
+      ports: () => Record<string, number>;
+    },
+  ) {
+    this.server = createServer((req, res) => void this.handle(req.url ?? '/', res));
+  }
+
+  async listen(port: number, host: string): Promise<number> {
+    this.server.listen(port, host);
+    await once(this.server, 'listening');
+    this.listening = true;
+    return (this.server.address() as { port: number }).port;
+  }
+
+  close(): void {
+    this.server.close();
+    this.server.closeAllConnections();
+  }
+
+  private async handle(url: string, res: ServerResponse): Promise<void> {
+    const path = url.split('?')[0];
+    const { store, dataPlane, identity } = this.deps;
+    switch (path) {
+      case '/ready': {
+        const snap = store.snapshot;
+        return snap
+          ? json(res, 200, { ready: true, version: snap.version })
+          : json(res, 503, { ready: false, reason: 'no snapshot yet (waiting for proxy-config)' });
+      }
+      case '/config_dump': {
+        let cert: Record<string, unknown> | undefined;
+        if (identity.ready) {
+          const c = identity.current();
+          cert = { spiffeId: c.spiffeId, serial: c.serial, notAfter: c.notAfter.toISOString(), source: identity.kind };
+        }
+        return json(res, 200, {
+          sidecar: this.deps.sidecarId,
+          service: this.deps.service,
+          ports: this.deps.ports(),
+          snapshot: store.snapshot ?? null,
+          rejected: store.rejection ?? null,
+          certificate: cert ?? null,
+        });
+      }
+      case '/clusters': {
+        const clusters = [...(dataPlane.upstreams?.values() ?? [])].map((up) => {
+          const ejection = new Map((up.outlier?.snapshot() ?? []).map((s) => [s.id, s]));
+          return {
+            service: up.service,
+            loadBalancing: up.spec.loadBalancing.algorithm,
+            mtls: up.spec.mtls,
+            endpoints: up.describe().map((e) => {
+              const o = ejection.get(e.id);
+              return {
+                ...e,
+                ejected: o?.ejected ?? false,
+                ...(o?.ejectedUntil ? { ejectedUntil: new Date(o.ejectedUntil).toISOString() } : {}),
+                ...(o ? { consecutive5xx: o.consecutive5xx, timesEjected: o.timesEjected } : {}),
+              };
+            }),
+          };
+        });
+        return json(res, 200, { clusters });
+      }
+      case '/metrics': {
+        const text = await this.deps.metrics.registry.metrics();
+        res.writeHead(200, { 'content-type': this.deps.metrics.registry.contentType });
+        res.end(text);
+        return;
+      }
+      default:
+        return json(res, 404, { error: `no admin page ${path}; try /ready, /config_dump, /clusters, /metrics` });
+    }
+  }
+}

@@ -1,0 +1,136 @@
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type CommonConfig, ConfigError, EnvReader } from '@novamesh/config';
+import { DEFAULT_NAMESPACE, SERVICE_NAME_PATTERN } from '@novamesh/contracts';
+
+export { ConfigError };
+
+export type AccessLogMode = 'all' | 'errors' | 'off';
+
+/** Everything one sidecar reads from its environment (meshctl sidecar sets it from flags), parsed once and frozen. */
+export interface SidecarConfig extends CommonConfig {
+  service: string;
+  namespace: string;
+  /** `<service>-<host>-<pid>` unless SIDECAR_ID says otherwise; one NATS subject token. */
+  sidecarId: string;
+  /** Where the workload listens (plain HTTP on loopback). */
+  appHost: string;
+  appPort: number;
+  /** Inbound listener (mTLS and/or plain per policy); other sidecars call it. 0 = any free port. */
+  inboundPort: number;
+  /** Outbound listener for the app: `http://<service>.mesh/...` through it (as an HTTP proxy or by Host). */
+  outboundPort: number;
+  adminPort: number;
+  /** Address other sidecars reach this one at (registered with discovery). */
+  address: string;
+  /** Bind address of the inbound listener. */
+  bindHost: string;
+  /** Extra local listeners, one per upstream: `orders=9001` → 127.0.0.1:9001 goes to orders. */
+  upstreamPorts: Record<string, number>;
+  /** Declared upstreams (registered with the service), or undefined for every service. */
+  upstreams?: string[];
+  /** Register this workload with discovery (service + endpoint); off when something else registers it. */
+  register: boolean;
+  /** Service type and port to register the service with when it is not registered yet. */
+  serviceType: 'http' | 'grpc';
+  servicePort: number;
+  weight: number;
+  zone?: string;
+  labels: Record<string, string>;
+  /** Join token for the first certificate; without one the sidecar speaks plaintext only. */
+  joinToken?: string;
+  /** Last good snapshot and certificate, so a restart works while the control plane is down. */
+  dataDir: string;
+  accessLog: AccessLogMode;
+  /** How long SIGTERM waits for in-flight requests after deregistering. */
+  drainMs: number;
+  /** Acknowledgement heartbeat period. */
+  ackIntervalMs: number;
+}
+
+function keyValues(r: EnvReader, key: string, check: (k: string, v: string) => string | undefined): Record<string, string> {
+  const raw = r.raw(key);
+  const out: Record<string, string> = {};
+  if (!raw) return out;
+  for (const part of raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
+    const eq = part.indexOf('=');
+    const k = part.slice(0, eq).trim();
+    const v = part.slice(eq + 1).trim();
+    const problem = eq <= 0 ? 'is not key=value' : check(k, v);
+    if (problem) r.problem(`${key}: "${part}" ${problem}`);
+    else out[k] = v;
+  }
+  return out;
+}
+
+function serviceNameOf(r: EnvReader, key: string, value: string | undefined): string {
+  if (value === undefined) r.problem(`${key} is required (the service this sidecar serves)`);
+  else if (!SERVICE_NAME_PATTERN.test(value)) r.problem(`${key}="${value}" must be a service name (lowercase letters, digits, '-')`);
+  return value ?? '';
+}
+
+/** Parses the environment; throws one error naming every bad key. Nothing else reads process.env. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<SidecarConfig> {
+  const r = new EnvReader(env);
+  const common = r.common('SIDECAR_INSTANCE');
+  const service = serviceNameOf(r, 'SIDECAR_SERVICE', r.raw('SIDECAR_SERVICE'));
+  const appPort = r.int('SIDECAR_APP_PORT', 0, 1, 65535);
+  if (r.raw('SIDECAR_APP_PORT') === undefined) r.problem('SIDECAR_APP_PORT is required (the port the workload listens on)');
+  const sidecarId = r.string('SIDECAR_ID', `${service}-${hostname()}-${process.pid}`.replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 128));
+  if (!/^[A-Za-z0-9_-]{1,128}$/.test(sidecarId)) r.problem(`SIDECAR_ID="${sidecarId}" must be 1-128 letters, digits, '_' or '-'`);
+  const upstreamPorts = Object.fromEntries(
+    Object.entries(
+      keyValues(r, 'SIDECAR_UPSTREAM_PORTS', (k, v) => {
+        if (!SERVICE_NAME_PATTERN.test(k)) return 'does not name a service';
+        const n = Number(v);
+        return Number.isInteger(n) && n >= 1 && n <= 65535 ? undefined : 'needs a port from 1 to 65535';
+      }),
+    ).map(([k, v]) => [k, Number(v)]),
+  );
+  const upstreamsRaw = r.raw('SIDECAR_UPSTREAMS');
+  const upstreams = upstreamsRaw
+    ?.split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const u of upstreams ?? []) if (!SERVICE_NAME_PATTERN.test(u)) r.problem(`SIDECAR_UPSTREAMS: "${u}" is not a service name`);
+  const accessLog = r.string('SIDECAR_ACCESS_LOG', 'errors') as AccessLogMode;
+  if (!['all', 'errors', 'off'].includes(accessLog)) r.problem(`SIDECAR_ACCESS_LOG="${accessLog}" must be all, errors or off`);
+  const serviceType = r.string('SIDECAR_SERVICE_TYPE', 'http') as 'http' | 'grpc';
+  if (!['http', 'grpc'].includes(serviceType)) r.problem(`SIDECAR_SERVICE_TYPE="${serviceType}" must be http or grpc`);
+  const namespace = r.string('SIDECAR_NAMESPACE', DEFAULT_NAMESPACE);
+  if (!SERVICE_NAME_PATTERN.test(namespace)) r.problem(`SIDECAR_NAMESPACE="${namespace}" must be a DNS label`);
+  const register = r.string('SIDECAR_REGISTER', 'true');
+  if (!['true', 'false'].includes(register)) r.problem(`SIDECAR_REGISTER="${register}" must be true or false`);
+  const zone = r.raw('SIDECAR_ZONE');
+  return r.done({
+    ...common,
+    service,
+    namespace,
+    sidecarId,
+    appHost: r.string('SIDECAR_APP_HOST', '127.0.0.1'),
+    appPort,
+    inboundPort: r.int('SIDECAR_INBOUND_PORT', 0, 0, 65535),
+    outboundPort: r.int('SIDECAR_OUTBOUND_PORT', 15001, 0, 65535),
+    adminPort: r.int('SIDECAR_ADMIN_PORT', 15000, 0, 65535),
+    address: r.string('SIDECAR_ADDRESS', '127.0.0.1'),
+    bindHost: r.string('SIDECAR_BIND_HOST', '127.0.0.1'),
+    upstreamPorts,
+    ...(upstreams ? { upstreams } : {}),
+    register: register === 'true',
+    serviceType,
+    servicePort: r.int('SIDECAR_SERVICE_PORT', 80, 1, 65535),
+    weight: r.int('SIDECAR_WEIGHT', 1, 0, 10_000),
+    ...(zone ? { zone } : {}),
+    labels: keyValues(r, 'SIDECAR_LABELS', (k) =>
+      /^[a-zA-Z0-9]([a-zA-Z0-9_./-]{0,61}[a-zA-Z0-9])?$/.test(k) ? undefined : 'has a bad label key',
+    ),
+    ...(r.raw('SIDECAR_JOIN_TOKEN') ? { joinToken: r.raw('SIDECAR_JOIN_TOKEN') } : {}),
+    dataDir: r.string('SIDECAR_DATA_DIR', join(tmpdir(), 'novamesh-sidecar', sidecarId)),
+    accessLog,
+    drainMs: r.duration('SIDECAR_DRAIN', '2s'),
+    ackIntervalMs: r.duration('SIDECAR_ACK_INTERVAL', '10s'),
+  });
+}

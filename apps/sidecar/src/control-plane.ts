@@ -1,0 +1,185 @@
+import { jetstream } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { connectBus, drainBus, followLastValues } from '@novamesh/bus';
+import { ErrorCode, LOCALITY_LABEL, MeshError, NAMESPACE_LABEL, SIDECAR_LABEL, streams, subjects } from '@novamesh/contracts';
+import type { Logger } from '@novamesh/observability';
+import { MeshManager } from '@novamesh/sdk';
+import type { SidecarConfig } from './config';
+import type { SnapshotStore } from './snapshot-store';
+
+const RETRY_MS = 1_000;
+
+/**
+ * Everything the sidecar gets from and tells the control plane, all of it optional for serving
+ * (static stability): connects to NATS in the background and keeps reconnecting, follows the
+ * service's snapshot subject (the retained value first, then every change), acknowledges the
+ * version in use on every change and every `ackIntervalMs`, and keeps this workload's endpoint
+ * registered (re-adding it when discovery lost it). None of it blocks traffic.
+ */
+export class ControlPlaneLink {
+  private nc: NatsConnection | undefined;
+  private manager: MeshManager | undefined;
+  private follower: { stop(): Promise<void> } | undefined;
+  private timers: NodeJS.Timeout[] = [];
+  private closed = false;
+  private inboundPort = 0;
+
+  constructor(
+    private readonly cfg: SidecarConfig,
+    private readonly logger: Logger,
+    private readonly store: SnapshotStore,
+    private readonly onApplied: (outcome: { applied: boolean; reason?: string }) => void,
+  ) {}
+
+  /** The SDK client (for certificates) once connected. */
+  get mesh(): MeshManager | undefined {
+    return this.manager;
+  }
+
+  /** Connects (waiting for NATS as long as it takes, in the background of the caller's choice). */
+  async connect(): Promise<MeshManager> {
+    this.nc = await connectBus({
+      servers: this.cfg.natsUrl,
+      name: `sidecar-${this.cfg.sidecarId}`,
+      waitOnFirstConnect: true,
+      logger: this.logger,
+    });
+    const manager = new MeshManager({ connection: this.nc, heartbeat: false });
+    // The mesh's streams appear when discovery first runs; until then keep trying (traffic does not wait).
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await manager.initialize();
+        break;
+      } catch (err) {
+        if (this.closed) throw err;
+        if (attempt % 10 === 0) this.logger.warn({ err: (err as Error).message }, 'mesh not ready yet; retrying');
+        await new Promise((r) => setTimeout(r, RETRY_MS));
+      }
+    }
+    this.manager = manager;
+    return manager;
+  }
+
+  /** Starts following the snapshot, the acknowledgements and (when configured) the registration. */
+  start(inboundPort: number): void {
+    this.inboundPort = inboundPort;
+    void this.followSnapshots();
+    this.ack();
+    this.timers.push(setInterval(() => this.ack(), this.cfg.ackIntervalMs));
+    if (this.cfg.register) {
+      void this.ensureRegistered();
+      this.timers.push(setInterval(() => void this.ensureRegistered(), Math.max(this.cfg.ackIntervalMs, 2_000)));
+    }
+    for (const t of this.timers) t.unref();
+  }
+
+  /** Tells the control plane the version in use (fire and forget; core NATS). */
+  ack(): void {
+    const nc = this.nc;
+    if (!nc || nc.isClosed()) return;
+    try {
+      nc.publish(
+        subjects.proxyAck(this.cfg.service, this.cfg.sidecarId),
+        JSON.stringify(this.store.ack(this.cfg.sidecarId, this.endpointAddress())),
+      );
+    } catch (err) {
+      this.logger.debug({ err: (err as Error).message }, 'acknowledgement not sent');
+    }
+  }
+
+  /** Removes this workload's endpoint (SIGTERM), so callers stop picking it before the listeners close. */
+  async deregister(): Promise<void> {
+    if (!this.cfg.register || !this.manager) return;
+    await this.manager.removeEndpoint(this.cfg.service, this.cfg.sidecarId, { drain: 0 }).catch((err) => {
+      this.logger.warn({ err: (err as Error).message }, 'could not deregister the endpoint');
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const t of this.timers) clearInterval(t);
+    await this.follower?.stop().catch(() => undefined);
+    await drainBus(this.nc);
+  }
+
+  private endpointAddress(): string {
+    return `${this.cfg.address}:${this.inboundPort}`;
+  }
+
+  private async followSnapshots(): Promise<void> {
+    const nc = this.nc;
+    if (!nc) return;
+    const js = jetstream(nc);
+    while (!this.closed) {
+      try {
+        this.follower = await followLastValues({
+          js,
+          stream: streams.proxy,
+          filterSubject: subjects.proxyConfig(this.cfg.service),
+          logger: this.logger,
+          onMessage: (m) => {
+            const outcome = this.store.offer(m.string());
+            this.onApplied(outcome);
+            if (outcome.applied || outcome.reason) this.ack();
+          },
+        });
+        return;
+      } catch (err) {
+        // Typically: MESH_PROXY does not exist until proxy-config first ran. Keep serving, try again.
+        this.logger.debug({ err: (err as Error).message }, 'snapshot subject not followed yet');
+        await new Promise((r) => setTimeout(r, RETRY_MS));
+      }
+    }
+  }
+
+  private endpointLabels(): Record<string, string> {
+    return {
+      ...this.cfg.labels,
+      [SIDECAR_LABEL]: this.cfg.sidecarId,
+      [NAMESPACE_LABEL]: this.cfg.namespace,
+      ...(this.cfg.zone ? { [LOCALITY_LABEL]: this.cfg.zone } : {}),
+    };
+  }
+
+  /**
+   * Registers the service when discovery does not know it (first workload) and adds this endpoint
+   * when it is missing; idempotent, so it also repairs a registry that lost the endpoint.
+   */
+  private async ensureRegistered(): Promise<void> {
+    const m = this.manager;
+    if (!m || this.closed) return;
+    const endpoint = {
+      id: this.cfg.sidecarId,
+      address: this.cfg.address,
+      port: this.inboundPort,
+      weight: this.cfg.weight,
+      labels: this.endpointLabels(),
+    };
+    try {
+      let set: Awaited<ReturnType<MeshManager['getService']>> | undefined;
+      try {
+        set = await m.getService(this.cfg.service);
+      } catch (err) {
+        if (!(err instanceof MeshError && err.code === ErrorCode.notFound)) throw err;
+      }
+      if (!set || set.deregistered) {
+        await m.registerService({
+          name: this.cfg.service,
+          type: this.cfg.serviceType,
+          port: this.cfg.servicePort,
+          endpoints: [endpoint],
+          ...(this.cfg.upstreams ? { upstreams: this.cfg.upstreams } : {}),
+        });
+        this.logger.info({ service: this.cfg.service, endpoint: this.endpointAddress() }, 'registered the service with this endpoint');
+        return;
+      }
+      const mine = set.endpoints.find((e) => e.id === endpoint.id);
+      if (!mine || mine.port !== endpoint.port || mine.address !== endpoint.address) {
+        await m.addEndpoint(this.cfg.service, endpoint);
+        this.logger.info({ service: this.cfg.service, endpoint: this.endpointAddress() }, 'registered this endpoint');
+      }
+    } catch (err) {
+      this.logger.warn({ err: (err as Error).message }, 'registration not confirmed; retrying');
+    }
+  }
+}

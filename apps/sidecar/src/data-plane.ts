@@ -1,0 +1,55 @@
+import type { ProxySnapshotV1 } from '@novamesh/contracts';
+import { compileAuthorizer, compileUpstreamRoutes } from '@novamesh/dataplane';
+import type { IdentityHolder } from './identity-holder';
+import type { InboundPolicy } from './inbound';
+import { UpstreamRuntime } from './upstream-runtime';
+
+/**
+ * The live data plane compiled from the snapshot in use: the inbound policy and one runtime per
+ * upstream. `apply` compiles everything first and swaps only when all of it compiled, so a
+ * snapshot that cannot be applied changes nothing (the store then reports the reason).
+ */
+export class DataPlane {
+  private runtimes: Map<string, UpstreamRuntime> | undefined;
+  private policy: InboundPolicy | undefined;
+
+  constructor(
+    private readonly deps: { identity: IdentityHolder; locality?: string; onEjected: (service: string, ids: string[]) => void },
+  ) {}
+
+  get upstreams(): ReadonlyMap<string, UpstreamRuntime> | undefined {
+    return this.runtimes;
+  }
+
+  get inbound(): InboundPolicy | undefined {
+    return this.policy;
+  }
+
+  apply(snapshot: ProxySnapshotV1): void {
+    const authorizer = compileAuthorizer(snapshot.inbound.authorization);
+    // Compile every route table before touching anything: a regex that does not compile refuses the whole snapshot.
+    for (const up of snapshot.upstreams) {
+      try {
+        compileUpstreamRoutes(up);
+      } catch (e) {
+        throw new Error(`upstreams[${up.service}].routes: ${(e as Error).message}`);
+      }
+    }
+    const next = new Map<string, UpstreamRuntime>();
+    for (const up of snapshot.upstreams) {
+      const existing = this.runtimes?.get(up.service);
+      if (existing) {
+        existing.update(up);
+        next.set(up.service, existing);
+      } else next.set(up.service, new UpstreamRuntime(up, this.deps));
+    }
+    for (const [name, rt] of this.runtimes ?? []) if (!next.has(name)) rt.close();
+    this.runtimes = next;
+    this.policy = { mode: snapshot.inbound.mtls.mode, authorizer };
+    this.deps.identity.setRevoked(snapshot.trust?.revokedSerials ?? []);
+  }
+
+  close(): void {
+    for (const rt of this.runtimes?.values() ?? []) rt.close();
+  }
+}

@@ -1,0 +1,130 @@
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { Dispatcher } from 'undici';
+import type { LocalReplyCode } from './local-reply';
+
+/** Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1), plus proxy leftovers. */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authorization',
+  'transfer-encoding',
+  'upgrade',
+  'te',
+  'trailer',
+  'http2-settings',
+]);
+
+/** A copy of `headers` without hop-by-hop headers (and without those the Connection header names). */
+export function forwardableHeaders(headers: IncomingHttpHeaders): Record<string, string | string[]> {
+  const named = headers.connection;
+  const extra = named && named !== 'keep-alive' && named !== 'close' ? new Set(named.toLowerCase().split(/\s*,\s*/)) : undefined;
+  const out: Record<string, string | string[]> = {};
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined || HOP_BY_HOP.has(name) || extra?.has(name)) continue;
+    out[name] = value;
+  }
+  return out;
+}
+
+/** How a forwarded request ended, for metrics, outlier detection and the access log. */
+export interface ForwardOutcome {
+  /** Status sent downstream (the upstream's, or the local reply's); 0 when the client went away first. */
+  status: number;
+  /** Set when the sidecar answered itself or cut the response. */
+  error?: LocalReplyCode | 'DOWNSTREAM_DISCONNECT';
+  reason?: string;
+  /** Response body size when the upstream declared it (content-length), else 0. */
+  bytes: number;
+}
+
+/** What kind of failure an undici error is, by its code; `tls` is tagged by the connector. */
+export function classifyUpstreamError(err: unknown): { code: LocalReplyCode; reason: string } {
+  const e = err as { code?: string; meshStage?: string; message?: string };
+  const detail = `${e.code ?? 'error'}: ${e.message ?? String(err)}`;
+  if (e.meshStage === 'tls') return { code: 'UPSTREAM_TLS_FAILURE', reason: `TLS with the upstream failed (${detail})` };
+  switch (e.code) {
+    case 'ECONNREFUSED':
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+    case 'UND_ERR_CONNECT_TIMEOUT':
+      return { code: 'UPSTREAM_CONNECT_FAILURE', reason: `cannot connect to the upstream (${detail})` };
+    case 'UND_ERR_HEADERS_TIMEOUT':
+    case 'UND_ERR_BODY_TIMEOUT':
+      return { code: 'UPSTREAM_TIMEOUT', reason: `the upstream did not answer in time (${detail})` };
+    default:
+      if (e.meshStage === 'connect') return { code: 'UPSTREAM_CONNECT_FAILURE', reason: `cannot connect to the upstream (${detail})` };
+      return { code: 'UPSTREAM_RESET', reason: `the upstream connection failed before a complete response (${detail})` };
+  }
+}
+
+export interface ForwardRequest {
+  method: string;
+  path: string;
+  headers: Record<string, string | string[]>;
+  /** The downstream request as the body, or null when it has none. */
+  body: IncomingMessage | null;
+  /** Called with the upstream's status and headers before they are sent (route response header changes). */
+  onResponseHeaders?: (headers: Record<string, string | string[] | undefined>) => void;
+  headersTimeout?: number;
+}
+
+/** True when the downstream request carries a body that must be streamed upstream. */
+export function hasBody(req: IncomingMessage): boolean {
+  return (
+    req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0')
+  );
+}
+
+/**
+ * Streams one request to `dispatcher` and its response to `res`, never buffering either. Resolves
+ * (never rejects) with the outcome; on an upstream failure before response headers it resolves with
+ * the local reply code and reason *without* writing anything, so the caller decides (reply, retry
+ * elsewhere). A failure after the headers went out destroys `res`, the only honest signal left.
+ */
+export function forward(dispatcher: Dispatcher, req: ForwardRequest, res: ServerResponse): Promise<ForwardOutcome> {
+  return new Promise((resolve) => {
+    const abort = new AbortController();
+    let bytes = 0;
+    let status = 0;
+    const onClose = () => {
+      if (!res.writableFinished) abort.abort();
+    };
+    res.once('close', onClose);
+    dispatcher.stream(
+      {
+        method: req.method as Dispatcher.HttpMethod,
+        path: req.path,
+        headers: req.headers,
+        body: req.body,
+        signal: abort.signal,
+        ...(req.headersTimeout !== undefined ? { headersTimeout: req.headersTimeout } : {}),
+      },
+      ({ statusCode, headers }) => {
+        status = statusCode;
+        const out: Record<string, string | string[] | undefined> = {};
+        for (const name in headers) if (!HOP_BY_HOP.has(name)) out[name] = headers[name];
+        req.onResponseHeaders?.(out);
+        res.writeHead(statusCode, out);
+        const length = Number(headers['content-length']);
+        if (Number.isFinite(length)) bytes = length;
+        return res;
+      },
+      (err) => {
+        res.off('close', onClose);
+        if (!err) return resolve({ status, bytes });
+        if (abort.signal.aborted)
+          return resolve({ status: status || 0, error: 'DOWNSTREAM_DISCONNECT', reason: 'the client went away', bytes });
+        const { code, reason } = classifyUpstreamError(err);
+        if (status !== 0 || res.headersSent) {
+          res.destroy();
+          return resolve({ status, error: code, reason, bytes });
+        }
+        resolve({ status: 0, error: code, reason, bytes });
+      },
+    );
+  });
+}

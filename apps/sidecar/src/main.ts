@@ -1,0 +1,140 @@
+import type { CertificateClient } from '@novamesh/identity';
+import { createLogger, onShutdown } from '@novamesh/observability';
+import type { MeshManager } from '@novamesh/sdk';
+import { AccessLog } from './access-log';
+import { AdminServer } from './admin';
+import { type ConfigError, loadConfig, type SidecarConfig } from './config';
+import { ControlPlaneLink } from './control-plane';
+import { DataPlane } from './data-plane';
+import { IdentityHolder } from './identity-holder';
+import { InboundListener } from './inbound';
+import { SidecarMetrics } from './metrics';
+import { OutboundProxy } from './outbound';
+import { SnapshotStore } from './snapshot-store';
+
+/**
+ * The whole life of a sidecar: config → logger → last good snapshot from disk → listeners (inbound,
+ * outbound, admin) → ready → NATS in the background (snapshots, acknowledgements, registration,
+ * certificate) → on SIGTERM: deregister, drain, close. Traffic never waits for the control plane.
+ */
+async function main(): Promise<void> {
+  let config: Readonly<SidecarConfig>;
+  try {
+    config = loadConfig();
+  } catch (e) {
+    process.stderr.write(`sidecar: ${(e as ConfigError).message}\n`);
+    process.exit(78);
+  }
+  const logger = createLogger({ service: 'sidecar', instance: config.sidecarId, level: config.logLevel });
+  const metrics = new SidecarMetrics();
+  const accessLog = new AccessLog(logger.child({ component: 'access' }), config.accessLog);
+  const identity = new IdentityHolder({ service: config.service, namespace: config.namespace, dataDir: config.dataDir, logger });
+  const dataPlane = new DataPlane({
+    identity,
+    ...(config.zone ? { locality: config.zone } : {}),
+    onEjected: (service, ids) => {
+      metrics.ejections.inc({ upstream: service }, ids.length);
+      logger.warn({ upstream: service, endpoints: ids }, 'outlier ejected');
+    },
+  });
+  const store = new SnapshotStore(config.service, config.dataDir, (snapshot) => {
+    dataPlane.apply(snapshot);
+    metrics.snapshotVersion.set(snapshot.version);
+    identity.useFiles(snapshot.inbound.mtls.certificates).catch((err) => {
+      logger.error({ err: (err as Error).message }, 'bring-your-own certificates refused; keeping the current ones');
+    });
+  });
+  const onOffer = (outcome: { applied: boolean; reason?: string }) => {
+    const snap = store.snapshot;
+    if (outcome.applied) logger.info({ version: snap?.version, hash: snap?.hash, upstreams: snap?.upstreams.length }, 'snapshot applied');
+    else if (outcome.reason) {
+      metrics.snapshotRejections.inc();
+      logger.error({ reason: outcome.reason, keeping: snap?.version ?? 0 }, 'snapshot refused');
+    }
+  };
+  const fromDisk = await store.loadFromDisk();
+  if (fromDisk.loaded)
+    logger.info({ version: store.snapshot?.version }, 'serving the last good snapshot from disk until the control plane answers');
+
+  const inbound = new InboundListener({
+    appOrigin: `http://${config.appHost.includes(':') ? `[${config.appHost}]` : config.appHost}:${config.appPort}`,
+    ownSpiffeId: () => (identity.ready ? identity.current().spiffeId : undefined),
+    policy: () => dataPlane.inbound,
+    identity,
+    metrics,
+    accessLog,
+    onPeerRefused: (reason, peer, remote) => {
+      metrics.peerRefusals.inc();
+      logger.warn({ reason, peer, remote }, 'inbound connection refused');
+    },
+  });
+  const outbound = new OutboundProxy({ upstreams: () => dataPlane.upstreams, metrics, accessLog });
+  const ports: Record<string, number> = {};
+  const admin = new AdminServer({
+    sidecarId: config.sidecarId,
+    service: config.service,
+    store,
+    dataPlane,
+    identity,
+    metrics,
+    ports: () => ports,
+  });
+  ports.inbound = await inbound.listen(config.inboundPort, config.bindHost);
+  ports.outbound = await outbound.listen(config.outboundPort, '127.0.0.1');
+  for (const [service, port] of Object.entries(config.upstreamPorts))
+    ports[`upstream:${service}`] = await outbound.listen(port, '127.0.0.1', service);
+  ports.admin = await admin.listen(config.adminPort, '127.0.0.1');
+  logger.info({ service: config.service, sidecar: config.sidecarId, ports, app: config.appPort }, 'sidecar ready');
+
+  const link = new ControlPlaneLink(config, logger, store, onOffer);
+  const connected = link.connect();
+  connected.then(
+    () => link.start(ports.inbound as number),
+    (err) => logger.error({ err: (err as Error).message }, 'control plane link failed; serving with what this sidecar has'),
+  );
+  if (config.joinToken) {
+    // The identity resumes a saved certificate at once; only issuing and renewing wait for NATS.
+    identity
+      .startMesh(lazyCertificateClient(connected), config.joinToken)
+      .catch((err) => logger.error({ err: (err as Error).message }, 'no mesh certificate: the CA refused the join token'));
+  } else logger.warn('no SIDECAR_JOIN_TOKEN: this sidecar has no mesh certificate and speaks plaintext only');
+
+  onShutdown(logger, async () => {
+    const t0 = performance.now();
+    // Leave the load-balancing sets first, give callers time to see it, then finish what is in flight.
+    // Steps that need NATS are bounded: with the control plane down, shutdown must not hang on it.
+    await within(1_000, link.deregister());
+    await new Promise((r) => setTimeout(r, Math.min(config.drainMs, 1_000)));
+    await Promise.all([inbound.close(config.drainMs), outbound.close(config.drainMs)]);
+    admin.close();
+    dataPlane.close();
+    identity.close();
+    await within(1_000, link.close());
+    logger.info({ ms: Math.round(performance.now() - t0) }, 'drained');
+  });
+}
+
+/** Waits for `p`, but no longer than `ms`. */
+async function within(ms: number, p: Promise<unknown>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p.catch(() => undefined), new Promise((r) => (timer = setTimeout(r, ms)))]);
+  clearTimeout(timer);
+}
+
+/** A certificate client whose calls wait until the control-plane link is connected. */
+function lazyCertificateClient(connected: Promise<MeshManager>): CertificateClient {
+  return {
+    requestCertificate: async (req, opts) => (await connected).requestCertificate(req, opts),
+    async *watchTrustBundle(opts) {
+      yield* (await connected).watchTrustBundle(opts);
+    },
+    async *watchRevocations(opts) {
+      yield* (await connected).watchRevocations(opts);
+    },
+  };
+}
+
+main().catch((err) => {
+  process.stderr.write(`sidecar: failed to start: ${err?.stack ?? err}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,237 @@
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { MeshManager } from '@novamesh/sdk';
+import {
+  freePort,
+  ManagedProcess,
+  repoRoot,
+  startCertificateAuthority,
+  startDiscovery,
+  startPolicy,
+  startProxyConfig,
+  TestNats,
+  TestRedis,
+  waitFor,
+} from '@novamesh/testing';
+import { request } from 'undici';
+
+/** What a test app saw of one request. */
+export interface Hit {
+  app: string;
+  method: string;
+  url: string;
+  headers: IncomingHttpHeaders;
+}
+
+/** A tiny workload: answers every request with JSON naming itself, and remembers what it saw. */
+export class EchoApp {
+  readonly hits: Hit[] = [];
+  /** When set, answers with this status instead of 200. */
+  failWith: number | undefined;
+  /** Answers after this long. */
+  delayMs = 0;
+  private constructor(
+    readonly name: string,
+    private readonly server: Server,
+    readonly port: number,
+  ) {}
+
+  static async start(name: string): Promise<EchoApp> {
+    let app: EchoApp | undefined;
+    const server = createServer((req, res) => {
+      const hit = { app: name, method: req.method ?? '', url: req.url ?? '', headers: req.headers };
+      app?.hits.push(hit);
+      req.resume();
+      req.on('end', () => {
+        const body = JSON.stringify(hit);
+        const answer = () => {
+          res.writeHead(app?.failWith ?? 200, { 'content-type': 'application/json', 'x-app': name });
+          res.end(body);
+        };
+        if (app?.delayMs) setTimeout(answer, app.delayMs);
+        else answer();
+      });
+    });
+    server.keepAliveTimeout = 65_000;
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    app = new EchoApp(name, server, (server.address() as { port: number }).port);
+    return app;
+  }
+
+  async close(): Promise<void> {
+    this.server.closeAllConnections();
+    this.server.close();
+  }
+}
+
+/** A running sidecar process with its ports (from its ready line). */
+export class SidecarProcess {
+  constructor(
+    readonly id: string,
+    readonly proc: ManagedProcess,
+    readonly ports: Record<string, number>,
+    /** The join token it was started with. */
+    readonly token?: string,
+  ) {}
+
+  get outbound(): string {
+    return `http://127.0.0.1:${this.ports.outbound}`;
+  }
+
+  get inbound(): string {
+    return `http://127.0.0.1:${this.ports.inbound}`;
+  }
+
+  async admin<T = unknown>(path: string): Promise<{ status: number; body: T }> {
+    const r = await request(`http://127.0.0.1:${this.ports.admin}${path}`);
+    const text = await r.body.text();
+    return { status: r.statusCode, body: (path === '/metrics' ? text : JSON.parse(text)) as T };
+  }
+
+  /** The snapshot version in use. */
+  async version(): Promise<number> {
+    const { body } = await this.admin<{ snapshot: { version: number } | null }>('/config_dump');
+    return body.snapshot?.version ?? 0;
+  }
+}
+
+/** Calls `service` through a sidecar's outbound port the way an app does: `http://<service>.mesh/...`. */
+export async function call(
+  sidecar: SidecarProcess,
+  service: string,
+  path = '/',
+  opts: { method?: string; headers?: Record<string, string> } = {},
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; json: Hit & Record<string, unknown> }> {
+  const r = await request(`${sidecar.outbound}${path}`, {
+    method: (opts.method ?? 'GET') as 'GET',
+    headers: { host: `${service}.mesh`, ...opts.headers },
+  });
+  const text = await r.body.text();
+  let json: Hit & Record<string, unknown>;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = { text } as unknown as Hit & Record<string, unknown>;
+  }
+  return { status: r.statusCode, headers: r.headers, json };
+}
+
+/**
+ * A whole mesh on free loopback ports for one test file: nats-server, redis-server, discovery,
+ * policy, proxy-config and the certificate authority as real processes; workloads as in-process
+ * HTTP servers, each behind a real sidecar process.
+ */
+export class TestMesh {
+  readonly procs: ManagedProcess[] = [];
+  readonly sidecars: SidecarProcess[] = [];
+  readonly apps: EchoApp[] = [];
+  readonly dir = mkdtempSync(join(tmpdir(), 'novamesh-mesh-'));
+  mesh!: MeshManager;
+  nats!: TestNats;
+  redis!: TestRedis;
+  private proxyConfig: ManagedProcess | undefined;
+
+  static async start(): Promise<TestMesh> {
+    const m = new TestMesh();
+    [m.nats, m.redis] = await Promise.all([TestNats.start(), TestRedis.start()]);
+    const natsUrl = m.nats.url;
+    const started = await Promise.all([
+      startDiscovery({ natsUrl, redisUrl: m.redis.url, instance: 'd1' }),
+      startPolicy({ natsUrl, instance: 'p1' }),
+      startCertificateAuthority({ natsUrl, instance: 'ca1', caDir: join(m.dir, 'ca') }),
+    ]);
+    m.procs.push(...started);
+    m.proxyConfig = await startProxyConfig({ natsUrl, instance: 'pc1' });
+    m.procs.push(m.proxyConfig);
+    m.mesh = new MeshManager({ servers: natsUrl, heartbeat: false, timeoutMs: 10_000 });
+    await m.mesh.initialize();
+    return m;
+  }
+
+  async app(name: string): Promise<EchoApp> {
+    const app = await EchoApp.start(name);
+    this.apps.push(app);
+    return app;
+  }
+
+  /** Starts a sidecar for `service` in front of `app`, with a join token unless `token: false`. */
+  async sidecar(
+    service: string,
+    app: EchoApp,
+    opts: { id?: string; token?: boolean | string; env?: NodeJS.ProcessEnv; dataDir?: string } = {},
+  ): Promise<SidecarProcess> {
+    const id = opts.id ?? `${app.name}-sc`;
+    const token =
+      typeof opts.token === 'string'
+        ? opts.token
+        : opts.token === false
+          ? undefined
+          : (await this.mesh.createJoinToken(service, { uses: 100, ttl: '1h' })).token;
+    const env: NodeJS.ProcessEnv = {
+      NATS_URL: this.nats.url,
+      SIDECAR_SERVICE: service,
+      SIDECAR_APP_PORT: String(app.port),
+      SIDECAR_ID: id,
+      SIDECAR_INBOUND_PORT: '0',
+      SIDECAR_OUTBOUND_PORT: '0',
+      SIDECAR_ADMIN_PORT: '0',
+      SIDECAR_DATA_DIR: opts.dataDir ?? join(this.dir, 'sidecars', id),
+      SIDECAR_ACK_INTERVAL: '1s',
+      SIDECAR_DRAIN: '200ms',
+      ...(token ? { SIDECAR_JOIN_TOKEN: token } : {}),
+      LOG_LEVEL: 'info',
+      ...opts.env,
+    };
+    const proc = new ManagedProcess(`sidecar-${id}`, process.execPath, [resolve(repoRoot, 'apps/sidecar/dist/main.js')], env);
+    const line = await proc.waitForLine(/"msg":"sidecar ready"/, 30_000);
+    const sc = new SidecarProcess(id, proc, (JSON.parse(line) as { ports: Record<string, number> }).ports, token);
+    this.procs.push(proc);
+    this.sidecars.push(sc);
+    return sc;
+  }
+
+  /** Waits until `sidecar` uses a snapshot for which `ok` holds (it re-reads /config_dump). */
+  async until(sidecar: SidecarProcess, what: string, ok: (dump: ConfigDump) => boolean, timeoutMs = 20_000): Promise<ConfigDump> {
+    let last: ConfigDump | undefined;
+    return waitFor(
+      async () => {
+        const { body } = await sidecar.admin<ConfigDump>('/config_dump');
+        last = body;
+        return ok(body) ? body : undefined;
+      },
+      { timeoutMs, intervalMs: 100, what: `${sidecar.id}: ${what}` },
+    ).catch((e) => {
+      const logs = this.procs.map((p) => `--- ${p.name}\n${p.output.slice(-15).join('\n')}`).join('\n');
+      throw new Error(`${(e as Error).message}\nlast config_dump: ${JSON.stringify(last)?.slice(0, 3000)}\n${logs}`);
+    });
+  }
+
+  async stopProxyConfig(): Promise<void> {
+    await this.proxyConfig?.stop();
+  }
+
+  async dispose(): Promise<void> {
+    await this.mesh?.close().catch(() => undefined);
+    await Promise.all(this.procs.map((p) => p.stop('SIGTERM', 5_000)));
+    await Promise.all(this.apps.map((a) => a.close()));
+    await Promise.all([this.nats?.dispose(), this.redis?.dispose()]);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export interface ConfigDump {
+  snapshot: {
+    version: number;
+    upstreams: { service: string; endpoints: { id: string; status: string }[]; loadBalancing: { algorithm: string } }[];
+    inbound: { mtls: { mode: string }; authorization: { policies: { name: string }[] } };
+  } | null;
+  rejected: { reason: string } | null;
+  certificate: { spiffeId: string; serial: string; source: string } | null;
+  ports: Record<string, number>;
+}
+
+export { freePort };

@@ -1,0 +1,59 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+const BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/**
+ * The sidecar's Prometheus metrics, served on the admin port's `/metrics`. Label sets are small and
+ * bounded: direction, upstream service, status code and the local-reply code.
+ */
+export class SidecarMetrics {
+  readonly registry = new Registry();
+  private readonly requests = new Counter({
+    name: 'novamesh_sidecar_requests_total',
+    help: 'Requests handled, by direction, upstream service, status and the code of a response the sidecar made itself',
+    labelNames: ['direction', 'upstream', 'status', 'error'] as const,
+    registers: [this.registry],
+  });
+  private readonly duration = new Histogram({
+    name: 'novamesh_sidecar_request_duration_seconds',
+    help: 'Time from request received to response complete, as the sidecar saw it',
+    labelNames: ['direction', 'upstream'] as const,
+    buckets: BUCKETS,
+    registers: [this.registry],
+  });
+  readonly snapshotVersion = new Gauge({
+    name: 'novamesh_sidecar_snapshot_version',
+    help: 'Version of the proxy snapshot in use (0: none yet)',
+    registers: [this.registry],
+  });
+  readonly snapshotRejections = new Counter({
+    name: 'novamesh_sidecar_snapshot_rejections_total',
+    help: 'Snapshots refused (invalid or not applicable); the previous one stays in use',
+    registers: [this.registry],
+  });
+  readonly ejections = new Counter({
+    name: 'novamesh_sidecar_outlier_ejections_total',
+    help: 'Endpoints ejected by passive outlier detection',
+    labelNames: ['upstream'] as const,
+    registers: [this.registry],
+  });
+  readonly peerRefusals = new Counter({
+    name: 'novamesh_sidecar_inbound_refused_connections_total',
+    help: 'Inbound connections refused before any request (bad or revoked certificate, TLS while disabled)',
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'novamesh_sidecar_' });
+  }
+
+  inbound(status: number, error: string | undefined, ms: number): void {
+    this.requests.inc({ direction: 'inbound', upstream: '', status, error: error ?? '' });
+    this.duration.observe({ direction: 'inbound', upstream: '' }, ms / 1000);
+  }
+
+  outbound(upstream: string, status: number, error: string | undefined, ms: number): void {
+    this.requests.inc({ direction: 'outbound', upstream, status, error: error ?? '' });
+    this.duration.observe({ direction: 'outbound', upstream }, ms / 1000);
+  }
+}

@@ -1,0 +1,396 @@
+import type { PolicyInput } from '@novamesh/contracts';
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type ConfigDump, call, type EchoApp, type SidecarProcess, TestMesh } from './mesh.e2e-helper';
+
+// One mesh for the file: web (one sidecar) calls orders (three workloads, each behind its own
+// sidecar: o1 and o2 are version v1, o3 is v2). Every request below is real HTTP through real
+// sidecar processes; assertions are on what the echo apps received and what callers got back.
+let m: TestMesh;
+let web: SidecarProcess;
+const orders: { app: EchoApp; sidecar: SidecarProcess }[] = [];
+
+const counts = (apps: EchoApp[], since: number[]) => Object.fromEntries(apps.map((a, i) => [a.name, a.hits.length - (since[i] ?? 0)]));
+const marks = () => orders.map((o) => o.app.hits.length);
+const ordersApps = () => orders.map((o) => o.app);
+
+/** Applies a policy and waits until web's sidecar uses a snapshot for which `ok` holds. */
+async function apply(policy: PolicyInput, ok: (d: ConfigDump) => boolean, sidecar?: SidecarProcess): Promise<void> {
+  const r = await m.mesh.applyPolicy(policy);
+  expect(r.ok).toBe(true);
+  await m.until(sidecar ?? web, `${policy.kind} ${policy.name} in use`, ok);
+}
+
+const ordersOf = (d: ConfigDump) =>
+  d.snapshot?.upstreams.find((u) => u.service === 'orders') as
+    | (NonNullable<ConfigDump['snapshot']>['upstreams'][number] & { routes?: unknown[]; mtls?: string; outlierDetection?: unknown })
+    | undefined;
+
+async function parallel<T>(n: number, concurrency: number, fn: (i: number) => Promise<T>): Promise<T[]> {
+  const out: T[] = [];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < n) {
+        const i = next++;
+        out[i] = await fn(i);
+      }
+    }),
+  );
+  return out;
+}
+
+async function many(n: number, path = '/', headers?: Record<string, string>): Promise<number[]> {
+  const statuses: number[] = [];
+  for (let i = 0; i < n; i++) statuses.push((await call(web, 'orders', path, headers ? { headers } : {})).status);
+  return statuses;
+}
+
+beforeAll(async () => {
+  m = await TestMesh.start();
+  for (const [name, version] of [
+    ['o1', 'v1'],
+    ['o2', 'v1'],
+    ['o3', 'v2'],
+  ] as const) {
+    const app = await m.app(name);
+    // o1 weighs 2, the others 1 (only the weighted balancer looks at weights).
+    const sidecar = await m.sidecar('orders', app, {
+      env: {
+        SIDECAR_LABELS: `version=${version}`,
+        SIDECAR_WEIGHT: name === 'o1' ? '2' : '1',
+        SIDECAR_ZONE: name === 'o1' ? 'zone-a' : 'zone-b',
+      },
+    });
+    orders.push({ app, sidecar });
+  }
+  web = await m.sidecar('web', await m.app('web'), { env: { SIDECAR_UPSTREAMS: 'orders' } });
+  // Ready when web's snapshot has all three orders endpoints and a certificate is in use everywhere.
+  await m.until(
+    web,
+    'three healthy orders endpoints',
+    (d) => d.snapshot?.upstreams.find((u) => u.service === 'orders')?.endpoints.length === 3,
+  );
+  for (const s of [web, ...orders.map((o) => o.sidecar)]) await m.until(s, 'a mesh certificate', (d) => d.certificate !== null);
+}, 120_000);
+
+afterAll(async () => {
+  await m?.dispose();
+});
+
+describe('traffic through two sidecars', () => {
+  it('reaches every orders workload, round-robin by default, over mutual TLS with the caller’s SPIFFE ID', async () => {
+    const before = marks();
+    const statuses = await many(90);
+    expect(statuses.every((s) => s === 200)).toBe(true);
+    expect(counts(ordersApps(), before)).toEqual({ o1: 30, o2: 30, o3: 30 });
+    const last = orders.flatMap((o) => o.app.hits).at(-1);
+    expect(last?.headers['x-forwarded-client-cert']).toMatch(
+      /^By=spiffe:\/\/[^/]+\/ns\/default\/svc\/orders;URI=spiffe:\/\/[^/]+\/ns\/default\/svc\/web$/,
+    );
+  });
+
+  it('answers a service it does not know with 404 NO_ROUTE and says why', async () => {
+    const r = await call(web, 'nowhere');
+    expect(r.status).toBe(404);
+    expect(r.headers['x-novamesh-error']).toBe('NO_ROUTE');
+    expect(r.headers['x-novamesh-reason']).toContain('"nowhere" is not a service this sidecar may call (known: orders)');
+  });
+});
+
+describe('load balancing (TrafficPolicy.loadBalancing), changed live', () => {
+  const traffic = (loadBalancing: unknown) =>
+    ({ kind: 'TrafficPolicy', name: 'orders-traffic', serviceName: 'orders', loadBalancing }) as PolicyInput;
+
+  it('weighted: in proportion to the endpoints’ registered weights (2:1:1)', async () => {
+    await apply(traffic({ algorithm: 'weighted' }), (d) => ordersOf(d)?.loadBalancing.algorithm === 'weighted');
+    const before = marks();
+    await many(120);
+    expect(counts(ordersApps(), before)).toEqual({ o1: 60, o2: 30, o3: 30 });
+  });
+
+  it('random: every endpoint gets a fair share', async () => {
+    await apply(traffic({ algorithm: 'random' }), (d) => ordersOf(d)?.loadBalancing.algorithm === 'random');
+    const before = marks();
+    await many(300);
+    for (const n of Object.values(counts(ordersApps(), before))) expect(n).toBeGreaterThan(60);
+  });
+
+  it('least-request: a slow endpoint gets far less than a third under concurrent load', async () => {
+    await apply(traffic({ algorithm: 'least-request' }), (d) => ordersOf(d)?.loadBalancing.algorithm === 'least-request');
+    const slow = orders[0]?.app as EchoApp;
+    slow.delayMs = 150;
+    try {
+      const before = marks();
+      const statuses = await parallel(180, 9, () => call(web, 'orders').then((r) => r.status));
+      expect(statuses.every((s) => s === 200)).toBe(true);
+      const c = counts(ordersApps(), before);
+      // Two random choices (with replacement) pick the slow one only when both land on it (~1/9):
+      // about 20 of 180; round-robin would send 60.
+      expect(c.o1, JSON.stringify(c)).toBeLessThan(36);
+    } finally {
+      slow.delayMs = 0;
+    }
+  });
+
+  for (const algorithm of ['ring-hash', 'maglev'] as const) {
+    it(`${algorithm}: the same user always reaches the same endpoint, users spread over endpoints`, async () => {
+      await apply(traffic({ algorithm, hashKey: { header: 'x-user' } }), (d) => ordersOf(d)?.loadBalancing.algorithm === algorithm);
+      const homes = new Map<string, Set<string>>();
+      for (let u = 0; u < 24; u++)
+        for (let i = 0; i < 4; i++) {
+          const r = await call(web, 'orders', '/', { headers: { 'x-user': `user-${u}` } });
+          expect(r.status).toBe(200);
+          const set = homes.get(`user-${u}`) ?? new Set();
+          set.add(r.json.app);
+          homes.set(`user-${u}`, set);
+        }
+      for (const set of homes.values()) expect(set.size).toBe(1);
+      expect(new Set([...homes.values()].map((s) => [...s][0])).size).toBeGreaterThan(1);
+    });
+  }
+
+  it('round-robin again once the policy is deleted', async () => {
+    await m.mesh.deletePolicy('TrafficPolicy', 'orders-traffic');
+    await m.until(web, 'default load balancing', (d) => ordersOf(d)?.loadBalancing.algorithm === 'round-robin');
+    const before = marks();
+    await many(30);
+    expect(counts(ordersApps(), before)).toEqual({ o1: 10, o2: 10, o3: 10 });
+  });
+});
+
+describe('routing (RouteRule)', () => {
+  beforeAll(async () => {
+    await apply(
+      {
+        kind: 'RouteRule',
+        name: 'orders-routes',
+        serviceName: 'orders',
+        subsets: [
+          { name: 'v1', labels: { version: 'v1' } },
+          { name: 'v2', labels: { version: 'v2' } },
+          { name: 'v3', labels: { version: 'v3' } },
+        ],
+        routes: [
+          {
+            name: 'canary',
+            match: { headers: { 'x-canary': { exact: '1' } } },
+            split: [{ subset: 'v2' }],
+            headers: { request: { set: { 'x-routed': 'canary' } }, response: { set: { 'x-route': 'canary' } } },
+          },
+          { name: 'api', match: { path: { prefix: '/api/' } }, rewrite: { prefix: '/v2/' }, split: [{ subset: 'v1' }] },
+          { name: 'writes', match: { methods: ['POST'], queryParams: { dry: { exact: 'yes please' } } }, split: [{ subset: 'v2' }] },
+          {
+            name: 'split',
+            match: { path: { exact: '/split' } },
+            split: [
+              { subset: 'v1', weight: 80 },
+              { subset: 'v2', weight: 20 },
+            ],
+          },
+          { name: 'mirror', match: { path: { exact: '/mirror' } }, split: [{ subset: 'v1' }], mirror: { subset: 'v2', percentage: 100 } },
+          { name: 'nowhere', match: { path: { exact: '/v3' } }, split: [{ subset: 'v3' }] },
+        ],
+      } as PolicyInput,
+      (d) => (ordersOf(d)?.routes?.length ?? 0) === 6,
+    );
+  });
+
+  it('a header match sends canaries to v2, with request and response header changes', async () => {
+    const r = await call(web, 'orders', '/anything', { headers: { 'x-canary': '1' } });
+    expect(r.status).toBe(200);
+    expect(r.json.app).toBe('o3');
+    expect(r.json.headers['x-routed']).toBe('canary');
+    expect(r.headers['x-route']).toBe('canary');
+    const plain = await call(web, 'orders', '/anything', { headers: { 'x-canary': '0' } });
+    expect(plain.headers['x-route']).toBeUndefined();
+  });
+
+  it('a path prefix match rewrites the prefix and keeps the query', async () => {
+    for (let i = 0; i < 6; i++) {
+      const r = await call(web, 'orders', '/api/items/7?full=1');
+      expect(['o1', 'o2']).toContain(r.json.app);
+      expect(r.json.url).toBe('/v2/items/7?full=1');
+    }
+  });
+
+  it('method and decoded query parameter matches', async () => {
+    const r = await call(web, 'orders', '/orders?dry=yes%20please', { method: 'POST' });
+    expect(r.json.app).toBe('o3');
+    // A GET falls through to the default route: round-robin over every endpoint.
+    const apps = new Set<string>();
+    for (let i = 0; i < 3; i++) apps.add((await call(web, 'orders', '/orders?dry=yes%20please')).json.app);
+    expect(apps).toEqual(new Set(['o1', 'o2', 'o3']));
+  });
+
+  it('a weighted split sends 80/20 across subsets', async () => {
+    const before = marks();
+    await many(400, '/split');
+    const c = counts(ordersApps(), before);
+    expect((c.o1 ?? 0) + (c.o2 ?? 0) + (c.o3 ?? 0)).toBe(400);
+    expect(c.o3 ?? 0).toBeGreaterThanOrEqual(400 * 0.2 - 25);
+    expect(c.o3 ?? 0).toBeLessThanOrEqual(400 * 0.2 + 25);
+  });
+
+  it('mirrors a copy to v2 and returns only the primary’s response', async () => {
+    const o3 = orders[2]?.app as EchoApp;
+    const before = o3.hits.length;
+    for (let i = 0; i < 10; i++) {
+      const r = await call(web, 'orders', '/mirror');
+      expect(['o1', 'o2']).toContain(r.json.app);
+    }
+    await expect.poll(() => o3.hits.length - before, { timeout: 5_000 }).toBe(10);
+    const copy = o3.hits.at(-1);
+    expect(copy?.headers.host).toBe('orders.mesh-shadow');
+    expect(copy?.headers['x-novamesh-mirror']).toBe('1');
+  });
+
+  it('a subset without endpoints gets 503 NO_HEALTHY_UPSTREAM naming the subset', async () => {
+    const r = await call(web, 'orders', '/v3');
+    expect(r.status).toBe(503);
+    expect(r.headers['x-novamesh-error']).toBe('NO_HEALTHY_UPSTREAM');
+    expect(r.headers['x-novamesh-reason']).toBe('no healthy endpoint of orders in subset v3');
+  });
+
+  it('requests no route matches go to every endpoint; deleting the rule restores that for all', async () => {
+    await m.mesh.deletePolicy('RouteRule', 'orders-routes');
+    await m.until(web, 'no routes', (d) => (ordersOf(d)?.routes?.length ?? 0) === 0);
+    const r = await call(web, 'orders', '/v3');
+    expect(r.status).toBe(200);
+  });
+});
+
+describe('authorization (AuthorizationPolicy) on the inbound side', () => {
+  const webId = 'spiffe://novamesh.local/ns/default/svc/web';
+  const inUse = (name: string) => (d: ConfigDump) => d.snapshot?.inbound.authorization.policies.some((p) => p.name === name) ?? false;
+
+  it('DENY: a matching request gets 403 RBAC_DENIED with the policy named; others pass', async () => {
+    await apply(
+      {
+        kind: 'AuthorizationPolicy',
+        name: 'no-admin',
+        serviceName: 'orders',
+        action: 'DENY',
+        rules: [{ from: { principals: [webId] }, to: { paths: ['/admin/*'] } }],
+      },
+      inUse('no-admin'),
+      orders[0]?.sidecar,
+    );
+    for (const o of orders) await m.until(o.sidecar, 'no-admin in use', inUse('no-admin'));
+    const denied = await call(web, 'orders', '/admin/users');
+    expect(denied.status).toBe(403);
+    expect(denied.headers['x-novamesh-error']).toBe('RBAC_DENIED');
+    expect(denied.headers['x-novamesh-reason']).toContain('no-admin');
+    expect((await call(web, 'orders', '/orders')).status).toBe(200);
+  });
+
+  it('ALLOW for another caller only: web falls to the default DENY', async () => {
+    await apply(
+      {
+        kind: 'AuthorizationPolicy',
+        name: 'only-billing',
+        serviceName: 'orders',
+        action: 'ALLOW',
+        rules: [{ from: { principals: ['spiffe://novamesh.local/ns/default/svc/billing'] } }],
+      },
+      inUse('only-billing'),
+      orders[0]?.sidecar,
+    );
+    for (const o of orders) await m.until(o.sidecar, 'only-billing in use', inUse('only-billing'));
+    const r = await call(web, 'orders', '/orders');
+    expect(r.status).toBe(403);
+    expect(r.headers['x-novamesh-error']).toBe('RBAC_DENIED');
+    await m.mesh.deletePolicy('AuthorizationPolicy', 'only-billing');
+    await m.mesh.deletePolicy('AuthorizationPolicy', 'no-admin');
+    for (const o of orders) await m.until(o.sidecar, 'no policies', (d) => d.snapshot?.inbound.authorization.policies.length === 0);
+    expect((await call(web, 'orders', '/admin/users')).status).toBe(200);
+  });
+});
+
+describe('mutual TLS modes (MutualTLSPolicy)', () => {
+  const mode = (m0: string) => (d: ConfigDump) => d.snapshot?.inbound.mtls.mode === m0;
+
+  it('strict: a plaintext caller gets 403 MTLS_REQUIRED, mesh callers still pass over mTLS', async () => {
+    await apply(
+      { kind: 'MutualTLSPolicy', name: 'orders-mtls', serviceName: 'orders', mode: 'strict' },
+      mode('strict'),
+      orders[0]?.sidecar,
+    );
+    for (const o of orders) await m.until(o.sidecar, 'strict', mode('strict'));
+    const direct = await request(`${orders[0]?.sidecar.inbound}/orders`, { headers: { host: 'orders.mesh' } });
+    expect(direct.statusCode).toBe(403);
+    expect(direct.headers['x-novamesh-error']).toBe('MTLS_REQUIRED');
+    await direct.body.dump();
+    const viaMesh = await call(web, 'orders', '/orders');
+    expect(viaMesh.status).toBe(200);
+    expect(viaMesh.json.headers['x-forwarded-client-cert']).toContain('URI=spiffe://novamesh.local/ns/default/svc/web');
+  });
+
+  it('permissive (the default): plaintext callers pass without an identity', async () => {
+    await apply(
+      { kind: 'MutualTLSPolicy', name: 'orders-mtls', serviceName: 'orders', mode: 'permissive' },
+      mode('permissive'),
+      orders[0]?.sidecar,
+    );
+    const direct = await request(`${orders[0]?.sidecar.inbound}/orders`, { headers: { host: 'orders.mesh' } });
+    expect(direct.statusCode).toBe(200);
+    const body = (await direct.body.json()) as { headers: Record<string, string> };
+    expect(body.headers['x-forwarded-client-cert']).toBeUndefined();
+  });
+
+  it('disable: callers switch to plaintext, so the workload sees no client certificate', async () => {
+    await apply(
+      { kind: 'MutualTLSPolicy', name: 'orders-mtls', serviceName: 'orders', mode: 'disable' },
+      (d) => ordersOf(d)?.mtls === 'disable',
+    );
+    for (const o of orders) await m.until(o.sidecar, 'disable', mode('disable'));
+    for (let i = 0; i < 3; i++) {
+      const r = await call(web, 'orders', '/orders');
+      expect(r.status).toBe(200);
+      expect(r.json.headers['x-forwarded-client-cert']).toBeUndefined();
+    }
+    await m.mesh.deletePolicy('MutualTLSPolicy', 'orders-mtls');
+    await m.until(web, 'mTLS back on', (d) => ordersOf(d)?.mtls === 'permissive');
+  });
+});
+
+describe('passive outlier detection', () => {
+  it('ejects an endpoint that keeps failing, routes around it, and shows it on /clusters', async () => {
+    await apply(
+      {
+        kind: 'TrafficPolicy',
+        name: 'orders-traffic',
+        serviceName: 'orders',
+        outlierDetection: { consecutive5xx: 3, interval: '1s', baseEjectionTime: '30s', maxEjectionPercent: 50 },
+      } as PolicyInput,
+      (d) => ordersOf(d)?.outlierDetection !== undefined,
+    );
+    const bad = orders[0]?.app as EchoApp;
+    bad.failWith = 503;
+    try {
+      const statuses = await many(12);
+      expect(statuses.filter((s) => s === 503).length).toBe(3);
+      const before = marks();
+      expect((await many(30)).every((s) => s === 200)).toBe(true);
+      expect(counts(ordersApps(), before).o1).toBe(0);
+      const { body } = await web.admin<{ clusters: { service: string; endpoints: { id: string; ejected: boolean }[] }[] }>('/clusters');
+      const o1 = body.clusters.find((c) => c.service === 'orders')?.endpoints.find((e) => e.id === 'o1-sc');
+      expect(o1?.ejected).toBe(true);
+      const metrics = (await web.admin<string>('/metrics')).body;
+      expect(metrics).toMatch(/novamesh_sidecar_outlier_ejections_total\{upstream="orders"\} 1/);
+    } finally {
+      bad.failWith = undefined;
+      await m.mesh.deletePolicy('TrafficPolicy', 'orders-traffic');
+    }
+  });
+});
+
+describe('locality', () => {
+  it('a caller in zone-a prefers the zone-a endpoint', async () => {
+    const client = await m.sidecar('shop', await m.app('shop'), { env: { SIDECAR_ZONE: 'zone-a', SIDECAR_UPSTREAMS: 'orders' } });
+    await m.until(client, 'orders endpoints', (d) => ordersOf(d)?.endpoints.length === 3);
+    const before = marks();
+    for (let i = 0; i < 12; i++) expect((await call(client, 'orders')).status).toBe(200);
+    expect(counts(ordersApps(), before)).toEqual({ o1: 12, o2: 0, o3: 0 });
+  });
+});

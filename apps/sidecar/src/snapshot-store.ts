@@ -1,0 +1,121 @@
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type ProxyAckV1, ProxySnapshotV1 } from '@novamesh/contracts';
+import { hashSnapshot } from '@novamesh/proxy-config';
+
+/** Why a snapshot was not applied; the sidecar keeps serving the one it has. */
+export interface Rejection {
+  version: number;
+  hash: string;
+  reason: string;
+}
+
+const FILE = 'snapshot.json';
+const MAX_REASON = 2048;
+
+/**
+ * The snapshot a sidecar serves with, and the last good one on disk. `offer()` validates a
+ * candidate (schema, service, content hash, newer than the current one) and hands it to `apply`,
+ * which compiles it into the live data plane or throws with a reason; only then does it become
+ * current and get written to disk. A refused snapshot changes nothing. Not safe for concurrent
+ * offers: the control-plane follower delivers one message at a time.
+ */
+export class SnapshotStore {
+  private current: ProxySnapshotV1 | undefined;
+  private appliedAt: string | undefined;
+  private lastRejection: Rejection | undefined;
+
+  constructor(
+    private readonly service: string,
+    private readonly dataDir: string,
+    private readonly apply: (snapshot: ProxySnapshotV1) => void,
+  ) {}
+
+  get snapshot(): ProxySnapshotV1 | undefined {
+    return this.current;
+  }
+
+  get rejection(): Rejection | undefined {
+    return this.lastRejection;
+  }
+
+  /** Loads the last good snapshot from disk (static stability); undefined when there is none or it is unusable. */
+  async loadFromDisk(): Promise<{ loaded: boolean; reason?: string }> {
+    let text: string;
+    try {
+      text = await readFile(join(this.dataDir, FILE), 'utf8');
+    } catch {
+      return { loaded: false, reason: 'no snapshot on disk' };
+    }
+    const outcome = this.offer(text, { persist: false });
+    return outcome.applied ? { loaded: true } : { loaded: false, reason: outcome.reason ?? 'not newer' };
+  }
+
+  /**
+   * Validates and applies `raw` (JSON text). `applied` false with no reason means it was not newer
+   * (a redelivery or the same content): nothing to report.
+   */
+  offer(raw: string, opts: { persist?: boolean } = {}): { applied: boolean; reason?: string } {
+    let json: unknown;
+    try {
+      json = JSON.parse(raw);
+    } catch (e) {
+      return this.reject(undefined, `not JSON: ${(e as Error).message}`);
+    }
+    const parsed = ProxySnapshotV1.safeParse(json);
+    if (!parsed.success) {
+      const issues = parsed.error.issues.slice(0, 5).map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+      return this.reject(json, `does not match ProxySnapshotV1: ${issues.join('; ')}`);
+    }
+    const snap = parsed.data;
+    if (snap.service !== this.service) return this.reject(snap, `is for service "${snap.service}", this sidecar serves "${this.service}"`);
+    const hash = hashSnapshot(snap);
+    if (hash !== snap.hash) return this.reject(snap, `content hash ${hash} does not match the declared hash ${snap.hash}`);
+    if (this.current && (snap.version < this.current.version || snap.hash === this.current.hash)) return { applied: false };
+    try {
+      this.apply(snap);
+    } catch (e) {
+      return this.reject(snap, `cannot be applied: ${(e as Error).message}`);
+    }
+    this.current = snap;
+    this.appliedAt = new Date().toISOString();
+    if (opts.persist !== false) void this.persist(raw);
+    return { applied: true };
+  }
+
+  /** The acknowledgement this sidecar sends now. */
+  ack(sidecar: string, address: string): ProxyAckV1 {
+    return {
+      service: this.service,
+      sidecar,
+      version: this.current?.version ?? 0,
+      hash: this.current?.hash ?? '',
+      ...(this.appliedAt ? { appliedAt: this.appliedAt } : {}),
+      ...(this.lastRejection ? { rejected: this.lastRejection } : {}),
+      address,
+      sentAt: new Date().toISOString(),
+    };
+  }
+
+  private reject(candidate: unknown, reason: string): { applied: false; reason: string } {
+    const c = (candidate ?? {}) as { version?: unknown; hash?: unknown };
+    this.lastRejection = {
+      version: typeof c.version === 'number' && Number.isInteger(c.version) ? c.version : 0,
+      hash: typeof c.hash === 'string' ? c.hash.slice(0, 64) : '',
+      reason: reason.slice(0, MAX_REASON),
+    };
+    return { applied: false, reason };
+  }
+
+  /** Atomic write (temp file + rename): a crash never leaves half a snapshot behind. */
+  private async persist(raw: string): Promise<void> {
+    try {
+      await mkdir(this.dataDir, { recursive: true, mode: 0o700 });
+      const tmp = join(this.dataDir, `${FILE}.${process.pid}.tmp`);
+      await writeFile(tmp, raw, { mode: 0o600 });
+      await rename(tmp, join(this.dataDir, FILE));
+    } catch {
+      // Serving does not depend on the disk copy; the next snapshot tries again.
+    }
+  }
+}

@@ -1,0 +1,40 @@
+export { type Authorizer, type AuthzCode, type AuthzDecision, compileAuthorizer, spiffeNamespace } from './authorizer';
+export type { Balancer, BalancerOptions, LbEndpoint } from './balancer';
+export { createBalancer } from './create-balancer';
+export {
+  type EjectionSource,
+  EndpointPool,
+  type EndpointPoolOptions,
+  type PoolEndpoint,
+  type SelectEndpointsOptions,
+  selectEndpoints,
+} from './endpoint-pool';
+export { murmur32 } from './hash';
+export { applyHeaderOps, type CompiledHeaderOps, compileHeaderOps, type HeaderOperations } from './header-ops';
+export { LeastRequestBalancer } from './least-request.balancer';
+export { MaglevBalancer } from './maglev.balancer';
+export {
+  type Clock,
+  DEFAULT_MAX_EJECTION_TIME_MS,
+  OutlierDetector,
+  type OutlierEndpointStatus,
+  type OutlierOutcome,
+  type OutlierSweepResult,
+  outcomeOfStatus,
+} from './outlier-detector';
+export { RandomBalancer } from './random.balancer';
+export {
+  compileHashKey,
+  cookieValue,
+  type HashKeyReader,
+  hashKeyValue,
+  headerValue,
+  parseQuery,
+  queryParam,
+  type RequestView,
+} from './request-view';
+export { RingHashBalancer } from './ring-hash.balancer';
+export { RoundRobinBalancer } from './round-robin.balancer';
+export { compileUpstreamRoutes, type MatchedRoute, type RouteTable } from './route-table';
+export { anchoredRegex, compileStringMatch, type StringMatcher } from './string-match';
+export { WeightedBalancer } from './weighted.balancer';

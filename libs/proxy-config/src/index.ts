@@ -1,0 +1,23 @@
+export { canonicalJson } from './canonical-json';
+export { DependencyIndex } from './dependency.index';
+export {
+  canaryRuleFixture,
+  effectivePolicyFixture,
+  endpointSetFixture,
+  rateLimitFixture,
+  trafficPolicyFixture,
+} from './fixtures';
+export { type FlushBatch, FlushScheduler, type FlushSchedulerOptions, type SchedulerClock, systemClock } from './flush.scheduler';
+export { MeshView } from './mesh.view';
+export { PublishQueue, type PublishQueueOptions } from './publish.queue';
+export { DEFAULT_STALE_AFTER_MS, SidecarStatusBook, type SidecarStatusBookOptions } from './sidecar-status.book';
+export { checkSnapshot } from './snapshot.check';
+export {
+  type CompileDiagnostics,
+  type CompiledSnapshot,
+  type CompileInput,
+  compileSnapshot,
+  DEFAULT_INBOUND,
+  DEFAULT_TRUST_DOMAIN,
+} from './snapshot.compiler';
+export { hashSnapshot, type SnapshotContent } from './snapshot.hash';
