@@ -5,10 +5,12 @@ import type { LoadedCa } from '@novamesh/ca';
 import type { CaInfoResultV1 } from '@novamesh/contracts';
 import type { Logger } from '@novamesh/observability';
 import { CaController } from './ca.controller';
+import { CertPruneService } from './cert-prune.service';
 import { CertRegistryService } from './cert-registry.service';
 import { JoinTokensService } from './join-tokens.service';
 import type { CaMetrics } from './metrics';
 import { RootRotationService } from './root-rotation.service';
+import { RotationLock } from './rotation-lock';
 import { SigningService } from './signing.service';
 import {
   CA_INFO,
@@ -56,7 +58,9 @@ export class CaModule {
         CertRegistryService,
         TrustPublisherService,
         SigningService,
+        RotationLock,
         RootRotationService,
+        CertPruneService,
       ],
     };
   }

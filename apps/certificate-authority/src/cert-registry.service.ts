@@ -1,8 +1,9 @@
-import type { KV } from '@nats-io/kv';
+import type { Bucket, KV } from '@nats-io/kv';
 import { Inject, Injectable } from '@nestjs/common';
 import { type CaCertRecordV1, type CaCertsListRequestV1, type CaCertV1, ErrorCode, MeshError } from '@novamesh/contracts';
 import type { Logger } from '@novamesh/observability';
 import { isCasConflict } from './refusal';
+import { ROTATION_LOCK_KEY } from './rotation-lock';
 import { CERTS_KV, LOGGER } from './tokens';
 
 const MAX_CAS_ATTEMPTS = 10;
@@ -13,9 +14,17 @@ export function stateAt(record: CaCertRecordV1, now: number): CaCertV1['state'] 
   return now > Date.parse(record.notAfter) ? 'expired' : 'issued';
 }
 
+/** A stored record with the revision it was read at (for compare-and-set). */
+export interface StoredCertRecord {
+  record: CaCertRecordV1;
+  revision: number;
+}
+
 /**
- * Owns `mesh_ca_certs`: one entry per issued certificate (key = serial), written once at issue and
- * once more at revocation (compare-and-set, so concurrent revocations agree). Safe to call concurrently.
+ * Owns `mesh_ca_certs`: one entry per issued certificate (key = serial), written once at issue, once
+ * more at revocation or renewal (compare-and-set, so concurrent writers agree), and deleted some time
+ * after it expired (see CertPruneService). The bucket also holds the root-rotation lock under
+ * {@link ROTATION_LOCK_KEY}, which every read of "all records" skips. Safe to call concurrently.
  */
 @Injectable()
 export class CertRegistryService {
@@ -97,13 +106,41 @@ export class CertRegistryService {
   }
 
   private async records(): Promise<CaCertRecordV1[]> {
+    return (await this.entries()).map((e) => e.record);
+  }
+
+  /** Every stored certificate record with its revision. Reads the whole bucket, 64 keys at a time. */
+  async entries(): Promise<StoredCertRecord[]> {
     const keys: string[] = [];
-    for await (const k of await this.kv.keys()) keys.push(k);
-    const out: CaCertRecordV1[] = [];
+    for await (const k of await this.kv.keys()) if (k !== ROTATION_LOCK_KEY) keys.push(k);
+    const out: StoredCertRecord[] = [];
     for (let i = 0; i < keys.length; i += 64) {
-      for (const r of await Promise.all(keys.slice(i, i + 64).map((k) => this.get(k)))) if (r) out.push(r);
+      const batch = await Promise.all(keys.slice(i, i + 64).map((k) => this.kv.get(k)));
+      for (const e of batch) if (e?.operation === 'PUT') out.push({ record: e.json<CaCertRecordV1>(), revision: e.revision });
     }
     return out;
+  }
+
+  /**
+   * Deletes these records unless they changed since they were read (compare-and-set on the
+   * revision: a concurrent write wins and the record waits for the next prune), then clears the
+   * delete markers older than 30 minutes so the bucket does not grow with them. Idempotent, safe on
+   * every replica at once. Returns how many this call deleted.
+   */
+  async remove(entries: readonly StoredCertRecord[]): Promise<number> {
+    let removed = 0;
+    for (let i = 0; i < entries.length; i += 64) {
+      const results = await Promise.allSettled(
+        entries.slice(i, i + 64).map((e) => this.kv.delete(e.record.serial, { previousSeq: e.revision })),
+      );
+      for (const r of results) {
+        if (r.status === 'fulfilled') removed++;
+        else if (!isCasConflict(r.reason)) throw r.reason;
+      }
+    }
+    // The bucket Kvm opens is a Bucket; KV (the interface) does not declare purgeDeletes.
+    await (this.kv as Partial<Pick<Bucket, 'purgeDeletes'>>).purgeDeletes?.();
+    return removed;
   }
 
   /** Every stored certificate matching the filter, newest first, with its state now. Reads the whole bucket. */

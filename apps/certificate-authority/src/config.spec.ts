@@ -11,6 +11,8 @@ describe('certificate-authority config', () => {
       natsUrl: ['nats://127.0.0.1:4222'],
       metricsHost: '127.0.0.1',
       metricsPort: 9464,
+      pruneIntervalMs: 3_600_000,
+      expiredCertRetentionMs: 24 * 3_600_000,
     });
     expect(c.passphrase).toBeUndefined();
     expect(Object.isFrozen(c)).toBe(true);
@@ -28,6 +30,16 @@ describe('certificate-authority config', () => {
     expect(message).toMatch(/CA_PASSPHRASE is shorter than 8 characters/);
     expect(message).toMatch(/LOG_LEVEL="loud"/);
     expect(message).not.toContain('short"');
+  });
+
+  it('reads the pruning settings and refuses a non-duration', () => {
+    expect(loadConfig({ CA_PRUNE_INTERVAL: '5s', CA_EXPIRED_CERT_RETENTION: '2h' })).toMatchObject({
+      pruneIntervalMs: 5_000,
+      expiredCertRetentionMs: 2 * 3_600_000,
+    });
+    expect(() => loadConfig({ CA_PRUNE_INTERVAL: '0', CA_EXPIRED_CERT_RETENTION: 'a day' })).toThrow(
+      /CA_PRUNE_INTERVAL="0" is not a positive duration[\s\S]*CA_EXPIRED_CERT_RETENTION="a day"/,
+    );
   });
 
   it('reads the metrics listener and refuses a bad port', () => {

@@ -13,6 +13,10 @@ export interface CaConfig extends CommonConfig {
   /** Prometheus `/metrics` listener (CA_METRICS_HOST, default 127.0.0.1; CA_METRICS_PORT, default 9464, 0 = any free port). */
   metricsHost: string;
   metricsPort: number;
+  /** How often every replica prunes expired certificates (CA_PRUNE_INTERVAL, default 1h; also once at start). */
+  pruneIntervalMs: number;
+  /** How long a certificate's record is kept after its notAfter before it is deleted (CA_EXPIRED_CERT_RETENTION, default 24h). */
+  expiredCertRetentionMs: number;
 }
 
 export { ConfigError };
@@ -47,5 +51,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<CaCon
     certTtlMs,
     metricsHost,
     metricsPort,
+    pruneIntervalMs: r.duration('CA_PRUNE_INTERVAL', '1h'),
+    expiredCertRetentionMs: r.duration('CA_EXPIRED_CERT_RETENTION', '24h'),
   });
 }

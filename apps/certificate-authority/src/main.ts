@@ -8,6 +8,7 @@ import { certificateInfo, loadOrCreateCa } from '@novamesh/ca';
 import { queueGroups } from '@novamesh/contracts';
 import { createLogger, onShutdown, setupTelemetry } from '@novamesh/observability';
 import { CaModule } from './ca.module';
+import { CertPruneService } from './cert-prune.service';
 import { type ConfigError, loadConfig } from './config';
 import { CaMetrics, startMetricsServer } from './metrics';
 import { describeCa, RootRotationService } from './root-rotation.service';
@@ -80,6 +81,7 @@ async function main(): Promise<void> {
         caDir: config.caDir,
         ...(config.passphrase ? { passphrase: config.passphrase } : {}),
         instance: config.instance,
+        prune: { intervalMs: config.pruneIntervalMs, retentionMs: config.expiredCertRetentionMs },
       },
       logger,
       metrics,
@@ -108,6 +110,8 @@ async function main(): Promise<void> {
   await app.get(TrustPublisherService).start(config.trustDomain);
   // A root rotation handled by another replica reaches this one through the trust bundle.
   await app.get(RootRotationService).follow();
+  // Expired serials leave the revocation list, expired records the bucket: now, then periodically.
+  app.get(CertPruneService).start();
   await app.listen();
   logger.info({ nats: config.natsUrl, trustDomain: config.trustDomain }, 'certificate-authority ready');
 

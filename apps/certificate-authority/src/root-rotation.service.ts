@@ -9,6 +9,7 @@ import {
   type LoadedCa,
   type LoadOrCreateCaOptions,
   loadOrCreateCa,
+  rootRotationInProgress,
 } from '@novamesh/ca';
 import {
   type CaCertificateInfoV1,
@@ -24,6 +25,7 @@ import {
 } from '@novamesh/contracts';
 import type { Logger } from '@novamesh/observability';
 import { CertRegistryService } from './cert-registry.service';
+import { RotationLock } from './rotation-lock';
 import { CA_INFO, CA_SETTINGS, type CaSettings, JETSTREAM, LOADED_CA, LOGGER } from './tokens';
 import { rootsKey, TrustPublisherService } from './trust-publisher.service';
 
@@ -51,6 +53,10 @@ const fingerprintOf = (pem: string) => certificateInfo(pem).fingerprint256;
  * the new CA, never a mix. Every change of state goes through one queue: begin, finish and reloads
  * never interleave within a replica.
  *
+ * Across replicas, `begin` and `finish` are exclusive through {@link RotationLock} (a compare-and-set
+ * key in NATS KV held from `begin` to `finish`): of two concurrent `begin`s on two replicas exactly
+ * one makes a new root, the other gets MESH_CONFLICT naming the replica that began the rotation.
+ *
  * Replica convergence: the replica that handles `begin`/`finish` changes the CA directory, reloads it
  * and publishes the new trust bundle. Every replica follows `mesh.v1.ca.bundle`; when the published
  * roots differ from the ones it holds, it reloads its CA from the (shared) CA directory, and switches
@@ -70,6 +76,7 @@ export class RootRotationService implements OnModuleDestroy {
     @Inject(JETSTREAM) private readonly js: JetStreamClient,
     private readonly trust: TrustPublisherService,
     private readonly certs: CertRegistryService,
+    private readonly lock: RotationLock,
     @Inject(LOGGER) logger: Logger,
   ) {
     this.log = logger.child({ component: 'root-rotation' });
@@ -132,7 +139,20 @@ export class RootRotationService implements OnModuleDestroy {
   }
 
   private async begin(): Promise<CaRotateResultV1> {
-    const next = await beginRootRotation(this.dirOptions());
+    const held = await this.lock
+      .acquire(this.settings.instance, () => rootRotationInProgress(this.settings.caDir))
+      .catch((e: unknown) => {
+        this.log.warn({ err: (e as Error).message }, 'root rotation not begun');
+        throw e;
+      });
+    let next: LoadedCa;
+    try {
+      next = await beginRootRotation(this.dirOptions());
+    } catch (e) {
+      // Nothing changed on disk (or a rotation without a lock is in progress: the directory still refuses).
+      await this.lock.release(held);
+      throw e;
+    }
     this.apply(next);
     const bundle = await this.trust.publishBundle(this.settings.trustDomain);
     this.log.info(
@@ -165,8 +185,16 @@ export class RootRotationService implements OnModuleDestroy {
         },
       );
     }
-    const next = await finishRootRotation(this.dirOptions());
+    const held = await this.lock.claimFinish(this.settings.instance);
+    let next: LoadedCa;
+    try {
+      next = await finishRootRotation(this.dirOptions());
+    } catch (e) {
+      await this.lock.unclaimFinish(held);
+      throw e;
+    }
     this.apply(next);
+    await this.lock.release(held);
     await this.trust.publishBundle(this.settings.trustDomain);
     this.log.info({ root: fingerprintOf(next.root.certPem), retiredRoot: old.fingerprint256 }, 'root rotation finished: old root retired');
     return this.status('finish');
@@ -176,7 +204,7 @@ export class RootRotationService implements OnModuleDestroy {
   private async status(phase: RootRotationPhase): Promise<CaRotateResultV1> {
     const { root, previous } = this.ca;
     const currentFp = fingerprintOf(root.certPem);
-    const live = await this.certs.live();
+    const [live, lock] = await Promise.all([this.certs.live(), previous ? this.lock.read().catch(() => undefined) : undefined]);
     const onCurrent = live.filter((r) => r.rootFingerprint256 === currentFp).length;
     const entry = (role: CaRotationRootV1['role'], pem: string, count: number): CaRotationRootV1 => {
       const info = certificateInfo(pem);
@@ -191,7 +219,14 @@ export class RootRotationService implements OnModuleDestroy {
     const roots = previous
       ? [entry('current', root.certPem, onCurrent), entry('previous', previous.rootPem, live.length - onCurrent)]
       : [entry('current', root.certPem, live.length)];
-    return { ok: true, phase, rotating: previous !== undefined, roots, instance: this.settings.instance };
+    return {
+      ok: true,
+      phase,
+      rotating: previous !== undefined,
+      roots,
+      instance: this.settings.instance,
+      ...(lock ? { startedBy: lock.record.instance, startedAt: lock.record.startedAt } : {}),
+    };
   }
 
   /** Reloads the CA directory when a replica published roots other than the ones this replica holds. */

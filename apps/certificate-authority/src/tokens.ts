@@ -10,7 +10,7 @@ export const METRICS = Symbol('METRICS');
 /** The `mesh.v1.ca.info` reply (without `ok`), computed once at start. */
 export const CA_INFO = Symbol('CA_INFO');
 
-/** What the signing path and root rotation need from config. */
+/** What the signing path, root rotation and pruning need from config. */
 export interface CaSettings {
   trustDomain: string;
   certTtlMs: number;
@@ -20,4 +20,6 @@ export interface CaSettings {
   passphrase?: string;
   /** CA_INSTANCE, named in replies. */
   instance: string;
+  /** CA_PRUNE_INTERVAL and CA_EXPIRED_CERT_RETENTION (ms). */
+  prune: { intervalMs: number; retentionMs: number };
 }

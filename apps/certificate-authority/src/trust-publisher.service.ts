@@ -31,8 +31,9 @@ const bundleKey = (b: TrustBundleV1) => `${b.trustDomain}|${rootsKey(b.roots.map
 /**
  * Publishes the CA's public state to MESH_CA: the trust bundle on `mesh.v1.ca.bundle` (only when
  * its roots differ from the retained one) and the revocation list on `mesh.v1.ca.revoked`, which
- * every replica extends with a compare-and-set on the subject's last sequence, so concurrent
- * revocations on different replicas never drop each other.
+ * every replica extends (revocations) and shrinks (pruning of expired serials) with a
+ * compare-and-set on the subject's last sequence, so concurrent changes on different replicas never
+ * drop each other.
  */
 @Injectable()
 export class TrustPublisherService {
@@ -81,15 +82,38 @@ export class TrustPublisherService {
 
   /** Adds `serial` to the published revocation list (no-op when it is already there). */
   async addRevoked(serial: string): Promise<void> {
+    const added = await this.updateRevoked((serials) => (serials.includes(serial) ? undefined : [...serials, serial]));
+    if (added) this.log.info({ serial, revoked: added.length }, 'revocation list published');
+  }
+
+  /**
+   * Removes from the published revocation list every serial `keep` says no longer needs to be there
+   * (its certificate expired: peers refuse it for that anyway). Returns the serials removed.
+   */
+  async pruneRevoked(keep: (serial: string) => boolean): Promise<string[]> {
+    let removed: string[] = [];
+    await this.updateRevoked((serials) => {
+      removed = serials.filter((s) => !keep(s));
+      return removed.length ? serials.filter(keep) : undefined;
+    });
+    if (removed.length) this.log.info({ removed: removed.length, serials: removed }, 'expired serials pruned from the revocation list');
+    return removed;
+  }
+
+  /**
+   * Read-modify-write of the list with a compare-and-set on the subject's last sequence, retried on
+   * a lost race, so concurrent changes on different replicas never drop each other. `change`
+   * returns the new serials, or undefined for "nothing to do". Returns the serials published.
+   */
+  private async updateRevoked(change: (serials: readonly string[]) => string[] | undefined): Promise<string[] | undefined> {
     for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
       const last = await this.jsm.streams.getMessage(streams.ca, { last_by_subj: subjects.caRevoked });
-      const list = last?.json<RevocationListV1>() ?? { serials: [], updatedAt: '' };
-      if (list.serials.includes(serial)) return;
-      const next: RevocationListV1 = { serials: [...list.serials, serial].sort(), updatedAt: new Date().toISOString() };
+      const serials = change(last?.json<RevocationListV1>().serials ?? []);
+      if (!serials) return undefined;
+      const next: RevocationListV1 = { serials: [...serials].sort(), updatedAt: new Date().toISOString() };
       try {
         await publishJson(this.js, subjects.caRevoked, next, { expectLastSubjectSequence: last?.seq ?? 0 });
-        this.log.info({ serial, revoked: next.serials.length }, 'revocation list published');
-        return;
+        return next.serials;
       } catch (e) {
         if (!isCasConflict(e))
           throw new MeshError(ErrorCode.unavailable, `revocation list not published: ${(e as Error).message}`, {
@@ -98,6 +122,6 @@ export class TrustPublisherService {
           });
       }
     }
-    throw new MeshError(ErrorCode.conflict, 'the revocation list is changing too fast; revoke again', { retryable: true });
+    throw new MeshError(ErrorCode.conflict, 'the revocation list is changing too fast; try again', { retryable: true });
   }
 }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { buckets, type CaCertRecordV1 } from '@novamesh/contracts';
-import { MeshManager } from '@novamesh/sdk';
+import { MeshManager, type WorkloadCertificate } from '@novamesh/sdk';
 import {
   freePort,
   type ManagedProcess,
@@ -28,6 +28,8 @@ let caDir: string;
 let policy: ManagedProcess;
 const procs: ManagedProcess[] = [];
 let env: NodeJS.ProcessEnv;
+/** payment's certificate in use (renewed once). */
+let payment: WorkloadCertificate;
 
 const check = () => runMeshctl(['check'], env);
 const lines = (stdout: string) => stdout.trimEnd().split('\n');
@@ -89,7 +91,7 @@ describe('meshctl check', () => {
       'workload certificates',
       '---------------------',
       '✔ 0 issued by this CA: 0 valid, 0 expired',
-      '✔ no certificate has expired or expires within 1 hour',
+      '✔ no certificate in use has expired or expires within 1 hour',
       '✔ 0 revoked (0 on the published revocation list)',
       '',
       'Status check results are ✔  (10 passed, 0 warnings, 0 failed)',
@@ -98,13 +100,29 @@ describe('meshctl check', () => {
     expect(r.stdout).not.toContain('\x1b[');
   });
 
-  it('warns about certificates that expired or expire within 1 hour, counts revocations, and still exits 0', async () => {
+  it('warns about certificates in use that expired or expire within 1 hour (not renewed ones), counts revocations, and still exits 0', async () => {
     const token = (await mesh.createJoinToken('payment', { uses: 2 })).token;
     const a = await mesh.requestCertificate({ service: 'payment', token });
-    await mesh.requestCertificate({ service: 'payment', token });
+    const b = await mesh.requestCertificate({ service: 'payment', token });
     await mesh.revokeCertificate(a.serial, { reason: 'check drill' });
-    // An expired certificate, as the registry keeps it after its notAfter.
+    // b renews: b is superseded and, though it expires within 1 hour too, only its successor is in use.
+    payment = await mesh.requestCertificate({ service: 'payment', certificatePem: b.certificatePem, keyPem: b.keyPem });
+    // Expired certificates, as the registry keeps them after their notAfter: legacy renewed once
+    // (the first is superseded), then stopped renewing.
     const kv = await new Kvm(nc).open(buckets.caCerts);
+    const older: CaCertRecordV1 = {
+      serial: 'aa'.repeat(16),
+      spiffeId: 'spiffe://novamesh.local/ns/default/svc/legacy',
+      namespace: 'default',
+      service: 'legacy',
+      notBefore: '2019-12-31T00:00:00.000Z',
+      notAfter: '2020-01-01T00:00:00.000Z',
+      issuedAt: '2019-12-31T00:05:00.000Z',
+      proof: 'token',
+      supersededBy: 'ab'.repeat(16),
+      state: 'issued',
+    };
+    await kv.create(older.serial, JSON.stringify(older));
     const old: CaCertRecordV1 = {
       serial: 'ab'.repeat(16),
       spiffeId: 'spiffe://novamesh.local/ns/default/svc/legacy',
@@ -113,7 +131,8 @@ describe('meshctl check', () => {
       notBefore: '2020-01-01T00:00:00.000Z',
       notAfter: '2020-01-02T00:00:00.000Z',
       issuedAt: '2020-01-01T00:05:00.000Z',
-      proof: 'token',
+      proof: 'certificate',
+      renewedFrom: older.serial,
       state: 'issued',
     };
     await kv.create(old.serial, JSON.stringify(old));
@@ -121,13 +140,16 @@ describe('meshctl check', () => {
     const r = await check();
     expect(r.code, r.stdout).toBe(0);
     const out = lines(r.stdout);
-    expect(out).toContain('✔ 3 issued by this CA: 1 valid, 1 expired');
-    const expired = out.indexOf('‼ 1 certificate has expired');
-    expect(expired).toBeGreaterThan(0);
+    expect(out).toContain('✔ 5 issued by this CA: 2 valid, 2 expired');
+    const expired = out.indexOf('‼ 1 certificate has expired without being renewed');
+    expect(expired, r.stdout).toBeGreaterThan(0);
     expect(out[expired + 1]).toBe(`    ${old.serial}  ${old.spiffeId}  not after ${old.notAfter}`);
-    const soon = out.indexOf('‼ 1 certificate expires within 1 hour');
-    expect(soon).toBeGreaterThan(0);
+    expect(out[expired + 2]).not.toMatch(/^ {4}/);
+    const soon = out.indexOf('‼ 1 certificate expires within 1 hour and has not been renewed');
+    expect(soon, r.stdout).toBeGreaterThan(0);
     expect(out[soon + 1]).toMatch(/^ {4}[0-9a-f]+ {2}spiffe:\/\/novamesh\.local\/ns\/default\/svc\/payment {2}not after \S+$/);
+    expect(out[soon + 1]).not.toContain(b.serial);
+    expect(out[soon + 2]).not.toMatch(/^ {4}/);
     expect(out).toContain('✔ 1 revoked (1 on the published revocation list)');
     expect(out.at(-1)).toBe('Status check results are ‼  (9 passed, 2 warnings, 0 failed)');
   });
@@ -151,5 +173,36 @@ describe('meshctl check', () => {
     const out = lines(r.stdout);
     expect(out[2]).toMatch(new RegExp(`^✘ NATS is not reachable at nats://127\\.0\\.0\\.1:${port}: `));
     expect(out.at(-1)).toBe('Status check results are ✘  (0 passed, 0 warnings, 1 failed)');
+  });
+
+  it('shows a root rotation in progress with live certificates per root and the next step', async () => {
+    const begin = await runMeshctl(['ca', 'rotate', 'begin'], env);
+    expect(begin.code, begin.stderr).toBe(0);
+    const roots = (await mesh.getTrustBundle()).roots.map((r) => r.fingerprint256.slice(0, 16));
+    const [newRoot, oldRoot] = roots;
+    // The only live certificate is payment's renewed one, under the old root.
+    let out = lines((await check()).stdout);
+    let at = out.findIndex((l) => l.startsWith('‼ root rotation in progress'));
+    expect(out.slice(at, at + 4), out.join('\n')).toEqual([
+      `‼ root rotation in progress: 0 live certificates under the new root ${newRoot}, 1 under the old root ${oldRoot}`,
+      expect.stringMatching(/^ {4}begun by ca1 at \S+Z$/),
+      '    workloads re-issue under the new root on their own; follow with `meshctl ca rotate status`,',
+      '    then run `meshctl ca rotate finish` once the old root has no live certificates (it is refused until then)',
+    ]);
+
+    // payment renews under the new root: nothing left under the old one, time to finish.
+    await mesh.requestCertificate({ service: 'payment', certificatePem: payment.certificatePem, keyPem: payment.keyPem });
+    out = lines((await check()).stdout);
+    at = out.findIndex((l) => l.startsWith('‼ root rotation in progress'));
+    expect(out.slice(at, at + 3), out.join('\n')).toEqual([
+      `‼ root rotation in progress: 1 live certificate under the new root ${newRoot}, 0 under the old root ${oldRoot}`,
+      expect.stringMatching(/^ {4}begun by ca1 at \S+Z$/),
+      '    no live certificate uses the old root any more: run `meshctl ca rotate finish` to drop it from the trust bundle',
+    ]);
+    expect(out[at + 3]).not.toMatch(/^ {4}/);
+
+    const finish = await runMeshctl(['ca', 'rotate', 'finish'], env);
+    expect(finish.code, finish.stderr).toBe(0);
+    expect(lines((await check()).stdout).some((l) => l.includes('root rotation'))).toBe(false);
   });
 });

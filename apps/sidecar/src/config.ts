@@ -46,6 +46,8 @@ export interface SidecarConfig extends CommonConfig {
   drainMs: number;
   /** Acknowledgement heartbeat period. */
   ackIntervalMs: number;
+  /** Heartbeat TTL of a service this sidecar registers; it heartbeats its endpoint every third of it. */
+  heartbeatTtlMs: number;
 }
 
 function keyValues(r: EnvReader, key: string, check: (k: string, v: string) => string | undefined): Record<string, string> {
@@ -132,5 +134,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Sidec
     accessLog,
     drainMs: r.duration('SIDECAR_DRAIN', '2s'),
     ackIntervalMs: r.duration('SIDECAR_ACK_INTERVAL', '10s'),
+    heartbeatTtlMs: r.duration('SIDECAR_HEARTBEAT_TTL', '10s'),
   });
 }

@@ -69,6 +69,9 @@ export class ControlPlaneLink {
     if (this.cfg.register) {
       void this.ensureRegistered();
       this.timers.push(setInterval(() => void this.ensureRegistered(), Math.max(this.cfg.ackIntervalMs, 2_000)));
+      // Liveness: a sidecar that dies without deregistering (SIGKILL, power loss) turns unhealthy
+      // after the service's heartbeat TTL and leaves every caller's load-balancing set.
+      this.timers.push(setInterval(() => void this.heartbeat(), Math.max(Math.floor(this.cfg.heartbeatTtlMs / 3), 100)));
     }
     for (const t of this.timers) t.unref();
   }
@@ -85,6 +88,12 @@ export class ControlPlaneLink {
     } catch (err) {
       this.logger.debug({ err: (err as Error).message }, 'acknowledgement not sent');
     }
+  }
+
+  private async heartbeat(): Promise<void> {
+    await this.manager?.heartbeat(this.cfg.service, [this.cfg.sidecarId]).catch((err) => {
+      this.logger.debug({ err: (err as Error).message }, 'heartbeat not sent');
+    });
   }
 
   /** Removes this workload's endpoint (SIGTERM), so callers stop picking it before the listeners close. */
@@ -168,6 +177,7 @@ export class ControlPlaneLink {
           type: this.cfg.serviceType,
           port: this.cfg.servicePort,
           endpoints: [endpoint],
+          heartbeat: { ttl: this.cfg.heartbeatTtlMs },
           ...(this.cfg.upstreams ? { upstreams: this.cfg.upstreams } : {}),
         });
         this.logger.info({ service: this.cfg.service, endpoint: this.endpointAddress() }, 'registered the service with this endpoint');

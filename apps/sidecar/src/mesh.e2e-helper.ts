@@ -182,6 +182,7 @@ export class TestMesh {
       SIDECAR_DATA_DIR: opts.dataDir ?? join(this.dir, 'sidecars', id),
       SIDECAR_ACK_INTERVAL: '1s',
       SIDECAR_DRAIN: '200ms',
+      SIDECAR_HEARTBEAT_TTL: '2s',
       ...(token ? { SIDECAR_JOIN_TOKEN: token } : {}),
       LOG_LEVEL: 'info',
       ...opts.env,

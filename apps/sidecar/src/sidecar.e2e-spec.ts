@@ -1,4 +1,5 @@
 import type { PolicyInput } from '@novamesh/contracts';
+import { runMeshctl, waitFor } from '@novamesh/testing';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ConfigDump, call, type EchoApp, type SidecarProcess, TestMesh } from './mesh.e2e-helper';
@@ -88,6 +89,25 @@ describe('traffic through two sidecars', () => {
     expect(last?.headers['x-forwarded-client-cert']).toMatch(
       /^By=spiffe:\/\/[^/]+\/ns\/default\/svc\/orders;URI=spiffe:\/\/[^/]+\/ns\/default\/svc\/web$/,
     );
+  });
+
+  it('meshctl proxy-status shows every sidecar in sync with its service’s latest version', async () => {
+    await waitFor(
+      async () => {
+        const r = await runMeshctl(['proxy-status', '--output', 'json'], { NATS_URL: m.nats.url });
+        if (r.code !== 0) throw new Error(r.stderr);
+        const rows = JSON.parse(r.stdout) as { sidecar: string; inSync: boolean }[];
+        return rows.length === 4 && rows.every((row) => row.inSync);
+      },
+      { timeoutMs: 15_000, what: 'four sidecars in sync' },
+    );
+    const table = await runMeshctl(['proxy-status', '--service', 'orders'], { NATS_URL: m.nats.url });
+    expect(
+      table.stdout
+        .split('\n')
+        .filter((l) => l.startsWith('orders '))
+        .map((l) => l.split(/\s+/)[4]),
+    ).toEqual(['SYNCED', 'SYNCED', 'SYNCED']);
   });
 
   it('answers a service it does not know with 404 NO_ROUTE and says why', async () => {
@@ -392,5 +412,17 @@ describe('locality', () => {
     const before = marks();
     for (let i = 0; i < 12; i++) expect((await call(client, 'orders')).status).toBe(200);
     expect(counts(ordersApps(), before)).toEqual({ o1: 12, o2: 0, o3: 0 });
+  });
+});
+
+describe('a sidecar that dies without deregistering', () => {
+  it('turns unhealthy after the heartbeat TTL and leaves callers’ load balancing', async () => {
+    const victim = orders[1] as { app: EchoApp; sidecar: SidecarProcess };
+    await victim.sidecar.proc.stop('SIGKILL');
+    const endpointOf = (d: ConfigDump) => ordersOf(d)?.endpoints.find((e) => e.id === victim.sidecar.id);
+    await m.until(web, 'the killed endpoint unhealthy', (d) => endpointOf(d)?.status === 'unhealthy', 30_000);
+    const before = marks();
+    expect((await many(20)).every((s) => s === 200)).toBe(true);
+    expect(counts(ordersApps(), before).o2).toBe(0);
   });
 });

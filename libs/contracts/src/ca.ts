@@ -232,7 +232,8 @@ export type RootRotationPhase = (typeof ROOT_ROTATION_PHASES)[number];
  * `mesh.v1.ca.rotate` (operator): root rotation.
  * - `begin`: a new root (10 y) and intermediate are created in the CA directory (the old ones are
  *   kept under `previous/`), the trust bundle then holds both roots, and every replica signs with
- *   the new intermediate. MESH_CONFLICT when a rotation is already in progress.
+ *   the new intermediate. MESH_CONFLICT when a rotation is already in progress (also when another
+ *   replica began one at the same moment: a compare-and-set lock lets exactly one `begin` win).
  * - `status`: live certificates (not expired, not revoked, not superseded by a renewal) per root.
  * - `finish`: MESH_CONFLICT while a live certificate chains to the old root; otherwise the bundle
  *   holds only the new root and the old one is retired (moved to `retired/<time>/`).
@@ -263,6 +264,10 @@ export const CaRotateResultV1 = z.object({
   roots: z.array(CaRotationRootV1),
   /** The replica that answered (CA_INSTANCE). */
   instance: z.string(),
+  /** While rotating: the replica that began the rotation (absent for a rotation begun before this was recorded). */
+  startedBy: z.string().optional(),
+  /** While rotating: when the rotation began (ISO 8601). */
+  startedAt: z.string().optional(),
 });
 export type CaRotateResultV1 = z.output<typeof CaRotateResultV1>;
 export const CaRotateReplyV1 = z.union([CaRotateResultV1, z.object({ ok: z.literal(false), error: ErrorBodyV1 })]);

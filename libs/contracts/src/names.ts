@@ -120,7 +120,10 @@ export const buckets = {
    * expiry, uses left). The token itself is never stored. Owned by the certificate authority.
    */
   caTokens: 'mesh_ca_tokens',
-  /** Issued workload certificates, key = serial (hex), value = `CaCertRecordV1`. Owned by the certificate authority. */
+  /**
+   * Issued workload certificates, key = serial (hex), value = `CaCertRecordV1`; plus the key
+   * `root-rotation-lock` (who began the root rotation in progress). Owned by the certificate authority.
+   */
   caCerts: 'mesh_ca_certs',
 } as const;
 

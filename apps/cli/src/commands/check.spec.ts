@@ -1,5 +1,6 @@
+import type { CaCertV1, CaRotateResultV1 } from '@novamesh/contracts';
 import { describe, expect, it } from 'vitest';
-import { type CheckFacts, evaluateChecks, renderChecks } from './check';
+import { type CheckFacts, evaluateChecks, inUseCertificates, renderChecks } from './check';
 
 const NOW = Date.parse('2026-06-01T00:00:00.000Z');
 const DAY = 86_400_000;
@@ -73,5 +74,134 @@ describe('meshctl check thresholds', () => {
     const colored = renderChecks(lines, { color: true });
     expect(colored).toContain('\x1b[33m‼\x1b[0m root ');
     expect(colored).toContain('\x1b[32m✔\x1b[0m ');
+  });
+});
+
+const HOUR = 3_600_000;
+const OLD_FP = 'c'.repeat(64);
+
+/** A certificate of `service` issued `issuedAgo` before NOW, valid for 24 h. */
+function cert(serial: string, service: string, issuedAgo: number, extra: Partial<CaCertV1> = {}): CaCertV1 {
+  const issued = NOW - issuedAgo;
+  const notAfter = issued + DAY;
+  return {
+    serial,
+    spiffeId: `spiffe://novamesh.local/ns/default/svc/${service}`,
+    namespace: 'default',
+    service,
+    notBefore: iso(issued - 5 * 60_000),
+    notAfter: iso(notAfter),
+    issuedAt: iso(issued),
+    proof: 'token',
+    rootFingerprint256: FP,
+    state: notAfter < NOW ? 'expired' : 'issued',
+    ...extra,
+  };
+}
+
+function withCerts(certs: CaCertV1[]): CheckFacts {
+  return { ...facts(3650 * DAY, 365 * DAY), certs: { ok: true, ms: 1, reply: { ok: true, certs } } };
+}
+
+const texts = (f: CheckFacts) => evaluateChecks(f, NOW).map((l) => `${l.status} ${l.text}`);
+
+describe('meshctl check: workload certificates', () => {
+  it('counts as in use only the latest certificate of each identity, and not once it was renewed', () => {
+    const certs = [
+      cert('01', 'payment', 30 * HOUR, { supersededBy: '02', proof: 'token' }), // renewed, then expired
+      cert('02', 'payment', 12 * HOUR, { proof: 'certificate', renewedFrom: '01' }),
+      cert('03', 'orders', 30 * HOUR), // expired, a newer one exists (another token)
+      cert('04', 'orders', 2 * HOUR),
+      cert('05', 'legacy', 30 * HOUR), // expired, never renewed
+    ];
+    expect(inUseCertificates(certs).map((c) => c.serial)).toEqual(['02', '04', '05']);
+  });
+
+  it('does not warn about expired or expiring certificates that were renewed', () => {
+    const renewed = withCerts([
+      cert('01', 'payment', 30 * HOUR, { supersededBy: '02' }),
+      cert('02', 'payment', 23.5 * HOUR, { proof: 'certificate', renewedFrom: '01', supersededBy: '03' }), // expires in 30 min
+      cert('03', 'payment', HOUR, { proof: 'certificate', renewedFrom: '02' }),
+    ]);
+    expect(texts(renewed).filter((t) => t.startsWith('warn'))).toEqual([]);
+    expect(texts(renewed)).toContain('ok 3 issued by this CA: 2 valid, 1 expired');
+    expect(texts(renewed)).toContain('ok no certificate in use has expired or expires within 1 hour');
+  });
+
+  it('warns about the latest certificate of an identity that expired or expires within 1 hour without a renewal', () => {
+    const stale = withCerts([cert('05', 'legacy', 30 * HOUR), cert('06', 'payment', 23.5 * HOUR), cert('07', 'payment', 40 * HOUR)]);
+    const lines = evaluateChecks(stale, NOW).filter((l) => l.status === 'warn');
+    expect(lines.map((l) => [l.text, l.details])).toEqual([
+      [
+        '1 certificate has expired without being renewed',
+        [`05  spiffe://novamesh.local/ns/default/svc/legacy  not after ${iso(NOW - 6 * HOUR)}`],
+      ],
+      [
+        '1 certificate expires within 1 hour and has not been renewed',
+        [`06  spiffe://novamesh.local/ns/default/svc/payment  not after ${iso(NOW + 30 * 60_000)}`],
+      ],
+    ]);
+  });
+
+  it('counts revoked certificates, noting the expired ones the CA pruned from the published list', () => {
+    const f = withCerts([cert('08', 'a', HOUR, { state: 'revoked' }), cert('09', 'b', 30 * HOUR, { state: 'revoked' })]);
+    f.revoked = { serials: ['08'], updatedAt: iso(NOW) };
+    expect(texts(f)).toContain('ok 2 revoked (1 not expired yet, 1 on the published revocation list)');
+  });
+});
+
+describe('meshctl check: root rotation', () => {
+  function rotating(previousLive: number, opts: { probe?: boolean } = {}): CheckFacts {
+    const f = withCerts([cert('02', 'payment', HOUR), cert('04', 'orders', 2 * HOUR, { rootFingerprint256: OLD_FP })]);
+    if (f.bundle?.ok) f.bundle.bundle.roots.push({ pem: '', fingerprint256: OLD_FP, notAfter: iso(NOW + 3000 * DAY) });
+    const reply: CaRotateResultV1 = {
+      ok: true,
+      phase: 'status',
+      rotating: true,
+      instance: 'ca2',
+      startedBy: 'ca1',
+      startedAt: iso(NOW - HOUR),
+      roots: [
+        { role: 'current', subject: 'CN=new', fingerprint256: FP, notAfter: iso(NOW + 3650 * DAY), liveCertificates: 1 },
+        { role: 'previous', subject: 'CN=old', fingerprint256: OLD_FP, notAfter: iso(NOW + 3000 * DAY), liveCertificates: previousLive },
+      ],
+    };
+    f.rotation = opts.probe === false ? { ok: false, error: 'no answer within 5000 ms' } : { ok: true, ms: 2, reply };
+    return f;
+  }
+  const rotationLine = (f: CheckFacts) => evaluateChecks(f, NOW).find((l) => l.text.startsWith('root rotation'));
+
+  it('warns with the live certificates per root and says to wait, then to finish', () => {
+    expect(rotationLine(rotating(1))).toEqual({
+      section: 'certificate authority',
+      status: 'warn',
+      text: `root rotation in progress: 1 live certificate under the new root ${'a'.repeat(16)}, 1 under the old root ${'c'.repeat(16)}`,
+      details: [
+        `begun by ca1 at ${iso(NOW - HOUR)}`,
+        'workloads re-issue under the new root on their own; follow with `meshctl ca rotate status`,',
+        'then run `meshctl ca rotate finish` once the old root has no live certificates (it is refused until then)',
+      ],
+    });
+    expect(rotationLine(rotating(0))?.details).toEqual([
+      `begun by ca1 at ${iso(NOW - HOUR)}`,
+      'no live certificate uses the old root any more: run `meshctl ca rotate finish` to drop it from the trust bundle',
+    ]);
+  });
+
+  it('still warns when the bundle holds two roots but the rotation status is unavailable', () => {
+    expect(rotationLine(rotating(1, { probe: false }))).toMatchObject({
+      status: 'warn',
+      text: 'root rotation in progress: the trust bundle holds 2 roots',
+      details: [expect.stringContaining('no answer within 5000 ms'), expect.stringContaining('meshctl ca rotate status')],
+    });
+  });
+
+  it('says nothing about rotation with one root', () => {
+    expect(rotationLine(withCerts([]))).toBeUndefined();
+  });
+
+  it('renders the whole checklist during a rotation (golden file)', async () => {
+    const out = renderChecks(evaluateChecks(rotating(1), NOW), { color: false });
+    await expect(out).toMatchFileSnapshot('../__golden__/check-rotation.txt');
   });
 });

@@ -1,6 +1,8 @@
 import type {
   CaCertV1,
   CaInfoResultV1,
+  CaRotateRequestV1,
+  CaRotateResultV1,
   DiscoveryQueryInputV1,
   ErrorBody,
   PolicyListRequestV1,
@@ -17,7 +19,7 @@ export const CHECK_THRESHOLDS = {
   rootWarnMs: 90 * 86_400_000,
   /** Warn when the intermediate signing CA expires within this (ms). */
   intermediateWarnMs: 30 * 86_400_000,
-  /** Warn about issued workload certificates that expire within this (ms). */
+  /** Warn about workload certificates in use (latest of their identity, not renewed) that expire within this (ms). */
   certWarnMs: 3_600_000,
 } as const;
 
@@ -27,6 +29,7 @@ const SUBJECTS = {
   policy: 'mesh.v1.policy.list',
   ca: 'mesh.v1.ca.info',
   certs: 'mesh.v1.ca.certs.list',
+  rotate: 'mesh.v1.ca.rotate',
 } as const;
 
 /** The answer (or the failure) of one request/reply probe. */
@@ -42,6 +45,8 @@ export interface CheckFacts {
   bundle?: { ok: true; bundle: TrustBundleV1 } | { ok: false; error: string };
   certs?: Probe<{ ok: true; certs: CaCertV1[] } | { ok: false; error: ErrorBody }>;
   revoked?: RevocationListV1;
+  /** `mesh.v1.ca.rotate` status: live certificates per root. */
+  rotation?: Probe<CaRotateResultV1 | { ok: false; error: ErrorBody }>;
 }
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
@@ -90,6 +95,58 @@ function probeLine(section: CheckLine['section'], who: string, subject: string, 
   if (!probe) return { section, status: 'fail', text: `${who} was not asked (${subject})` };
   if (probe.ok) return { section, status: 'ok', text: `${who} is answering on ${subject} (${probe.ms} ms)` };
   return { section, status: 'fail', text: `${who} is not answering on ${subject}: ${probe.error}`, details: [hint] };
+}
+
+/**
+ * The certificates a workload may still present: the latest (by issue time) of each identity, unless
+ * it was renewed (`supersededBy`). An older certificate of an identity that renewed since, or one
+ * superseded, expiring is the normal course of renewal, not something to warn about.
+ */
+export function inUseCertificates(certs: readonly CaCertV1[]): CaCertV1[] {
+  const latest = new Map<string, CaCertV1>();
+  for (const c of certs) {
+    const seen = latest.get(c.spiffeId);
+    if (!seen || c.issuedAt > seen.issuedAt || (c.issuedAt === seen.issuedAt && c.notAfter > seen.notAfter)) latest.set(c.spiffeId, c);
+  }
+  return [...latest.values()].filter((c) => !c.supersededBy);
+}
+
+/**
+ * A root rotation in progress (two roots in the bundle, or the CA says so): a warning with the live
+ * certificates per root and the operator's next step. Undefined when no rotation is in progress.
+ */
+function rotationLine(f: CheckFacts, section: CheckLine['section']): CheckLine | undefined {
+  const status = f.rotation?.ok && f.rotation.reply.ok ? f.rotation.reply : undefined;
+  const rootsInBundle = f.bundle?.ok ? f.bundle.bundle.roots.length : 0;
+  if (!status?.rotating && rootsInBundle < 2) return undefined;
+  const since = status?.startedBy ? [`begun by ${status.startedBy} at ${status.startedAt}`] : [];
+  const current = status?.roots.find((r) => r.role === 'current');
+  const previous = status?.roots.find((r) => r.role === 'previous');
+  if (!current || !previous)
+    return {
+      section,
+      status: 'warn',
+      text: `root rotation in progress: the trust bundle holds ${rootsInBundle} roots`,
+      details: [
+        `live certificates per root unknown (${SUBJECTS.rotate}: ${f.rotation?.ok ? 'refused' : (f.rotation?.error ?? 'not asked')})`,
+        'see `meshctl ca rotate status`, then `meshctl ca rotate finish` once the old root has no live certificates',
+      ],
+    };
+  const count = (n: number) => `${n} live certificate${n === 1 ? '' : 's'}`;
+  return {
+    section,
+    status: 'warn',
+    text: `root rotation in progress: ${count(current.liveCertificates)} under the new root ${short(current.fingerprint256)}, ${previous.liveCertificates} under the old root ${short(previous.fingerprint256)}`,
+    details: [
+      ...since,
+      ...(previous.liveCertificates
+        ? [
+            'workloads re-issue under the new root on their own; follow with `meshctl ca rotate status`,',
+            'then run `meshctl ca rotate finish` once the old root has no live certificates (it is refused until then)',
+          ]
+        : ['no live certificate uses the old root any more: run `meshctl ca rotate finish` to drop it from the trust bundle']),
+    ],
+  };
 }
 
 /** Judges what `gatherFacts` found at `now`: the checklist, in order. Pure. */
@@ -167,6 +224,9 @@ export function evaluateChecks(f: CheckFacts, now = Date.now()): CheckLine[] {
       ),
     );
 
+  const rotation = rotationLine(f, section);
+  if (rotation) lines.push(rotation);
+
   const wc = 'workload certificates';
   const certs = f.certs;
   if (!certs?.ok || !certs.reply.ok) {
@@ -186,37 +246,40 @@ export function evaluateChecks(f: CheckFacts, now = Date.now()): CheckLine[] {
     return lines;
   }
   const all = certs.reply.certs;
-  const expired = all.filter((c) => c.state === 'expired');
-  const soon = all.filter((c) => c.state === 'issued' && Date.parse(c.notAfter) - now < CHECK_THRESHOLDS.certWarnMs);
+  const inUse = inUseCertificates(all);
+  const expired = inUse.filter((c) => c.state === 'expired');
+  const soon = inUse.filter((c) => c.state === 'issued' && Date.parse(c.notAfter) - now < CHECK_THRESHOLDS.certWarnMs);
   const issued = all.filter((c) => c.state === 'issued').length;
+  const expiredTotal = all.filter((c) => c.state === 'expired').length;
   const list = (cs: CaCertV1[]) => [
     ...cs.slice(0, MAX_LISTED).map((c) => `${c.serial}  ${c.spiffeId}  not after ${c.notAfter}`),
     ...(cs.length > MAX_LISTED ? [`… and ${cs.length - MAX_LISTED} more (meshctl cert list)`] : []),
   ];
-  lines.push({ section: wc, status: 'ok', text: `${all.length} issued by this CA: ${issued} valid, ${expired.length} expired` });
+  lines.push({ section: wc, status: 'ok', text: `${all.length} issued by this CA: ${issued} valid, ${expiredTotal} expired` });
   if (expired.length)
     lines.push({
       section: wc,
       status: 'warn',
-      text: `${expired.length} certificate${expired.length === 1 ? ' has' : 's have'} expired`,
+      text: `${expired.length} certificate${expired.length === 1 ? ' has' : 's have'} expired without being renewed`,
       details: list(expired),
     });
   if (soon.length)
     lines.push({
       section: wc,
       status: 'warn',
-      text: `${soon.length} certificate${soon.length === 1 ? ' expires' : 's expire'} within 1 hour`,
+      text: `${soon.length} certificate${soon.length === 1 ? ' expires' : 's expire'} within 1 hour and ${soon.length === 1 ? 'has' : 'have'} not been renewed`,
       details: list(soon),
     });
   if (!expired.length && !soon.length)
-    lines.push({ section: wc, status: 'ok', text: 'no certificate has expired or expires within 1 hour' });
-  const revoked = all.filter((c) => c.state === 'revoked').length;
-  const published = f.revoked?.serials.length;
-  lines.push({
-    section: wc,
-    status: 'ok',
-    text: `${revoked} revoked${published !== undefined ? ` (${published} on the published revocation list)` : ''}`,
-  });
+    lines.push({ section: wc, status: 'ok', text: 'no certificate in use has expired or expires within 1 hour' });
+  const revoked = all.filter((c) => c.state === 'revoked');
+  // The CA prunes expired serials from the published list: only unexpired ones are expected there.
+  const unexpired = revoked.filter((c) => Date.parse(c.notAfter) > now).length;
+  const notes = [
+    ...(unexpired < revoked.length ? [`${unexpired} not expired yet`] : []),
+    ...(f.revoked ? [`${f.revoked.serials.length} on the published revocation list`] : []),
+  ];
+  lines.push({ section: wc, status: 'ok', text: `${revoked.length} revoked${notes.length ? ` (${notes.join(', ')})` : ''}` });
   return lines;
 }
 
@@ -280,7 +343,7 @@ export async function gatherFacts(servers: string[], timeoutMs: number): Promise
       const m = await jsm?.streams.getMessage('MESH_CA', { last_by_subj: subject });
       return m ? m.json<T>() : undefined;
     };
-    const [discovery, policy, ca, certs, bundle, revoked] = await Promise.all([
+    const [discovery, policy, ca, certs, bundle, revoked, rotation] = await Promise.all([
       probe(SUBJECTS.discovery, { name: 'meshctl-check' } satisfies DiscoveryQueryInputV1),
       probe(SUBJECTS.policy, {} satisfies PolicyListRequestV1),
       probe<CaInfoResultV1 | { ok: false; error: ErrorBody }>(SUBJECTS.ca, {}),
@@ -290,9 +353,10 @@ export async function gatherFacts(servers: string[], timeoutMs: number): Promise
         (e: unknown): CheckFacts['bundle'] => ({ ok: false, error: describeRequestError(e, timeoutMs) }),
       ),
       last<RevocationListV1>('mesh.v1.ca.revoked').catch(() => undefined),
+      probe<CaRotateResultV1 | { ok: false; error: ErrorBody }>(SUBJECTS.rotate, { phase: 'status' } satisfies CaRotateRequestV1),
     ]);
     const server = nc.info ? `nats-server ${nc.info.version}` : 'connected';
-    return { servers, nats: { ok: true, server }, discovery, policy, ca, certs, bundle, ...(revoked ? { revoked } : {}) };
+    return { servers, nats: { ok: true, server }, discovery, policy, ca, certs, bundle, rotation, ...(revoked ? { revoked } : {}) };
   } finally {
     await nc.close().catch(() => undefined);
   }
@@ -300,8 +364,8 @@ export async function gatherFacts(servers: string[], timeoutMs: number): Promise
 
 /**
  * `meshctl check`: like `linkerd check`, a checklist of the mesh's health — NATS, the control plane
- * services answering, the trust bundle's roots and the intermediate not close to expiry, issued
- * certificates expired or about to, revocations. Exit 0 when nothing failed (warnings allowed), 1
+ * services answering, the trust bundle's roots and the intermediate not close to expiry, a root
+ * rotation in progress, certificates in use expired or about to, revocations. Exit 0 when nothing failed (warnings allowed), 1
  * when a check failed.
  */
 export function checkCommand(program: Command, ctx: CliContext): void {
@@ -312,8 +376,10 @@ export function checkCommand(program: Command, ctx: CliContext): void {
       'after',
       `
 Marks: ✔ passed, ‼ warning, ✘ failed (colored on a terminal unless NO_COLOR is set).
-Warnings: a root expiring within 90 days, the intermediate within 30 days, workload certificates
-expired or expiring within 1 hour. Exit code 0 when no check failed, 1 when one did.`,
+Warnings: a root expiring within 90 days, the intermediate within 30 days, a root rotation in
+progress (with live certificates per root and the next step), workload certificates in use (the
+latest of their identity, not renewed) expired or expiring within 1 hour. Exit code 0 when no check
+failed, 1 when one did.`,
     )
     .action(async (_opts: unknown, cmd: Command) => {
       const { servers, timeoutMs } = globalOptions(cmd);

@@ -1,0 +1,115 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { type KV, Kvm } from '@nats-io/kv';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { buckets, type CaCertRecordV1, type RevocationListV1, streams, subjects } from '@novamesh/contracts';
+import { MeshManager } from '@novamesh/sdk';
+import { type ManagedProcess, startCertificateAuthority, TestNats, waitFor } from '@novamesh/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+// Pruning with the compiled app as processes and a real nats-server. The CA refuses lifetimes under
+// 1 minute, so expired certificates are records written into mesh_ca_certs with a notAfter in the
+// past (as the registry holds them once they expired), then revoked through the CA like any other.
+
+const HOUR = 3_600_000;
+const spiffe = (service: string) => `spiffe://novamesh.local/ns/default/svc/${service}`;
+
+let nats: TestNats;
+let nc: NatsConnection;
+let kv: KV;
+let mesh: MeshManager;
+let caDir: string;
+const replicas: ManagedProcess[] = [];
+
+const serialOf = (n: number) => n.toString(16).padStart(32, '0');
+function expiredRecord(n: number, expiredAgoMs: number): CaCertRecordV1 {
+  const notAfter = Date.now() - expiredAgoMs;
+  return {
+    serial: serialOf(n),
+    spiffeId: spiffe('legacy'),
+    namespace: 'default',
+    service: 'legacy',
+    notBefore: new Date(notAfter - 24 * HOUR).toISOString(),
+    notAfter: new Date(notAfter).toISOString(),
+    issuedAt: new Date(notAfter - 24 * HOUR).toISOString(),
+    proof: 'token',
+    state: 'issued',
+  };
+}
+
+async function revocationList(): Promise<string[]> {
+  const jsm = await jetstreamManager(nc);
+  return (await jsm.streams.getMessage(streams.ca, { last_by_subj: subjects.caRevoked }))?.json<RevocationListV1>().serials ?? [];
+}
+
+async function storedSerials(): Promise<string[]> {
+  const keys: string[] = [];
+  for await (const k of await kv.keys()) keys.push(k);
+  return keys.sort();
+}
+
+beforeAll(async () => {
+  nats = await TestNats.start();
+  caDir = mkdtempSync(join(tmpdir(), 'novamesh-prune-ca-'));
+  // The defaults: prune at start and every hour, keep records 24 h after expiry.
+  replicas.push(await startCertificateAuthority({ natsUrl: nats.url, instance: 'ca1', caDir }));
+  nc = await connect({ servers: nats.url });
+  kv = await new Kvm(nc).open(buckets.caCerts);
+  mesh = new MeshManager({ servers: nats.url, heartbeat: false, timeoutMs: 10_000 });
+  await mesh.initialize();
+});
+
+afterAll(async () => {
+  await mesh?.close();
+  await nc?.close();
+  await Promise.all(replicas.map((p) => p.stop()));
+  await nats?.dispose();
+  if (caDir) rmSync(caDir, { recursive: true, force: true });
+});
+
+describe('pruning expired certificates', () => {
+  it('drops expired serials from the revocation list and deletes records past the retention, at start and periodically', async () => {
+    const live = await mesh.requestCertificate({ service: 'payment', token: (await mesh.createJoinToken('payment')).token });
+    await mesh.revokeCertificate(live.serial, { reason: 'still valid: stays listed' });
+    const revokedRecent = expiredRecord(1, HOUR); // revoked, expired 1 h ago: off the list, record kept (retention 2 h)
+    const revokedOld = expiredRecord(2, 3 * HOUR); // revoked, expired 3 h ago: off the list, record deleted
+    const issuedOld = expiredRecord(3, 3 * HOUR); // expired 3 h ago: deleted
+    const issuedRecent = expiredRecord(4, HOUR); // expired 1 h ago: kept
+    for (const r of [revokedRecent, revokedOld, issuedOld, issuedRecent]) await kv.create(r.serial, JSON.stringify(r));
+    // Revoking an expired certificate is allowed: it lands on the list like any other.
+    for (const r of [revokedRecent, revokedOld]) await mesh.revokeCertificate(r.serial);
+    expect(await revocationList()).toEqual([live.serial, revokedRecent.serial, revokedOld.serial].sort());
+
+    // A second replica with a 2-hour retention prunes when it starts, and every second after.
+    replicas.push(
+      await startCertificateAuthority({
+        natsUrl: nats.url,
+        instance: 'ca2',
+        caDir,
+        env: { CA_PRUNE_INTERVAL: '1s', CA_EXPIRED_CERT_RETENTION: '2h' },
+      }),
+    );
+    await waitFor(async () => (await revocationList()).length === 1 && (await storedSerials()).length === 3, {
+      timeoutMs: 10_000,
+      what: 'the start-up prune',
+    });
+    expect(await revocationList()).toEqual([live.serial]);
+    expect(await storedSerials()).toEqual([live.serial, revokedRecent.serial, issuedRecent.serial].sort());
+    const listed = await mesh.listCertificates();
+    expect(listed.map((c) => [c.serial, c.state]).sort()).toEqual(
+      [
+        [live.serial, 'revoked'],
+        [revokedRecent.serial, 'revoked'],
+        [issuedRecent.serial, 'expired'],
+      ].sort(),
+    );
+    expect(replicas[1]!.output.join('\n')).toMatch(/"msg":"expired certificate records deleted"/);
+
+    // Periodically: a record that expires past the retention later is deleted on a later run.
+    const later = expiredRecord(5, 3 * HOUR);
+    await kv.create(later.serial, JSON.stringify(later));
+    await waitFor(async () => !(await storedSerials()).includes(later.serial), { timeoutMs: 10_000, what: 'the periodic prune' });
+  });
+});
