@@ -5,7 +5,6 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { MeshManager } from '@novamesh/sdk';
 import {
-  freePort,
   ManagedProcess,
   repoRoot,
   startCertificateAuthority,
@@ -234,5 +233,3 @@ export interface ConfigDump {
   certificate: { spiffeId: string; serial: string; source: string } | null;
   ports: Record<string, number>;
 }
-
-export { freePort };

@@ -1,5 +1,7 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { PolicyInput } from '@novamesh/contracts';
-import { runMeshctl, waitFor } from '@novamesh/testing';
+import { freePort, runMeshctl, waitFor } from '@novamesh/testing';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ConfigDump, call, type EchoApp, type SidecarProcess, TestMesh } from './mesh.e2e-helper';
@@ -115,6 +117,31 @@ describe('traffic through two sidecars', () => {
     expect(r.status).toBe(404);
     expect(r.headers['x-novamesh-error']).toBe('NO_ROUTE');
     expect(r.headers['x-novamesh-reason']).toContain('"nowhere" is not a service this sidecar may call (known: orders)');
+  });
+});
+
+describe('configuration changes under load', () => {
+  it('loses no request while five snapshots are applied during continuous concurrent traffic', async () => {
+    const before = await web.version();
+    let stop = false;
+    const statuses: number[] = [];
+    const load = Promise.all(
+      Array.from({ length: 4 }, async () => {
+        while (!stop) statuses.push((await call(web, 'orders', '/steady')).status);
+      }),
+    );
+    const algorithms = ['random', 'least-request', 'round-robin', 'random', 'round-robin'];
+    for (const [i, algorithm] of algorithms.entries()) {
+      await apply(
+        { kind: 'TrafficPolicy', name: 'orders-traffic', serviceName: 'orders', loadBalancing: { algorithm } } as PolicyInput,
+        (d) => (d.snapshot?.version ?? 0) >= before + i + 1 && ordersOf(d)?.loadBalancing.algorithm === algorithm,
+      );
+    }
+    stop = true;
+    await load;
+    expect(statuses.length).toBeGreaterThan(50);
+    expect(statuses.filter((s) => s !== 200)).toEqual([]);
+    await m.mesh.deletePolicy('TrafficPolicy', 'orders-traffic');
   });
 });
 
@@ -327,6 +354,51 @@ describe('authorization (AuthorizationPolicy) on the inbound side', () => {
   });
 });
 
+describe('AUDIT policies', () => {
+  it('let requests through and mark them in the access log', async () => {
+    const o1 = orders[0]?.sidecar as SidecarProcess;
+    await apply(
+      {
+        kind: 'AuthorizationPolicy',
+        name: 'watch-exports',
+        serviceName: 'orders',
+        action: 'AUDIT',
+        rules: [{ to: { paths: ['/exports/*'] } }],
+      },
+      (d) => d.snapshot?.inbound.authorization.policies.some((p) => p.name === 'watch-exports') ?? false,
+      o1,
+    );
+    for (const o of orders)
+      await m.until(o.sidecar, 'watch-exports in use', (d) => (d.snapshot?.inbound.authorization.policies.length ?? 0) > 0);
+    expect((await many(3, '/exports/all')).every((s) => s === 200)).toBe(true);
+    const audited = () =>
+      orders.flatMap((o) => o.sidecar.proc.output).filter((l) => l.includes('"msg":"access"') && l.includes('watch-exports'));
+    await expect.poll(() => audited().length, { timeout: 5_000 }).toBe(3);
+    expect(JSON.parse(audited()[0] as string)).toMatchObject({
+      direction: 'inbound',
+      path: '/exports/all',
+      status: 200,
+      audit: ['watch-exports'],
+    });
+    await m.mesh.deletePolicy('AuthorizationPolicy', 'watch-exports');
+    for (const o of orders) await m.until(o.sidecar, 'no policies', (d) => d.snapshot?.inbound.authorization.policies.length === 0);
+  });
+});
+
+describe('a local port per upstream (SIDECAR_UPSTREAM_PORTS)', () => {
+  it('sends everything arriving on the port to that upstream, whatever the Host header', async () => {
+    const port = await freePort();
+    const client = await m.sidecar('reports', await m.app('reports'), {
+      env: { SIDECAR_UPSTREAM_PORTS: `orders=${port}`, SIDECAR_UPSTREAMS: 'orders' },
+    });
+    await m.until(client, 'orders endpoints', (d) => ordersOf(d)?.endpoints.length === 3);
+    const r = await request(`http://127.0.0.1:${port}/by-port`, { headers: { host: 'localhost' } });
+    expect(r.statusCode).toBe(200);
+    expect(((await r.body.json()) as { url: string }).url).toBe('/by-port');
+    await client.proc.stop();
+  });
+});
+
 describe('mutual TLS modes (MutualTLSPolicy)', () => {
   const mode = (m0: string) => (d: ConfigDump) => d.snapshot?.inbound.mtls.mode === m0;
 
@@ -371,6 +443,40 @@ describe('mutual TLS modes (MutualTLSPolicy)', () => {
     }
     await m.mesh.deletePolicy('MutualTLSPolicy', 'orders-mtls');
     await m.until(web, 'mTLS back on', (d) => ordersOf(d)?.mtls === 'permissive');
+  });
+});
+
+describe('bring-your-own certificates (MutualTLSPolicy.certificates, the seed’s enableMutualTLS)', () => {
+  it('replace the mesh certificate, are reloaded when the files change, and give way when the policy goes', async () => {
+    const dir = join(m.dir, 'byo');
+    mkdirSync(dir, { recursive: true });
+    const paths = { certPath: join(dir, 'cert.pem'), keyPath: join(dir, 'key.pem'), caPath: join(dir, 'ca.pem') };
+    const issue = async () => {
+      const c = await m.mesh.requestCertificate({ service: 'orders', token: (await m.mesh.createJoinToken('orders')).token });
+      writeFileSync(paths.keyPath, c.keyPem, { mode: 0o600 });
+      writeFileSync(paths.caPath, c.trustBundlePem);
+      writeFileSync(paths.certPath, c.chainPem);
+      return c.serial.toLowerCase();
+    };
+    const o1 = orders[0]?.sidecar as SidecarProcess;
+    const first = await issue();
+    await m.mesh.applyPolicy({
+      kind: 'MutualTLSPolicy',
+      name: 'orders-byo',
+      serviceName: 'orders',
+      mode: 'permissive',
+      certificates: paths,
+    });
+    await m.until(o1, 'the files in use', (d) => d.certificate?.source === 'files' && d.certificate.serial === first);
+    expect((await many(6)).every((s) => s === 200)).toBe(true);
+
+    const second = await issue();
+    await m.until(o1, 'the rewritten files in use', (d) => d.certificate?.serial === second);
+    expect((await many(6)).every((s) => s === 200)).toBe(true);
+
+    await m.mesh.deletePolicy('MutualTLSPolicy', 'orders-byo');
+    await m.until(o1, 'the mesh certificate again', (d) => d.certificate?.source === 'mesh');
+    expect((await many(6)).every((s) => s === 200)).toBe(true);
   });
 });
 
