@@ -48,6 +48,8 @@ export interface SidecarConfig extends CommonConfig {
   ackIntervalMs: number;
   /** Heartbeat TTL of a service this sidecar registers; it heartbeats its endpoint every third of it. */
   heartbeatTtlMs: number;
+  /** After a root rotation begins, re-issue under the new root within this long (jittered; at least half of it, at most 5 s, first). */
+  newRootRenewMaxMs: number;
 }
 
 function keyValues(r: EnvReader, key: string, check: (k: string, v: string) => string | undefined): Record<string, string> {
@@ -135,5 +137,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Sidec
     drainMs: r.duration('SIDECAR_DRAIN', '2s'),
     ackIntervalMs: r.duration('SIDECAR_ACK_INTERVAL', '10s'),
     heartbeatTtlMs: r.duration('SIDECAR_HEARTBEAT_TTL', '10s'),
+    newRootRenewMaxMs: r.duration('SIDECAR_NEW_ROOT_RENEW_MAX', '60s'),
   });
 }

@@ -29,7 +29,7 @@ export class IdentityHolder implements IdentitySource {
   private unsubscribeActive: (() => void) | undefined;
   private revokedBySnapshot: ReadonlySet<string> = new Set();
 
-  constructor(private readonly opts: { service: string; namespace: string; dataDir: string; logger: Logger }) {}
+  constructor(private readonly opts: { service: string; namespace: string; dataDir: string; logger: Logger; newRootRenewMaxMs?: number }) {}
 
   /** True once a certificate is available. */
   get ready(): boolean {
@@ -76,7 +76,14 @@ export class IdentityHolder implements IdentitySource {
    * the first one is in use. Rejects only when the CA refuses the token (retried errors are logged).
    */
   async startMesh(client: CertificateClient, token: string): Promise<void> {
-    const identity = new WorkloadIdentity(client, { service: this.opts.service, namespace: this.opts.namespace, token });
+    const max = this.opts.newRootRenewMaxMs;
+    const identity = new WorkloadIdentity(client, {
+      service: this.opts.service,
+      namespace: this.opts.namespace,
+      token,
+      // The minimum lets a new trust bundle reach every peer before anyone presents a new-root chain.
+      ...(max ? { policy: { newRootRenewWithinMs: [Math.min(5_000, max / 2), max] as const } } : {}),
+    });
     this.mesh = identity;
     identity.on('error', (err) => this.opts.logger.warn({ err: err.message, phase: err.phase, retryInMs: err.retryInMs }, 'identity'));
     identity.on('rotated', (cur, prev) => {

@@ -28,7 +28,13 @@ async function main(): Promise<void> {
   const logger = createLogger({ service: 'sidecar', instance: config.sidecarId, level: config.logLevel });
   const metrics = new SidecarMetrics();
   const accessLog = new AccessLog(logger.child({ component: 'access' }), config.accessLog);
-  const identity = new IdentityHolder({ service: config.service, namespace: config.namespace, dataDir: config.dataDir, logger });
+  const identity = new IdentityHolder({
+    service: config.service,
+    namespace: config.namespace,
+    dataDir: config.dataDir,
+    logger,
+    newRootRenewMaxMs: config.newRootRenewMaxMs,
+  });
   const dataPlane = new DataPlane({
     identity,
     ...(config.zone ? { locality: config.zone } : {}),
