@@ -1,4 +1,6 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import { pipeline } from 'node:stream/promises';
 import type { Dispatcher } from 'undici';
 import type { LocalReplyCode } from './local-reply';
 
@@ -15,14 +17,30 @@ const HOP_BY_HOP = new Set([
   'http2-settings',
 ]);
 
-/** A copy of `headers` without hop-by-hop headers (and without those the Connection header names). */
+/** A request as either HTTP version delivers it (node:http, or node:http2's compatibility API). */
+export type DownstreamRequest = IncomingMessage | Http2ServerRequest;
+export type DownstreamResponse = ServerResponse | Http2ServerResponse;
+
+/**
+ * A copy of `headers` without hop-by-hop headers (and without those the Connection header names),
+ * without HTTP/2 pseudo-headers (`:authority` becomes `host`), keeping `te: trailers`, which gRPC
+ * needs end to end.
+ */
 export function forwardableHeaders(headers: IncomingHttpHeaders): Record<string, string | string[]> {
   const named = headers.connection;
   const extra = named && named !== 'keep-alive' && named !== 'close' ? new Set(named.toLowerCase().split(/\s*,\s*/)) : undefined;
   const out: Record<string, string | string[]> = {};
   for (const name in headers) {
     const value = headers[name];
-    if (value === undefined || HOP_BY_HOP.has(name) || extra?.has(name)) continue;
+    if (value === undefined || extra?.has(name)) continue;
+    if (HOP_BY_HOP.has(name)) {
+      if (name === 'te' && value === 'trailers') out.te = value;
+      continue;
+    }
+    if (name.charCodeAt(0) === 58 /* : */) {
+      if (name === ':authority' && headers.host === undefined) out.host = value as string;
+      continue;
+    }
     out[name] = value;
   }
   return out;
@@ -66,17 +84,74 @@ export interface ForwardRequest {
   path: string;
   headers: Record<string, string | string[]>;
   /** The downstream request as the body, or null when it has none. */
-  body: IncomingMessage | null;
+  body: DownstreamRequest | null;
   /** Called with the upstream's status and headers before they are sent (route response header changes). */
   onResponseHeaders?: (headers: Record<string, string | string[] | undefined>) => void;
   headersTimeout?: number;
 }
 
-/** True when the downstream request carries a body that must be streamed upstream. */
-export function hasBody(req: IncomingMessage): boolean {
+/** True when the downstream request carries a body that must be streamed upstream (HTTP/2: unless the stream already ended). */
+export function hasBody(req: DownstreamRequest): boolean {
+  if (req.httpVersionMajor === 2) return !(req as Http2ServerRequest).stream.readableEnded && req.headers['content-length'] !== '0';
   return (
     req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0')
   );
+}
+
+function responseHeaders(headers: IncomingHttpHeaders, req: ForwardRequest): Record<string, string | string[] | undefined> {
+  const out: Record<string, string | string[] | undefined> = {};
+  for (const name in headers) if (!HOP_BY_HOP.has(name)) out[name] = headers[name];
+  req.onResponseHeaders?.(out);
+  return out;
+}
+
+function requestOptions(req: ForwardRequest, signal: AbortSignal): Dispatcher.RequestOptions {
+  return {
+    method: req.method as Dispatcher.HttpMethod,
+    path: req.path,
+    headers: req.headers,
+    body: req.body,
+    signal,
+    ...(req.headersTimeout !== undefined ? { headersTimeout: req.headersTimeout } : {}),
+  };
+}
+
+function failed(err: unknown, status: number, res: DownstreamResponse, aborted: boolean): ForwardOutcome {
+  if (aborted) return { status, error: 'DOWNSTREAM_DISCONNECT', reason: 'the client went away', bytes: 0 };
+  const { code, reason } = classifyUpstreamError(err);
+  if (status !== 0 || res.headersSent) {
+    res.destroy();
+    return { status, error: code, reason, bytes: 0 };
+  }
+  return { status: 0, error: code, reason, bytes: 0 };
+}
+
+/**
+ * The same as {@link forward}, for HTTP/2 and gRPC: the response body is piped and the upstream's
+ * trailers (gRPC's `grpc-status`, `grpc-message`) are passed on after it. Slower than `forward`
+ * (a stream in between), so HTTP/1.1 traffic does not take this path.
+ */
+export async function forwardWithTrailers(dispatcher: Dispatcher, req: ForwardRequest, res: DownstreamResponse): Promise<ForwardOutcome> {
+  const abort = new AbortController();
+  const onClose = () => {
+    if (!res.writableFinished) abort.abort();
+  };
+  res.once('close', onClose);
+  let status = 0;
+  try {
+    const r = await dispatcher.request(requestOptions(req, abort.signal));
+    status = r.statusCode;
+    (res as ServerResponse).writeHead(status, responseHeaders(r.headers, req));
+    await pipeline(r.body, res, { end: false });
+    const trailers = Object.entries(r.trailers).filter(([, v]) => v !== undefined);
+    if (trailers.length) res.addTrailers(Object.fromEntries(trailers));
+    res.end();
+    return { status, bytes: Number(r.headers['content-length']) || 0 };
+  } catch (err) {
+    return failed(err, status, res, abort.signal.aborted);
+  } finally {
+    res.off('close', onClose);
+  }
 }
 
 /**
@@ -95,35 +170,17 @@ export function forward(dispatcher: Dispatcher, req: ForwardRequest, res: Server
     };
     res.once('close', onClose);
     dispatcher.stream(
-      {
-        method: req.method as Dispatcher.HttpMethod,
-        path: req.path,
-        headers: req.headers,
-        body: req.body,
-        signal: abort.signal,
-        ...(req.headersTimeout !== undefined ? { headersTimeout: req.headersTimeout } : {}),
-      },
+      requestOptions(req, abort.signal),
       ({ statusCode, headers }) => {
         status = statusCode;
-        const out: Record<string, string | string[] | undefined> = {};
-        for (const name in headers) if (!HOP_BY_HOP.has(name)) out[name] = headers[name];
-        req.onResponseHeaders?.(out);
-        res.writeHead(statusCode, out);
+        res.writeHead(statusCode, responseHeaders(headers, req));
         const length = Number(headers['content-length']);
         if (Number.isFinite(length)) bytes = length;
         return res;
       },
       (err) => {
         res.off('close', onClose);
-        if (!err) return resolve({ status, bytes });
-        if (abort.signal.aborted)
-          return resolve({ status: status || 0, error: 'DOWNSTREAM_DISCONNECT', reason: 'the client went away', bytes });
-        const { code, reason } = classifyUpstreamError(err);
-        if (status !== 0 || res.headersSent) {
-          res.destroy();
-          return resolve({ status, error: code, reason, bytes });
-        }
-        resolve({ status: 0, error: code, reason, bytes });
+        resolve(err ? failed(err, status, res, abort.signal.aborted) : { status, bytes });
       },
     );
   });

@@ -1,16 +1,19 @@
-import { once } from 'node:events';
-import { createServer as createHttpServer, type Server as HttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import { createServer as createHttpServer, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { createServer as createH2Server, type Http2Server } from 'node:http2';
+import type { Socket } from 'node:net';
+import { connect as connectTcp } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket, type Server as TlsServer } from 'node:tls';
 import type { MtlsMode } from '@novamesh/contracts';
 import type { Authorizer, RequestView } from '@novamesh/dataplane';
 import { attachIdentity, type MtlsPeer, tlsContextFor } from '@novamesh/identity';
 import { Pool } from 'undici';
 import type { AccessLog } from './access-log';
-import { forward, forwardableHeaders, hasBody } from './forward';
+import { type DownstreamRequest, type DownstreamResponse, forward, forwardableHeaders, forwardWithTrailers, hasBody } from './forward';
+import { H2Endpoint } from './h2-upstream';
 import type { IdentityHolder } from './identity-holder';
 import { sendLocalReply } from './local-reply';
 import type { SidecarMetrics } from './metrics';
+import { ProtocolListener } from './protocol-listener';
 
 /** What the inbound side enforces, compiled from the snapshot's `inbound` section. */
 export interface InboundPolicy {
@@ -18,27 +21,33 @@ export interface InboundPolicy {
   authorizer: Authorizer;
 }
 
-const TLS_HANDSHAKE = 0x16;
+/** The verified peer of a mutual-TLS connection, kept on its socket (node:http2's socket proxy passes symbols through). */
+const PEER = Symbol('novamesh.peer');
+type PeerSocket = Socket & { [PEER]?: MtlsPeer };
 
 /**
- * The listener other sidecars (and, when permitted, plaintext clients) call. One port serves both:
- * the first byte tells a TLS ClientHello (0x16) from plain HTTP, as Istio's permissive mode does.
- * TLS connections must present a mesh certificate (chain to the trust bundle, not revoked); then the
+ * The listener other sidecars (and, when permitted, plaintext clients) call. One port serves
+ * everything: the first bytes tell a TLS ClientHello (0x16), an HTTP/2 preface (gRPC in plaintext)
+ * and HTTP/1.1 apart, as Istio's permissive mode does; TLS offers h2 and http/1.1 by ALPN. TLS
+ * connections must present a mesh certificate (chain to the trust bundle, not revoked); then the
  * mTLS mode and the authorization policy decide, per request, with the peer's SPIFFE ID. Allowed
- * requests go to the workload on loopback over pooled keep-alive connections.
+ * requests go to the workload on loopback over pooled keep-alive connections (HTTP/2 without TLS
+ * for a gRPC workload).
  */
 export class InboundListener {
-  private readonly net: NetServer;
+  private readonly listener: ProtocolListener;
   private readonly http: HttpServer;
+  private readonly h2: Http2Server;
   private tls: TlsServer | undefined;
   private detachTls: (() => void) | undefined;
-  private readonly peers = new WeakMap<Socket, MtlsPeer>();
-  private readonly app: Pool;
-  private readonly sockets = new Set<Socket>();
+  /** The workload: an HTTP/1.1 keep-alive pool, or one HTTP/2 (h2c) session for a gRPC workload. */
+  private readonly app: { pool: Pool; h2?: undefined } | { pool?: undefined; h2: H2Endpoint };
 
   constructor(
     private readonly deps: {
       appOrigin: string;
+      /** `grpc`: the workload speaks HTTP/2 without TLS (h2c). */
+      appProtocol: 'http' | 'grpc';
       ownSpiffeId: () => string | undefined;
       policy: () => InboundPolicy | undefined;
       identity: IdentityHolder;
@@ -47,46 +56,48 @@ export class InboundListener {
       onPeerRefused: (reason: string, peer: string | undefined, remote: string | undefined) => void;
     },
   ) {
-    this.app = new Pool(deps.appOrigin, { keepAliveTimeout: 30_000, connect: { timeout: 2_000 } });
+    const { hostname, port } = new URL(deps.appOrigin);
+    this.app =
+      deps.appProtocol === 'grpc'
+        ? { h2: new H2Endpoint(deps.appOrigin, () => connectTcp({ host: hostname.replace(/^\[|\]$/g, ''), port: Number(port) })) }
+        : { pool: new Pool(deps.appOrigin, { keepAliveTimeout: 30_000, connect: { timeout: 2_000 } }) };
     this.http = createHttpServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => void this.handle(req, res));
-    this.net = createNetServer({ pauseOnConnect: true }, (socket) => this.accept(socket));
+    this.h2 = createH2Server({}, (req, res) => void this.handle(req, res));
+    this.listener = new ProtocolListener({ http1: this.http, h2c: this.h2, onTls: (socket) => this.acceptTls(socket) });
     deps.identity.subscribe((change) => {
       if (change === 'certificate' && !this.tls) this.ensureTls();
     });
     this.ensureTls();
   }
 
-  async listen(port: number, host: string): Promise<number> {
-    this.net.listen(port, host);
-    await once(this.net, 'listening');
-    return (this.net.address() as { port: number }).port;
+  listen(port: number, host: string): Promise<number> {
+    return this.listener.listen(port, host);
   }
 
   /** Stops accepting, lets in-flight requests finish for up to `graceMs`, then closes what is left. */
   async close(graceMs: number): Promise<void> {
-    this.net.close();
-    this.http.closeIdleConnections();
-    const deadline = Date.now() + graceMs;
-    while (this.sockets.size > 0 && Date.now() < deadline) {
-      this.http.closeIdleConnections();
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    for (const s of this.sockets) s.destroy();
+    await this.listener.close(graceMs);
     this.detachTls?.();
-    await this.app.close().catch(() => undefined);
+    this.app.h2?.close();
+    await this.app.pool?.close().catch(() => undefined);
   }
 
   private ensureTls(): void {
     if (this.tls || !this.deps.identity.ready) return;
-    const tls = createTlsServer({ ...tlsContextFor(this.deps.identity), requestCert: true, rejectUnauthorized: true });
+    const tls = createTlsServer({
+      ...tlsContextFor(this.deps.identity),
+      requestCert: true,
+      rejectUnauthorized: true,
+      ALPNProtocols: ['h2', 'http/1.1'],
+    });
     const { accepted, detach } = attachIdentity(tls, this.deps.identity, {
       onRefused: (r) => this.deps.onPeerRefused(r.reason, r.peer.spiffeId, r.remoteAddress),
     });
     tls.on('secureConnection', (socket: TLSSocket) => {
       const peer = accepted(socket);
       if (!peer) return;
-      this.peers.set(socket, peer);
-      this.http.emit('connection', socket);
+      (socket as PeerSocket)[PEER] = peer;
+      (socket.alpnProtocol === 'h2' ? this.h2 : this.http).emit('connection', socket);
     });
     tls.on('tlsClientError', (err, socket) => {
       this.deps.onPeerRefused(`TLS handshake failed: ${err.message}`, undefined, socket.remoteAddress);
@@ -95,36 +106,24 @@ export class InboundListener {
     this.detachTls = detach;
   }
 
-  private accept(socket: Socket): void {
-    this.sockets.add(socket);
-    socket.once('close', () => this.sockets.delete(socket));
-    socket.on('error', () => socket.destroy());
-    socket.once('readable', () => {
-      const first = socket.read(1) as Buffer | null;
-      if (!first) return socket.destroy();
-      socket.unshift(first);
-      if (first[0] === TLS_HANDSHAKE) {
-        const mode = this.deps.policy()?.mode;
-        if (!this.tls || mode === 'disable') {
-          this.deps.onPeerRefused(
-            mode === 'disable' ? 'mTLS is disabled for this service' : 'no certificate yet',
-            undefined,
-            socket.remoteAddress,
-          );
-          return socket.destroy();
-        }
-        this.tls.emit('connection', socket);
-      } else {
-        this.http.emit('connection', socket);
-      }
-      socket.resume();
-    });
+  private acceptTls(socket: Socket): void {
+    const mode = this.deps.policy()?.mode;
+    if (!this.tls || mode === 'disable') {
+      this.deps.onPeerRefused(
+        mode === 'disable' ? 'mTLS is disabled for this service' : 'no certificate yet',
+        undefined,
+        socket.remoteAddress,
+      );
+      socket.destroy();
+      return;
+    }
+    this.tls.emit('connection', socket);
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  private async handle(req: DownstreamRequest, res: DownstreamResponse): Promise<void> {
     const started = performance.now();
     const policy = this.deps.policy();
-    const peer = this.peers.get(req.socket);
+    const peer = (req.socket as PeerSocket)[PEER];
     const principal = peer?.spiffeId;
     const { path, query } = splitUrl(req.url ?? '/');
     const log = (status: number, error?: string, reason?: string, extra?: Record<string, unknown>) => {
@@ -133,12 +132,12 @@ export class InboundListener {
       this.deps.accessLog.write({ direction: 'inbound', method: req.method, path, status, ms, peer: principal, error, reason, ...extra });
     };
     if (!policy) {
-      sendLocalReply(res, 'NO_SNAPSHOT', 'this sidecar has not received its configuration yet');
+      sendLocalReply(req, res, 'NO_SNAPSHOT', 'this sidecar has not received its configuration yet');
       return log(503, 'NO_SNAPSHOT');
     }
     if (!peer && policy.mode === 'strict') {
       const reason = 'this service accepts only mutual TLS (MutualTLSPolicy mode strict)';
-      sendLocalReply(res, 'MTLS_REQUIRED', reason);
+      sendLocalReply(req, res, 'MTLS_REQUIRED', reason);
       return log(403, 'MTLS_REQUIRED', reason);
     }
     const view = requestView(req, path, query);
@@ -147,7 +146,7 @@ export class InboundListener {
     const decision = policy.authorizer.check(view);
     const audit = decision.audit.length ? { audit: decision.audit } : undefined;
     if (!decision.allowed) {
-      sendLocalReply(res, 'RBAC_DENIED', decision.reason);
+      sendLocalReply(req, res, 'RBAC_DENIED', decision.reason);
       return log(403, 'RBAC_DENIED', decision.reason, audit);
     }
     const headers = forwardableHeaders(req.headers);
@@ -155,10 +154,15 @@ export class InboundListener {
     // Envoy's x-forwarded-client-cert: the workload learns who called it without parsing TLS.
     if (principal) headers['x-forwarded-client-cert'] = `${own ? `By=${own};` : ''}URI=${principal}`;
     else delete headers['x-forwarded-client-cert'];
-    const outcome = await forward(this.app, { method: view.method, path: req.url ?? '/', headers, body: hasBody(req) ? req : null }, res);
+    const forwarded = { method: view.method, path: req.url ?? '/', headers, body: hasBody(req) ? req : null };
+    const outcome = this.app.h2
+      ? await this.app.h2.forward(forwarded, res)
+      : req.httpVersionMajor === 2
+        ? await forwardWithTrailers(this.app.pool, forwarded, res)
+        : await forward(this.app.pool, forwarded, res as ServerResponse);
     if (outcome.error && outcome.status === 0 && outcome.error !== 'DOWNSTREAM_DISCONNECT') {
       const reason = `the workload at ${this.deps.appOrigin} failed: ${outcome.reason}`;
-      sendLocalReply(res, 'APP_UNAVAILABLE', reason);
+      sendLocalReply(req, res, 'APP_UNAVAILABLE', reason);
       return log(503, 'APP_UNAVAILABLE', reason, audit);
     }
     log(outcome.status, outcome.error, outcome.reason, audit);
@@ -166,7 +170,7 @@ export class InboundListener {
 }
 
 /** What the data plane's decisions read of a request (no copies of node:http's objects). */
-export function requestView(req: IncomingMessage, path: string, query: string): RequestView {
+export function requestView(req: DownstreamRequest, path: string, query: string): RequestView {
   const view: RequestView = { method: req.method ?? 'GET', path, query, headers: req.headers };
   if (req.socket.remoteAddress) view.sourceIp = req.socket.remoteAddress;
   return view;

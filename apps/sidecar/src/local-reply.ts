@@ -1,4 +1,4 @@
-import type { ServerResponse } from 'node:http';
+import type { DownstreamRequest, DownstreamResponse } from './forward';
 
 /**
  * Every response the sidecar makes itself instead of the upstream, with a stable code (the
@@ -39,14 +39,53 @@ function headerSafe(text: string): string {
   return text.replace(/[^\x20-\x7e]/g, '?').slice(0, 512);
 }
 
-/** Ends `res` with the sidecar's own answer: status of `code`, the code and reason as headers and a JSON body. */
-export function sendLocalReply(res: ServerResponse, code: LocalReplyCode, reason: string, extraHeaders?: Record<string, string>): void {
+/** gRPC status for an HTTP status, as gRPC's HTTP-to-status mapping (and Envoy) do it. */
+function grpcStatusOf(http: number): number {
+  if (http === 400) return 13; // INTERNAL
+  if (http === 401) return 16; // UNAUTHENTICATED
+  if (http === 403) return 7; // PERMISSION_DENIED
+  if (http === 404) return 12; // UNIMPLEMENTED
+  return 14; // UNAVAILABLE (429, 502, 503, 504, anything else)
+}
+
+/**
+ * Ends `res` with the sidecar's own answer: status of `code`, the code and reason as headers and a
+ * JSON body. A gRPC caller (content-type application/grpc…) gets a trailers-only gRPC response
+ * instead (HTTP 200, `grpc-status` mapped from the HTTP status, `grpc-message` = the reason), so
+ * its client library reports the real cause rather than a protocol error.
+ */
+export function sendLocalReply(
+  req: DownstreamRequest,
+  res: DownstreamResponse,
+  code: LocalReplyCode,
+  reason: string,
+  extraHeaders?: Record<string, string>,
+): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
+  const status = LOCAL_REPLIES[code];
+  const contentType = req.headers['content-type'];
+  if (typeof contentType === 'string' && contentType.startsWith('application/grpc')) {
+    const headers = {
+      'content-type': contentType,
+      'grpc-status': String(grpcStatusOf(status)),
+      'grpc-message': encodeURIComponent(reason),
+      [ERROR_HEADER]: code,
+      [REASON_HEADER]: headerSafe(reason),
+      ...extraHeaders,
+    };
+    // Trailers-only: on HTTP/2 the one HEADERS frame must end the stream, or clients see no status.
+    if ('stream' in res) res.stream.respond({ ':status': 200, ...headers }, { endStream: true });
+    else {
+      res.writeHead(200, headers);
+      res.end();
+    }
+    return;
+  }
   const body = JSON.stringify({ code, message: reason });
-  res.writeHead(LOCAL_REPLIES[code], {
+  res.writeHead(status, {
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(body),
     [ERROR_HEADER]: code,

@@ -64,6 +64,7 @@ async function main(): Promise<void> {
 
   const inbound = new InboundListener({
     appOrigin: `http://${config.appHost.includes(':') ? `[${config.appHost}]` : config.appHost}:${config.appPort}`,
+    appProtocol: config.serviceType,
     ownSpiffeId: () => (identity.ready ? identity.current().spiffeId : undefined),
     policy: () => dataPlane.inbound,
     identity,

@@ -160,7 +160,7 @@ export class TestMesh {
   /** Starts a sidecar for `service` in front of `app`, with a join token unless `token: false`. */
   async sidecar(
     service: string,
-    app: EchoApp,
+    app: { name: string; port: number },
     opts: { id?: string; token?: boolean | string; env?: NodeJS.ProcessEnv; dataDir?: string } = {},
   ): Promise<SidecarProcess> {
     const id = opts.id ?? `${app.name}-sc`;

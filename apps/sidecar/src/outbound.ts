@@ -1,12 +1,14 @@
 import { randomUUID } from 'node:crypto';
-import { once } from 'node:events';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type ServerResponse } from 'node:http';
+import { createServer as createH2Server } from 'node:http2';
 import { outcomeOfStatus, type RequestView } from '@novamesh/dataplane';
+import type { Dispatcher } from 'undici';
 import type { AccessLog } from './access-log';
-import { forward, forwardableHeaders, hasBody } from './forward';
+import { type DownstreamRequest, type DownstreamResponse, forward, forwardableHeaders, forwardWithTrailers, hasBody } from './forward';
 import { requestView, splitUrl } from './inbound';
 import { sendLocalReply } from './local-reply';
 import type { SidecarMetrics } from './metrics';
+import { ProtocolListener } from './protocol-listener';
 import type { UpstreamRuntime } from './upstream-runtime';
 
 /** The domain apps address mesh services under: `http://orders.mesh/`. */
@@ -16,7 +18,7 @@ export const MESH_DOMAIN = '.mesh';
  * The service a request is for: the host of an absolute-form request (the sidecar used as an HTTP
  * proxy) or of the Host header, without port and without the `.mesh` suffix.
  */
-export function serviceOfRequest(req: IncomingMessage): { service?: string; path: string } {
+export function serviceOfRequest(req: DownstreamRequest): { service?: string; path: string } {
   let host: string | undefined;
   let path = req.url ?? '/';
   if (!path.startsWith('/')) {
@@ -27,7 +29,7 @@ export function serviceOfRequest(req: IncomingMessage): { service?: string; path
     } catch {
       return { path };
     }
-  } else host = req.headers.host;
+  } else host = req.headers.host ?? (req.headers[':authority'] as string | undefined);
   if (!host) return { path };
   let name = host.toLowerCase();
   const colon = name.lastIndexOf(':');
@@ -44,7 +46,7 @@ export function serviceOfRequest(req: IncomingMessage): { service?: string; path
  * balancer, apply header changes and rewrites, mirror a share, stream the request and response.
  */
 export class OutboundProxy {
-  private readonly servers: Server[] = [];
+  private readonly listeners: ProtocolListener[] = [];
 
   constructor(
     private readonly deps: {
@@ -54,28 +56,22 @@ export class OutboundProxy {
     },
   ) {}
 
-  /** Listens on `port` for any mesh service, or (with `service`) for that one only. Returns the bound port. */
+  /** Listens on `port` (HTTP/1.1 and, for gRPC clients, HTTP/2 without TLS) for any mesh service, or (with `service`) for that one only. Returns the bound port. */
   async listen(port: number, host: string, service?: string): Promise<number> {
-    const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => void this.handle(req, res, service));
-    server.listen(port, host);
-    await once(server, 'listening');
-    this.servers.push(server);
-    return (server.address() as { port: number }).port;
+    const handler = (req: DownstreamRequest, res: DownstreamResponse) => void this.handle(req, res, service);
+    const listener = new ProtocolListener({
+      http1: createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, handler),
+      h2c: createH2Server({}, handler),
+    });
+    this.listeners.push(listener);
+    return listener.listen(port, host);
   }
 
   async close(graceMs: number): Promise<void> {
-    for (const s of this.servers) {
-      s.close();
-      s.closeIdleConnections();
-    }
-    await Promise.race([
-      Promise.all(this.servers.map((s) => once(s, 'close').catch(() => undefined))),
-      new Promise((r) => setTimeout(r, graceMs)),
-    ]);
-    for (const s of this.servers) s.closeAllConnections();
+    await Promise.all(this.listeners.map((l) => l.close(graceMs)));
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse, fixed: string | undefined): Promise<void> {
+  private async handle(req: DownstreamRequest, res: DownstreamResponse, fixed: string | undefined): Promise<void> {
     const started = performance.now();
     const target = fixed ? { service: fixed, path: req.url ?? '/' } : serviceOfRequest(req);
     const { path, query } = splitUrl(target.path);
@@ -99,18 +95,18 @@ export class OutboundProxy {
     };
     const upstreams = this.deps.upstreams();
     if (!upstreams) {
-      sendLocalReply(res, 'NO_SNAPSHOT', 'this sidecar has not received its configuration yet');
+      sendLocalReply(req, res, 'NO_SNAPSHOT', 'this sidecar has not received its configuration yet');
       return log(503, 'NO_SNAPSHOT');
     }
     if (!target.service) {
       const reason = 'no service named: call http://<service>.mesh/ (Host header or absolute URL)';
-      sendLocalReply(res, 'BAD_REQUEST', reason);
+      sendLocalReply(req, res, 'BAD_REQUEST', reason);
       return log(400, 'BAD_REQUEST', reason);
     }
     const up = upstreams.get(target.service);
     if (!up) {
       const reason = `"${target.service}" is not a service this sidecar may call (known: ${[...upstreams.keys()].join(', ') || 'none'})`;
-      sendLocalReply(res, 'NO_ROUTE', reason);
+      sendLocalReply(req, res, 'NO_ROUTE', reason);
       return log(404, 'NO_ROUTE', reason);
     }
     const view = requestView(req, path, query);
@@ -120,7 +116,7 @@ export class OutboundProxy {
     const routeName = route ? `${route.rule}/${route.name}` : undefined;
     if (!endpoint) {
       const reason = `no healthy endpoint of ${up.service}${subset ? ` in subset ${subset}` : ''}${up.outlier?.ejectedEndpoints ? ` (${up.outlier.ejectedEndpoints} ejected)` : ''}`;
-      sendLocalReply(res, 'NO_HEALTHY_UPSTREAM', reason);
+      sendLocalReply(req, res, 'NO_HEALTHY_UPSTREAM', reason);
       return log(503, 'NO_HEALTHY_UPSTREAM', reason, { route: routeName });
     }
     const headers = forwardableHeaders(req.headers);
@@ -130,24 +126,27 @@ export class OutboundProxy {
     const body = hasBody(req) ? req : null;
     if (route?.mirror && body === null && route.shouldMirror()) this.mirror(up, view, route.mirror.subset, upstreamPath, headers);
 
+    const forwarded = {
+      method: view.method,
+      path: upstreamPath,
+      headers,
+      body,
+      ...(route?.responseHeaders
+        ? { onResponseHeaders: (h: Record<string, string | string[] | undefined>) => route.applyResponseHeaders(h) }
+        : {}),
+    };
     endpoint.active++;
-    const outcome = await forward(
-      endpoint.dispatcher,
-      {
-        method: view.method,
-        path: upstreamPath,
-        headers,
-        body,
-        ...(route?.responseHeaders ? { onResponseHeaders: (h) => route.applyResponseHeaders(h) } : {}),
-      },
-      res,
-    );
+    const outcome = endpoint.h2
+      ? await endpoint.h2.forward(forwarded, res)
+      : req.httpVersionMajor === 2
+        ? await forwardWithTrailers(endpoint.dispatcher as Dispatcher, forwarded, res)
+        : await forward(endpoint.dispatcher as Dispatcher, forwarded, res as ServerResponse);
     endpoint.active--;
     const extra = { endpoint: endpoint.id, route: routeName };
     if (outcome.error === 'DOWNSTREAM_DISCONNECT') return log(0, outcome.error, outcome.reason, extra);
     up.record(endpoint.id, outcome.error ? 'local-origin-failure' : outcomeOfStatus(outcome.status));
     if (outcome.error && outcome.status === 0) {
-      sendLocalReply(res, outcome.error, `${outcome.reason} (endpoint ${endpoint.id} of ${up.service})`);
+      sendLocalReply(req, res, outcome.error, `${outcome.reason} (endpoint ${endpoint.id} of ${up.service})`);
       return log(res.statusCode, outcome.error, outcome.reason, extra);
     }
     log(outcome.status, outcome.error, outcome.reason, extra);
@@ -156,7 +155,7 @@ export class OutboundProxy {
   /** Fire and forget: a copy of a bodiless request to the mirror subset; its response and failures are dropped. */
   private mirror(up: UpstreamRuntime, view: RequestView, subset: string, path: string, headers: Record<string, string | string[]>): void {
     const endpoint = up.pool.pick(view, subset);
-    if (!endpoint) return;
+    if (!endpoint?.dispatcher) return;
     const host = headers.host;
     endpoint.dispatcher
       .request({

@@ -10,7 +10,8 @@ import {
   type RouteTable,
 } from '@novamesh/dataplane';
 import { connectMtls } from '@novamesh/identity';
-import { type buildConnector, Pool } from 'undici';
+import { type buildConnector, type Dispatcher, Pool } from 'undici';
+import { H2Endpoint } from './h2-upstream';
 import type { IdentityHolder } from './identity-holder';
 
 /** One endpoint of an upstream with the connection pool that reaches it. */
@@ -19,50 +20,67 @@ export interface RuntimeEndpoint extends PoolEndpoint {
   port: number;
   /** Whether connections originate mutual TLS (the endpoint has a sidecar and the upstream does not disable mTLS). */
   mtls: boolean;
-  dispatcher: Pool;
+  /** HTTP/1.1 keep-alive pool (HTTP upstreams); undefined for gRPC upstreams. */
+  dispatcher: Dispatcher | undefined;
+  /** One multiplexed HTTP/2 session (gRPC upstreams); undefined for HTTP upstreams. */
+  h2: H2Endpoint | undefined;
   /** address:port:mtls — a pool is reused across snapshots while this stays the same. */
   key: string;
 }
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 2_000;
 
+interface ConnectOptions {
+  mtls: boolean;
+  identity: IdentityHolder;
+  serverSpiffeId: string;
+  timeoutMs: number;
+  alpn: string[];
+}
+
 /**
- * undici connector: a TCP connection (plaintext endpoints, or mTLS endpoints before this sidecar has
- * a certificate, which a permissive upstream still accepts) or a mutual-TLS connection with the
- * identity's current certificate, verifying the server's SPIFFE ID. Errors carry `meshStage`
- * (`connect` or `tls`) so the caller can say which part failed.
+ * A connection to an endpoint: TCP (plaintext endpoints, or mTLS endpoints before this sidecar has
+ * a certificate, which a permissive upstream still accepts) or mutual TLS with the identity's
+ * current certificate, verifying the server's SPIFFE ID. Errors carry `meshStage` (`connect` or
+ * `tls`) so callers can say which part failed; a connect timeout destroys the socket.
  */
-function connector(opts: { mtls: boolean; identity: IdentityHolder; serverSpiffeId: string; timeoutMs: number }): buildConnector.connector {
+function openSocket(opts: ConnectOptions, host: string, port: number): { socket: Socket; tls: boolean } {
+  const tls = opts.mtls && opts.identity.ready;
+  const socket: Socket | TLSSocket = tls
+    ? connectMtls(opts.identity, { host, port, serverSpiffeId: opts.serverSpiffeId, minVersion: 'TLSv1.3', ALPNProtocols: opts.alpn })
+    : connectTcp({ host, port });
+  socket.setNoDelay(true);
+  let tcpUp = false;
+  socket.once('connect', () => {
+    tcpUp = true;
+  });
+  socket.once('error', (err) => {
+    (err as Error & { meshStage?: string }).meshStage = tcpUp && tls ? 'tls' : 'connect';
+  });
+  const timer = setTimeout(() => {
+    socket.destroy(Object.assign(new Error(`connect timeout after ${opts.timeoutMs} ms`), { code: 'UND_ERR_CONNECT_TIMEOUT' }));
+  }, opts.timeoutMs);
+  socket.once(tls ? 'secureConnect' : 'connect', () => clearTimeout(timer));
+  socket.once('close', () => clearTimeout(timer));
+  return { socket, tls };
+}
+
+/** The undici connector over {@link openSocket}: hands the socket over once it is connected (and secured). */
+function connector(opts: ConnectOptions): buildConnector.connector {
   return (o, cb) => {
-    const useTls = opts.mtls && opts.identity.ready;
-    let tcpUp = false;
-    let done = false;
-    const finish = (err: Error | null, socket?: Socket) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      if (err) {
-        (err as Error & { meshStage?: string }).meshStage = tcpUp && useTls ? 'tls' : 'connect';
-        cb(err, null);
-      } else cb(null, socket as Socket);
-    };
-    const port = Number(o.port);
-    const socket: Socket | TLSSocket = useTls
-      ? connectMtls(opts.identity, { host: o.hostname, port, serverSpiffeId: opts.serverSpiffeId, minVersion: 'TLSv1.3' })
-      : connectTcp({ host: o.hostname, port });
-    socket.setNoDelay(true);
-    socket.once('connect', () => {
-      tcpUp = true;
-      if (!useTls) finish(null, socket);
+    const { socket, tls } = openSocket(opts, o.hostname, Number(o.port));
+    const onError = (err: Error) => cb(err, null);
+    socket.once('error', onError);
+    socket.once(tls ? 'secureConnect' : 'connect', () => {
+      socket.off('error', onError);
+      cb(null, socket);
     });
-    if (useTls) socket.once('secureConnect', () => finish(null, socket));
-    socket.once('error', (err) => finish(err));
-    const timer = setTimeout(() => {
-      const err = Object.assign(new Error(`connect timeout after ${opts.timeoutMs} ms`), { code: 'UND_ERR_CONNECT_TIMEOUT' });
-      socket.destroy();
-      finish(err);
-    }, opts.timeoutMs);
   };
+}
+
+function closeTransport(e: Pick<RuntimeEndpoint, 'dispatcher' | 'h2'>): void {
+  void e.dispatcher?.close().catch(() => undefined);
+  e.h2?.close();
 }
 
 /**
@@ -119,8 +137,31 @@ export class UpstreamRuntime {
 
   close(): void {
     clearInterval(this.sweepTimer);
-    for (const e of this.endpoints) void e.dispatcher.close().catch(() => undefined);
+    for (const e of this.endpoints) closeTransport(e);
     this.endpoints = [];
+  }
+
+  /**
+   * How one endpoint is reached: an undici keep-alive pool (HTTP/1.1), or for a gRPC upstream one
+   * HTTP/2 session — over mutual TLS with ALPN h2 to a sidecar, or without TLS (h2c) otherwise.
+   */
+  private transportFor(
+    spec: UpstreamV1,
+    ep: { address: string; port: number },
+    mtls: boolean,
+    timeoutMs: number,
+  ): Pick<RuntimeEndpoint, 'dispatcher' | 'h2'> {
+    const origin = `http://${ep.address.includes(':') ? `[${ep.address}]` : ep.address}:${ep.port}`;
+    const opts = { mtls, identity: this.deps.identity, serverSpiffeId: spec.identity, timeoutMs };
+    if (spec.type === 'grpc') {
+      return { dispatcher: undefined, h2: new H2Endpoint(origin, () => openSocket({ ...opts, alpn: ['h2'] }, ep.address, ep.port).socket) };
+    }
+    const dispatcher = new Pool(origin, {
+      keepAliveTimeout: 30_000,
+      keepAliveMaxTimeout: 60_000,
+      connect: connector({ ...opts, alpn: ['http/1.1'] }),
+    });
+    return { dispatcher, h2: undefined };
   }
 
   private build(spec: UpstreamV1, previous: UpstreamV1 | undefined): EndpointPool<RuntimeEndpoint> {
@@ -130,16 +171,10 @@ export class UpstreamRuntime {
     const next: RuntimeEndpoint[] = [];
     for (const ep of spec.endpoints) {
       const mtls = spec.mtls !== 'disable' && ep.labels[SIDECAR_LABEL] !== undefined;
-      const key = `${ep.address}:${ep.port}:${mtls}`;
+      const key = `${ep.address}:${ep.port}:${mtls}:${spec.type}`;
       const reuse = sameConnect ? old.get(key) : undefined;
       if (reuse) old.delete(key);
-      const dispatcher =
-        reuse?.dispatcher ??
-        new Pool(`http://${ep.address.includes(':') ? `[${ep.address}]` : ep.address}:${ep.port}`, {
-          keepAliveTimeout: 30_000,
-          keepAliveMaxTimeout: 60_000,
-          connect: connector({ mtls, identity: this.deps.identity, serverSpiffeId: spec.identity, timeoutMs: connectTimeout }),
-        });
+      const transport = reuse ?? this.transportFor(spec, ep, mtls, connectTimeout);
       next.push({
         id: ep.id,
         weight: ep.weight,
@@ -149,11 +184,12 @@ export class UpstreamRuntime {
         address: ep.address,
         port: ep.port,
         mtls,
-        dispatcher,
+        dispatcher: transport.dispatcher,
+        h2: transport.h2,
         key,
       });
     }
-    for (const gone of old.values()) void gone.dispatcher.close().catch(() => undefined);
+    for (const gone of old.values()) closeTransport(gone);
     this.endpoints = next;
 
     const od = spec.outlierDetection;

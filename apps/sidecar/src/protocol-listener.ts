@@ -1,0 +1,77 @@
+import { once } from 'node:events';
+import type { Server as HttpServer } from 'node:http';
+import type { Http2Server } from 'node:http2';
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+
+/** What a connection speaks, from its first bytes. */
+export type WireProtocol = 'tls' | 'h2c' | 'http1';
+
+const TLS_HANDSHAKE = 0x16;
+const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n');
+
+/**
+ * Tells a TLS ClientHello (first byte 0x16), an HTTP/2 prior-knowledge preface (`PRI * HTTP/2.0`,
+ * what gRPC clients send in plaintext) and anything else (HTTP/1.x) apart, then puts the bytes back.
+ * Waits for more bytes only while they could still be the preface.
+ */
+export function sniffProtocol(socket: Socket, then: (protocol: WireProtocol) => void): void {
+  let seen: Buffer = Buffer.alloc(0);
+  const onReadable = () => {
+    const chunk = socket.read() as Buffer | null;
+    if (!chunk) return;
+    seen = seen.length ? Buffer.concat([seen, chunk]) : chunk;
+    const n = Math.min(seen.length, H2_PREFACE.length);
+    const maybeH2 = seen.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
+    if (seen[0] !== TLS_HANDSHAKE && maybeH2 && seen.length < H2_PREFACE.length) return; // need more bytes
+    socket.off('readable', onReadable);
+    socket.unshift(seen);
+    const protocol = seen[0] === TLS_HANDSHAKE ? 'tls' : maybeH2 ? 'h2c' : 'http1';
+    then(protocol);
+    // A TLS socket takes over the connection's handle (and the bytes put back); resuming the raw
+    // socket in the same tick would stall its handshake. The others read through the socket.
+    if (protocol !== 'tls') process.nextTick(() => socket.resume());
+  };
+  socket.on('readable', onReadable);
+}
+
+/**
+ * One TCP port serving HTTP/1.1 and plaintext HTTP/2 (and, through `onTls`, TLS): connections are
+ * sniffed and handed to the right server. Tracks sockets so `close` can drain them.
+ */
+export class ProtocolListener {
+  private readonly server: NetServer;
+  readonly sockets = new Set<Socket>();
+
+  constructor(private readonly servers: { http1: HttpServer; h2c: Http2Server; onTls?: (socket: Socket) => void }) {
+    this.server = createNetServer({ pauseOnConnect: true }, (socket) => {
+      this.sockets.add(socket);
+      socket.once('close', () => this.sockets.delete(socket));
+      socket.on('error', () => socket.destroy());
+      sniffProtocol(socket, (protocol) => {
+        if (protocol === 'tls') {
+          if (this.servers.onTls) this.servers.onTls(socket);
+          else socket.destroy();
+        } else (protocol === 'h2c' ? this.servers.h2c : this.servers.http1).emit('connection', socket);
+      });
+    });
+  }
+
+  async listen(port: number, host: string): Promise<number> {
+    this.server.listen(port, host);
+    await once(this.server, 'listening');
+    return (this.server.address() as { port: number }).port;
+  }
+
+  /** Stops accepting; closes idle HTTP/1.1 connections and HTTP/2 sessions gracefully, then whatever is left after `graceMs`. */
+  async close(graceMs: number): Promise<void> {
+    this.server.close();
+    this.servers.http1.closeIdleConnections();
+    this.servers.h2c.close();
+    const deadline = Date.now() + graceMs;
+    while (this.sockets.size > 0 && Date.now() < deadline) {
+      this.servers.http1.closeIdleConnections();
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    for (const s of this.sockets) s.destroy();
+  }
+}
