@@ -28,6 +28,28 @@ function legend(out, series, plot, corner = 'top-left') {
   });
 }
 
+/** The opening of a chart: svg element, white background, title and optional subtitle at x. */
+function chartHead({ width, height, title, subtitle, x }) {
+  const out = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, -apple-system, 'Segoe UI', sans-serif" font-size="12">`,
+    `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
+    `<text x="${x}" y="24" font-size="16" font-weight="600" fill="#111827">${escapeXml(title)}</text>`,
+  ];
+  if (subtitle) out.push(`<text x="${x}" y="44" fill="#4b5563">${escapeXml(subtitle)}</text>`);
+  return out;
+}
+
+/** Vertical grid lines with their labels, the plot frame and the x-axis label. */
+function xAxis(out, { xTicks, x, xFormat, xLabel, m, w, h, height }) {
+  for (const t of xTicks) {
+    const xx = x(t).toFixed(1);
+    out.push(`<line x1="${xx}" x2="${xx}" y1="${m.top}" y2="${m.top + h}" stroke="#e5e7eb"/>`);
+    out.push(`<text x="${xx}" y="${m.top + h + 18}" text-anchor="middle" fill="#374151">${escapeXml(xFormat(t))}</text>`);
+  }
+  out.push(`<rect x="${m.left}" y="${m.top}" width="${w}" height="${h}" fill="none" stroke="#9ca3af"/>`);
+  out.push(`<text x="${m.left + w / 2}" y="${height - 12}" text-anchor="middle" fill="#374151">${escapeXml(xLabel)}</text>`);
+}
+
 const fmt = (n) => (Number.isInteger(n) ? String(n) : String(Number(n.toPrecision(6))));
 
 /** Round axis ticks (1, 2, 5 × 10^k) covering [0, max]. */
@@ -73,13 +95,7 @@ export function percentileChart({
   const yTop = yTicks[yTicks.length - 1];
   const x = (p) => m.left + (Math.min(ninesOf(p), maxNines) / maxNines) * w;
   const y = (v) => m.top + h - (Math.min(v, yTop) / yTop) * h;
-  const out = [];
-  out.push(
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, -apple-system, 'Segoe UI', sans-serif" font-size="12">`,
-    `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
-    `<text x="${m.left}" y="24" font-size="16" font-weight="600" fill="#111827">${escapeXml(title)}</text>`,
-  );
-  if (subtitle) out.push(`<text x="${m.left}" y="44" fill="#4b5563">${escapeXml(subtitle)}</text>`);
+  const out = chartHead({ width, height, title, subtitle, x: m.left });
   for (const t of yTicks) {
     const yy = y(t).toFixed(1);
     out.push(`<line x1="${m.left}" x2="${m.left + w}" y1="${yy}" y2="${yy}" stroke="#e5e7eb"/>`);
@@ -135,12 +151,7 @@ export function lineChart({
   const yTop = yTicks[yTicks.length - 1];
   const x = (v) => m.left + (v / xTop) * w;
   const y = (v) => m.top + h - (v / yTop) * h;
-  const out = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, -apple-system, 'Segoe UI', sans-serif" font-size="12">`,
-    `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
-    `<text x="${m.left}" y="24" font-size="16" font-weight="600" fill="#111827">${escapeXml(title)}</text>`,
-  ];
-  if (subtitle) out.push(`<text x="${m.left}" y="44" fill="#4b5563">${escapeXml(subtitle)}</text>`);
+  const out = chartHead({ width, height, title, subtitle, x: m.left });
   for (const t of yTicks) {
     const yy = y(t).toFixed(1);
     out.push(`<line x1="${m.left}" x2="${m.left + w}" y1="${yy}" y2="${yy}" stroke="#e5e7eb"/>`);
@@ -148,13 +159,7 @@ export function lineChart({
       `<text x="${m.left - 8}" y="${yy}" text-anchor="end" dominant-baseline="middle" fill="#374151">${escapeXml(t.toLocaleString('en-US'))}</text>`,
     );
   }
-  for (const t of xTicks) {
-    const xx = x(t).toFixed(1);
-    out.push(`<line x1="${xx}" x2="${xx}" y1="${m.top}" y2="${m.top + h}" stroke="#e5e7eb"/>`);
-    out.push(`<text x="${xx}" y="${m.top + h + 18}" text-anchor="middle" fill="#374151">${escapeXml(xFormat(t))}</text>`);
-  }
-  out.push(`<rect x="${m.left}" y="${m.top}" width="${w}" height="${h}" fill="none" stroke="#9ca3af"/>`);
-  out.push(`<text x="${m.left + w / 2}" y="${height - 12}" text-anchor="middle" fill="#374151">${escapeXml(xLabel)}</text>`);
+  xAxis(out, { xTicks, x, xFormat, xLabel, m, w, h, height });
   out.push(`<text transform="translate(16 ${m.top + h / 2}) rotate(-90)" text-anchor="middle" fill="#374151">${escapeXml(yLabel)}</text>`);
   const colored = series.map((s, i) => ({ ...s, color: s.color ?? PALETTE[i % PALETTE.length] }));
   for (const s of colored) {
@@ -163,6 +168,52 @@ export function lineChart({
     out.push(`<polyline points="${pts}" fill="none" stroke="${s.color}" stroke-width="2"${dash} stroke-linejoin="round"/>`);
   }
   legend(out, colored, { x: m.left, y: m.top, w, h }, legendAt);
+  out.push('</svg>');
+  return `${out.join('\n')}\n`;
+}
+
+/**
+ * Horizontal bars, one per row: bars: [{ name, value, min?, max?, color?, note? }] (min/max draw a
+ * range whisker, note is written after the bar). vlines: [{ value, label }] drawn dashed (aims).
+ */
+export function barChart({ title, subtitle = '', bars, xLabel, vlines = [], xFormat = (v) => v.toLocaleString('en-US'), width = 800 }) {
+  const rowH = 34;
+  const labelW = Math.max(...bars.map((b) => b.name.length)) * 6.8 + 16;
+  const m = { top: subtitle ? 64 : 48, right: 200, bottom: 56, left: Math.max(96, labelW) };
+  const h = bars.length * rowH;
+  const height = m.top + h + m.bottom;
+  const w = width - m.left - m.right;
+  const xTicks = niceTicks(Math.max(1e-3, ...bars.map((b) => b.max ?? b.value), ...vlines.map((l) => l.value)));
+  const xTop = xTicks[xTicks.length - 1];
+  const x = (v) => m.left + (Math.max(0, v) / xTop) * w;
+  const out = chartHead({ width, height, title, subtitle, x: 16 });
+  xAxis(out, { xTicks, x, xFormat, xLabel, m, w, h, height });
+  bars.forEach((b, i) => {
+    const y0 = m.top + i * rowH + 7;
+    const bh = rowH - 14;
+    const color = b.color ?? PALETTE[i % PALETTE.length];
+    out.push(
+      `<text x="${m.left - 8}" y="${(y0 + bh / 2).toFixed(1)}" text-anchor="end" dominant-baseline="middle" fill="#111827">${escapeXml(b.name)}</text>`,
+    );
+    out.push(`<rect x="${m.left}" y="${y0}" width="${(x(b.value) - m.left).toFixed(1)}" height="${bh}" fill="${color}"/>`);
+    if (b.min !== undefined && b.max !== undefined && b.max > b.min) {
+      const ym = (y0 + bh / 2).toFixed(1);
+      out.push(`<line x1="${x(b.min).toFixed(1)}" x2="${x(b.max).toFixed(1)}" y1="${ym}" y2="${ym}" stroke="#111827" stroke-width="1.5"/>`);
+      for (const v of [b.min, b.max])
+        out.push(
+          `<line x1="${x(v).toFixed(1)}" x2="${x(v).toFixed(1)}" y1="${y0 + 4}" y2="${y0 + bh - 4}" stroke="#111827" stroke-width="1.5"/>`,
+        );
+    }
+    if (b.note)
+      out.push(
+        `<text x="${(x(Math.max(b.value, b.max ?? 0)) + 8).toFixed(1)}" y="${(y0 + bh / 2).toFixed(1)}" dominant-baseline="middle" fill="#374151">${escapeXml(b.note)}</text>`,
+      );
+  });
+  for (const l of vlines) {
+    const xx = x(l.value).toFixed(1);
+    out.push(`<line x1="${xx}" x2="${xx}" y1="${m.top - 6}" y2="${m.top + h}" stroke="#6b7280" stroke-dasharray="6 4"/>`);
+    out.push(`<text x="${xx}" y="${m.top - 10}" text-anchor="middle" fill="#6b7280">${escapeXml(l.label)}</text>`);
+  }
   out.push('</svg>');
   return `${out.join('\n')}\n`;
 }

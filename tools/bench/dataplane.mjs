@@ -1,0 +1,580 @@
+// Data-plane benchmark: what a sidecar hop costs, next to no proxy and to nginx. In one run on one
+// machine, everything on loopback: a minimal node:http upstream in its own process, reached
+//   (a) directly, through one sidecar (its outbound port, the upstream registered without a
+//       sidecar, so plain HTTP), and through nginx (1 worker, upstream keep-alive);
+//   (b) along the mesh path client → sidecar → sidecar → app, plain and mutual TLS;
+// each with throughput at fixed concurrency (wrk, or the Node load generator when wrk cannot be
+// installed) and latency at a fixed 1,000 req/s (Node open-loop generator, coordinated-omission
+// safe), with the CPU of every process. The control plane (nats-server, redis-server, discovery,
+// policy, certificate authority, proxy-config) is started fresh for each repetition and idles
+// while traffic runs. See docs/benchmarks.md.
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { ensureTool } from './lib/apt.mjs';
+import { withCleanup } from './lib/cleanup.mjs';
+import { measuredOn } from './lib/machine.mjs';
+import { adminOf, MESH_BUILT, registerPlain, spawnScript, startControlPlane, startSidecar } from './lib/mesh.mjs';
+import { startNginx } from './lib/nginx.mjs';
+import { cpuMeter } from './lib/proc.mjs';
+import { note } from './lib/progress.mjs';
+import { int, ms, noiseObservation, spread, verdict } from './lib/report.mjs';
+import { imgDirOf, natsLibs, profileDirOf, requireBuilt } from './lib/stack.mjs';
+import { histogramFactory, medianByKey, ninesFor, percentileCurve, runsMeeting, stat, summarize } from './lib/stats.mjs';
+import { barChart, percentileChart } from './lib/svg.mjs';
+
+export const title = 'Data plane';
+export const describe =
+  'throughput (32 connections) and latency p50/p99 at a fixed 1,000 req/s of a small GET on loopback: direct, through nginx, through one sidecar, and along the mesh path sidecar → sidecar (plain and mTLS), with the CPU of every process';
+
+const AIMS = { sidecarVsNginx: 0.5, meshAddedP99Ms: 1 };
+const FULL = { connections: 32, tputSeconds: 8, tputWarmup: 2, rate: 1000, latSeconds: 10, latWarmup: 2, repetitions: 3 };
+const QUICK = { ...FULL, tputSeconds: 3, tputWarmup: 1, latSeconds: 3, latWarmup: 1, repetitions: 1 };
+
+/** The paths measured; `proxies` name the processes that do the proxying (for CPU per request). */
+const CONFIGS = [
+  { id: 'direct', label: 'direct', path: 'client → upstream', proxies: [], color: '#6b7280' },
+  { id: 'nginx', label: 'nginx', path: 'client → nginx → upstream', proxies: ['nginx'], color: '#059669' },
+  { id: 'sidecar', label: 'one sidecar', path: 'client → sidecar (outbound) → upstream', proxies: ['sidecar'], color: '#2563eb' },
+  {
+    id: 'mesh-plain',
+    label: 'mesh, plain',
+    path: 'client → sidecar A (outbound) → sidecar B (inbound) → app, plaintext',
+    proxies: ['sidecar A', 'sidecar B'],
+    color: '#d97706',
+  },
+  {
+    id: 'mesh-mtls',
+    label: 'mesh, mTLS',
+    path: 'client → sidecar A (outbound) → mTLS → sidecar B (inbound) → app',
+    proxies: ['sidecar A', 'sidecar B'],
+    color: '#dc2626',
+  },
+];
+const UPSTREAM = 'bench-upstream';
+const require = createRequire(import.meta.url);
+
+function loadLibs(root) {
+  requireBuilt(root, MESH_BUILT);
+  return { ...natsLibs(), undici: require('undici'), hdr: require('hdr-histogram-js'), newHistogram: histogramFactory() };
+}
+
+/** One GET through a target; returns { status, text }. */
+async function probe(libs, target, path = '/') {
+  const r = await libs.undici.request(`${target.url}${path}`, { headers: target.host ? { host: target.host } : {} });
+  return { status: r.statusCode, text: await r.body.text() };
+}
+
+/** Polls until the target answers 200 (a fresh sidecar may not have its snapshot yet). */
+function until200(libs, target, what) {
+  let last;
+  return libs.testing
+    .waitFor(
+      async () => {
+        last = await probe(libs, target).catch((e) => ({ status: 0, text: e.message }));
+        return last.status === 200;
+      },
+      { timeoutMs: 30_000, intervalMs: 100, what },
+    )
+    .catch((e) => {
+      throw new Error(`${e.message}; last answer ${last?.status}: ${last?.text?.slice(0, 300)}`);
+    });
+}
+
+/**
+ * Sets up one path inside `scope` (its proxies stop when the scope ends): resolves with the
+ * target `{ url, host }` the load goes to, the pids of its proxies, and what was checked.
+ */
+async function setUp(libs, scope, cfg, ctx, config, rep) {
+  const { testing } = libs;
+  if (config.id === 'direct') return { target: { url: `http://127.0.0.1:${ctx.upstreamPort}` }, pids: {} };
+  if (config.id === 'nginx') {
+    const port = await testing.freePort();
+    const nginx = await startNginx(scope, testing, { bin: ctx.nginx.path, port, upstreamPort: ctx.upstreamPort });
+    return { target: { url: `http://127.0.0.1:${port}` }, pids: { nginx: nginx.workerPid, 'nginx master': nginx.proc.pid } };
+  }
+  const sidecar = (opts) => startSidecar(scope, testing, ctx.cp, { profileDir: cfg.profileDir, ...opts });
+  if (config.id === 'sidecar') {
+    const sc = await sidecar({ id: `client-r${rep}`, service: `client-r${rep}`, appPort: ctx.upstreamPort, upstreams: [UPSTREAM] });
+    const target = { url: `http://127.0.0.1:${sc.ports.outbound}`, host: `${UPSTREAM}.mesh` };
+    await until200(libs, target, 'the sidecar to route to the upstream');
+    return { target, pids: { sidecar: sc.proc.pid } };
+  }
+  // The mesh path: B in front of the app (the same upstream process), A calling B's service.
+  const mtls = config.id === 'mesh-mtls';
+  const suffix = `${mtls ? 'mtls' : 'plain'}-r${rep}`;
+  const token = async (service) => (mtls ? (await ctx.cp.mesh.createJoinToken(service, { uses: 10, ttl: '1h' })).token : undefined);
+  const b = await sidecar({
+    id: `app-${suffix}`,
+    service: `app-${suffix}`,
+    appPort: ctx.upstreamPort,
+    token: await token(`app-${suffix}`),
+  });
+  const a = await sidecar({
+    id: `web-${suffix}`,
+    service: `web-${suffix}`,
+    appPort: ctx.upstreamPort,
+    upstreams: [`app-${suffix}`],
+    token: await token(`web-${suffix}`),
+  });
+  if (mtls) {
+    // Both need their certificate before the first request: a connection A opens without one is
+    // plaintext (permissive B accepts it) and keep-alive would reuse it for the whole run.
+    for (const s of [a, b])
+      await testing.waitFor(async () => (await adminOf(s, '/config_dump')).certificate, {
+        timeoutMs: 30_000,
+        intervalMs: 100,
+        what: `${s.id} to get its mesh certificate`,
+      });
+  }
+  const target = { url: `http://127.0.0.1:${a.ports.outbound}`, host: `app-${suffix}.mesh` };
+  await until200(libs, target, `${a.id} to route to ${b.id}`);
+  // The inbound sidecar adds x-forwarded-client-cert only for a caller with a mesh certificate.
+  const xfcc = JSON.parse((await probe(libs, target, '/whoami')).text).xfcc;
+  if (mtls && !xfcc?.includes(`/svc/web-${suffix}`)) throw new Error(`the mTLS path is not mTLS: x-forwarded-client-cert ${xfcc}`);
+  if (!mtls && xfcc) throw new Error(`the plain path carries a client certificate: ${xfcc}`);
+  return { target, pids: { 'sidecar A': a.proc.pid, 'sidecar B': b.proc.pid }, xfcc };
+}
+
+/**
+ * CPU of the named processes from `delayMs` (after the warm-up) for `measureMs`, while `fn` runs:
+ * the meter stops on its own timer, before the load generator exits and its /proc entry goes.
+ * The control plane's processes are folded into one figure.
+ */
+async function withCpu(pids, ctx, delayMs, measureMs, fn) {
+  let cpuDone;
+  const measured = new Promise((resolve) => {
+    cpuDone = setTimeout(() => {
+      const meter = cpuMeter({ ...pids, ...ctx.cp.pids() });
+      cpuDone = setTimeout(() => resolve(meter.stop()), measureMs);
+    }, delayMs);
+  });
+  const result = await fn();
+  const raw = await Promise.race([measured, new Promise((r) => setTimeout(() => r({}), 0))]);
+  clearTimeout(cpuDone);
+  const cpu = {};
+  let control = 0;
+  const controlNames = new Set(Object.keys(ctx.cp.pids()));
+  for (const [k, v] of Object.entries(raw)) {
+    if (controlNames.has(k)) control += v;
+    else if (k !== 'nginx master') cpu[k] = v;
+  }
+  cpu['control plane'] = Math.round(control * 100) / 100;
+  return { result, cpu };
+}
+
+/** Runs a Node load generator process and returns its result line, histograms decoded. */
+async function nodeLoad(libs, scope, ctx, target, pids, opts) {
+  const { proc } = await spawnScript(scope, libs.testing, {
+    name: 'loadgen',
+    script: 'loadgen.mjs',
+    args: [JSON.stringify({ ...target, ...opts })],
+  });
+  const delayMs = opts.warmupSeconds * 1000 + 300;
+  const { result, cpu } = await withCpu({ ...pids, 'load generator': proc.pid }, ctx, delayMs, opts.seconds * 1000 - 600, async () => {
+    await proc.exited;
+    const line = proc.output.find((l) => l.includes('"msg":"loadgen done"'));
+    if (!line) throw new Error(`load generator failed: ${proc.output.slice(-10).join('\n')}`);
+    return JSON.parse(line);
+  });
+  for (const k of ['latency', 'fromSend', 'lag']) if (result[k]) result[k] = libs.hdr.decodeFromCompressedBase64(result[k], 'packed');
+  return { ...result, cpu };
+}
+
+/** Runs wrk (1 thread) and parses requests/s, latency percentiles, errors and non-2xx answers. */
+function wrk(bin, target, connections, seconds) {
+  const args = [
+    '-t1',
+    `-c${connections}`,
+    `-d${seconds}s`,
+    '--latency',
+    ...(target.host ? ['-H', `Host: ${target.host}`] : []),
+    `${target.url}/`,
+  ];
+  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (b) => {
+    out += b;
+  });
+  child.stderr.on('data', (b) => {
+    out += b;
+  });
+  const done = new Promise((resolve, reject) =>
+    child.once('exit', (code) => {
+      if (code !== 0) return reject(new Error(`wrk exited with ${code}: ${out.trim().slice(-500)}`));
+      const num = (re) => {
+        const m = out.match(re);
+        return m ? Number(m[1]) : undefined;
+      };
+      const latency = (p) => {
+        const m = out.match(new RegExp(`^\\s*${p}%\\s+([\\d.]+)(us|ms|s)`, 'm'));
+        return m ? Number(m[1]) * { us: 0.001, ms: 1, s: 1000 }[m[2]] : undefined;
+      };
+      const sock = out.match(/Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/);
+      resolve({
+        requests: num(/(\d+) requests in/),
+        rps: num(/Requests\/sec:\s+([\d.]+)/),
+        p50: latency(50),
+        p99: latency(99),
+        errors: sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0,
+        non200: num(/Non-2xx or 3xx responses: (\d+)/) ?? 0,
+      });
+    }),
+  );
+  return { pid: child.pid, done };
+}
+
+async function throughput(libs, scope, cfg, ctx, target, pids) {
+  if (ctx.wrk.path) {
+    await wrk(ctx.wrk.path, target, cfg.connections, cfg.tputWarmup).done;
+    const w = wrk(ctx.wrk.path, target, cfg.connections, cfg.tputSeconds);
+    const { result, cpu } = await withCpu({ ...pids, 'load generator': w.pid }, ctx, 200, cfg.tputSeconds * 1000 - 600, () => w.done);
+    return { ...result, cpu, generator: 'wrk' };
+  }
+  const r = await nodeLoad(libs, scope, ctx, target, pids, {
+    mode: 'closed',
+    connections: cfg.connections,
+    seconds: cfg.tputSeconds,
+    warmupSeconds: cfg.tputWarmup,
+  });
+  const s = summarize(r.latency);
+  return { requests: r.requests, rps: r.rps, p50: s?.p50, p99: s?.p99, errors: r.errors, non200: r.non200, cpu: r.cpu, generator: 'node' };
+}
+
+async function latency(libs, scope, cfg, ctx, target, pids) {
+  return nodeLoad(libs, scope, ctx, target, pids, {
+    mode: 'open',
+    rate: cfg.rate,
+    connections: cfg.connections,
+    seconds: cfg.latSeconds,
+    warmupSeconds: cfg.latWarmup,
+  });
+}
+
+/** One repetition: a fresh control plane and upstream, then every path in turn (order rotated per repetition). */
+async function runOnce(libs, cfg, tools, rep) {
+  return withCleanup(async (scope) => {
+    const { testing } = libs;
+    const cp = await startControlPlane(scope, testing, { ca: true });
+    const upstream = await spawnScript(scope, testing, {
+      name: 'upstream',
+      script: 'http-upstream.mjs',
+      args: [String(await testing.freePort())],
+      ready: /"msg":"upstream ready"/,
+    });
+    const upstreamPort = JSON.parse(upstream.line).port;
+    await registerPlain(cp.mesh, UPSTREAM, upstreamPort);
+    const ctx = { cp, upstreamPort, ...tools };
+    const out = {};
+    const order = CONFIGS.map((_, i) => CONFIGS[(i + rep - 1) % CONFIGS.length]);
+    for (const config of order) {
+      if (config.id === 'nginx' && !tools.nginx.path) continue;
+      // A path that cannot be set up (or fails mid-measurement) is reported, not fatal for the others.
+      out[config.id] = await withCleanup(async (inner) => {
+        const setup = await setUp(libs, inner, cfg, ctx, config, rep);
+        const pids = { ...setup.pids, upstream: upstream.proc.pid };
+        const tput = await throughput(libs, inner, cfg, ctx, setup.target, pids);
+        const lat = await latency(libs, inner, cfg, ctx, setup.target, pids);
+        const s = summarize(lat.latency);
+        note(
+          `  ${config.label}: ${int(tput.rps)} req/s (${tput.generator}), at ${cfg.rate}/s p50 ${ms(s?.p50)} p99 ${ms(s?.p99)}; errors ${tput.errors + lat.errors}, non-200 ${tput.non200 + lat.non200}`,
+        );
+        return { tput, lat, xfcc: setup.xfcc };
+      }).catch((e) => {
+        note(`  ${config.label}: FAILED: ${e.message.split('\n')[0]}`);
+        return { failed: e.message.split('\n')[0] };
+      });
+    }
+    return out;
+  });
+}
+
+const perReqUs = (cpu, names, rps) => {
+  const cores = names.reduce((a, n) => a + (cpu?.[n] ?? 0), 0);
+  return names.length && rps ? (cores / rps) * 1e6 : undefined;
+};
+
+function aggregate(libs, runs) {
+  const aggs = [];
+  for (const config of CONFIGS) {
+    const group = runs.map((r) => r[config.id]).filter((g) => g && !g.failed);
+    if (!group.length) continue;
+    const pooled = libs.newHistogram();
+    const pooledSend = libs.newHistogram();
+    const pooledLag = libs.newHistogram();
+    for (const g of group) {
+      pooled.add(g.lat.latency);
+      pooledSend.add(g.lat.fromSend);
+      pooledLag.add(g.lat.lag);
+    }
+    const sums = group.map((g) => summarize(g.lat.latency));
+    const sendSums = group.map((g) => summarize(g.lat.fromSend));
+    // Ratios and added latency are taken within each repetition (same machine state), then the median.
+    const ok = (g) => g && !g.failed;
+    const within = (fn) => stat(runs.map((r) => (ok(r[config.id]) ? fn(r[config.id], r) : undefined)));
+    const p = (g, k) => summarize(g.lat.latency)?.[k];
+    aggs.push({
+      id: config.id,
+      config,
+      repetitions: group.length,
+      generator: group[0].tput.generator,
+      rps: stat(group.map((g) => g.tput.rps)),
+      vsDirect: within((g, r) => (ok(r.direct) ? g.tput.rps / r.direct.tput.rps : undefined)),
+      vsNginx: within((g, r) => (ok(r.nginx) ? g.tput.rps / r.nginx.tput.rps : undefined)),
+      tputP50: stat(group.map((g) => g.tput.p50)),
+      tputP99: stat(group.map((g) => g.tput.p99)),
+      p50: stat(sums.map((s) => s?.p50)),
+      p99: stat(sums.map((s) => s?.p99)),
+      p999: stat(sums.map((s) => s?.p999)),
+      sendP50: stat(sendSums.map((s) => s?.p50)),
+      sendP99: stat(sendSums.map((s) => s?.p99)),
+      addedP50: within((g, r) => (ok(r.direct) ? p(g, 'p50') - p(r.direct, 'p50') : undefined)),
+      addedP99: within((g, r) => (ok(r.direct) ? p(g, 'p99') - p(r.direct, 'p99') : undefined)),
+      pooled: summarize(pooled),
+      lag: summarize(pooledLag),
+      curve: percentileCurve(pooled, ninesFor(pooled.totalCount)),
+      maxNines: ninesFor(pooled.totalCount),
+      errors: group.reduce((a, g) => a + g.tput.errors + g.lat.errors, 0),
+      non200: group.reduce((a, g) => a + g.tput.non200 + g.lat.non200, 0),
+      firstError: group.map((g) => g.lat.firstError).find(Boolean),
+      requests: group.reduce((a, g) => a + (g.tput.requests ?? 0) + g.lat.requests, 0),
+      cpuTput: medianByKey(group.map((g) => g.tput.cpu)),
+      cpuLat: medianByKey(group.map((g) => g.lat.cpu)),
+      proxyUsTput: stat(group.map((g) => perReqUs(g.tput.cpu, config.proxies, g.tput.rps))),
+      proxyUsLat: stat(group.map((g) => perReqUs(g.lat.cpu, config.proxies, g.lat.rps))),
+      xfcc: group[0].xfcc,
+    });
+  }
+  return aggs;
+}
+
+const rps = (n) => `${int(n)}/s`;
+const ratio = (n) => (n === undefined ? '–' : `${(n * 100).toFixed(0)} %`);
+const plusMs = (n) => (n === undefined ? '–' : `${n >= 0 ? '+' : ''}${ms(n)}`);
+const us = (n) => (n === undefined ? '–' : `${int(n)} µs`);
+const cores = (c, keys) =>
+  keys
+    .filter((k) => c[k] !== undefined)
+    .map((k) => `${k} ${c[k].toFixed(2)}`)
+    .join(', ');
+const CPU_KEYS = ['nginx', 'sidecar', 'sidecar A', 'sidecar B', 'upstream', 'load generator', 'control plane', 'other', 'whole machine'];
+
+function tables(aggs, cfg) {
+  const reps = aggs[0]?.repetitions ?? 1;
+  const med = reps > 1 ? `, median of ${reps} runs (range)` : '';
+  const nginx = aggs.find((a) => a.id === 'nginx');
+  const tput = [
+    `| path | throughput, ${cfg.connections} connections${med} | vs direct | vs nginx | latency under that load: p50 / p99 | proxy CPU per request | cores busy |`,
+    '|---|---:|---:|---:|---:|---:|---|',
+    ...aggs.map((a) => {
+      const aim =
+        a.id === 'sidecar' && nginx ? ` (aim ≥ ${ratio(AIMS.sidecarVsNginx)})${verdict(a.vsNginx?.median >= AIMS.sidecarVsNginx)}` : '';
+      return `| ${a.config.label}: ${a.config.path} | ${spread(a.rps, rps, int)} | ${a.id === 'direct' ? '—' : spread(a.vsDirect, ratio, ratio)} | ${a.id === 'nginx' || !nginx ? '—' : spread(a.vsNginx, ratio, ratio)}${aim} | ${ms(a.tputP50?.median)} / ${ms(a.tputP99?.median)} | ${a.config.proxies.length ? spread(a.proxyUsTput, us, int) : '—'} | ${cores(a.cpuTput, CPU_KEYS)} |`;
+    }),
+  ];
+  const lat = [
+    `| path | p50${med} | p99${med} | p99.9 | added vs direct: p50 / p99 | from actual send: p50 / p99 | proxy CPU per request | cores busy | requests / errors / non-200 (all runs, both phases) |`,
+    '|---|---:|---:|---:|---:|---:|---:|---|---:|',
+    ...aggs.map((a) => {
+      const aim = a.id.startsWith('mesh')
+        ? ` (aim ≤ +${ms(AIMS.meshAddedP99Ms)})${verdict(a.addedP99?.median <= AIMS.meshAddedP99Ms)}`
+        : '';
+      return `| ${a.config.label} | ${spread(a.p50, ms, (x) => ms(x).replace(' ms', ''))} | ${spread(a.p99, ms, (x) => ms(x).replace(' ms', ''))} | ${ms(a.p999?.median)} | ${a.id === 'direct' ? '—' : `${plusMs(a.addedP50?.median)} / ${plusMs(a.addedP99?.median)}${aim}`} | ${ms(a.sendP50?.median)} / ${ms(a.sendP99?.median)} | ${a.config.proxies.length ? spread(a.proxyUsLat, us, int) : '—'} | ${cores(a.cpuLat, CPU_KEYS)} | ${int(a.requests)} / ${int(a.errors)} / ${int(a.non200)} |`;
+    }),
+  ];
+  return { tput: tput.join('\n'), lat: lat.join('\n') };
+}
+
+function aimsOf(aggs) {
+  const aims = [];
+  const sc = aggs.find((a) => a.id === 'sidecar');
+  if (sc && aggs.some((a) => a.id === 'nginx'))
+    aims.push({
+      name: 'one sidecar hop throughput vs nginx',
+      aim: `≥ ${ratio(AIMS.sidecarVsNginx)}`,
+      value: sc.vsNginx?.median,
+      met: sc.vsNginx?.median >= AIMS.sidecarVsNginx,
+      runs: sc.repetitions,
+      runsMeetingAim: runsMeeting(sc.vsNginx, (v) => v >= AIMS.sidecarVsNginx),
+    });
+  for (const a of aggs.filter((x) => x.id.startsWith('mesh')))
+    aims.push({
+      name: `${a.config.label}: p99 added vs direct at 1,000 req/s`,
+      aim: `≤ ${ms(AIMS.meshAddedP99Ms)}`,
+      value: a.addedP99?.median,
+      met: a.addedP99?.median <= AIMS.meshAddedP99Ms,
+      runs: a.repetitions,
+      runsMeetingAim: runsMeeting(a.addedP99, (v) => v <= AIMS.meshAddedP99Ms),
+    });
+  return aims;
+}
+
+function observations(aggs, machine, tools, cfg, runs) {
+  const obs = [];
+  const by = Object.fromEntries(aggs.map((a) => [a.id, a]));
+  const { direct, nginx, sidecar } = by;
+  const mesh = by['mesh-plain'];
+  const mtls = by['mesh-mtls'];
+  if (direct && sidecar)
+    obs.push(
+      `Throughput is a CPU contest on ${machine.cores} cores: the load generator, the proxies and the upstream share them (whole machine ${sidecar.cpuTput['whole machine']?.toFixed(2)} cores busy with one sidecar). Direct, the upstream was ${direct.cpuTput.upstream?.toFixed(2)} cores busy for ${int(direct.rps?.median)} req/s; through one sidecar, the sidecar alone took ${sidecar.cpuTput.sidecar?.toFixed(2)} cores for ${int(sidecar.rps?.median)} req/s: ${us(sidecar.proxyUsTput?.median)} of sidecar CPU per request${nginx ? `, against ${us(nginx.proxyUsTput?.median)} for nginx (${nginx.cpuTput.nginx?.toFixed(2)} cores for ${int(nginx.rps?.median)} req/s)` : ''}. At the fixed 1,000 req/s the sidecar used ${us(sidecar.proxyUsLat?.median)} per request${nginx ? `, nginx ${us(nginx.proxyUsLat?.median)}` : ''}. A sidecar is one Node process, so its ceiling is one core: about 1 s ÷ its CPU per request.`,
+    );
+  if (mesh && mtls)
+    obs.push(
+      `The mesh path costs two proxies: sidecar A (outbound: route match, endpoint pick, pooled connection to B) and sidecar B (inbound: first-byte sniffing, mTLS peer check, authorization, pooled connection to the app) — ${us(mesh.proxyUsLat?.median)} of CPU per request for both together at 1,000 req/s plain, ${us(mtls.proxyUsLat?.median)} with mTLS. mTLS connections are opened once and kept alive (the handshake is off the per-request path); what it adds per request is encryption on both ends: ${plusMs((mtls.p50?.median ?? 0) - (mesh.p50?.median ?? 0))} at p50 and ${plusMs((mtls.p99?.median ?? 0) - (mesh.p99?.median ?? 0))} at p99 over plain.`,
+    );
+  if (direct?.lag)
+    obs.push(
+      `The latency generator sends on a schedule polled every millisecond (a busy loop would take a core from the proxies): it fell behind its schedule by ${ms(direct.lag.p50)} at p50 and ${ms(direct.lag.p99)} at p99 (direct run), which is counted in every latency above (coordinated-omission safe) and so in every path alike; "from actual send" leaves it out. The "added vs direct" column subtracts the direct path's percentiles from the same repetition.`,
+    );
+  const missedHop = sidecar && nginx && !(sidecar.vsNginx?.median >= AIMS.sidecarVsNginx);
+  if (missedHop)
+    obs.push(
+      `The throughput aim (one sidecar ≥ ${ratio(AIMS.sidecarVsNginx)} of nginx) is missed in this run: the sidecar reached ${ratio(sidecar.vsNginx?.median)} of nginx. Per request the sidecar spends ${(sidecar.proxyUsTput?.median / nginx.proxyUsTput?.median).toFixed(1)}× nginx's CPU; see "Where a sidecar's CPU goes" below.`,
+    );
+  for (const a of [mesh, mtls].filter((x) => x && !(x.addedP99?.median <= AIMS.meshAddedP99Ms)))
+    obs.push(
+      `${a.config.label}: p99 at 1,000 req/s is ${plusMs(a.addedP99?.median)} over direct, above the ${ms(AIMS.meshAddedP99Ms)} aim. Two Node event loops are on every request's way; at the tail, a request waits behind whatever else those loops do (garbage collection, timers, the control-plane link), and on ${machine.cores} cores the processes also wait for each other's CPU.`,
+    );
+  for (const [k, r] of runs.entries())
+    for (const c of CONFIGS) if (r[c.id]?.failed) obs.push(`Run ${k + 1}: ${c.label} could not be measured: ${r[c.id].failed}.`);
+  if (!tools.nginx.path) obs.push(`nginx row skipped: ${tools.nginx.missing}.`);
+  if (!tools.wrk.path)
+    obs.push(
+      `wrk is not available (${tools.wrk.missing}), so throughput was measured with the Node load generator (${cfg.connections} keep-alive connections, undici Pool), which needs more CPU per request than wrk and leaves less for the proxies: compare the paths with each other, not with DESIGN.md's wrk figures.`,
+    );
+  const installed = [tools.nginx, tools.wrk].filter((t) => t.installed).map((t) => t.path);
+  if (installed.length) obs.push(`This run installed ${installed.join(' and ')} with apt-get (they were missing).`);
+  const errs = aggs.filter((a) => a.errors || a.non200);
+  if (errs.length)
+    obs.push(
+      `Errors: ${errs.map((a) => `${a.config.label}: ${a.errors} errors, ${a.non200} non-200 (first: ${a.firstError ?? '–'})`).join('; ')}.`,
+    );
+  if (direct?.p99 && direct.p99.max > 3 * direct.p99.min)
+    obs.push(
+      `Read the p99 columns with care: the direct path's own p99 ranged ${ms(direct.p99.min)}–${ms(direct.p99.max)} between runs, so tail latency in this run was set by other processes on the machine ("other" up to ${Math.max(...aggs.map((a) => a.cpuLat.other ?? 0)).toFixed(2)} cores) more than by the paths, and the p99 aim verdicts are not reliable (a negative "added" p99 is that noise). Rerun on a quiet machine.`,
+    );
+  const noise = noiseObservation(aggs.map((a) => a.cpuLat.other));
+  if (noise) obs.push(noise);
+  return obs;
+}
+
+export async function run({ root, quick = false, machine, cpuProf = false, repetitions, writeDoc = !quick }) {
+  const libs = loadLibs(root);
+  const cfg = { ...(quick ? QUICK : FULL) };
+  if (repetitions) cfg.repetitions = repetitions;
+  if (cpuProf) cfg.profileDir = profileDirOf(root, 'dataplane');
+  const started = Date.now();
+  const tools = { nginx: ensureTool('nginx'), wrk: ensureTool('wrk') };
+  if (tools.nginx.missing) note(`dataplane benchmark: ${tools.nginx.missing}; the nginx row is skipped`);
+  if (tools.wrk.missing) note(`dataplane benchmark: ${tools.wrk.missing}; throughput uses the Node load generator`);
+  const runs = [];
+  for (let k = 1; k <= cfg.repetitions; k++) {
+    note(`dataplane benchmark: run ${k}/${cfg.repetitions}${quick ? ' (quick)' : ''}`);
+    runs.push(await runOnce(libs, cfg, tools, k));
+  }
+  const aggs = aggregate(libs, runs);
+  const aims = aimsOf(aggs);
+  const { tput, lat } = tables(aggs, cfg);
+
+  const imgDir = imgDirOf(root, writeDoc);
+  const nginx = aggs.find((a) => a.id === 'nginx');
+  writeFileSync(
+    join(imgDir, 'dataplane-throughput.svg'),
+    barChart({
+      title: `Data plane: requests per second at ${cfg.connections} connections (${aggs[0]?.generator === 'wrk' ? 'wrk' : 'Node load generator'})`,
+      subtitle: `median of ${cfg.repetitions} run${cfg.repetitions > 1 ? 's' : ''} (whiskers: range); ${cfg.tputSeconds} s each; loopback, ${machine.cores} cores; dashed: aim for one sidecar`,
+      bars: aggs.map((a) => ({
+        name: a.config.label,
+        value: a.rps?.median ?? 0,
+        min: a.rps?.min,
+        max: a.rps?.max,
+        color: a.config.color,
+        note:
+          a.id === 'direct'
+            ? ''
+            : `${ratio(a.vsDirect?.median)} of direct${nginx && a.id !== 'nginx' ? `, ${ratio(a.vsNginx?.median)} of nginx` : ''}`,
+      })),
+      vlines: nginx ? [{ value: nginx.rps.median * AIMS.sidecarVsNginx, label: `${ratio(AIMS.sidecarVsNginx)} of nginx` }] : [],
+      xLabel: 'requests per second',
+    }),
+  );
+  writeFileSync(
+    join(imgDir, 'dataplane-latency.svg'),
+    percentileChart({
+      title: `Data plane: latency at a fixed ${int(cfg.rate)} req/s, by percentile`,
+      subtitle: `from the scheduled send (coordinated-omission safe); ${cfg.latSeconds} s per run${cfg.repetitions > 1 ? `, ${cfg.repetitions} runs pooled` : ''}; loopback, ${machine.cores} cores`,
+      series: aggs.map((a) => ({ name: a.config.label, points: a.curve, color: a.config.color })),
+      maxNines: Math.min(...aggs.map((a) => a.maxNines)),
+    }),
+  );
+
+  const obs = observations(aggs, machine, tools, cfg, runs);
+  const json = {
+    suite: 'dataplane',
+    quick,
+    machine,
+    config: { ...cfg, aims: AIMS, tools },
+    aims,
+    summary: aggs.map(({ curve: _c, config, ...a }) => ({ ...a, path: config.path })),
+    runs: runs.map((r) =>
+      Object.fromEntries(
+        Object.entries(r).map(([k, v]) =>
+          v.failed
+            ? [k, v]
+            : [
+                k,
+                {
+                  tput: v.tput,
+                  lat: { ...v.lat, latency: summarize(v.lat.latency), fromSend: summarize(v.lat.fromSend), lag: summarize(v.lat.lag) },
+                },
+              ],
+        ),
+      ),
+    ),
+    wallSeconds: Math.round((Date.now() - started) / 1000),
+  };
+  const section = [
+    '## Data plane',
+    '',
+    `Measured ${measuredOn(machine)}; ${cfg.repetitions} run${cfg.repetitions > 1 ? 's' : ''}, each on a fresh control plane, upstream and proxies (\`--runs=N\` for more). Reproduce with \`npm run bench -- dataplane\` (raw numbers in \`bench-results/dataplane.json\`).`,
+    '',
+    `Setup, all on loopback: the upstream is a minimal node:http server in its own process answering every GET with the same 30-byte JSON body. A fresh control plane per run (nats-server, redis-server, discovery, policy, certificate authority, proxy-config, with their defaults) registers the upstream as a service without a sidecar (plain HTTP) and idles while traffic runs ("control plane" in the CPU columns). Then each path, in an order rotated per run, with its own fresh proxies:`,
+    '',
+    ...aggs.map((a) => `- **${a.config.label}**: ${a.config.path}.`),
+    '',
+    `nginx ${tools.nginx.path ? '' : '(not available in this run) '}runs with a generated config (1 worker, \`keepalive 64\` to the upstream, HTTP/1.1 upstream, access log off), checked with \`nginx -t\`; the suite installs it with apt-get when it is missing and skips its row when that fails. Sidecars are the compiled \`apps/sidecar\` with their defaults (\`SIDECAR_ACCESS_LOG\` errors, \`LOG_LEVEL\` info); the client calls the outbound port with \`Host: <service>.mesh\`. Plain mesh: no join tokens, so neither sidecar has a certificate. mTLS mesh: both get a join token and their certificate before the first request (the suite waits for it), so A opens TLS 1.3 to B with its SPIFFE certificate and B checks it; before measuring, a request to the upstream's \`/whoami\` must come back with B's \`x-forwarded-client-cert\` naming A (and without one on the plain path). Every path must answer 200 before it is measured; errors and non-200 answers are counted.`,
+    '',
+    `1. **Throughput**: ${tools.wrk.path ? `wrk (1 thread, ${cfg.connections} keep-alive connections)` : `the Node load generator (undici Pool, ${cfg.connections} keep-alive connections, closed loop)`} for ${cfg.tputWarmup} s unrecorded, then ${cfg.tputSeconds} s recorded. "vs direct" and "vs nginx" are taken within each run, then the median.`,
+    `2. **Latency at a fixed rate**: the Node load generator (its own process, undici Pool) sends ${int(cfg.rate)} GET/s on a fixed schedule for ${cfg.latWarmup} s unrecorded, then ${cfg.latSeconds} s recorded, whatever the answers do (open loop); latency counts from each request's scheduled send time into an HDR histogram.`,
+    '',
+    'CPU: cores busy per process from `/proc/<pid>/stat` over the recorded part (nginx: its worker); "proxy CPU per request" is the proxies\' CPU time ÷ requests answered; "other" is whatever else ran on the machine.',
+    '',
+    tput,
+    '',
+    lat,
+    '',
+    ...(aims.length
+      ? [
+          `Aims (median of the runs): ${aims.map((a) => `${a.name} ${a.aim} — **${a.met ? 'met' : 'missed'}**${a.runs > 1 ? ` (${a.runsMeetingAim} of ${a.runs} runs within the aim)` : ''}`).join('; ')}.`,
+          aims.some((a) => !a.met) ? '' : 'All aims met.',
+        ]
+      : []),
+    '',
+    '![Data plane throughput](img/dataplane-throughput.svg)',
+    '',
+    '![Data plane latency at 1,000 req/s by percentile](img/dataplane-latency.svg)',
+    '',
+    'Observations from this run:',
+    '',
+    ...obs.map((o) => `- ${o}`),
+    '',
+    "Where a sidecar's CPU goes (V8 CPU profiles of the sidecars from `--cpu-prof`, one quick run on the reference machine, 2026-11-27; share of the process's busy time): about a third is the socket writes themselves — `writev` of the response to the client (~18–20 %) and the write of the request to the upstream (`writeLatin1String`, ~11–14 %), where the kernel does the loopback delivery inside the syscall; most of the rest is Node's HTTP server (parser, response stream) and undici's client (parser, request and stream bookkeeping) around each request, and garbage collection (4–6 %). The sidecar's own per-request code is small: the route/endpoint pick and headers in `OutboundProxy.handle` and `forward`, the prom-client histogram and counter (~1–2 %), and the per-request AbortController that `forward()` creates to cancel the upstream request when the client goes away (`createAbortSignal`, undici's add/removeSignal and the listeners: ~4 %). With mTLS the encryption runs inside the same native writes; no handshakes show up once the pooled connections are open.",
+    '',
+    'To see where a sidecar spends its time, `node tools/bench/run.mjs dataplane --runs=1 --cpu-prof` writes V8 CPU profiles of the sidecars to `bench-results/profiles/` (open them in Chrome DevTools or speedscope).',
+  ]
+    .join('\n')
+    .replace(/\n{3,}/g, '\n\n');
+  return { json, table: `${tput}\n\n${lat}`, section, aims };
+}
