@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // `npm start`: dependencies → build → NATS + Redis (local ones when none is reachable) → the apps
-// → the demo services (NOVAMESH_DEMO=0 to skip).
-// Ctrl-C stops everything it started.
+// (discovery, policy, CA, proxy-config) → the demo: three services behind sidecars with traffic
+// (tools/demo.mjs; NOVAMESH_DEMO=0 or `npm start -- --no-demo` to skip).
+// Ctrl-C stops everything it started: the demo first (its sidecars deregister), then the apps, then NATS/Redis.
 import { execSync, spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,14 +12,16 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const natsUrl = process.env.NATS_URL || 'nats://127.0.0.1:4222';
 const redisUrl = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
 const replicas = Number(process.env.REPLICAS || process.env.DISCOVERY_REPLICAS || 1);
+const demo = process.env.NOVAMESH_DEMO !== '0' && !process.argv.includes('--no-demo');
 
 execSync('node tools/ensure-deps.mjs', { cwd: root, stdio: 'inherit' });
 process.stderr.write('novamesh: building (tsc -b)…\n');
 execSync('npx tsc -b && node tools/postbuild.mjs', { cwd: root, stdio: 'inherit' });
 
+const infra = [];
 const children = [];
 try {
-  children.push(...(await ensureInfra(root, natsUrl, redisUrl)));
+  infra.push(...(await ensureInfra(root, natsUrl, redisUrl)));
 } catch (e) {
   process.stderr.write(`novamesh: ${e.message}\n`);
   process.exit(1);
@@ -47,20 +50,44 @@ children.push(
     stdio: 'inherit',
   }),
 );
-if (process.env.NOVAMESH_DEMO !== '0') {
-  children.push(spawn(process.execPath, [join(root, 'tools/demo.mjs')], { env, stdio: 'inherit' }));
+for (let i = 1; i <= replicas; i++) {
+  children.push(
+    spawn(process.execPath, [join(root, 'apps/proxy-config/dist/main.js')], {
+      env: { ...env, PROXY_CONFIG_INSTANCE: `proxy-config-${i}` },
+      stdio: 'inherit',
+    }),
+  );
 }
+const demoProcess = demo ? spawn(process.execPath, [join(root, 'tools/demo.mjs')], { env, stdio: 'inherit' }) : undefined;
 process.stderr.write(
-  `novamesh: control plane starting (NATS ${natsUrl}, Redis ${redisUrl}).\n` +
-    '  Try: npx meshctl get services && npx meshctl watch endpoints payment\n',
+  `novamesh: control plane starting (NATS ${natsUrl}, Redis ${redisUrl}): discovery, policy, certificate-authority, proxy-config.\n` +
+    (demo
+      ? '  The demo (three services behind sidecars) starts next and prints what to try when it is ready.\n'
+      : '  Try: npx meshctl get services, npx meshctl check, or start a workload: npx meshctl run --service hello --create-token -- <command>\n'),
 );
 
+/** Sends SIGTERM to `procs` and waits for them, at most `ms`, then SIGKILL. */
+async function stopAll(procs, ms) {
+  const alive = procs.filter((c) => c.exitCode === null && c.signalCode === null);
+  const exited = alive.map((c) => new Promise((r) => c.once('exit', r)));
+  for (const c of alive) c.kill('SIGTERM');
+  const killer = setTimeout(() => {
+    for (const c of alive) c.kill('SIGKILL');
+  }, ms);
+  await Promise.all(exited);
+  clearTimeout(killer);
+}
+
 let stopping = false;
-const stop = () => {
+const stop = async () => {
   if (stopping) return;
   stopping = true;
-  for (const c of children.reverse()) c.kill('SIGTERM');
-  setTimeout(() => process.exit(0), 3000).unref();
+  process.stderr.write('novamesh: stopping…\n');
+  // The demo's sidecars deregister through discovery and NATS: stop it while they still run.
+  if (demoProcess) await stopAll([demoProcess], 10_000);
+  await stopAll(children, 5_000);
+  await stopAll(infra, 5_000);
+  process.exit(0);
 };
-process.on('SIGINT', stop);
-process.on('SIGTERM', stop);
+process.on('SIGINT', () => void stop());
+process.on('SIGTERM', () => void stop());

@@ -32,6 +32,13 @@ export function durationArg(value: string): number {
   return ms;
 }
 
+/** Commander parser for durations that must be longer than 0 (`--timeout`, `meshctl run --app-timeout`). */
+export function positiveDurationArg(value: string): number {
+  const ms = durationArg(value);
+  if (ms <= 0) throw new InvalidArgumentError('must be longer than 0');
+  return ms;
+}
+
 /** Splits and checks `--nats` (comma-separated URLs); throws a usage error naming the bad one. */
 export function parseServers(value: string): string[] {
   const servers = value

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { caCommand, certCommand, tokenCommand } from './commands/ca';
 import { checkCommand } from './commands/check';
 import { deregisterCommand } from './commands/deregister';
@@ -14,9 +14,11 @@ import { getPoliciesCommand } from './commands/policy-get';
 import { historyCommand, rollbackCommand } from './commands/policy-history';
 import { proxyStatusCommand } from './commands/proxy-status';
 import { registerCommand } from './commands/register';
+import { runCommand } from './commands/run';
+import { sidecarCommand } from './commands/sidecar';
 import { watchCommand } from './commands/watch';
 import type { CliContext } from './context';
-import { durationArg } from './options';
+import { positiveDurationArg } from './options';
 
 function version(): string {
   try {
@@ -37,11 +39,7 @@ export function createProgram(ctx: CliContext): Command {
     .addOption(new Option('--nats <urls>', 'NATS server URL(s), comma-separated (env NATS_URL)').default(ctx.config.natsUrl))
     .addOption(
       new Option('--timeout <duration>', 'how long to wait for NATS, discovery and the policy service, e.g. 500ms, 5s')
-        .argParser((v: string) => {
-          const ms = durationArg(v);
-          if (ms <= 0) throw new InvalidArgumentError('must be longer than 0');
-          return ms;
-        })
+        .argParser(positiveDurationArg)
         .default(5_000, '5s'),
     )
     .exitOverride()
@@ -79,8 +77,10 @@ Certificates (the certificate authority answers these):
   meshctl ca rotate finish                  drop the old root; exit 1 while a certificate still uses it
   meshctl check                             NATS, discovery, policy, CA and certificate expiry; exit 1 on a failure
 
-Sidecars (proxy-config answers):
+Sidecars:
   meshctl proxy-status --service payment    snapshot version of each sidecar, in sync or not (always exit 0)
+  meshctl sidecar --service orders --app-port 8080 --create-token   run a workload's sidecar in the foreground
+  meshctl run --service orders --create-token -- node server.js     start an app with its sidecar (PORT, HTTP_PROXY set)
 
 Exit codes: 0 ok, 1 invalid or refused input (also a revision conflict), 2 usage error,
 3 NATS, discovery or the policy service unreachable, 4 not found.
@@ -104,5 +104,7 @@ Exit codes: 0 ok, 1 invalid or refused input (also a revision conflict), 2 usage
   caCommand(program, ctx);
   checkCommand(program, ctx);
   proxyStatusCommand(program, ctx);
+  sidecarCommand(program, ctx);
+  runCommand(program, ctx);
   return program;
 }

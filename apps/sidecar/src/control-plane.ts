@@ -67,8 +67,17 @@ export class ControlPlaneLink {
     this.ack();
     this.timers.push(setInterval(() => this.ack(), this.cfg.ackIntervalMs));
     if (this.cfg.register) {
+      // Checked every 2 s for the first minute (several workloads of a new service may race to
+      // register it; the losers' endpoints come back within one check), then every ack interval.
       void this.ensureRegistered();
-      this.timers.push(setInterval(() => void this.ensureRegistered(), Math.max(this.cfg.ackIntervalMs, 2_000)));
+      const early = setInterval(() => void this.ensureRegistered(), 2_000);
+      const late = setTimeout(() => {
+        clearInterval(early);
+        const steady = setInterval(() => void this.ensureRegistered(), Math.max(this.cfg.ackIntervalMs, 2_000));
+        steady.unref();
+        this.timers.push(steady);
+      }, 60_000);
+      this.timers.push(early, late);
       // Liveness: a sidecar that dies without deregistering (SIGKILL, power loss) turns unhealthy
       // after the service's heartbeat TTL and leaves every caller's load-balancing set.
       this.timers.push(setInterval(() => void this.heartbeat(), Math.max(Math.floor(this.cfg.heartbeatTtlMs / 3), 100)));
@@ -106,7 +115,10 @@ export class ControlPlaneLink {
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const t of this.timers) clearInterval(t);
+    for (const t of this.timers) {
+      clearInterval(t);
+      clearTimeout(t);
+    }
     await this.follower?.stop().catch(() => undefined);
     await drainBus(this.nc);
   }
@@ -184,6 +196,12 @@ export class ControlPlaneLink {
         return;
       }
       const mine = set.endpoints.find((e) => e.id === endpoint.id);
+      if (!mine && set.endpoints.length > 0 && set.endpoints.every((e) => e.status === 'draining')) {
+        // The whole service is draining after a deregistration: an endpoint added now would drain
+        // with it. Wait until it is gone, then register it anew.
+        this.logger.info({ service: this.cfg.service }, 'service is draining after a deregistration; registering once it is gone');
+        return;
+      }
       if (!mine || mine.port !== endpoint.port || mine.address !== endpoint.address) {
         await m.addEndpoint(this.cfg.service, endpoint);
         this.logger.info({ service: this.cfg.service, endpoint: this.endpointAddress() }, 'registered this endpoint');

@@ -43,7 +43,8 @@ export class ProtocolListener {
   readonly sockets = new Set<Socket>();
 
   constructor(private readonly servers: { http1: HttpServer; h2c: Http2Server; onTls?: (socket: Socket) => void }) {
-    this.server = createNetServer({ pauseOnConnect: true }, (socket) => {
+    // noDelay as node:http does by default: without it Nagle's algorithm holds small writes back.
+    this.server = createNetServer({ pauseOnConnect: true, noDelay: true, keepAlive: true }, (socket) => {
       this.sockets.add(socket);
       socket.once('close', () => this.sockets.delete(socket));
       socket.on('error', () => socket.destroy());

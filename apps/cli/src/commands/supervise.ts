@@ -1,0 +1,184 @@
+import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
+import { constants } from 'node:os';
+import { join } from 'node:path';
+import type { TextSink } from '../context';
+
+/**
+ * The compiled sidecar (`@novamesh/sidecar`, apps/sidecar/dist/main.js). meshctl runs it as a child
+ * process rather than importing it: apps do not import apps, and the sidecar owns its process
+ * (signals, exit codes). Undefined when it is not built or not installed next to meshctl.
+ */
+export function sidecarEntry(): string | undefined {
+  const candidates: string[] = [];
+  try {
+    candidates.push(require.resolve('@novamesh/sidecar'));
+  } catch {
+    // Not resolvable from here (e.g. meshctl copied alone): try the monorepo layout.
+  }
+  candidates.push(join(__dirname, '..', '..', '..', 'sidecar', 'dist', 'main.js'));
+  return candidates.find((p) => existsSync(p));
+}
+
+/** A child's end as one exit code: its own, or 128 + the signal's number when a signal ended it. */
+export function exitCodeOf(code: number | null, signal: NodeJS.Signals | null): number {
+  if (code !== null) return code;
+  return 128 + (signal ? (constants.signals[signal] ?? 1) : 1);
+}
+
+/** A started child and the exit code it ends with (never rejects: a failed spawn ends with 127). */
+export interface Child {
+  readonly name: string;
+  readonly process: ChildProcess;
+  readonly exited: Promise<number>;
+  readonly running: boolean;
+  /** Sends `signal` (if still running), then SIGKILL after `killAfterMs`; resolves with the exit code. */
+  stop(signal: NodeJS.Signals, killAfterMs?: number): Promise<number>;
+}
+
+/** Spawns `command`; a spawn failure (not found, not executable) is reported on `stderr` as `name: …` and ends it with 127. */
+export function startChild(name: string, command: string, args: string[], opts: SpawnOptions, stderr: TextSink): Child {
+  const child = spawn(command, args, opts);
+  let running = true;
+  const exited = new Promise<number>((resolve) => {
+    child.once('error', (e: NodeJS.ErrnoException) => {
+      if (!running) return;
+      running = false;
+      stderr.write(`error: cannot start ${name} (${command}): ${e.code === 'ENOENT' ? 'command not found' : e.message}\n`);
+      resolve(127);
+    });
+    child.once('exit', (code, signal) => {
+      running = false;
+      resolve(exitCodeOf(code, signal));
+    });
+  });
+  return {
+    name,
+    process: child,
+    exited,
+    get running() {
+      return running;
+    },
+    async stop(signal, killAfterMs = 10_000) {
+      if (running) child.kill(signal);
+      const timer = setTimeout(() => running && child.kill('SIGKILL'), killAfterMs);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    },
+  };
+}
+
+/**
+ * Writes a child's output to `sink` line by line, each line prefixed (`[app] `). Keeps a partial
+ * line until its end arrives, so lines of two children never interleave mid-line. Not shared
+ * between streams.
+ */
+export class LinePrefixer {
+  private pending = '';
+
+  constructor(
+    private readonly prefix: string,
+    private readonly sink: TextSink,
+    private readonly onLine?: (line: string) => void,
+  ) {}
+
+  write(chunk: Buffer | string): void {
+    const text = this.pending + chunk.toString();
+    const lines = text.split('\n');
+    this.pending = lines.pop() ?? '';
+    for (const line of lines) this.emit(line);
+  }
+
+  /** Writes the last line when it had no newline (the child ended). */
+  flush(): void {
+    if (this.pending) this.emit(this.pending);
+    this.pending = '';
+  }
+
+  private emit(line: string): void {
+    const clean = line.endsWith('\r') ? line.slice(0, -1) : line;
+    this.onLine?.(clean);
+    this.sink.write(`${this.prefix}${clean}\n`);
+  }
+}
+
+/** Pipes a child's stdout and stderr to `out` and `err` through prefixers; `onLine` sees every line. */
+export function prefixOutput(child: ChildProcess, prefix: string, out: TextSink, err: TextSink, onLine?: (line: string) => void): void {
+  for (const [stream, sink] of [
+    [child.stdout, out],
+    [child.stderr, err],
+  ] as const) {
+    if (!stream) continue;
+    const p = new LinePrefixer(prefix, sink, onLine);
+    stream.on('data', (b: Buffer) => p.write(b));
+    stream.on('end', () => p.flush());
+  }
+}
+
+/** A loopback port nobody listens on right now (another process may take it before us: rare, and then the listener reports it). */
+export async function freePort(): Promise<number> {
+  const srv = createServer();
+  srv.listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  const { port } = srv.address() as { port: number };
+  srv.close();
+  await once(srv, 'close');
+  return port;
+}
+
+function accepts(port: number, host: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect({ port, host });
+    const done = (ok: boolean) => {
+      s.destroy();
+      resolve(ok);
+    };
+    s.setTimeout(500, () => done(false));
+    s.once('connect', () => done(true));
+    s.once('error', () => done(false));
+  });
+}
+
+/**
+ * Resolves `'listening'` once `host:port` accepts a TCP connection, `'exited'` when `until` settles
+ * first (the app ended), `'timeout'` after `timeoutMs`, `'aborted'` when `signal` aborts.
+ */
+export async function waitForPort(
+  port: number,
+  host: string,
+  opts: { timeoutMs: number; until: Promise<unknown>; signal: AbortSignal },
+): Promise<'listening' | 'exited' | 'timeout' | 'aborted'> {
+  let ended = false;
+  opts.until.then(
+    () => (ended = true),
+    () => (ended = true),
+  );
+  const deadline = Date.now() + opts.timeoutMs;
+  for (;;) {
+    if (opts.signal.aborted) return 'aborted';
+    if (ended) return 'exited';
+    if (await accepts(port, host)) return 'listening';
+    if (Date.now() > deadline) return 'timeout';
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
+ * Makes this command the one that decides what SIGINT/SIGTERM do: main.ts's handlers exit 2 s
+ * after the first signal, too early for a sidecar that deregisters and drains. `onSignal` runs for
+ * every signal (a second Ctrl-C may mean "hurry"). Returns a function that removes the handlers.
+ */
+export function takeOverSignals(onSignal: (signal: NodeJS.Signals) => void): () => void {
+  const handler = (signal: NodeJS.Signals) => onSignal(signal);
+  for (const s of ['SIGINT', 'SIGTERM'] as const) {
+    process.removeAllListeners(s);
+    process.on(s, handler);
+  }
+  return () => {
+    process.off('SIGINT', handler);
+    process.off('SIGTERM', handler);
+  };
+}
