@@ -260,7 +260,7 @@ async function main() {
   ];
   const width = Math.max(...tries.map(([cmd]) => cmd.length));
   say(`ready in ${Math.round((Date.now() - t0) / 1000)}s: web → orders (orders-1 v1, orders-2 v2) → payment (payment-1 v1, payment-2 v2, fails 10 %),
-  each behind a sidecar started by \`meshctl run\`; ${REQUESTS_PER_SECOND} requests/s go to web. TrafficPolicy payment-traffic (outlier detection) is applied.
+  each behind a sidecar started by \`meshctl run\`; ${REQUESTS_PER_SECOND} requests/s go to web. TrafficPolicy payment-traffic (retries, outlier detection) is applied.
   Try, in another terminal:
 ${tries.map(([cmd, what]) => `    ${cmd.padEnd(width)}   # ${what}`).join('\n')}
   Logs of every workload and its sidecar: .data/demo/<instance>.log. Ctrl-C stops everything.`);

@@ -3,7 +3,7 @@
 //   node tools/demo/service.mjs <service> [<upstream> <path>]
 // Answers JSON naming itself (DEMO_ENDPOINT, DEMO_VERSION); with an upstream, first calls
 // http://<upstream>.mesh<path> through HTTP_PROXY — the sidecar — and nests its answer.
-// DEMO_FAIL_RATE (0..1) makes that share of answers a 503, so outlier detection and metrics have work.
+// DEMO_FAIL_RATE (0..1) makes that share of answers a 503, so retries, outlier detection and metrics have work.
 import { createServer, request } from 'node:http';
 
 const [service = 'demo', upstream, upstreamPath = '/'] = process.argv.slice(2);

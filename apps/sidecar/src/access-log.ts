@@ -15,13 +15,17 @@ export interface AccessRecord {
   error?: string | undefined;
   reason?: string | undefined;
   requestId?: string | undefined;
+  /** Tries made when more than one (retries). */
+  attempts?: number;
+  /** A fault the route injected (`abort`, `delay`). */
+  fault?: 'abort' | 'delay';
   [extra: string]: unknown;
 }
 
 /**
  * JSON access log through pino (`"msg":"access"`). `errors` (the default) writes what an operator
- * must be able to explain — every response the sidecar made itself, every 5xx and every AUDIT
- * match — and `all` every request, at a CPU cost the benchmark shows.
+ * must be able to explain — every response the sidecar made itself, every 5xx, every AUDIT
+ * match, every retried request and every injected fault — and `all` every request, at a CPU cost the benchmark shows.
  */
 export class AccessLog {
   constructor(
@@ -31,7 +35,8 @@ export class AccessLog {
 
   write(r: AccessRecord): void {
     if (this.mode === 'off') return;
-    if (this.mode === 'errors' && !r.error && r.status < 500 && r.audit === undefined) return;
+    if (this.mode === 'errors' && !r.error && r.status < 500 && r.audit === undefined && r.attempts === undefined && r.fault === undefined)
+      return;
     r.ms = Math.round(r.ms * 1000) / 1000;
     this.logger.info(r, 'access');
   }

@@ -15,7 +15,7 @@ function json(res: ServerResponse, status: number, body: unknown): void {
  * The admin port (loopback): `/ready` (200 once a snapshot is in use and the listeners are up),
  * `/config_dump` (the snapshot in use, the last refusal, the identity without its key),
  * `/clusters` (every upstream's endpoints with health, mTLS, in-flight requests and outlier
- * ejection state) and `/metrics` (Prometheus text).
+ * ejection state, and its circuit breaker's limits, counters and overflows) and `/metrics` (Prometheus text).
  */
 export class AdminServer {
   private readonly server: Server;
@@ -79,6 +79,7 @@ export class AdminServer {
             service: up.service,
             loadBalancing: up.spec.loadBalancing.algorithm,
             mtls: up.spec.mtls,
+            ...(up.breaker ? { circuitBreaker: up.breaker.status() } : {}),
             endpoints: up.describe().map((e) => {
               const o = ejection.get(e.id);
               return {

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import { PassThrough, type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Dispatcher } from 'undici';
 import type { LocalReplyCode } from './local-reply';
@@ -56,7 +57,16 @@ export interface ForwardOutcome {
   reason?: string;
   /** Response body size when the upstream declared it (content-length), else 0. */
   bytes: number;
+  /** `retryIf` accepted the response: nothing was sent downstream, its body was dropped. */
+  retry?: true;
+  /** Response headers of a retried response (for `Retry-After`). */
+  headers?: IncomingHttpHeaders;
+  /** The HTTP/2 upstream refused the stream (REFUSED_STREAM): the request never reached the app. */
+  refused?: true;
 }
+
+/** Code of the error a {@link ForwardRequest.timeoutMs} expiry fails an attempt with. */
+export const TIMEOUT_CODE = 'MESH_TIMEOUT';
 
 /** What kind of failure an undici error is, by its code; `tls` is tagged by the connector. */
 export function classifyUpstreamError(err: unknown): { code: LocalReplyCode; reason: string } {
@@ -73,6 +83,7 @@ export function classifyUpstreamError(err: unknown): { code: LocalReplyCode; rea
       return { code: 'UPSTREAM_CONNECT_FAILURE', reason: `cannot connect to the upstream (${detail})` };
     case 'UND_ERR_HEADERS_TIMEOUT':
     case 'UND_ERR_BODY_TIMEOUT':
+    case TIMEOUT_CODE:
       return { code: 'UPSTREAM_TIMEOUT', reason: `the upstream did not answer in time (${detail})` };
     default:
       if (e.meshStage === 'connect') return { code: 'UPSTREAM_CONNECT_FAILURE', reason: `cannot connect to the upstream (${detail})` };
@@ -84,11 +95,53 @@ export interface ForwardRequest {
   method: string;
   path: string;
   headers: Record<string, string | string[]>;
-  /** The downstream request as the body, or null when it has none. */
-  body: DownstreamRequest | null;
+  /** The downstream request (streamed), its body read into memory (for retries), or null when it has none. */
+  body: DownstreamRequest | Readable | Buffer | null;
   /** Called with the upstream's status and headers before they are sent (route response header changes). */
   onResponseHeaders?: (headers: Record<string, string | string[] | undefined>) => void;
+  /** Per try: the upstream must send response headers within this long (UPSTREAM_TIMEOUT). */
   headersTimeout?: number;
+  /** The whole attempt, response body included, must end within this long (UPSTREAM_TIMEOUT). */
+  timeoutMs?: number;
+  /** Asked with the response's status and headers before anything goes downstream: true drops the response for a retry. */
+  retryIf?: (status: number, headers: IncomingHttpHeaders) => boolean;
+}
+
+/** The largest request body read into memory so that a retry can send it again. */
+export const MAX_RETRY_BODY_BYTES = 64 * 1024;
+
+/**
+ * The request body, read into memory when it ends within `limit` bytes (so it can be sent again);
+ * otherwise a stream of what was read followed by the rest, never held whole.
+ */
+export function readBody(req: DownstreamRequest, limit: number = MAX_RETRY_BODY_BYTES): Promise<Buffer | Readable> {
+  if (Number(req.headers['content-length']) > limit) return Promise.resolve(req);
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = (value: Buffer | Readable) => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('close', onClose);
+      resolve(value);
+    };
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk);
+      size += chunk.length;
+      if (size <= limit) return;
+      req.pause();
+      const rest = new PassThrough();
+      for (const c of chunks) rest.write(c);
+      req.pipe(rest);
+      done(rest);
+    };
+    const onEnd = () => done(Buffer.concat(chunks, size));
+    // The client went away mid-body: the attempt fails as a downstream disconnect.
+    const onClose = () => done(req);
+    req.on('data', onData);
+    req.once('end', onEnd);
+    req.once('close', onClose);
+  });
 }
 
 /** True when the downstream request carries a body that must be streamed upstream (HTTP/2: unless the stream already ended). */
@@ -124,27 +177,49 @@ function requestOptions(req: ForwardRequest, signal: EventEmitter): Dispatcher.R
  */
 class CloseSignal extends EventEmitter {
   aborted = false;
+  /** Set when `timeoutMs` ran out: the attempt was aborted by the sidecar, not the client. */
+  timedOut = 0;
+  private timer: NodeJS.Timeout | undefined;
   private readonly onClose = () => {
     if (this.res.writableFinished) return;
     this.aborted = true;
     this.emit('abort');
   };
-  constructor(private readonly res: DownstreamResponse) {
+  constructor(
+    private readonly res: DownstreamResponse,
+    timeoutMs: number | undefined,
+  ) {
     super();
     res.once('close', this.onClose);
+    if (timeoutMs !== undefined)
+      this.timer = setTimeout(() => {
+        this.timedOut = timeoutMs;
+        this.emit('abort');
+      }, timeoutMs);
   }
   done(): void {
     this.res.off('close', this.onClose);
+    if (this.timer) clearTimeout(this.timer);
   }
 }
 
-function abortOnClose(res: DownstreamResponse): CloseSignal {
-  return new CloseSignal(res);
+function abortOnClose(res: DownstreamResponse, timeoutMs?: number): CloseSignal {
+  return new CloseSignal(res, timeoutMs);
 }
 
-function failed(err: unknown, status: number, res: DownstreamResponse, aborted: boolean): ForwardOutcome {
-  if (aborted) return { status, error: 'DOWNSTREAM_DISCONNECT', reason: 'the client went away', bytes: 0 };
-  const { code, reason } = classifyUpstreamError(err);
+/** The error an attempt fails with when its `timeoutMs` ran out. */
+export function timeoutError(ms: number): Error {
+  return Object.assign(new Error(`no complete response within ${Math.round(ms)} ms`), { code: TIMEOUT_CODE });
+}
+
+/** A sink for the body of a response dropped for a retry (keeps the connection reusable). */
+function discard(): Writable {
+  return new Writable({ write: (_chunk, _enc, cb) => cb() });
+}
+
+function failed(err: unknown, status: number, res: DownstreamResponse, signal: CloseSignal): ForwardOutcome {
+  if (signal.aborted) return { status, error: 'DOWNSTREAM_DISCONNECT', reason: 'the client went away', bytes: 0 };
+  const { code, reason } = classifyUpstreamError(signal.timedOut ? timeoutError(signal.timedOut) : err);
   if (status !== 0 || res.headersSent) {
     res.destroy();
     return { status, error: code, reason, bytes: 0 };
@@ -158,10 +233,14 @@ function failed(err: unknown, status: number, res: DownstreamResponse, aborted: 
  * (a stream in between), so HTTP/1.1 traffic does not take this path.
  */
 export async function forwardWithTrailers(dispatcher: Dispatcher, req: ForwardRequest, res: DownstreamResponse): Promise<ForwardOutcome> {
-  const signal = abortOnClose(res);
+  const signal = abortOnClose(res, req.timeoutMs);
   let status = 0;
   try {
     const r = await dispatcher.request(requestOptions(req, signal));
+    if (req.retryIf?.(r.statusCode, r.headers)) {
+      await r.body.dump();
+      return { status: r.statusCode, bytes: 0, retry: true, headers: r.headers };
+    }
     status = r.statusCode;
     (res as ServerResponse).writeHead(status, responseHeaders(r.headers, req));
     await pipeline(r.body, res, { end: false });
@@ -170,7 +249,7 @@ export async function forwardWithTrailers(dispatcher: Dispatcher, req: ForwardRe
     res.end();
     return { status, bytes: Number(r.headers['content-length']) || 0 };
   } catch (err) {
-    return failed(err, status, res, signal.aborted);
+    return failed(err, status, res, signal);
   } finally {
     signal.done();
   }
@@ -184,12 +263,17 @@ export async function forwardWithTrailers(dispatcher: Dispatcher, req: ForwardRe
  */
 export function forward(dispatcher: Dispatcher, req: ForwardRequest, res: ServerResponse): Promise<ForwardOutcome> {
   return new Promise((resolve) => {
-    const signal = abortOnClose(res);
+    const signal = abortOnClose(res, req.timeoutMs);
     let bytes = 0;
     let status = 0;
+    let retry: ForwardOutcome | undefined;
     dispatcher.stream(
       requestOptions(req, signal),
       ({ statusCode, headers }) => {
+        if (req.retryIf?.(statusCode, headers)) {
+          retry = { status: statusCode, bytes: 0, retry: true, headers };
+          return discard();
+        }
         status = statusCode;
         res.writeHead(statusCode, responseHeaders(headers, req));
         const length = Number(headers['content-length']);
@@ -198,7 +282,7 @@ export function forward(dispatcher: Dispatcher, req: ForwardRequest, res: Server
       },
       (err) => {
         signal.done();
-        resolve(err ? failed(err, status, res, signal.aborted) : { status, bytes });
+        resolve(retry ?? (err ? failed(err, status, res, signal) : { status, bytes }));
       },
     );
   });

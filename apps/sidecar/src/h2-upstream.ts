@@ -9,9 +9,23 @@ import {
 } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { classifyUpstreamError, type DownstreamResponse, type ForwardOutcome, type ForwardRequest } from './forward';
+import {
+  classifyUpstreamError,
+  type DownstreamResponse,
+  type ForwardOutcome,
+  type ForwardRequest,
+  TIMEOUT_CODE,
+  timeoutError,
+} from './forward';
 
-const { HTTP2_HEADER_STATUS, HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_AUTHORITY, NGHTTP2_FLAG_END_STREAM } = constants;
+const {
+  HTTP2_HEADER_STATUS,
+  HTTP2_HEADER_METHOD,
+  HTTP2_HEADER_PATH,
+  HTTP2_HEADER_AUTHORITY,
+  NGHTTP2_FLAG_END_STREAM,
+  NGHTTP2_REFUSED_STREAM,
+} = constants;
 
 /** Headers HTTP/2 forbids (connection-specific) or that the session sets itself. */
 const NOT_IN_H2 = new Set(['host', 'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings']);
@@ -50,15 +64,19 @@ export class H2Endpoint {
         ...(typeof host === 'string' ? { [HTTP2_HEADER_AUTHORITY]: host } : {}),
       };
       for (const name in req.headers) if (!NOT_IN_H2.has(name)) headers[name] = req.headers[name];
-      const fail = (err: unknown) => {
+      let timer: NodeJS.Timeout | undefined;
+      let headersTimer: NodeJS.Timeout | undefined;
+      const fail = (err: unknown, refused?: boolean) => {
         if (settled) return;
         settled = true;
+        clearTimeout(timer);
+        clearTimeout(headersTimer);
         if (res.writableEnded || res.destroyed)
           return resolve({ status, error: 'DOWNSTREAM_DISCONNECT', reason: 'the client went away', bytes: 0 });
-        const cause = this.lastError ?? err;
+        const cause = (err as { code?: string }).code === TIMEOUT_CODE ? err : (this.lastError ?? err);
         const { code, reason } = classifyUpstreamError(cause);
         if (status !== 0 || res.headersSent) res.destroy();
-        resolve({ status, error: code, reason, bytes: 0 });
+        resolve({ status, error: code, reason, bytes: 0, ...(refused ? { refused: true as const } : {}) });
       };
       let settled = false;
       try {
@@ -70,7 +88,20 @@ export class H2Endpoint {
       res.once('close', () => {
         if (!settled) stream.close(constants.NGHTTP2_CANCEL);
       });
+      const expire = (ms: number) => () => {
+        fail(timeoutError(ms));
+        stream.close(constants.NGHTTP2_CANCEL);
+      };
+      if (req.timeoutMs !== undefined) timer = setTimeout(expire(req.timeoutMs), req.timeoutMs);
+      if (req.headersTimeout !== undefined) headersTimer = setTimeout(expire(req.headersTimeout), req.headersTimeout);
       stream.once('response', (h, flags) => {
+        clearTimeout(headersTimer);
+        if (req.retryIf?.(Number(h[HTTP2_HEADER_STATUS]), h)) {
+          settled = true;
+          clearTimeout(timer);
+          stream.close(constants.NGHTTP2_CANCEL);
+          return resolve({ status: Number(h[HTTP2_HEADER_STATUS]), bytes: 0, retry: true, headers: h });
+        }
         status = Number(h[HTTP2_HEADER_STATUS]);
         const out = responseHeaders(h, req);
         // A trailers-only response (gRPC errors): headers that end the stream must stay that way downstream.
@@ -83,6 +114,7 @@ export class H2Endpoint {
         trailers = t;
       });
       stream.on('data', (chunk: Buffer) => {
+        if (settled) return;
         if (!(res as Http2ServerResponse).write(chunk)) {
           stream.pause();
           res.once('drain', () => stream.resume());
@@ -91,6 +123,7 @@ export class H2Endpoint {
       stream.once('end', () => {
         if (settled) return;
         settled = true;
+        clearTimeout(timer);
         if (!res.writableEnded) {
           if (trailers) res.addTrailers(responseHeaders(trailers, { ...req, onResponseHeaders: undefined }) as Record<string, string>);
           res.end();
@@ -99,9 +132,11 @@ export class H2Endpoint {
       });
       stream.once('error', fail);
       stream.once('close', () => {
-        if (!settled && stream.rstCode !== constants.NGHTTP2_NO_ERROR) fail(new Error(`stream reset (code ${stream.rstCode})`));
+        if (!settled && stream.rstCode !== constants.NGHTTP2_NO_ERROR)
+          fail(new Error(`stream reset (code ${stream.rstCode})`), stream.rstCode === NGHTTP2_REFUSED_STREAM);
       });
-      if (req.body) req.body.pipe(stream);
+      if (Buffer.isBuffer(req.body)) stream.end(req.body);
+      else if (req.body) req.body.pipe(stream);
     });
   }
 

@@ -18,6 +18,8 @@ export const LOCAL_REPLIES = {
   UPSTREAM_RESET: 502,
   /** No response from the upstream in time (UT). */
   UPSTREAM_TIMEOUT: 504,
+  /** A circuit breaker limit of the upstream (maxRequests, maxPendingRequests) was reached (UO). */
+  UPSTREAM_OVERFLOW: 503,
   /** An authorization policy refused the request (RBAC). */
   RBAC_DENIED: 403,
   /** Plaintext request to a service whose mTLS mode is strict. */

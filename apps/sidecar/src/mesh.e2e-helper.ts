@@ -32,11 +32,25 @@ export class EchoApp {
   failWith: number | undefined;
   /** Answers after this long. */
   delayMs = 0;
+  /** Share of requests (0–1) answered with `failRateStatus` instead (a flaky workload). */
+  failRate = 0;
+  failRateStatus = 503;
   private constructor(
     readonly name: string,
     private readonly server: Server,
     readonly port: number,
   ) {}
+
+  /** Stops listening and drops its connections (a dead workload); {@link restart} brings it back on the same port. */
+  async stop(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise((r) => this.server.close(r));
+  }
+
+  async restart(): Promise<void> {
+    this.server.listen(this.port, '127.0.0.1');
+    await once(this.server, 'listening');
+  }
 
   static async start(name: string): Promise<EchoApp> {
     let app: EchoApp | undefined;
@@ -47,7 +61,8 @@ export class EchoApp {
       req.on('end', () => {
         const body = JSON.stringify(hit);
         const answer = () => {
-          res.writeHead(app?.failWith ?? 200, { 'content-type': 'application/json', 'x-app': name });
+          const flaky = app?.failRate && Math.random() < app.failRate ? app.failRateStatus : undefined;
+          res.writeHead(flaky ?? app?.failWith ?? 200, { 'content-type': 'application/json', 'x-app': name });
           res.end(body);
         };
         if (app?.delayMs) setTimeout(answer, app.delayMs);
@@ -65,6 +80,21 @@ export class EchoApp {
     this.server.closeAllConnections();
     this.server.close();
   }
+}
+
+/** Runs `fn(0..n-1)` with at most `concurrency` calls in flight; results in index order. */
+export async function parallel<T>(n: number, concurrency: number, fn: (i: number) => Promise<T>): Promise<T[]> {
+  const out: T[] = [];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < n) {
+        const i = next++;
+        out[i] = await fn(i);
+      }
+    }),
+  );
+  return out;
 }
 
 /** A running sidecar process with its ports (from its ready line). */

@@ -37,6 +37,24 @@ export class SidecarMetrics {
     labelNames: ['upstream'] as const,
     registers: [this.registry],
   });
+  readonly retries = new Counter({
+    name: 'novamesh_sidecar_retries_total',
+    help: 'Retries sent to an upstream (each retried attempt counts once)',
+    labelNames: ['upstream'] as const,
+    registers: [this.registry],
+  });
+  readonly overflows = new Counter({
+    name: 'novamesh_sidecar_upstream_overflow_total',
+    help: 'Requests a circuit breaker limit refused (maxRequests, maxPendingRequests), requests that waited for maxConnections, and retries maxRetries or the retry budget refused',
+    labelNames: ['upstream', 'limit'] as const,
+    registers: [this.registry],
+  });
+  readonly faults = new Counter({
+    name: 'novamesh_sidecar_faults_injected_total',
+    help: 'Faults injected by routes (abort or delay)',
+    labelNames: ['upstream', 'kind'] as const,
+    registers: [this.registry],
+  });
   readonly peerRefusals = new Counter({
     name: 'novamesh_sidecar_inbound_refused_connections_total',
     help: 'Inbound connections refused before any request (bad or revoked certificate, TLS while disabled)',

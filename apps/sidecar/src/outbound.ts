@@ -1,15 +1,53 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type ServerResponse } from 'node:http';
 import { createServer as createH2Server } from 'node:http2';
-import { outcomeOfStatus, type RequestView } from '@novamesh/dataplane';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  type AttemptFailure,
+  decideFault,
+  type MatchedRoute,
+  outcomeOfStatus,
+  parseRetryAfter,
+  RETRY_AFTER_CAP_MS,
+  type RequestView,
+} from '@novamesh/dataplane';
 import type { Dispatcher } from 'undici';
-import type { AccessLog } from './access-log';
-import { type DownstreamRequest, type DownstreamResponse, forward, forwardableHeaders, forwardWithTrailers, hasBody } from './forward';
+import type { AccessLog, AccessRecord } from './access-log';
+import {
+  type DownstreamRequest,
+  type DownstreamResponse,
+  type ForwardOutcome,
+  type ForwardRequest,
+  forward,
+  forwardableHeaders,
+  forwardWithTrailers,
+  hasBody,
+  readBody,
+} from './forward';
 import { requestView, splitUrl } from './inbound';
-import { sendLocalReply } from './local-reply';
+import { type LocalReplyCode, REASON_HEADER, sendLocalReply } from './local-reply';
 import type { SidecarMetrics } from './metrics';
 import { ProtocolListener } from './protocol-listener';
-import type { UpstreamRuntime } from './upstream-runtime';
+import type { RuntimeEndpoint, UpstreamRuntime } from './upstream-runtime';
+
+/** The response header marking a fault a route injected: `abort` or `delay`. */
+export const FAULT_HEADER = 'x-novamesh-fault';
+
+type Log = (status: number, error?: string, reason?: string, extra?: Partial<AccessRecord>) => void;
+
+/** The retry condition a failed attempt stands for. */
+function failureOf(outcome: ForwardOutcome): AttemptFailure {
+  if (outcome.refused) return 'refused-stream';
+  switch (outcome.error) {
+    case 'UPSTREAM_CONNECT_FAILURE':
+    case 'UPSTREAM_TLS_FAILURE':
+      return 'connect-failure';
+    case 'UPSTREAM_TIMEOUT':
+      return 'timeout';
+    default:
+      return 'reset';
+  }
+}
 
 /** The domain apps address mesh services under: `http://orders.mesh/`. */
 export const MESH_DOMAIN = '.mesh';
@@ -77,7 +115,7 @@ export class OutboundProxy {
     const { path, query } = splitUrl(target.path);
     const requestId = (req.headers['x-request-id'] as string | undefined) ?? randomUUID();
     const upstreamName = target.service ?? '';
-    const log = (status: number, error?: string, reason?: string, extra?: Record<string, unknown>) => {
+    const log: Log = (status, error, reason, extra) => {
       const ms = performance.now() - started;
       this.deps.metrics.outbound(upstreamName, status, error, ms);
       this.deps.accessLog.write({
@@ -126,7 +164,7 @@ export class OutboundProxy {
     const body = hasBody(req) ? req : null;
     if (route?.mirror && body === null && route.shouldMirror()) this.mirror(up, view, route.mirror.subset, upstreamPath, headers);
 
-    const forwarded = {
+    const forwarded: ForwardRequest = {
       method: view.method,
       path: upstreamPath,
       headers,
@@ -135,13 +173,8 @@ export class OutboundProxy {
         ? { onResponseHeaders: (h: Record<string, string | string[] | undefined>) => route.applyResponseHeaders(h) }
         : {}),
     };
-    endpoint.active++;
-    const outcome = endpoint.h2
-      ? await endpoint.h2.forward(forwarded, res)
-      : req.httpVersionMajor === 2
-        ? await forwardWithTrailers(endpoint.dispatcher as Dispatcher, forwarded, res)
-        : await forward(endpoint.dispatcher as Dispatcher, forwarded, res as ServerResponse);
-    endpoint.active--;
+    if (up.resilient) return this.resilient({ req, res, up, view, route, subset, endpoint, forwarded, log, routeName, started });
+    const outcome = await this.attempt(req, res, endpoint, forwarded);
     const extra = { endpoint: endpoint.id, route: routeName };
     if (outcome.error === 'DOWNSTREAM_DISCONNECT') return log(0, outcome.error, outcome.reason, extra);
     up.record(endpoint.id, outcome.error ? 'local-origin-failure' : outcomeOfStatus(outcome.status));
@@ -150,6 +183,186 @@ export class OutboundProxy {
       return log(res.statusCode, outcome.error, outcome.reason, extra);
     }
     log(outcome.status, outcome.error, outcome.reason, extra);
+  }
+
+  /** One try of a request on one endpoint, counting it in the endpoint's in-flight requests. */
+  private async attempt(req: DownstreamRequest, res: DownstreamResponse, endpoint: RuntimeEndpoint, forwarded: ForwardRequest) {
+    endpoint.active++;
+    const outcome = endpoint.h2
+      ? await endpoint.h2.forward(forwarded, res)
+      : req.httpVersionMajor === 2
+        ? await forwardWithTrailers(endpoint.dispatcher as Dispatcher, forwarded, res)
+        : await forward(endpoint.dispatcher as Dispatcher, forwarded, res as ServerResponse);
+    endpoint.active--;
+    return outcome;
+  }
+
+  /**
+   * The request path of an upstream with timeouts, retries, faults or a circuit breaker: fault
+   * injection first (an abort never reaches the upstream and is never retried), then admission by
+   * the circuit breaker, then tries on distinct endpoints while the retry policy, the budget and
+   * maxRetries allow and the request timeout has time left.
+   */
+  private async resilient(c: {
+    req: DownstreamRequest;
+    res: DownstreamResponse;
+    up: UpstreamRuntime;
+    view: RequestView;
+    route: MatchedRoute | undefined;
+    subset: string | undefined;
+    endpoint: RuntimeEndpoint;
+    forwarded: ForwardRequest;
+    log: Log;
+    routeName: string | undefined;
+    started: number;
+  }): Promise<void> {
+    const { res, up, log, routeName } = c;
+    const plan = up.planFor(c.route);
+    const metrics = this.deps.metrics;
+    let fault: 'delay' | undefined;
+    const decision = plan.fault && decideFault(plan.fault);
+    if (decision?.delayMs !== undefined) {
+      metrics.faults.labels(up.service, 'delay').inc();
+      fault = 'delay';
+      await sleep(decision.delayMs);
+    }
+    if (decision?.abortStatus !== undefined) {
+      metrics.faults.labels(up.service, 'abort').inc();
+      const reason = `fault injected by route ${routeName}`;
+      const body = JSON.stringify({ code: 'FAULT_INJECTED', message: reason });
+      res.writeHead(decision.abortStatus, {
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(body),
+        [FAULT_HEADER]: 'abort',
+        [REASON_HEADER]: reason,
+      });
+      res.end(body);
+      return log(decision.abortStatus, undefined, reason, { route: routeName, fault: 'abort' });
+    }
+    const forwarded = c.forwarded;
+    if (fault) {
+      const inner = forwarded.onResponseHeaders;
+      forwarded.onResponseHeaders = (h) => {
+        h[FAULT_HEADER] = 'delay';
+        inner?.(h);
+      };
+    }
+
+    const breaker = up.breaker;
+    const admission = breaker?.acquire();
+    if (typeof admission === 'string') {
+      metrics.overflows.labels(up.service, admission).inc();
+      const limit = breaker?.limits[admission];
+      const reason = `circuit breaker of ${up.service}: ${admission} (${limit}) reached`;
+      return this.reply(c, 'UPSTREAM_OVERFLOW', reason, { route: routeName, fault });
+    }
+    if (admission) {
+      metrics.overflows.labels(up.service, 'maxConnections').inc();
+      await admission;
+    }
+    try {
+      await this.tries(c, plan, fault);
+    } finally {
+      breaker?.release();
+    }
+  }
+
+  private async tries(
+    c: Parameters<OutboundProxy['resilient']>[0],
+    plan: ReturnType<UpstreamRuntime['planFor']>,
+    fault: 'delay' | undefined,
+  ): Promise<void> {
+    const { req, res, up, log, routeName, forwarded } = c;
+    const { retry, budget } = plan;
+    const deadline = plan.requestTimeout === undefined ? Number.POSITIVE_INFINITY : c.started + plan.requestTimeout;
+    // Retries need the body again: read it into memory when small, else stream it and do not retry.
+    let replayable = forwarded.body === null;
+    if (retry && forwarded.body !== null) {
+      forwarded.body = await readBody(req);
+      replayable = Buffer.isBuffer(forwarded.body);
+    }
+    budget?.onRequest();
+    const breaker = up.breaker;
+    const exclude = retry ? new Set<string>() : undefined;
+    let endpoint = c.endpoint;
+    let attempts = 0;
+    let retryAfter: number | undefined;
+    let holdsRetry = false;
+    /** Whether one more try may go: attempts left, the method, time left, maxRetries, the budget. */
+    const mayRetry = (failure: AttemptFailure | undefined, headers?: Record<string, unknown>): boolean => {
+      if (!retry || attempts > retry.attempts || !replayable || !retry.methodAllows(forwarded.method, failure)) return false;
+      const left = deadline - performance.now();
+      retryAfter = parseRetryAfter(headers?.['retry-after']);
+      if (retryAfter !== undefined && retryAfter > Math.min(RETRY_AFTER_CAP_MS, left)) return false;
+      if (left <= 0) return false;
+      if (breaker && !breaker.tryRetry()) {
+        this.deps.metrics.overflows.labels(up.service, 'maxRetries').inc();
+        return false;
+      }
+      if (budget && !budget.tryRetry()) {
+        breaker?.retryDone();
+        this.deps.metrics.overflows.labels(up.service, 'retryBudget').inc();
+        return false;
+      }
+      return true;
+    };
+    if (retry)
+      forwarded.retryIf = (status, headers) => retry.retriableStatus(status, headers['grpc-status']) && mayRetry(undefined, headers);
+    if (retry?.perTryTimeout !== undefined) forwarded.headersTimeout = retry.perTryTimeout;
+    let outcome: ForwardOutcome;
+    for (;;) {
+      attempts++;
+      const left = deadline - performance.now();
+      forwarded.timeoutMs = left === Number.POSITIVE_INFINITY ? undefined : Math.max(1, left);
+      outcome = await this.attempt(req, res, endpoint, forwarded);
+      if (holdsRetry) breaker?.retryDone();
+      holdsRetry = false;
+      if (outcome.error === 'DOWNSTREAM_DISCONNECT') break;
+      if (outcome.error === 'UPSTREAM_TIMEOUT' && performance.now() >= deadline - 1)
+        outcome.reason = `no complete response within the request timeout (${plan.requestTimeout} ms)`;
+      up.record(endpoint.id, outcome.error ? 'local-origin-failure' : outcomeOfStatus(outcome.status));
+      const again =
+        outcome.retry ||
+        (outcome.error !== undefined &&
+          outcome.status === 0 &&
+          retry?.retriableFailure(failureOf(outcome)) &&
+          mayRetry(failureOf(outcome)));
+      if (!again) break;
+      holdsRetry = true;
+      const wait = Math.min(retryAfter ?? retry?.backoff(attempts) ?? 0, Math.max(0, deadline - performance.now()));
+      if (wait > 0) await sleep(wait);
+      if (res.destroyed || performance.now() >= deadline) {
+        breaker?.retryDone();
+        outcome = res.destroyed
+          ? { status: 0, error: 'DOWNSTREAM_DISCONNECT', reason: 'the client went away', bytes: 0 }
+          : {
+              status: 0,
+              error: 'UPSTREAM_TIMEOUT',
+              reason: `no complete response within the request timeout (${plan.requestTimeout} ms)`,
+              bytes: 0,
+            };
+        break;
+      }
+      exclude?.add(endpoint.id);
+      endpoint = up.pool.pick(c.view, c.subset, exclude) ?? endpoint;
+      this.deps.metrics.retries.labels(up.service).inc();
+    }
+    const extra = { endpoint: endpoint.id, route: routeName, ...(attempts > 1 ? { attempts } : {}), ...(fault ? { fault } : {}) };
+    if (outcome.error === 'DOWNSTREAM_DISCONNECT') return log(0, outcome.error, outcome.reason, extra);
+    if (outcome.error && outcome.status === 0)
+      return this.reply(c, outcome.error, `${outcome.reason} (endpoint ${endpoint.id} of ${up.service})`, extra);
+    log(outcome.status, outcome.error, outcome.reason, extra);
+  }
+
+  /** The sidecar's own answer on the resilient path, marked with an injected delay when there was one. */
+  private reply(
+    c: { req: DownstreamRequest; res: DownstreamResponse; log: Log },
+    code: LocalReplyCode,
+    reason: string,
+    extra: Partial<AccessRecord>,
+  ): void {
+    sendLocalReply(c.req, c.res, code, reason, extra.fault ? { [FAULT_HEADER]: extra.fault } : undefined);
+    c.log(c.res.statusCode, code, reason, extra);
   }
 
   /** Fire and forget: a copy of a bodiless request to the mirror subset; its response and failures are dropped. */

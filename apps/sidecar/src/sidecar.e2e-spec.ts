@@ -4,7 +4,7 @@ import type { PolicyInput } from '@novamesh/contracts';
 import { freePort, runMeshctl, waitFor } from '@novamesh/testing';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ConfigDump, call, type EchoApp, type SidecarProcess, TestMesh } from './mesh.e2e-helper';
+import { type ConfigDump, call, type EchoApp, parallel, type SidecarProcess, TestMesh } from './mesh.e2e-helper';
 
 // One mesh for the file: web (one sidecar) calls orders (three workloads, each behind its own
 // sidecar: o1 and o2 are version v1, o3 is v2). Every request below is real HTTP through real
@@ -28,20 +28,6 @@ const ordersOf = (d: ConfigDump) =>
   d.snapshot?.upstreams.find((u) => u.service === 'orders') as
     | (NonNullable<ConfigDump['snapshot']>['upstreams'][number] & { routes?: unknown[]; mtls?: string; outlierDetection?: unknown })
     | undefined;
-
-async function parallel<T>(n: number, concurrency: number, fn: (i: number) => Promise<T>): Promise<T[]> {
-  const out: T[] = [];
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < n) {
-        const i = next++;
-        out[i] = await fn(i);
-      }
-    }),
-  );
-  return out;
-}
 
 async function many(n: number, path = '/', headers?: Record<string, string>): Promise<number[]> {
   const statuses: number[] = [];

@@ -2,11 +2,17 @@ import { connect as connectTcp, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { SIDECAR_LABEL, type UpstreamV1 } from '@novamesh/contracts';
 import {
+  CircuitBreaker,
+  CompiledRetryPolicy,
   compileUpstreamRoutes,
+  DEFAULT_RETRY_BUDGET,
   EndpointPool,
+  type FaultSpec,
+  type MatchedRoute,
   OutlierDetector,
   type OutlierOutcome,
   type PoolEndpoint,
+  RetryBudget,
   type RouteTable,
 } from '@novamesh/dataplane';
 import { connectMtls } from '@novamesh/identity';
@@ -29,6 +35,22 @@ export interface RuntimeEndpoint extends PoolEndpoint {
 }
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 2_000;
+/** Keep-alive of an idle upstream connection when the policy sets no `timeouts.idle`. */
+const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
+
+/**
+ * What the resilience layer does to the requests of one route (or of the upstream's requests no
+ * route with its own settings matched): compiled once per snapshot, shared by those requests.
+ */
+export interface RequestPlan {
+  /** The whole request, retries and backoff included (route `timeout`, else `timeouts.request`). */
+  readonly requestTimeout: number | undefined;
+  /** Retries (attempts > 0), route-level ones overriding the TrafficPolicy's. */
+  readonly retry: CompiledRetryPolicy | undefined;
+  /** The budget the retries draw from: one per distinct retry policy of the upstream (the TrafficPolicy's, a route's own). */
+  readonly budget: RetryBudget | undefined;
+  readonly fault: FaultSpec | undefined;
+}
 
 interface ConnectOptions {
   mtls: boolean;
@@ -94,6 +116,16 @@ export class UpstreamRuntime {
   routes: RouteTable;
   pool: EndpointPool<RuntimeEndpoint>;
   outlier: OutlierDetector | undefined;
+  /** Circuit breaker of the upstream; undefined without `circuitBreaking`. Kept across snapshots while its limits stay the same. */
+  breaker: CircuitBreaker | undefined;
+  /**
+   * Whether any timeout, retry, fault or circuit breaker applies: false keeps requests on the plain
+   * path, which costs what it did before these existed.
+   */
+  resilient = false;
+  private defaultPlan: RequestPlan | undefined;
+  private routePlans = new Map<MatchedRoute, RequestPlan>();
+  private budgets = new Map<string, RetryBudget>();
   private endpoints: RuntimeEndpoint[] = [];
   private sweepTimer: NodeJS.Timeout | undefined;
 
@@ -104,6 +136,7 @@ export class UpstreamRuntime {
     this.spec = spec;
     this.routes = compileUpstreamRoutes(spec);
     this.pool = this.build(spec, undefined);
+    this.plan(spec, undefined);
   }
 
   get service(): string {
@@ -116,6 +149,42 @@ export class UpstreamRuntime {
     this.spec = spec;
     this.routes = compileUpstreamRoutes(spec);
     this.pool = this.build(spec, previous);
+    this.plan(spec, previous);
+  }
+
+  /** The plan for a request that matched `route` (or none). Only meaningful while `resilient`. */
+  planFor(route: MatchedRoute | undefined): RequestPlan {
+    return (route && this.routePlans.get(route)) || (this.defaultPlan as RequestPlan);
+  }
+
+  /** Compiles the per-request plans and the circuit breaker of a snapshot's view of the upstream. */
+  private plan(spec: UpstreamV1, previous: UpstreamV1 | undefined): void {
+    const cb = spec.circuitBreaking;
+    if (!cb) this.breaker = undefined;
+    else if (!this.breaker || JSON.stringify(previous?.circuitBreaking) !== JSON.stringify(cb)) this.breaker = new CircuitBreaker(cb);
+    // Budgets outlive snapshots (endpoint changes come often) while their retry policy stays the same.
+    const budgets = new Map<string, RetryBudget>();
+    const make = (timeout: number | undefined, retries: UpstreamV1['retries'], fault: FaultSpec | undefined): RequestPlan => {
+      const retry = retries && retries.attempts > 0 ? new CompiledRetryPolicy(retries) : undefined;
+      if (!retry) return { requestTimeout: timeout, retry, budget: undefined, fault };
+      const key = JSON.stringify(retries);
+      const budget = budgets.get(key) ?? this.budgets.get(key) ?? new RetryBudget(retries?.budget ?? DEFAULT_RETRY_BUDGET);
+      budgets.set(key, budget);
+      return { requestTimeout: timeout, retry, budget, fault };
+    };
+    const base = make(spec.timeouts?.request, spec.retries, undefined);
+    this.defaultPlan = base;
+    this.routePlans = new Map();
+    let resilient = base.requestTimeout !== undefined || base.retry !== undefined || this.breaker !== undefined;
+    for (const r of this.routes.routes) {
+      if (r.timeout === undefined && r.retries === undefined && r.fault === undefined) continue;
+      // A route's own retries get their own budget; otherwise it shares the upstream's.
+      const own = r.retries ? make(r.timeout ?? base.requestTimeout, r.retries, r.fault) : undefined;
+      this.routePlans.set(r, own ?? { ...base, requestTimeout: r.timeout ?? base.requestTimeout, fault: r.fault });
+      resilient = true;
+    }
+    this.budgets = budgets;
+    this.resilient = resilient;
   }
 
   /** Endpoints as the admin page shows them. */
@@ -151,14 +220,19 @@ export class UpstreamRuntime {
     mtls: boolean,
     timeoutMs: number,
   ): Pick<RuntimeEndpoint, 'dispatcher' | 'h2'> {
+    const idle = spec.timeouts?.idle ?? DEFAULT_IDLE_TIMEOUT_MS;
     const origin = `http://${ep.address.includes(':') ? `[${ep.address}]` : ep.address}:${ep.port}`;
     const opts = { mtls, identity: this.deps.identity, serverSpiffeId: spec.identity, timeoutMs };
     if (spec.type === 'grpc') {
       return { dispatcher: undefined, h2: new H2Endpoint(origin, () => openSocket({ ...opts, alpn: ['h2'] }, ep.address, ep.port).socket) };
     }
     const dispatcher = new Pool(origin, {
-      keepAliveTimeout: 30_000,
-      keepAliveMaxTimeout: 60_000,
+      keepAliveTimeout: idle,
+      keepAliveMaxTimeout: Math.max(idle, 60_000),
+      // timeouts.idle also cuts a response whose body stalls that long (Envoy's stream idle timeout).
+      ...(spec.timeouts?.idle ? { bodyTimeout: spec.timeouts.idle } : {}),
+      // No endpoint ever holds more than the cluster may (the breaker caps requests in flight across endpoints).
+      ...(spec.circuitBreaking?.maxConnections ? { connections: spec.circuitBreaking.maxConnections } : {}),
       connect: connector({ ...opts, alpn: ['http/1.1'] }),
     });
     return { dispatcher, h2: undefined };
@@ -167,7 +241,11 @@ export class UpstreamRuntime {
   private build(spec: UpstreamV1, previous: UpstreamV1 | undefined): EndpointPool<RuntimeEndpoint> {
     const old = new Map(this.endpoints.map((e) => [e.key, e]));
     const connectTimeout = spec.timeouts?.connect ?? DEFAULT_CONNECT_TIMEOUT_MS;
-    const sameConnect = previous?.timeouts?.connect === spec.timeouts?.connect && previous?.identity === spec.identity;
+    const sameConnect =
+      previous?.timeouts?.connect === spec.timeouts?.connect &&
+      previous?.timeouts?.idle === spec.timeouts?.idle &&
+      previous?.circuitBreaking?.maxConnections === spec.circuitBreaking?.maxConnections &&
+      previous?.identity === spec.identity;
     const next: RuntimeEndpoint[] = [];
     for (const ep of spec.endpoints) {
       const mtls = spec.mtls !== 'disable' && ep.labels[SIDECAR_LABEL] !== undefined;

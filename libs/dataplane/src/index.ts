@@ -1,5 +1,6 @@
 export { type Authorizer, type AuthzCode, type AuthzDecision, compileAuthorizer, spiffeNamespace } from './authorizer';
 export type { Balancer, BalancerOptions, LbEndpoint } from './balancer';
+export { CircuitBreaker, type CircuitBreakerStatus, type CircuitLimit } from './circuit-breaker';
 export { createBalancer } from './create-balancer';
 export {
   type EjectionSource,
@@ -9,6 +10,7 @@ export {
   type SelectEndpointsOptions,
   selectEndpoints,
 } from './endpoint-pool';
+export { decideFault, type FaultDecision, type FaultSpec } from './fault';
 export { murmur32 } from './hash';
 export { applyHeaderOps, type CompiledHeaderOps, compileHeaderOps, type HeaderOperations } from './header-ops';
 export { LeastRequestBalancer } from './least-request.balancer';
@@ -33,6 +35,15 @@ export {
   queryParam,
   type RequestView,
 } from './request-view';
+export { DEFAULT_RETRY_BUDGET, RetryBudget } from './retry-budget';
+export {
+  type AttemptFailure,
+  CompiledRetryPolicy,
+  DEFAULT_RETRY_ON,
+  isIdempotent,
+  parseRetryAfter,
+  RETRY_AFTER_CAP_MS,
+} from './retry-policy';
 export { RingHashBalancer } from './ring-hash.balancer';
 export { RoundRobinBalancer } from './round-robin.balancer';
 export { compileUpstreamRoutes, type MatchedRoute, type RouteTable } from './route-table';
