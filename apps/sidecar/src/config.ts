@@ -50,6 +50,10 @@ export interface SidecarConfig extends CommonConfig {
   heartbeatTtlMs: number;
   /** After a root rotation begins, re-issue under the new root within this long (jittered; at least half of it, at most 5 s, first). */
   newRootRenewMaxMs: number;
+  /** Redis for global rate limits; connected only when a snapshot has a global limit. */
+  redisUrl: string;
+  /** Requests (inbound and outbound together) this sidecar handles at once; beyond it: fast 503 OVERLOADED. */
+  maxInFlight: number;
 }
 
 function keyValues(r: EnvReader, key: string, check: (k: string, v: string) => string | undefined): Record<string, string> {
@@ -138,5 +142,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Sidec
     ackIntervalMs: r.duration('SIDECAR_ACK_INTERVAL', '10s'),
     heartbeatTtlMs: r.duration('SIDECAR_HEARTBEAT_TTL', '10s'),
     newRootRenewMaxMs: r.duration('SIDECAR_NEW_ROOT_RENEW_MAX', '60s'),
+    redisUrl: r.url('REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
+    maxInFlight: r.int('SIDECAR_MAX_IN_FLIGHT', 10_000, 1, 1_000_000),
   });
 }

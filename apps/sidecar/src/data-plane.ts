@@ -1,5 +1,11 @@
 import type { ProxySnapshotV1 } from '@novamesh/contracts';
-import { compileAuthorizer, compileUpstreamRoutes } from '@novamesh/dataplane';
+import {
+  compileAuthorizer,
+  compileRateLimits,
+  compileUpstreamRoutes,
+  type GlobalRateLimitStore,
+  type RateLimiter,
+} from '@novamesh/dataplane';
 import type { IdentityHolder } from './identity-holder';
 import type { InboundPolicy } from './inbound';
 import { UpstreamRuntime } from './upstream-runtime';
@@ -12,9 +18,17 @@ import { UpstreamRuntime } from './upstream-runtime';
 export class DataPlane {
   private runtimes: Map<string, UpstreamRuntime> | undefined;
   private policy: InboundPolicy | undefined;
+  /** The rate limits in use and the JSON they were compiled from: kept (with their buckets) while it stays the same. */
+  private rateLimits: { json: string; limiter: RateLimiter | undefined } = { json: '[]', limiter: undefined };
 
   constructor(
-    private readonly deps: { identity: IdentityHolder; locality?: string; onEjected: (service: string, ids: string[]) => void },
+    private readonly deps: {
+      identity: IdentityHolder;
+      locality?: string;
+      onEjected: (service: string, ids: string[]) => void;
+      /** Where global rate limits are counted; called only when a snapshot has one. */
+      rateLimitStore: () => GlobalRateLimitStore;
+    },
   ) {}
 
   get upstreams(): ReadonlyMap<string, UpstreamRuntime> | undefined {
@@ -27,6 +41,12 @@ export class DataPlane {
 
   apply(snapshot: ProxySnapshotV1): void {
     const authorizer = compileAuthorizer(snapshot.inbound.authorization);
+    // Compiled once per change of the policies, not per snapshot: endpoint churn must not refill the buckets.
+    const limitsJson = JSON.stringify(snapshot.inbound.rateLimits);
+    const rateLimits =
+      limitsJson === this.rateLimits.json
+        ? this.rateLimits
+        : { json: limitsJson, limiter: compileRateLimits(snapshot.inbound.rateLimits, { store: this.deps.rateLimitStore }) };
     // Compile every route table before touching anything: a regex that does not compile refuses the whole snapshot.
     for (const up of snapshot.upstreams) {
       try {
@@ -45,7 +65,8 @@ export class DataPlane {
     }
     for (const [name, rt] of this.runtimes ?? []) if (!next.has(name)) rt.close();
     this.runtimes = next;
-    this.policy = { mode: snapshot.inbound.mtls.mode, authorizer };
+    this.rateLimits = rateLimits;
+    this.policy = { mode: snapshot.inbound.mtls.mode, authorizer, rateLimits: rateLimits.limiter };
     this.deps.identity.setRevoked(snapshot.trust?.revokedSerials ?? []);
   }
 

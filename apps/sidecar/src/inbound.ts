@@ -4,13 +4,14 @@ import type { Socket } from 'node:net';
 import { connect as connectTcp } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket, type Server as TlsServer } from 'node:tls';
 import type { MtlsMode } from '@novamesh/contracts';
-import type { Authorizer, RequestView } from '@novamesh/dataplane';
+import type { Authorizer, RateLimiter, RequestView } from '@novamesh/dataplane';
 import { attachIdentity, type MtlsPeer, tlsContextFor } from '@novamesh/identity';
 import { Pool } from 'undici';
 import type { AccessLog } from './access-log';
 import { type DownstreamRequest, type DownstreamResponse, forward, forwardableHeaders, forwardWithTrailers, hasBody } from './forward';
 import { H2Endpoint } from './h2-upstream';
 import type { IdentityHolder } from './identity-holder';
+import type { InFlightLimit } from './in-flight';
 import { sendLocalReply } from './local-reply';
 import type { SidecarMetrics } from './metrics';
 import { ProtocolListener } from './protocol-listener';
@@ -19,6 +20,8 @@ import { ProtocolListener } from './protocol-listener';
 export interface InboundPolicy {
   mode: MtlsMode;
   authorizer: Authorizer;
+  /** The service's RateLimitPolicies; undefined when it has none (the plain path). */
+  rateLimits: RateLimiter | undefined;
 }
 
 /** The verified peer of a mutual-TLS connection, kept on its socket (node:http2's socket proxy passes symbols through). */
@@ -30,8 +33,8 @@ type PeerSocket = Socket & { [PEER]?: MtlsPeer };
  * everything: the first bytes tell a TLS ClientHello (0x16), an HTTP/2 preface (gRPC in plaintext)
  * and HTTP/1.1 apart, as Istio's permissive mode does; TLS offers h2 and http/1.1 by ALPN. TLS
  * connections must present a mesh certificate (chain to the trust bundle, not revoked); then the
- * mTLS mode and the authorization policy decide, per request, with the peer's SPIFFE ID. Allowed
- * requests go to the workload on loopback over pooled keep-alive connections (HTTP/2 without TLS
+ * mTLS mode, the authorization policy and the rate limits decide, per request, with the peer's SPIFFE
+ * ID. Allowed requests go to the workload on loopback over pooled keep-alive connections (HTTP/2 without TLS
  * for a gRPC workload).
  */
 export class InboundListener {
@@ -53,6 +56,7 @@ export class InboundListener {
       identity: IdentityHolder;
       metrics: SidecarMetrics;
       accessLog: AccessLog;
+      inFlight: InFlightLimit;
       onPeerRefused: (reason: string, peer: string | undefined, remote: string | undefined) => void;
     },
   ) {
@@ -61,8 +65,9 @@ export class InboundListener {
       deps.appProtocol === 'grpc'
         ? { h2: new H2Endpoint(deps.appOrigin, () => connectTcp({ host: hostname.replace(/^\[|\]$/g, ''), port: Number(port) })) }
         : { pool: new Pool(deps.appOrigin, { keepAliveTimeout: 30_000, connect: { timeout: 2_000 } }) };
-    this.http = createHttpServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => void this.handle(req, res));
-    this.h2 = createH2Server({}, (req, res) => void this.handle(req, res));
+    const handler = deps.inFlight.guard('inbound', (req, res) => this.handle(req, res));
+    this.http = createHttpServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, handler);
+    this.h2 = createH2Server({}, handler);
     this.listener = new ProtocolListener({ http1: this.http, h2c: this.h2, onTls: (socket) => this.acceptTls(socket) });
     deps.identity.subscribe((change) => {
       if (change === 'certificate' && !this.tls) this.ensureTls();
@@ -148,6 +153,15 @@ export class InboundListener {
     if (!decision.allowed) {
       sendLocalReply(req, res, 'RBAC_DENIED', decision.reason);
       return log(403, 'RBAC_DENIED', decision.reason, audit);
+    }
+    if (policy.rateLimits) {
+      const checked = policy.rateLimits.check(view);
+      const refusal = checked instanceof Promise ? await checked : checked;
+      if (refusal) {
+        this.deps.metrics.rateLimited(refusal.policy, refusal.limit);
+        sendLocalReply(req, res, 'RATE_LIMITED', refusal.reason, refusal.headers, refusal.status);
+        return log(refusal.status, 'RATE_LIMITED', refusal.reason, audit);
+      }
     }
     const headers = forwardableHeaders(req.headers);
     const own = this.deps.ownSpiffeId();

@@ -30,6 +30,10 @@ export const LOCAL_REPLIES = {
   APP_UNAVAILABLE: 503,
   /** The request cannot be proxied (no Host, bad URL). */
   BAD_REQUEST: 400,
+  /** A RateLimitPolicy limit refused the request (RL); the policy's `response.status` replaces 429 when set. */
+  RATE_LIMITED: 429,
+  /** The sidecar already handles SIDECAR_MAX_IN_FLIGHT requests (load shedding, as Envoy's overload manager). */
+  OVERLOADED: 503,
 } as const;
 export type LocalReplyCode = keyof typeof LOCAL_REPLIES;
 
@@ -41,20 +45,26 @@ function headerSafe(text: string): string {
   return text.replace(/[^\x20-\x7e]/g, '?').slice(0, 512);
 }
 
-/** gRPC status for an HTTP status, as gRPC's HTTP-to-status mapping (and Envoy) do it. */
-function grpcStatusOf(http: number): number {
+/**
+ * gRPC status of a local reply, as gRPC's HTTP-to-status mapping (and Envoy) do it, except that a
+ * rate-limited request (429, or the policy's own status) is RESOURCE_EXHAUSTED, not UNAVAILABLE (Envoy's
+ * `rate_limited_as_resource_exhausted`): clients must not treat it as an outage and retry at once.
+ */
+export function grpcStatusOf(http: number, code?: LocalReplyCode): number {
+  if (code === 'RATE_LIMITED' || http === 429) return 8; // RESOURCE_EXHAUSTED
   if (http === 400) return 13; // INTERNAL
   if (http === 401) return 16; // UNAUTHENTICATED
   if (http === 403) return 7; // PERMISSION_DENIED
   if (http === 404) return 12; // UNIMPLEMENTED
-  return 14; // UNAVAILABLE (429, 502, 503, 504, anything else)
+  return 14; // UNAVAILABLE (502, 503, 504, anything else)
 }
 
 /**
  * Ends `res` with the sidecar's own answer: status of `code`, the code and reason as headers and a
  * JSON body. A gRPC caller (content-type application/grpc…) gets a trailers-only gRPC response
  * instead (HTTP 200, `grpc-status` mapped from the HTTP status, `grpc-message` = the reason), so
- * its client library reports the real cause rather than a protocol error.
+ * its client library reports the real cause rather than a protocol error. `status` replaces the
+ * code's status (a RateLimitPolicy's `response.status`).
  */
 export function sendLocalReply(
   req: DownstreamRequest,
@@ -62,17 +72,17 @@ export function sendLocalReply(
   code: LocalReplyCode,
   reason: string,
   extraHeaders?: Record<string, string>,
+  status: number = LOCAL_REPLIES[code],
 ): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
-  const status = LOCAL_REPLIES[code];
   const contentType = req.headers['content-type'];
   if (typeof contentType === 'string' && contentType.startsWith('application/grpc')) {
     const headers = {
       'content-type': contentType,
-      'grpc-status': String(grpcStatusOf(status)),
+      'grpc-status': String(grpcStatusOf(status, code)),
       'grpc-message': encodeURIComponent(reason),
       [ERROR_HEADER]: code,
       [REASON_HEADER]: headerSafe(reason),

@@ -7,9 +7,11 @@ import { type ConfigError, loadConfig, type SidecarConfig } from './config';
 import { ControlPlaneLink } from './control-plane';
 import { DataPlane } from './data-plane';
 import { IdentityHolder } from './identity-holder';
+import { InFlightLimit } from './in-flight';
 import { InboundListener } from './inbound';
 import { SidecarMetrics } from './metrics';
 import { OutboundProxy } from './outbound';
+import { RedisRateLimits } from './rate-limit-redis';
 import { SnapshotStore } from './snapshot-store';
 
 /**
@@ -35,8 +37,25 @@ async function main(): Promise<void> {
     logger,
     newRootRenewMaxMs: config.newRootRenewMaxMs,
   });
+  const rateLimitStore = new RedisRateLimits({
+    url: config.redisUrl,
+    service: config.service,
+    sidecarId: config.sidecarId,
+    logger: logger.child({ component: 'rate-limit' }),
+    onError: () => metrics.rateLimitStoreErrors.inc(),
+  });
+  let lastShedLog = 0;
+  const inFlight = new InFlightLimit(config.maxInFlight, (direction) => {
+    if (direction === 'inbound') metrics.inbound(503, 'OVERLOADED', 0);
+    else metrics.outbound('', 503, 'OVERLOADED', 0);
+    // At most one line per 10 s: logging every shed request would add load where there is too much.
+    if (Date.now() - lastShedLog < 10_000) return;
+    lastShedLog = Date.now();
+    logger.warn({ maxInFlight: config.maxInFlight }, 'overloaded: shedding requests beyond SIDECAR_MAX_IN_FLIGHT');
+  });
   const dataPlane = new DataPlane({
     identity,
+    rateLimitStore: () => rateLimitStore.start(),
     ...(config.zone ? { locality: config.zone } : {}),
     onEjected: (service, ids) => {
       metrics.ejections.inc({ upstream: service }, ids.length);
@@ -70,12 +89,13 @@ async function main(): Promise<void> {
     identity,
     metrics,
     accessLog,
+    inFlight,
     onPeerRefused: (reason, peer, remote) => {
       metrics.peerRefusals.inc();
       logger.warn({ reason, peer, remote }, 'inbound connection refused');
     },
   });
-  const outbound = new OutboundProxy({ upstreams: () => dataPlane.upstreams, metrics, accessLog });
+  const outbound = new OutboundProxy({ upstreams: () => dataPlane.upstreams, metrics, accessLog, inFlight });
   const ports: Record<string, number> = {};
   const admin = new AdminServer({
     sidecarId: config.sidecarId,
@@ -115,6 +135,7 @@ async function main(): Promise<void> {
     await Promise.all([inbound.close(config.drainMs), outbound.close(config.drainMs)]);
     admin.close();
     dataPlane.close();
+    rateLimitStore.close();
     identity.close();
     await within(1_000, link.close());
     logger.info({ ms: Math.round(performance.now() - t0) }, 'drained');

@@ -55,6 +55,17 @@ export class SidecarMetrics {
     labelNames: ['upstream', 'kind'] as const,
     registers: [this.registry],
   });
+  private readonly rateLimitedRequests = new Counter({
+    name: 'novamesh_sidecar_rate_limited_total',
+    help: 'Inbound requests a RateLimitPolicy limit refused (RATE_LIMITED), by policy and limit',
+    labelNames: ['policy', 'limit'] as const,
+    registers: [this.registry],
+  });
+  readonly rateLimitStoreErrors = new Counter({
+    name: 'novamesh_sidecar_rate_limit_store_errors_total',
+    help: 'Global rate-limit decisions made without Redis (unreachable or too slow): the failureMode decided',
+    registers: [this.registry],
+  });
   readonly peerRefusals = new Counter({
     name: 'novamesh_sidecar_inbound_refused_connections_total',
     help: 'Inbound connections refused before any request (bad or revoked certificate, TLS while disabled)',
@@ -85,6 +96,10 @@ export class SidecarMetrics {
       this.histogramChildren.set(hkey, histogram);
     }
     histogram.observe(ms / 1000);
+  }
+
+  rateLimited(policy: string, limit: string): void {
+    this.rateLimitedRequests.labels(policy, limit).inc();
   }
 
   inbound(status: number, error: string | undefined, ms: number): void {

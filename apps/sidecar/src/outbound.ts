@@ -24,6 +24,7 @@ import {
   hasBody,
   readBody,
 } from './forward';
+import type { InFlightLimit } from './in-flight';
 import { requestView, splitUrl } from './inbound';
 import { type LocalReplyCode, REASON_HEADER, sendLocalReply } from './local-reply';
 import type { SidecarMetrics } from './metrics';
@@ -91,12 +92,13 @@ export class OutboundProxy {
       upstreams: () => ReadonlyMap<string, UpstreamRuntime> | undefined;
       metrics: SidecarMetrics;
       accessLog: AccessLog;
+      inFlight: InFlightLimit;
     },
   ) {}
 
   /** Listens on `port` (HTTP/1.1 and, for gRPC clients, HTTP/2 without TLS) for any mesh service, or (with `service`) for that one only. Returns the bound port. */
   async listen(port: number, host: string, service?: string): Promise<number> {
-    const handler = (req: DownstreamRequest, res: DownstreamResponse) => void this.handle(req, res, service);
+    const handler = this.deps.inFlight.guard('outbound', (req, res) => this.handle(req, res, service));
     const listener = new ProtocolListener({
       http1: createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, handler),
       h2c: createH2Server({}, handler),

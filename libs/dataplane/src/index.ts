@@ -26,6 +26,15 @@ export {
 } from './outlier-detector';
 export { RandomBalancer } from './random.balancer';
 export {
+  compileRateLimits,
+  type GlobalRateLimitStore,
+  type GlobalRateLimitVerdict,
+  type GlobalRateLimitWindow,
+  MAX_KEYS_PER_LIMIT,
+  RateLimiter,
+  type RateLimitRefusal,
+} from './rate-limiter';
+export {
   compileHashKey,
   cookieValue,
   type HashKeyReader,
@@ -46,6 +55,7 @@ export {
 } from './retry-policy';
 export { RingHashBalancer } from './ring-hash.balancer';
 export { RoundRobinBalancer } from './round-robin.balancer';
-export { compileUpstreamRoutes, type MatchedRoute, type RouteTable } from './route-table';
+export { CompiledRequestMatch, compileUpstreamRoutes, type MatchedRoute, type RouteTable } from './route-table';
 export { anchoredRegex, compileStringMatch, type StringMatcher } from './string-match';
+export { TokenBucket } from './token-bucket';
 export { WeightedBalancer } from './weighted.balancer';

@@ -1,4 +1,4 @@
-import { MeshValidationError, type SnapshotRouteV1, type StringMatch, type UpstreamV1 } from '@novamesh/contracts';
+import { MeshValidationError, type RequestMatch, type SnapshotRouteV1, type StringMatch, type UpstreamV1 } from '@novamesh/contracts';
 import { applyHeaderOps, type CompiledHeaderOps, compileHeaderOps } from './header-ops';
 import { headerValue, parseQuery, type RequestView } from './request-view';
 import { anchoredRegex, compileStringMatch, type StringMatcher } from './string-match';
@@ -68,64 +68,33 @@ function compileConditions(at: string, rec: Record<string, StringMatch> | undefi
   );
 }
 
-class CompiledRoute implements MatchedRoute {
-  readonly rule: string;
-  readonly requestHeaders?: CompiledHeaderOps;
-  readonly responseHeaders?: CompiledHeaderOps;
-  readonly mirror?: { readonly subset: string; readonly percentage: number };
-  readonly timeout?: number;
-  readonly retries?: Retries;
-  readonly fault?: Fault;
-  readonly rewritePath: (path: string) => string;
+/**
+ * A RequestMatch (path, methods, headers, query parameters) compiled once: regexes anchored and
+ * compiled, header names lower-cased. Immutable, shareable; `matches` allocates only when it gets
+ * as far as a query condition. Throws MeshValidationError (at `at`) when a regex does not compile.
+ */
+export class CompiledRequestMatch {
   readonly query: readonly (readonly [string, StringMatcher])[];
   private readonly pathKind: number;
   private readonly pathValue: string;
   private readonly pathRegex?: RegExp;
   private readonly methods?: readonly string[];
   private readonly headers: readonly (readonly [string, StringMatcher])[];
-  private readonly subsets: readonly string[];
-  /** Cumulative split weights (percent), aligned with `subsets`. */
-  private readonly bounds: Float64Array;
-  private readonly lastWeighted?: string;
 
-  constructor(
-    readonly route: SnapshotRouteV1,
-    readonly name: string,
-    at: string,
-  ) {
-    this.rule = route.rule;
-    const m = route.match;
+  constructor(m: RequestMatch, at: string) {
     const path = m.path;
     this.pathKind = path?.exact !== undefined ? PATH_EXACT : path?.prefix !== undefined ? PATH_PREFIX : path?.regex ? PATH_REGEX : PATH_ANY;
     this.pathValue = path?.exact ?? path?.prefix ?? '';
     const regex = path?.regex;
-    if (regex !== undefined) this.pathRegex = compileAt(`${at}.match.path.regex`, () => anchoredRegex(regex));
+    if (regex !== undefined) this.pathRegex = compileAt(`${at}.path.regex`, () => anchoredRegex(regex));
     this.methods = m.methods;
-    this.headers = compileConditions(`${at}.match.headers`, m.headers, true);
-    this.query = compileConditions(`${at}.match.queryParams`, m.queryParams, false);
+    this.headers = compileConditions(`${at}.headers`, m.headers, true);
+    this.query = compileConditions(`${at}.queryParams`, m.queryParams, false);
+  }
 
-    const split = route.split ?? [];
-    this.subsets = split.map((s) => s.subset);
-    let sum = 0;
-    this.bounds = Float64Array.from(split, (s) => (sum += s.weight));
-    this.lastWeighted = split.findLast((s) => s.weight > 0)?.subset;
-
-    const rewrite = route.rewrite;
-    if (rewrite?.path !== undefined) {
-      const to = rewrite.path;
-      this.rewritePath = () => to;
-    } else if (rewrite?.prefix !== undefined && path?.prefix !== undefined) {
-      const from = path.prefix;
-      const to = rewrite.prefix;
-      this.rewritePath = (p) => (p.startsWith(from) ? joinPath(to, p.slice(from.length)) : p);
-    } else this.rewritePath = (p) => p;
-
-    if (route.headers?.request) this.requestHeaders = compileHeaderOps(route.headers.request);
-    if (route.headers?.response) this.responseHeaders = compileHeaderOps(route.headers.response);
-    if (route.mirror) this.mirror = Object.freeze({ subset: route.mirror.subset, percentage: route.mirror.percentage });
-    if (route.timeout !== undefined) this.timeout = route.timeout;
-    if (route.retries) this.retries = route.retries;
-    if (route.fault) this.fault = route.fault;
+  /** Every condition, the query parsed only when one is set. */
+  matches(req: RequestView): boolean {
+    return this.matchesRequest(req) && (this.query.length === 0 || this.matchesQuery(parseQuery(req.query)));
   }
 
   /** Path, method and header conditions (everything but the query), cheapest first. */
@@ -149,6 +118,55 @@ class CompiledRoute implements MatchedRoute {
   matchesQuery(params: Map<string, string>): boolean {
     for (const [name, test] of this.query) if (!test(params.get(name))) return false;
     return true;
+  }
+}
+
+class CompiledRoute implements MatchedRoute {
+  readonly rule: string;
+  readonly requestHeaders?: CompiledHeaderOps;
+  readonly responseHeaders?: CompiledHeaderOps;
+  readonly mirror?: { readonly subset: string; readonly percentage: number };
+  readonly timeout?: number;
+  readonly retries?: Retries;
+  readonly fault?: Fault;
+  readonly rewritePath: (path: string) => string;
+  readonly conditions: CompiledRequestMatch;
+  private readonly subsets: readonly string[];
+  /** Cumulative split weights (percent), aligned with `subsets`. */
+  private readonly bounds: Float64Array;
+  private readonly lastWeighted?: string;
+
+  constructor(
+    readonly route: SnapshotRouteV1,
+    readonly name: string,
+    at: string,
+  ) {
+    this.rule = route.rule;
+    const path = route.match.path;
+    this.conditions = new CompiledRequestMatch(route.match, `${at}.match`);
+
+    const split = route.split ?? [];
+    this.subsets = split.map((s) => s.subset);
+    let sum = 0;
+    this.bounds = Float64Array.from(split, (s) => (sum += s.weight));
+    this.lastWeighted = split.findLast((s) => s.weight > 0)?.subset;
+
+    const rewrite = route.rewrite;
+    if (rewrite?.path !== undefined) {
+      const to = rewrite.path;
+      this.rewritePath = () => to;
+    } else if (rewrite?.prefix !== undefined && path?.prefix !== undefined) {
+      const from = path.prefix;
+      const to = rewrite.prefix;
+      this.rewritePath = (p) => (p.startsWith(from) ? joinPath(to, p.slice(from.length)) : p);
+    } else this.rewritePath = (p) => p;
+
+    if (route.headers?.request) this.requestHeaders = compileHeaderOps(route.headers.request);
+    if (route.headers?.response) this.responseHeaders = compileHeaderOps(route.headers.response);
+    if (route.mirror) this.mirror = Object.freeze({ subset: route.mirror.subset, percentage: route.mirror.percentage });
+    if (route.timeout !== undefined) this.timeout = route.timeout;
+    if (route.retries) this.retries = route.retries;
+    if (route.fault) this.fault = route.fault;
   }
 
   pickSubset(random: () => number = Math.random): string | undefined {
@@ -191,10 +209,11 @@ export function compileUpstreamRoutes(upstream: Pick<UpstreamV1, 'routes'>): Rou
     match(req: RequestView): MatchedRoute | undefined {
       let params: Map<string, string> | undefined;
       for (const route of routes) {
-        if (!route.matchesRequest(req)) continue;
-        if (route.query.length === 0) return route;
+        const c = route.conditions;
+        if (!c.matchesRequest(req)) continue;
+        if (c.query.length === 0) return route;
         params ??= parseQuery(req.query);
-        if (route.matchesQuery(params)) return route;
+        if (c.matchesQuery(params)) return route;
       }
       return undefined;
     },

@@ -1,3 +1,4 @@
 export * from './health.store';
 export * from './keys';
+export * from './rate-limit.store';
 export * from './redis';

@@ -13,3 +13,21 @@ export function createRedis(url: string, name: string): Redis {
     retryStrategy: () => 500,
   });
 }
+
+/**
+ * A Redis client for a request path (a sidecar's global rate limits): a call fails at once while
+ * disconnected (no offline queue, no retry, nothing resent after a reconnect) and after
+ * `commandTimeoutMs` when Redis hangs; it reconnects by itself every 250 ms.
+ */
+export function createRequestPathRedis(url: string, name: string, commandTimeoutMs = 100): Redis {
+  return new Redis(url, {
+    connectionName: name,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+    commandTimeout: commandTimeoutMs,
+    connectTimeout: 1_000,
+    lazyConnect: false,
+    retryStrategy: () => 250,
+  });
+}

@@ -1,0 +1,34 @@
+import type { DownstreamRequest, DownstreamResponse } from './forward';
+import { sendLocalReply } from './local-reply';
+
+/**
+ * Bounds the requests a sidecar handles at once, inbound and outbound together
+ * (SIDECAR_MAX_IN_FLIGHT). Past the bound a request gets 503 OVERLOADED at once, before any
+ * parsing, routing or upstream work: a saturated sidecar answers fast instead of queueing until
+ * everything times out. Single-threaded use; owned by main, shared by the listeners.
+ */
+export class InFlightLimit {
+  active = 0;
+
+  constructor(
+    readonly max: number,
+    /** Called for every request shed, with its direction (metrics, rate-limited logging). */
+    private readonly onShed: (direction: 'inbound' | 'outbound') => void,
+  ) {}
+
+  /** Wraps a listener's handler: admits up to `max` requests, sheds the rest; the slot is freed when `serve` settles. */
+  guard(
+    direction: 'inbound' | 'outbound',
+    serve: (req: DownstreamRequest, res: DownstreamResponse) => Promise<void>,
+  ): (req: DownstreamRequest, res: DownstreamResponse) => void {
+    return (req, res) => {
+      if (this.active >= this.max) {
+        sendLocalReply(req, res, 'OVERLOADED', `this sidecar already handles SIDECAR_MAX_IN_FLIGHT (${this.max}) requests`);
+        this.onShed(direction);
+        return;
+      }
+      this.active++;
+      void serve(req, res).finally(() => this.active--);
+    };
+  }
+}

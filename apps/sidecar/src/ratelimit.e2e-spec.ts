@@ -1,0 +1,244 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { PolicyInput } from '@novamesh/contracts';
+import { waitFor } from '@novamesh/testing';
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { call, type EchoApp, parallel, type SidecarProcess, TestMesh } from './mesh.e2e-helper';
+
+// One mesh for the file: service quota runs four workloads, each behind its own sidecar, which
+// enforce quota's RateLimitPolicies on their inbound side (global limits shared through the mesh's
+// redis-server); alpha and beta call quota through their sidecars (mTLS, so quota sees their
+// SPIFFE IDs); busy has a sidecar that sheds load beyond 4 requests in flight.
+let m: TestMesh;
+const quota: SidecarProcess[] = [];
+let alpha: SidecarProcess;
+let beta: SidecarProcess;
+let busy: SidecarProcess;
+let busyApp: EchoApp;
+
+const policies: PolicyInput[] = [
+  {
+    kind: 'RateLimitPolicy',
+    name: 'quota-local',
+    serviceName: 'quota',
+    limits: [{ name: 'local', requests: 20, per: 'second', burst: 20, match: { path: { prefix: '/local' } } }],
+  },
+  {
+    kind: 'RateLimitPolicy',
+    name: 'quota-global',
+    serviceName: 'quota',
+    failureMode: 'open',
+    limits: [
+      { name: 'shared', scope: 'global', requests: 100, per: 'second', match: { path: { prefix: '/global' } } },
+      {
+        name: 'per-caller',
+        scope: 'global',
+        requests: 10,
+        per: 'minute',
+        key: { type: 'source-identity' },
+        match: { path: { prefix: '/keyed' } },
+      },
+    ],
+  },
+  {
+    kind: 'RateLimitPolicy',
+    name: 'quota-closed',
+    serviceName: 'quota',
+    failureMode: 'closed',
+    response: { status: 503, sendHeaders: true },
+    limits: [{ name: 'strict', scope: 'global', requests: 1000, per: 'second', match: { path: { prefix: '/closed' } } }],
+  },
+];
+
+/** A plaintext request straight to a sidecar's inbound port. */
+async function get(sc: SidecarProcess, path: string) {
+  const t0 = performance.now();
+  const r = await request(`${sc.inbound}${path}`);
+  await r.body.dump();
+  return { status: r.statusCode, headers: r.headers, ms: performance.now() - t0 };
+}
+
+const count = <T>(xs: T[], ok: (x: T) => boolean) => xs.filter(ok).length;
+
+beforeAll(async () => {
+  m = await TestMesh.start();
+  for (const p of policies) expect((await m.mesh.applyPolicy(p)).ok).toBe(true);
+  const env = { REDIS_URL: m.redis.url };
+  busyApp = await m.app('busy');
+  const started = await Promise.all([
+    ...['q1', 'q2', 'q3', 'q4'].map(async (name) => m.sidecar('quota', await m.app(name), { env })),
+    m.sidecar('alpha', await m.app('alpha'), { env: { ...env, SIDECAR_UPSTREAMS: 'quota' } }),
+    m.sidecar('beta', await m.app('beta'), { env: { ...env, SIDECAR_UPSTREAMS: 'quota' } }),
+    m.sidecar('busy', busyApp, { env: { SIDECAR_MAX_IN_FLIGHT: '4' } }),
+  ]);
+  quota.push(...started.slice(0, 4));
+  [alpha, beta, busy] = started.slice(4) as [SidecarProcess, SidecarProcess, SidecarProcess];
+  await Promise.all([
+    ...quota.map((sc) =>
+      m.until(sc, 'three rate limit policies', (d) => (d.snapshot?.inbound as { rateLimits?: unknown[] })?.rateLimits?.length === 3),
+    ),
+    ...[alpha, beta].map((sc) =>
+      m.until(
+        sc,
+        'four quota endpoints and a certificate',
+        (d) => d.snapshot?.upstreams[0]?.endpoints.length === 4 && d.certificate !== null,
+      ),
+    ),
+    m.until(busy, 'a snapshot', (d) => d.snapshot !== null),
+  ]);
+}, 60_000);
+
+afterAll(async () => {
+  await m?.dispose();
+});
+
+describe('local limits', () => {
+  it('20 per second, burst 20: the rest get 429 with Retry-After and RateLimit headers', async () => {
+    const results = await parallel(40, 40, () => get(quota[0] as SidecarProcess, '/local'));
+    const ok = count(results, (r) => r.status === 200);
+    expect(ok).toBeGreaterThanOrEqual(20);
+    expect(ok).toBeLessThanOrEqual(22); // a token or two may come back while the burst is sent
+    const refused = results.filter((r) => r.status !== 200);
+    for (const r of refused) {
+      expect(r.status).toBe(429);
+      expect(r.headers).toMatchObject({
+        'x-novamesh-error': 'RATE_LIMITED',
+        'retry-after': '1',
+        'ratelimit-limit': '20',
+        'ratelimit-remaining': '0',
+        'ratelimit-reset': '1',
+      });
+      expect(r.headers['x-novamesh-reason']).toContain('quota-local/local');
+    }
+    // Local means per sidecar: another sidecar of the service has its own bucket.
+    expect((await get(quota[1] as SidecarProcess, '/local')).status).toBe(200);
+    // Requests the limit does not match are not limited.
+    expect(count(await parallel(30, 30, () => get(quota[0] as SidecarProcess, '/other')), (r) => r.status === 200)).toBe(30);
+  });
+});
+
+describe('global limits', () => {
+  it('100 per second shared by 4 sidecars under ~1,000 requests per second admits 100 ± 5 % per second', async () => {
+    const admitted = new Map<number, number>();
+    let other = 0;
+    const pending: Promise<void>[] = [];
+    // Open connections to every sidecar first: connection setup delays the first responses into the next second.
+    await parallel(40, 40, (i) => get(quota[i % 4] as SidecarProcess, '/other'));
+    const t0 = Date.now();
+    const runMs = 5_200;
+    let sent = 0;
+    while (Date.now() - t0 < runMs) {
+      const due = Date.now() - t0; // one request per ms on average, spread round-robin over the sidecars
+      for (; sent < due; sent++) {
+        const sc = quota[sent % 4] as SidecarProcess;
+        pending.push(
+          get(sc, '/global').then((r) => {
+            const second = Math.floor(Date.now() / 1000);
+            if (r.status === 200) admitted.set(second, (admitted.get(second) ?? 0) + 1);
+            else if (r.status !== 429) other++;
+          }),
+        );
+      }
+      await sleep(5);
+    }
+    await Promise.all(pending);
+    const offered = sent / (runMs / 1000);
+    // Whole seconds only, after one of warm-up: the first and last seconds of the run are partial, and
+    // responses to what the first window admitted may still arrive in the next second.
+    const seconds = [...admitted.keys()].sort();
+    const whole = seconds.slice(2, -1).map((s) => admitted.get(s) ?? 0);
+    const storeErrors = await Promise.all(
+      quota.map(
+        async (sc) => (await sc.admin<string>('/metrics')).body.match(/^novamesh_sidecar_rate_limit_store_errors_total (\d+)/m)?.[1],
+      ),
+    );
+    console.log(
+      `global limit: offered ${Math.round(offered)} req/s; admitted per whole second ${whole.join(', ')} (${seconds.map((s) => admitted.get(s)).join(', ')}); store errors ${storeErrors}`,
+    );
+    expect(other).toBe(0);
+    expect(offered).toBeGreaterThan(800);
+    expect(whole.length).toBeGreaterThanOrEqual(3);
+    for (const n of whole) {
+      expect(n).toBeGreaterThanOrEqual(95);
+      expect(n).toBeLessThanOrEqual(105);
+    }
+  });
+
+  it('keyed by source identity: each caller gets its own budget', async () => {
+    const statuses = async (sc: SidecarProcess) => {
+      const out: number[] = [];
+      for (let i = 0; i < 14; i++) out.push((await call(sc, 'quota', '/keyed')).status);
+      return out;
+    };
+    const a = await statuses(alpha);
+    const refused = await call(alpha, 'quota', '/keyed');
+    const b = await statuses(beta);
+    expect(count(a, (s) => s === 200)).toBe(10);
+    expect(count(a, (s) => s === 429)).toBe(4);
+    expect(count(b, (s) => s === 200)).toBe(10);
+    expect(count(b, (s) => s === 429)).toBe(4);
+    expect(refused.status).toBe(429);
+    expect(refused.headers['x-novamesh-error']).toBe('RATE_LIMITED');
+    expect(refused.headers['x-novamesh-reason']).toContain('quota-global/per-caller');
+    expect(refused.headers['ratelimit-limit']).toBe('10');
+    expect(Number(refused.headers['retry-after'])).toBeGreaterThan(0);
+  });
+
+  it('Redis stopped: failureMode open lets everything through, closed refuses with a reason; Redis back: limits resume', async () => {
+    const across = (n: number, path: string) => parallel(n, 30, (i) => get(quota[i % 4] as SidecarProcess, path));
+    // Log lines of this outage only (each sidecar's output from now on).
+    const marks = quota.map((sc) => sc.proc.output.length);
+    const logged = (i: number, text: string) => count((quota[i] as SidecarProcess).proc.output.slice(marks[i]), (l) => l.includes(text));
+    await m.redis.stop();
+    await sleep(300);
+
+    const open = await across(300, '/global');
+    expect(count(open, (r) => r.status === 200)).toBe(300);
+    const closed = await across(40, '/closed');
+    for (const r of closed) {
+      expect(r.status).toBe(503);
+      expect(r.headers['x-novamesh-error']).toBe('RATE_LIMITED');
+      expect(r.headers['x-novamesh-reason']).toContain('unreachable');
+      expect(r.ms).toBeLessThan(250);
+    }
+    for (let i = 0; i < 4; i++) expect(logged(i, 'rate limit store (Redis) unreachable')).toBe(1);
+
+    await m.redis.restart();
+    await waitFor(async () => (await get(quota[0] as SidecarProcess, '/closed')).status === 200, {
+      timeoutMs: 10_000,
+      intervalMs: 100,
+      what: 'limits back',
+    });
+    await waitFor(async () => (await Promise.all(quota.map((sc) => get(sc, '/closed')))).every((r) => r.status === 200), {
+      timeoutMs: 10_000,
+      intervalMs: 100,
+      what: 'every sidecar back',
+    });
+    const after = await across(300, '/global');
+    const ok = count(after, (r) => r.status === 200);
+    expect(ok).toBeGreaterThanOrEqual(95);
+    expect(ok).toBeLessThanOrEqual(205); // the burst may straddle two windows
+    expect(count(after, (r) => r.status === 429)).toBe(300 - ok);
+    for (let i = 0; i < 4; i++) {
+      expect(logged(i, 'rate limit store (Redis) unreachable')).toBe(1);
+      expect(logged(i, 'reachable again')).toBe(1);
+    }
+  });
+});
+
+describe('load shedding', () => {
+  it('SIDECAR_MAX_IN_FLIGHT 4: of 12 concurrent slow requests 8 get 503 OVERLOADED at once', async () => {
+    busyApp.delayMs = 500;
+    const results = await Promise.all(Array.from({ length: 12 }, () => get(busy, '/')));
+    busyApp.delayMs = 0;
+    expect(count(results, (r) => r.status === 200)).toBe(4);
+    const shed = results.filter((r) => r.status !== 200);
+    expect(shed).toHaveLength(8);
+    for (const r of shed) {
+      expect(r.status).toBe(503);
+      expect(r.headers['x-novamesh-error']).toBe('OVERLOADED');
+      expect(r.ms).toBeLessThan(250);
+    }
+    expect((await get(busy, '/')).status).toBe(200);
+  });
+});
