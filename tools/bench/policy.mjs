@@ -821,7 +821,7 @@ function observations(aggs, runs, cfg, validation, machine) {
       mem.inEffectSeconds?.median > mem.applySeconds.median
     )
       out.push(
-        `Effective policies lag behind a burst of applies: when the last of the ${int(mem.policies)} replies arrived (${secs(mem.applySeconds.median)}) only ${int(atReply)} of them were in effect; the rest followed at about ${int((mem.policies - atReply) / (mem.inEffectSeconds.median - mem.applySeconds.median))}/s once the applies stopped (see the chart of the apply phase). Each replica's KV watch handles one change at a time and waits for the JetStream ack of each effective policy it publishes (\`PolicyStoreService\` → \`EffectivePublisherService.refresh\`), on the event loop the apply handlers keep busy.`,
+        `Effective policies lag behind a burst of applies: when the last of the ${int(mem.policies)} replies arrived (${secs(mem.applySeconds.median)}) only ${int(atReply)} of them were in effect; the rest followed at about ${int((mem.policies - atReply) / (mem.inEffectSeconds.median - mem.applySeconds.median))}/s once the applies stopped (see the chart of the apply phase). Each replica's KV watch handles one change at a time; effective policies are published concurrently (bounded, in order per service, \`EffectivePublisherService\`) on the event loop the apply handlers keep busy.`,
       );
   }
   if (machine.cores <= 2)

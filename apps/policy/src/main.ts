@@ -24,7 +24,14 @@ async function main(): Promise<void> {
   const logger = createLogger({ service: 'policy', instance: config.instance, level: config.logLevel });
   setupTelemetry({ service: 'policy', instance: config.instance, otlpEndpoint: config.otlpEndpoint });
 
-  const nc = await connectBus({ servers: config.natsUrl, name: `policy-${config.instance}`, logger, waitOnFirstConnect: true });
+  // No stack trace per request: it cost a tenth of the service's CPU while publishing effective policies.
+  const nc = await connectBus({
+    servers: config.natsUrl,
+    name: `policy-${config.instance}`,
+    logger,
+    waitOnFirstConnect: true,
+    noAsyncTraces: true,
+  });
   const { kv } = await provisionPolicy(nc, { replicas: config.replicas });
   const js = jetstream(nc);
 

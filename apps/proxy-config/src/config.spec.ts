@@ -2,12 +2,12 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from './config';
 
 describe('proxy-config config', () => {
-  it('defaults to a 10 ms debounce bounded by 100 ms, 32 publishes in flight, stale after 30 s', () => {
+  it('defaults to a 10 ms debounce bounded by 100 ms, 128 publishes in flight, stale after 30 s', () => {
     expect(loadConfig({ PROXY_CONFIG_INSTANCE: 'pc1' })).toMatchObject({
       instance: 'pc1',
       debounceMs: 10,
       maxDelayMs: 100,
-      maxInFlight: 32,
+      maxInFlight: 128,
       staleAfterMs: 30_000,
     });
   });

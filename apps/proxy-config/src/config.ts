@@ -8,7 +8,7 @@ export interface ProxyConfigConfig extends CommonConfig {
   debounceMs: number;
   /** Longest a change waits for its rebuild, however busy the input (PROXY_CONFIG_MAX_DELAY_MS, default 100ms). */
   maxDelayMs: number;
-  /** Snapshot publications in flight at once (PROXY_CONFIG_MAX_IN_FLIGHT, default 32). */
+  /** Snapshot publications in flight at once (PROXY_CONFIG_MAX_IN_FLIGHT, default 128). */
   maxInFlight: number;
   /** A sidecar silent this long is reported stale (PROXY_CONFIG_STALE_AFTER, default 30s as in the contract). */
   staleAfterMs: number;
@@ -26,7 +26,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Proxy
     ...common,
     debounceMs,
     maxDelayMs,
-    maxInFlight: r.int('PROXY_CONFIG_MAX_IN_FLIGHT', 32, 1, 1024),
+    maxInFlight: r.int('PROXY_CONFIG_MAX_IN_FLIGHT', 128, 1, 1024),
     staleAfterMs: r.duration('PROXY_CONFIG_STALE_AFTER', '30s'),
   });
 }

@@ -24,7 +24,14 @@ async function main(): Promise<void> {
   const logger = createLogger({ service: 'proxy-config', instance: config.instance, level: config.logLevel });
   setupTelemetry({ service: 'proxy-config', instance: config.instance, otlpEndpoint: config.otlpEndpoint });
 
-  const nc = await connectBus({ servers: config.natsUrl, name: `proxy-config-${config.instance}`, logger, waitOnFirstConnect: true });
+  // No stack trace captured per request: a snapshot publish is one, and a flush makes hundreds.
+  const nc = await connectBus({
+    servers: config.natsUrl,
+    name: `proxy-config-${config.instance}`,
+    logger,
+    waitOnFirstConnect: true,
+    noAsyncTraces: true,
+  });
   const { jsm } = await provisionProxyConfig(nc, { replicas: config.replicas });
   const js = jetstream(nc);
 
@@ -47,7 +54,10 @@ async function main(): Promise<void> {
   await app.get(PublishedSnapshotsService).start();
   await app.get(SnapshotBuilderService).start();
   await app.listen();
-  logger.info({ nats: config.natsUrl, debounceMs: config.debounceMs, maxDelayMs: config.maxDelayMs }, 'proxy-config ready');
+  logger.info(
+    { nats: config.natsUrl, debounceMs: config.debounceMs, maxDelayMs: config.maxDelayMs, maxInFlight: config.maxInFlight },
+    'proxy-config ready',
+  );
 
   onShutdown(logger, async () => {
     await app.close();

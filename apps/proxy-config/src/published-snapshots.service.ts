@@ -1,10 +1,10 @@
 import { JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { Inject, Injectable } from '@nestjs/common';
-import { followLastValues, publishJson } from '@novamesh/bus';
-import { ProxySnapshotV1, streams, subjects } from '@novamesh/contracts';
+import { followLastValues, publishRaw } from '@novamesh/bus';
+import { headers, ProxySnapshotV1, streams, subjects } from '@novamesh/contracts';
 import type { Logger } from '@novamesh/observability';
-import type { CompiledSnapshot } from '@novamesh/proxy-config';
-import { readInput } from './inbound';
+import { type CompiledSnapshot, snapshotMessageJson } from '@novamesh/proxy-config';
+import { lastToken, readInput } from './inbound';
 import { JETSTREAM, JETSTREAM_MANAGER, LOGGER } from './tokens';
 
 /** The last snapshot stored for one service, as far as this replica knows. */
@@ -14,6 +14,8 @@ interface Stored {
   version: number;
   hash: string;
 }
+
+const encoder = new TextEncoder();
 
 /** Conditional publishes lost to another replica in a row before giving up (the caller retries later). */
 const MAX_ATTEMPTS = 5;
@@ -33,6 +35,8 @@ export type PublishOutcome =
 @Injectable()
 export class PublishedSnapshotsService {
   private readonly stored = new Map<string, Stored>();
+  /** The publication awaiting its ack, per service: its message id and the snapshot it carries. */
+  private readonly publishing = new Map<string, { msgId: string; snapshot: ProxySnapshotV1 }>();
   private readonly listeners: ((snapshot: ProxySnapshotV1) => void)[] = [];
   private stopFn: (() => Promise<void>) | undefined;
   private readonly log: Logger;
@@ -58,6 +62,16 @@ export class PublishedSnapshotsService {
       filterSubject: subjects.proxyConfigAll,
       logger: this.log,
       onMessage: (m) => {
+        // Our own publications come back here, and are not decoded and validated a second time:
+        // those `publish` recorded already (`see` would ignore them), and one that arrives before
+        // its ack (its message id, `<service>:<version>:<hash>`, names the snapshot we sent).
+        const service = lastToken(m.subject);
+        if ((this.stored.get(service)?.seq ?? 0) >= m.seq) return;
+        const mine = this.publishing.get(service);
+        if (mine && m.headers?.get(headers.msgId) === mine.msgId) {
+          this.see(m.seq, mine.snapshot);
+          return;
+        }
         const s = readInput(this.log, ProxySnapshotV1, 'proxy snapshot', m, { field: 'service', of: (p) => p.service });
         if (s) this.see(m.seq, s);
       },
@@ -83,11 +97,18 @@ export class PublishedSnapshotsService {
         createdAt: new Date().toISOString(),
       };
       try {
-        const ack = await publishJson(this.js, subjects.proxyConfig(service), snapshot, {
-          // A retry of a publish whose ack was lost is dropped by the stream instead of stored twice.
-          msgId: `${service}:${snapshot.version}:${snapshot.hash}`,
+        // The content's canonical JSON (what the hash covers) is the message, with the rest appended.
+        const data = encoder.encode(snapshotMessageJson(compiled.canonical, snapshot));
+        // A retry of a publish whose ack was lost is dropped by the stream instead of stored twice.
+        const msgId = `${service}:${snapshot.version}:${snapshot.hash}`;
+        const pending = { msgId, snapshot };
+        this.publishing.set(service, pending);
+        const ack = await publishRaw(this.js, subjects.proxyConfig(service), data, {
+          msgId,
           // 0 = "no snapshot stored yet for this subject".
           expectLastSubjectSequence: last?.seq ?? 0,
+        }).finally(() => {
+          if (this.publishing.get(service) === pending) this.publishing.delete(service);
         });
         this.see(ack.seq, snapshot);
         if (ack.duplicate) return { published: false, reason: 'published-by-another-replica' };

@@ -16,8 +16,9 @@ export {
   type CompileDiagnostics,
   type CompiledSnapshot,
   type CompileInput,
+  CompileMemo,
   compileSnapshot,
   DEFAULT_INBOUND,
   DEFAULT_TRUST_DOMAIN,
 } from './snapshot.compiler';
-export { hashSnapshot, type SnapshotContent } from './snapshot.hash';
+export { hashSnapshot, joinSnapshotJson, type SnapshotContent, sha256Hex, snapshotMessageJson } from './snapshot.hash';

@@ -1,6 +1,6 @@
 import type { EffectivePolicyV1, EndpointSetV1, RevocationListV1, TrustBundleV1 } from '@novamesh/contracts';
 import { DependencyIndex } from './dependency.index';
-import { type CompiledSnapshot, compileSnapshot } from './snapshot.compiler';
+import { type CompiledSnapshot, CompileMemo, compileSnapshot } from './snapshot.compiler';
 
 /**
  * The mesh as one proxy-config replica sees it: the last endpoint set and effective policy of
@@ -14,6 +14,8 @@ export class MeshView {
   private bundle: TrustBundleV1 | undefined;
   private revoked: RevocationListV1 | undefined;
   private readonly index = new DependencyIndex();
+  /** Upstreams, inbound sides and the trust section compiled once per input object, shared by the snapshots. */
+  private readonly memo = new CompileMemo();
 
   /** A service's endpoint set changed (registered, updated, or `deregistered`). */
   applyEndpoints(set: EndpointSetV1): string[] {
@@ -57,13 +59,16 @@ export class MeshView {
   /** The snapshot of a registered service, or undefined when it is not registered. */
   compile(service: string): CompiledSnapshot | undefined {
     if (!this.index.has(service)) return undefined;
-    return compileSnapshot({
-      service,
-      endpoints: this.endpoints,
-      policies: this.policies,
-      ...(this.bundle ? { bundle: this.bundle } : {}),
-      ...(this.revoked ? { revoked: this.revoked } : {}),
-    });
+    return compileSnapshot(
+      {
+        service,
+        endpoints: this.endpoints,
+        policies: this.policies,
+        ...(this.bundle ? { bundle: this.bundle } : {}),
+        ...(this.revoked ? { revoked: this.revoked } : {}),
+      },
+      this.memo,
+    );
   }
 
   private registeredOf(services: Iterable<string>): string[] {

@@ -14,7 +14,7 @@ import {
   type UpstreamV1,
 } from '@novamesh/contracts';
 import { canonicalJson } from './canonical-json';
-import { hashSnapshot, type SnapshotContent } from './snapshot.hash';
+import { joinSnapshotJson, type SnapshotContent, sha256Hex } from './snapshot.hash';
 
 /** Trust domain of identities before the certificate authority has published a bundle. */
 export const DEFAULT_TRUST_DOMAIN = 'novamesh.local';
@@ -43,8 +43,39 @@ export interface CompileDiagnostics {
 
 export interface CompiledSnapshot {
   content: SnapshotContent;
+  /** `canonicalJson` of `content` ({ service, inbound, upstreams, trust }): what `hash` is the SHA-256 of. */
+  canonical: string;
+  /** `hashSnapshot(content)`. */
   hash: string;
   diagnostics: CompileDiagnostics;
+}
+
+/** A compiled part of a snapshot with its canonical JSON. */
+interface Part<T> {
+  value: T;
+  json: string;
+}
+
+interface UpstreamPart extends Part<UpstreamV1> {
+  /** What it was compiled from, besides its endpoint set (the memo's key). */
+  policy: EffectivePolicyV1 | undefined;
+  trustDomain: string;
+  warnings: Issue[];
+}
+
+/**
+ * Compiled parts shared by many snapshots, each with its canonical JSON: an upstream (one per
+ * endpoint set object, for one effective policy object and trust domain), an inbound side (per
+ * effective policy object), the trust section (per bundle and revocation list object). A service
+ * every other one calls is then compiled and serialized once per change instead of once per
+ * caller. Keyed by object identity, so the inputs must be replaced, never mutated, when they
+ * change (MeshView's are: each message is a new object); entries of replaced inputs are dropped
+ * with them (weak keys). What `compileSnapshot` returns shares these parts: treat it as read-only.
+ */
+export class CompileMemo {
+  readonly upstreams = new WeakMap<EndpointSetV1, UpstreamPart>();
+  readonly inbounds = new WeakMap<EffectivePolicyV1, Part<InboundV1>>();
+  trust: { bundle: TrustBundleV1; revoked: RevocationListV1 | undefined; part: Part<SnapshotTrustV1> } | undefined;
 }
 
 /** Inbound settings of a service no policy targets: permissive mTLS, allow everything, no limits. */
@@ -59,9 +90,12 @@ export const DEFAULT_INBOUND: InboundV1 = Object.freeze({
  * policy, and one UpstreamV1 per service it calls — the ones it declared (`upstreams` of its
  * endpoint set; the unregistered ones are listed in `diagnostics.missing`), else every registered
  * service, itself included (a service may call itself, as in Istio). Pure and deterministic:
- * upstreams sorted by name, endpoints by id, revoked serials sorted and lower-cased.
+ * upstreams sorted by name, endpoints by id, revoked serials sorted and lower-cased. With a
+ * `memo` the parts already compiled from the same input objects are reused (see CompileMemo); the
+ * result is the same either way. `canonical` is built from the parts' canonical JSON, so the hash
+ * is `hashSnapshot(content)` without serializing the whole snapshot again.
  */
-export function compileSnapshot(input: CompileInput): CompiledSnapshot {
+export function compileSnapshot(input: CompileInput, memo?: CompileMemo): CompiledSnapshot {
   const { service } = input;
   const warnings: Issue[] = [];
   const missing: string[] = [];
@@ -74,26 +108,61 @@ export function compileSnapshot(input: CompileInput): CompiledSnapshot {
   const declared = registered(service)?.upstreams;
   const names = declared ? [...new Set(declared)] : [...input.endpoints.keys()];
   const upstreams: UpstreamV1[] = [];
+  const upstreamJsons: string[] = [];
   for (const name of names.sort()) {
     const set = registered(name);
     if (!set) {
       if (declared) missing.push(name);
       continue;
     }
-    upstreams.push(compileUpstream(set, input.policies.get(name), trustDomain, warnings));
+    const part = upstreamPart(set, input.policies.get(name), trustDomain, memo);
+    upstreams.push(part.value);
+    upstreamJsons.push(part.json);
+    warnings.push(...part.warnings);
   }
 
-  const content: SnapshotContent = {
-    service,
-    inbound: compileInbound(input.policies.get(service)),
-    upstreams,
-    ...(input.bundle ? { trust: compileTrust(input.bundle, input.revoked) } : {}),
-  };
-  return { content, hash: hashSnapshot(content), diagnostics: { missing, warnings } };
+  const inbound = inboundPart(input.policies.get(service), memo);
+  const trust = input.bundle ? trustPart(input.bundle, input.revoked, memo) : undefined;
+  const content: SnapshotContent = { service, inbound: inbound.value, upstreams, ...(trust ? { trust: trust.value } : {}) };
+  const canonical = joinSnapshotJson(service, inbound.json, upstreamJsons, trust?.json);
+  return { content, canonical, hash: sha256Hex(canonical), diagnostics: { missing, warnings } };
 }
 
-function compileInbound(policy: EffectivePolicyV1 | undefined): InboundV1 {
-  if (!policy) return DEFAULT_INBOUND;
+function upstreamPart(set: EndpointSetV1, policy: EffectivePolicyV1 | undefined, trustDomain: string, memo?: CompileMemo): UpstreamPart {
+  const hit = memo?.upstreams.get(set);
+  if (hit && hit.policy === policy && hit.trustDomain === trustDomain) return hit;
+  const warnings: Issue[] = [];
+  const value = compileUpstream(set, policy, trustDomain, warnings);
+  const part = { value, json: canonicalJson(value), policy, trustDomain, warnings };
+  memo?.upstreams.set(set, part);
+  return part;
+}
+
+let defaultInbound: Part<InboundV1> | undefined;
+
+function inboundPart(policy: EffectivePolicyV1 | undefined, memo?: CompileMemo): Part<InboundV1> {
+  if (!policy) {
+    defaultInbound ??= { value: DEFAULT_INBOUND, json: canonicalJson(DEFAULT_INBOUND) };
+    return defaultInbound;
+  }
+  const hit = memo?.inbounds.get(policy);
+  if (hit) return hit;
+  const value = compileInbound(policy);
+  const part = { value, json: canonicalJson(value) };
+  memo?.inbounds.set(policy, part);
+  return part;
+}
+
+function trustPart(bundle: TrustBundleV1, revoked: RevocationListV1 | undefined, memo?: CompileMemo): Part<SnapshotTrustV1> {
+  const hit = memo?.trust;
+  if (hit && hit.bundle === bundle && hit.revoked === revoked) return hit.part;
+  const value = compileTrust(bundle, revoked);
+  const part = { value, json: canonicalJson(value) };
+  if (memo) memo.trust = { bundle, revoked, part };
+  return part;
+}
+
+function compileInbound(policy: EffectivePolicyV1): InboundV1 {
   return {
     mtls: { mode: policy.mtls.mode, ...(policy.mtls.certificates ? { certificates: policy.mtls.certificates } : {}) },
     authorization: { defaultAction: policy.authorization.defaultAction, policies: policy.authorization.policies },
