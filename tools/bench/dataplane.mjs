@@ -1,14 +1,3 @@
-// Data-plane benchmark: what a sidecar hop costs, next to no proxy and to nginx. In one run on one
-// machine, everything on loopback: a minimal node:http upstream in its own process, reached
-//   (a) directly, through one sidecar (its outbound port, the upstream registered without a
-//       sidecar, so plain HTTP), and through nginx (1 worker, upstream keep-alive);
-//   (b) along the mesh path client → sidecar → sidecar → app, plain and mutual TLS;
-// each with throughput at fixed concurrency (wrk, or the Node load generator when wrk cannot be
-// installed) and latency at a fixed 1,000 req/s (Node open-loop generator, coordinated-omission
-// safe), with the CPU of every process. The control plane (nats-server, redis-server, discovery,
-// policy, certificate authority, proxy-config) is started fresh for each repetition and idles
-// while traffic runs. See docs/benchmarks.md.
-import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
@@ -17,12 +6,12 @@ import { withCleanup } from './lib/cleanup.mjs';
 import { measuredOn } from './lib/machine.mjs';
 import { adminOf, MESH_BUILT, registerPlain, spawnScript, startControlPlane, startSidecar } from './lib/mesh.mjs';
 import { startNginx } from './lib/nginx.mjs';
-import { cpuMeter } from './lib/proc.mjs';
 import { note } from './lib/progress.mjs';
 import { int, ms, noiseObservation, spread, verdict } from './lib/report.mjs';
 import { imgDirOf, natsLibs, profileDirOf, requireBuilt } from './lib/stack.mjs';
 import { histogramFactory, medianByKey, ninesFor, percentileCurve, runsMeeting, stat, summarize } from './lib/stats.mjs';
 import { barChart, percentileChart } from './lib/svg.mjs';
+import { latency, perReqUs, probe, throughput, until200 } from './lib/traffic.mjs';
 
 export const title = 'Data plane';
 export const describe =
@@ -61,31 +50,6 @@ function loadLibs(root) {
 }
 
 /** One GET through a target; returns { status, text }. */
-async function probe(libs, target, path = '/') {
-  const r = await libs.undici.request(`${target.url}${path}`, { headers: target.host ? { host: target.host } : {} });
-  return { status: r.statusCode, text: await r.body.text() };
-}
-
-/** Polls until the target answers 200 (a fresh sidecar may not have its snapshot yet). */
-function until200(libs, target, what) {
-  let last;
-  return libs.testing
-    .waitFor(
-      async () => {
-        last = await probe(libs, target).catch((e) => ({ status: 0, text: e.message }));
-        return last.status === 200;
-      },
-      { timeoutMs: 30_000, intervalMs: 100, what },
-    )
-    .catch((e) => {
-      throw new Error(`${e.message}; last answer ${last?.status}: ${last?.text?.slice(0, 300)}`);
-    });
-}
-
-/**
- * Sets up one path inside `scope` (its proxies stop when the scope ends): resolves with the
- * target `{ url, host }` the load goes to, the pids of its proxies, and what was checked.
- */
 async function setUp(libs, scope, cfg, ctx, config, rep) {
   const { testing } = libs;
   if (config.id === 'direct') return { target: { url: `http://127.0.0.1:${ctx.upstreamPort}` }, pids: {} };
@@ -142,117 +106,6 @@ async function setUp(libs, scope, cfg, ctx, config, rep) {
  * the meter stops on its own timer, before the load generator exits and its /proc entry goes.
  * The control plane's processes are folded into one figure.
  */
-async function withCpu(pids, ctx, delayMs, measureMs, fn) {
-  let cpuDone;
-  const measured = new Promise((resolve) => {
-    cpuDone = setTimeout(() => {
-      const meter = cpuMeter({ ...pids, ...ctx.cp.pids() });
-      cpuDone = setTimeout(() => resolve(meter.stop()), measureMs);
-    }, delayMs);
-  });
-  const result = await fn();
-  const raw = await Promise.race([measured, new Promise((r) => setTimeout(() => r({}), 0))]);
-  clearTimeout(cpuDone);
-  const cpu = {};
-  let control = 0;
-  const controlNames = new Set(Object.keys(ctx.cp.pids()));
-  for (const [k, v] of Object.entries(raw)) {
-    if (controlNames.has(k)) control += v;
-    else if (k !== 'nginx master') cpu[k] = v;
-  }
-  cpu['control plane'] = Math.round(control * 100) / 100;
-  return { result, cpu };
-}
-
-/** Runs a Node load generator process and returns its result line, histograms decoded. */
-async function nodeLoad(libs, scope, ctx, target, pids, opts) {
-  const { proc } = await spawnScript(scope, libs.testing, {
-    name: 'loadgen',
-    script: 'loadgen.mjs',
-    args: [JSON.stringify({ ...target, ...opts })],
-  });
-  const delayMs = opts.warmupSeconds * 1000 + 300;
-  const { result, cpu } = await withCpu({ ...pids, 'load generator': proc.pid }, ctx, delayMs, opts.seconds * 1000 - 600, async () => {
-    await proc.exited;
-    const line = proc.output.find((l) => l.includes('"msg":"loadgen done"'));
-    if (!line) throw new Error(`load generator failed: ${proc.output.slice(-10).join('\n')}`);
-    return JSON.parse(line);
-  });
-  for (const k of ['latency', 'fromSend', 'lag']) if (result[k]) result[k] = libs.hdr.decodeFromCompressedBase64(result[k], 'packed');
-  return { ...result, cpu };
-}
-
-/** Runs wrk (1 thread) and parses requests/s, latency percentiles, errors and non-2xx answers. */
-function wrk(bin, target, connections, seconds) {
-  const args = [
-    '-t1',
-    `-c${connections}`,
-    `-d${seconds}s`,
-    '--latency',
-    ...(target.host ? ['-H', `Host: ${target.host}`] : []),
-    `${target.url}/`,
-  ];
-  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.on('data', (b) => {
-    out += b;
-  });
-  child.stderr.on('data', (b) => {
-    out += b;
-  });
-  const done = new Promise((resolve, reject) =>
-    child.once('exit', (code) => {
-      if (code !== 0) return reject(new Error(`wrk exited with ${code}: ${out.trim().slice(-500)}`));
-      const num = (re) => {
-        const m = out.match(re);
-        return m ? Number(m[1]) : undefined;
-      };
-      const latency = (p) => {
-        const m = out.match(new RegExp(`^\\s*${p}%\\s+([\\d.]+)(us|ms|s)`, 'm'));
-        return m ? Number(m[1]) * { us: 0.001, ms: 1, s: 1000 }[m[2]] : undefined;
-      };
-      const sock = out.match(/Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/);
-      resolve({
-        requests: num(/(\d+) requests in/),
-        rps: num(/Requests\/sec:\s+([\d.]+)/),
-        p50: latency(50),
-        p99: latency(99),
-        errors: sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0,
-        non200: num(/Non-2xx or 3xx responses: (\d+)/) ?? 0,
-      });
-    }),
-  );
-  return { pid: child.pid, done };
-}
-
-async function throughput(libs, scope, cfg, ctx, target, pids) {
-  if (ctx.wrk.path) {
-    await wrk(ctx.wrk.path, target, cfg.connections, cfg.tputWarmup).done;
-    const w = wrk(ctx.wrk.path, target, cfg.connections, cfg.tputSeconds);
-    const { result, cpu } = await withCpu({ ...pids, 'load generator': w.pid }, ctx, 200, cfg.tputSeconds * 1000 - 600, () => w.done);
-    return { ...result, cpu, generator: 'wrk' };
-  }
-  const r = await nodeLoad(libs, scope, ctx, target, pids, {
-    mode: 'closed',
-    connections: cfg.connections,
-    seconds: cfg.tputSeconds,
-    warmupSeconds: cfg.tputWarmup,
-  });
-  const s = summarize(r.latency);
-  return { requests: r.requests, rps: r.rps, p50: s?.p50, p99: s?.p99, errors: r.errors, non200: r.non200, cpu: r.cpu, generator: 'node' };
-}
-
-async function latency(libs, scope, cfg, ctx, target, pids) {
-  return nodeLoad(libs, scope, ctx, target, pids, {
-    mode: 'open',
-    rate: cfg.rate,
-    connections: cfg.connections,
-    seconds: cfg.latSeconds,
-    warmupSeconds: cfg.latWarmup,
-  });
-}
-
-/** One repetition: a fresh control plane and upstream, then every path in turn (order rotated per repetition). */
 async function runOnce(libs, cfg, tools, rep) {
   return withCleanup(async (scope) => {
     const { testing } = libs;
@@ -289,11 +142,6 @@ async function runOnce(libs, cfg, tools, rep) {
     return out;
   });
 }
-
-const perReqUs = (cpu, names, rps) => {
-  const cores = names.reduce((a, n) => a + (cpu?.[n] ?? 0), 0);
-  return names.length && rps ? (cores / rps) * 1e6 : undefined;
-};
 
 function aggregate(libs, runs) {
   const aggs = [];

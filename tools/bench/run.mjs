@@ -4,7 +4,8 @@
 //   --replicas=1,2   replica counts of the measured app to run (discovery, policy, ca; default 1,2;
 //                    the memory phases run with 1)
 //   --runs=N         repetitions per configuration, each on fresh servers (default 3, policy and
-//                    ca 2, propagation 1 run of 10 changes per kind; quick 1);
+//                    ca 2, propagation 1 run of 10 changes per kind, resilience 2 interleaved
+//                    rounds in one run; quick 1);
 //                    tables show the median and the range
 //   --cpu-prof       write V8 CPU profiles of the measured apps to bench-results/profiles/
 //                    (profiling slows them down, so docs/ is left alone)
@@ -30,6 +31,7 @@ const SUITES = {
   ca: () => import('./ca.mjs'),
   dataplane: () => import('./dataplane.mjs'),
   propagation: () => import('./propagation.mjs'),
+  resilience: () => import('./resilience.mjs'),
 };
 
 function usage() {
@@ -73,7 +75,7 @@ async function intro() {
     '`npm run bench` builds the monorepo (`tsc -b`) and runs every benchmark suite; `npm run bench -- <suite>` runs one (e.g. `npm run bench -- discovery`).',
     'Each suite starts its own nats-server (JetStream, file store) and redis-server on free loopback ports and the compiled apps it measures, and stops them afterwards, so nothing else needs to be running.',
     'A suite prints a markdown table, writes its raw numbers to `bench-results/<suite>.json` (not committed) and rewrites its own section of this file, between its `<!-- bench:<suite>:start/end -->` markers; the charts are SVG files under `docs/img/`.',
-    'Each configuration runs 3 times (policy and ca: 2; propagation: one run of 10 changes of each kind) on fresh servers and the table shows the median with the range (`--runs=N` to change). `--quick` runs smaller workloads, `--cpu-prof` profiles the apps under test; both leave this file alone, as does `--no-doc`.',
+    'Each configuration runs 3 times (policy and ca: 2; propagation: one run of 10 changes of each kind; resilience: 2 interleaved rounds in one run) on fresh servers and the table shows the median with the range (`--runs=N` to change). `--quick` runs smaller workloads, `--cpu-prof` profiles the apps under test; both leave this file alone, as does `--no-doc`.',
     '',
     '| suite | what it measures |',
     '|---|---|',

@@ -127,3 +127,14 @@ export async function spawnScript(scope, testing, { name, script, args = [], rea
   const line = ready ? await proc.waitForLine(ready, 20_000) : undefined;
   return { proc, line };
 }
+
+/** Starts the minimal upstream (http-upstream.mjs) on a free port; resolves with `{ proc, port }`. */
+export async function startUpstream(scope, testing) {
+  const { proc, line } = await spawnScript(scope, testing, {
+    name: 'upstream',
+    script: 'http-upstream.mjs',
+    args: [String(await testing.freePort())],
+    ready: /"msg":"upstream ready"/,
+  });
+  return { proc, port: JSON.parse(line).port };
+}
