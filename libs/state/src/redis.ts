@@ -29,5 +29,8 @@ export function createRequestPathRedis(url: string, name: string, commandTimeout
     connectTimeout: 1_000,
     lazyConnect: false,
     retryStrategy: () => 250,
+    // Decisions made in the same tick go out in one write (one syscall, one Redis read) instead
+    // of one each: under load most requests of a busy sidecar share a tick.
+    enableAutoPipelining: true,
   });
 }

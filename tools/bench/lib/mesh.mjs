@@ -91,6 +91,8 @@ export async function startSidecar(scope, testing, cp, { id, service, appPort, t
   const proc = spawnApp(scope, testing, {
     name: `sidecar-${id}`,
     script: 'apps/sidecar/dist/main.js',
+    // As `meshctl sidecar` and `meshctl run` start it (SIDECAR_NODE_FLAGS in apps/cli).
+    flags: ['--max-semi-space-size=64'],
     env: {
       NATS_URL: cp.nats.url,
       SIDECAR_SERVICE: service,

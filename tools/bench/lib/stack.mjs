@@ -62,9 +62,9 @@ export async function startServers(scope, testing) {
  * startDiscovery/startPolicy do, but tracked before it is ready, so an app that never becomes
  * ready is still stopped. With `profileDir` it writes a V8 CPU profile named `profileName`.
  */
-export function spawnApp(scope, testing, { name, script, env, profileDir, profileName }) {
+export function spawnApp(scope, testing, { name, script, env, profileDir, profileName, flags = [] }) {
   const { ManagedProcess, repoRoot } = testing;
-  const nodeArgs = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${profileName}`] : [];
+  const nodeArgs = [...flags, ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${profileName}`] : [])];
   const p = new ManagedProcess(name, process.execPath, [...nodeArgs, resolve(repoRoot, script)], env);
   scope.track(p);
   scope.defer(name, () => p.stop('SIGTERM', 8_000));

@@ -128,7 +128,7 @@ async function run(ctx: CliContext, cmd: Command, command: string[], flags: RunF
     const sc = startChild(
       'the sidecar',
       process.execPath,
-      [launch.entry],
+      [...launch.nodeArgs, launch.entry],
       { env: launch.env, stdio: ['ignore', 'pipe', 'pipe'] },
       ctx.io.stderr,
     );
