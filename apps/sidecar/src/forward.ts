@@ -166,7 +166,6 @@ function requestOptions(req: ForwardRequest, signal: EventEmitter): Dispatcher.R
     headers: req.headers,
     body: req.body,
     signal,
-    ...(req.headersTimeout !== undefined ? { headersTimeout: req.headersTimeout } : {}),
   };
 }
 
@@ -180,6 +179,7 @@ class CloseSignal extends EventEmitter {
   /** Set when `timeoutMs` ran out: the attempt was aborted by the sidecar, not the client. */
   timedOut = 0;
   private timer: NodeJS.Timeout | undefined;
+  private headersTimer: NodeJS.Timeout | undefined;
   private readonly onClose = () => {
     if (this.res.writableFinished) return;
     this.aborted = true;
@@ -188,23 +188,35 @@ class CloseSignal extends EventEmitter {
   constructor(
     private readonly res: DownstreamResponse,
     timeoutMs: number | undefined,
+    /**
+     * Until the response headers arrive (the per-try timeout). A native timer on purpose: undici's
+     * own headersTimeout runs on its coarse timer wheel (about 1 s resolution), so a 150 ms per-try
+     * timeout could fire after a second.
+     */
+    headersTimeoutMs?: number,
   ) {
     super();
     res.once('close', this.onClose);
-    if (timeoutMs !== undefined)
-      this.timer = setTimeout(() => {
-        this.timedOut = timeoutMs;
-        this.emit('abort');
-      }, timeoutMs);
+    if (timeoutMs !== undefined) this.timer = setTimeout(() => this.expire(timeoutMs), timeoutMs);
+    if (headersTimeoutMs !== undefined) this.headersTimer = setTimeout(() => this.expire(headersTimeoutMs), headersTimeoutMs);
+  }
+  private expire(ms: number): void {
+    this.timedOut = ms;
+    this.emit('abort');
+  }
+  /** The response headers arrived: the per-try timeout no longer applies. */
+  headersArrived(): void {
+    if (this.headersTimer) clearTimeout(this.headersTimer);
   }
   done(): void {
     this.res.off('close', this.onClose);
     if (this.timer) clearTimeout(this.timer);
+    if (this.headersTimer) clearTimeout(this.headersTimer);
   }
 }
 
-function abortOnClose(res: DownstreamResponse, timeoutMs?: number): CloseSignal {
-  return new CloseSignal(res, timeoutMs);
+function abortOnClose(res: DownstreamResponse, req: ForwardRequest): CloseSignal {
+  return new CloseSignal(res, req.timeoutMs, req.headersTimeout);
 }
 
 /** The error an attempt fails with when its `timeoutMs` ran out. */
@@ -233,10 +245,11 @@ function failed(err: unknown, status: number, res: DownstreamResponse, signal: C
  * (a stream in between), so HTTP/1.1 traffic does not take this path.
  */
 export async function forwardWithTrailers(dispatcher: Dispatcher, req: ForwardRequest, res: DownstreamResponse): Promise<ForwardOutcome> {
-  const signal = abortOnClose(res, req.timeoutMs);
+  const signal = abortOnClose(res, req);
   let status = 0;
   try {
     const r = await dispatcher.request(requestOptions(req, signal));
+    signal.headersArrived();
     if (req.retryIf?.(r.statusCode, r.headers)) {
       await r.body.dump();
       return { status: r.statusCode, bytes: 0, retry: true, headers: r.headers };
@@ -263,13 +276,14 @@ export async function forwardWithTrailers(dispatcher: Dispatcher, req: ForwardRe
  */
 export function forward(dispatcher: Dispatcher, req: ForwardRequest, res: ServerResponse): Promise<ForwardOutcome> {
   return new Promise((resolve) => {
-    const signal = abortOnClose(res, req.timeoutMs);
+    const signal = abortOnClose(res, req);
     let bytes = 0;
     let status = 0;
     let retry: ForwardOutcome | undefined;
     dispatcher.stream(
       requestOptions(req, signal),
       ({ statusCode, headers }) => {
+        signal.headersArrived();
         if (req.retryIf?.(statusCode, headers)) {
           retry = { status: statusCode, bytes: 0, retry: true, headers };
           return discard();

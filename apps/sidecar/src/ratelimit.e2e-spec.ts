@@ -94,10 +94,15 @@ afterAll(async () => {
 
 describe('local limits', () => {
   it('20 per second, burst 20: the rest get 429 with Retry-After and RateLimit headers', async () => {
+    const started = performance.now();
     const results = await parallel(40, 40, () => get(quota[0] as SidecarProcess, '/local'));
+    const elapsedSeconds = (performance.now() - started) / 1000;
     const ok = count(results, (r) => r.status === 200);
     expect(ok).toBeGreaterThanOrEqual(20);
-    expect(ok).toBeLessThanOrEqual(22); // a token or two may come back while the burst is sent
+    // The burst of 20, plus what the bucket refilled (20 per second) while the 40 requests were
+    // being answered: on a busy machine that takes a while, so the bound follows the elapsed time.
+    expect(ok).toBeLessThanOrEqual(20 + Math.ceil(20 * elapsedSeconds));
+    expect(ok).toBeLessThan(40);
     const refused = results.filter((r) => r.status !== 200);
     for (const r of refused) {
       expect(r.status).toBe(429);
