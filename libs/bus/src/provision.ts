@@ -24,6 +24,23 @@ export interface TopologyOptions {
 }
 
 /**
+ * A stream that keeps the last message of each subject (file storage, 2-minute duplicate window):
+ * the shape of every "current value" the mesh publishes — endpoint sets, effective policies, the
+ * trust bundle and revocations, proxy snapshots.
+ */
+function lastValueStream(name: string, streamSubjects: string[], opts: TopologyOptions): StreamConfig {
+  return {
+    name,
+    subjects: streamSubjects,
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    max_msgs_per_subject: 1,
+    duplicate_window: 120_000 * NS_PER_MS,
+    num_replicas: opts.replicas ?? 1,
+  } as StreamConfig;
+}
+
+/**
  * The streams of the mesh and why each has its storage:
  * - registry: commands that must not be lost → file, work queue (acked = done), deduplicated.
  * - endpoints: derived, last value per service → file so late subscribers survive a NATS
@@ -43,26 +60,10 @@ export function meshStreams(opts: TopologyOptions = {}): StreamConfig[] {
       duplicate_window: 120_000 * NS_PER_MS,
       num_replicas,
     } as StreamConfig,
-    {
-      name: streams.endpoints,
-      subjects: [subjects.endpointsAll],
-      retention: RetentionPolicy.Limits,
-      storage: StorageType.File,
-      max_msgs_per_subject: 1,
-      duplicate_window: 120_000 * NS_PER_MS,
-      num_replicas,
-    } as StreamConfig,
-    {
-      // Effective configuration per service: derived from the KV buckets, so rebuildable, but
-      // kept on file so late subscribers (sidecars) get the current value after a NATS restart.
-      name: streams.config,
-      subjects: [subjects.effectivePolicyAll],
-      retention: RetentionPolicy.Limits,
-      storage: StorageType.File,
-      max_msgs_per_subject: 1,
-      duplicate_window: 120_000 * NS_PER_MS,
-      num_replicas,
-    } as StreamConfig,
+    lastValueStream(streams.endpoints, [subjects.endpointsAll], opts),
+    // Effective configuration per service: derived from the KV buckets, so rebuildable, but
+    // kept on file so late subscribers (sidecars) get the current value after a NATS restart.
+    lastValueStream(streams.config, [subjects.effectivePolicyAll], opts),
     {
       name: streams.deadLetter,
       subjects: [subjects.deadLetterAll],
@@ -166,15 +167,7 @@ export async function provisionDiscovery(nc: NatsConnection, opts: TopologyOptio
  * deliberately not captured, so JetStream never answers a request in the CA's place.
  */
 export function caStream(opts: TopologyOptions = {}): StreamConfig {
-  return {
-    name: streams.ca,
-    subjects: [subjects.caBundle, subjects.caRevoked],
-    retention: RetentionPolicy.Limits,
-    storage: StorageType.File,
-    max_msgs_per_subject: 1,
-    duplicate_window: 120_000 * NS_PER_MS,
-    num_replicas: opts.replicas ?? 1,
-  } as StreamConfig;
+  return lastValueStream(streams.ca, [subjects.caBundle, subjects.caRevoked], opts);
 }
 
 /** How long the token bucket keeps an entry after its last write: past the longest token lifetime, then it is gone. */
@@ -209,15 +202,7 @@ export async function provisionCa(
  * rebuilds every snapshot from the endpoint and config streams, so nothing here is the only copy.
  */
 export function proxyStream(opts: TopologyOptions = {}): StreamConfig {
-  return {
-    name: streams.proxy,
-    subjects: [subjects.proxyConfigAll],
-    retention: RetentionPolicy.Limits,
-    storage: StorageType.File,
-    max_msgs_per_subject: 1,
-    duplicate_window: 120_000 * NS_PER_MS,
-    num_replicas: opts.replicas ?? 1,
-  } as StreamConfig;
+  return lastValueStream(streams.proxy, [subjects.proxyConfigAll], opts);
 }
 
 /**
