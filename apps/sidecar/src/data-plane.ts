@@ -5,6 +5,7 @@ import {
   compileUpstreamRoutes,
   type GlobalRateLimitStore,
   type RateLimiter,
+  type RouteTable,
 } from '@novamesh/dataplane';
 import type { IdentityHolder } from './identity-holder';
 import type { InboundPolicy } from './inbound';
@@ -48,21 +49,22 @@ export class DataPlane {
         ? this.rateLimits
         : { json: limitsJson, limiter: compileRateLimits(snapshot.inbound.rateLimits, { store: this.deps.rateLimitStore }) };
     // Compile every route table before touching anything: a regex that does not compile refuses the whole snapshot.
-    for (const up of snapshot.upstreams) {
+    const routes = snapshot.upstreams.map((up) => {
       try {
-        compileUpstreamRoutes(up);
+        return compileUpstreamRoutes(up);
       } catch (e) {
         throw new Error(`upstreams[${up.service}].routes: ${(e as Error).message}`);
       }
-    }
+    });
     const next = new Map<string, UpstreamRuntime>();
-    for (const up of snapshot.upstreams) {
+    snapshot.upstreams.forEach((up, i) => {
+      const table = routes[i] as RouteTable;
       const existing = this.runtimes?.get(up.service);
       if (existing) {
-        existing.update(up);
+        existing.update(up, table);
         next.set(up.service, existing);
-      } else next.set(up.service, new UpstreamRuntime(up, this.deps));
-    }
+      } else next.set(up.service, new UpstreamRuntime(up, table, this.deps));
+    });
     for (const [name, rt] of this.runtimes ?? []) if (!next.has(name)) rt.close();
     this.runtimes = next;
     this.rateLimits = rateLimits;

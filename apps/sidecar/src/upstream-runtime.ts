@@ -4,7 +4,6 @@ import { SIDECAR_LABEL, type UpstreamV1 } from '@novamesh/contracts';
 import {
   CircuitBreaker,
   CompiledRetryPolicy,
-  compileUpstreamRoutes,
   DEFAULT_RETRY_BUDGET,
   EndpointPool,
   type FaultSpec,
@@ -129,12 +128,14 @@ export class UpstreamRuntime {
   private endpoints: RuntimeEndpoint[] = [];
   private sweepTimer: NodeJS.Timeout | undefined;
 
+  /** `routes` is `spec`'s compiled route table (the data plane compiles every table before applying any). */
   constructor(
     spec: UpstreamV1,
+    routes: RouteTable,
     private readonly deps: { identity: IdentityHolder; locality?: string; onEjected: (service: string, ids: string[]) => void },
   ) {
     this.spec = spec;
-    this.routes = compileUpstreamRoutes(spec);
+    this.routes = routes;
     this.pool = this.build(spec, undefined);
     this.plan(spec, undefined);
   }
@@ -144,10 +145,10 @@ export class UpstreamRuntime {
   }
 
   /** Applies a new snapshot's view of this upstream; pools of unchanged endpoints are kept, others closed gracefully. */
-  update(spec: UpstreamV1): void {
+  update(spec: UpstreamV1, routes: RouteTable): void {
     const previous = this.spec;
     this.spec = spec;
-    this.routes = compileUpstreamRoutes(spec);
+    this.routes = routes;
     this.pool = this.build(spec, previous);
     this.plan(spec, previous);
   }
