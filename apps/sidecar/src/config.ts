@@ -46,6 +46,8 @@ export interface SidecarConfig extends CommonConfig {
   drainMs: number;
   /** Acknowledgement heartbeat period. */
   ackIntervalMs: number;
+  /** How often the stored snapshot is read back from MESH_PROXY besides the live subscription. */
+  snapshotReconcileMs: number;
   /** Heartbeat TTL of a service this sidecar registers; it heartbeats its endpoint every third of it. */
   heartbeatTtlMs: number;
   /** After a root rotation begins, re-issue under the new root within this long (jittered; at least half of it, at most 5 s, first). */
@@ -140,6 +142,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Sidec
     accessLog,
     drainMs: r.duration('SIDECAR_DRAIN', '2s'),
     ackIntervalMs: r.duration('SIDECAR_ACK_INTERVAL', '10s'),
+    snapshotReconcileMs: r.duration('SIDECAR_SNAPSHOT_RECONCILE', '30s'),
     heartbeatTtlMs: r.duration('SIDECAR_HEARTBEAT_TTL', '10s'),
     newRootRenewMaxMs: r.duration('SIDECAR_NEW_ROOT_RENEW_MAX', '60s'),
     redisUrl: r.url('REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),

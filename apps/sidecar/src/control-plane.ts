@@ -1,6 +1,5 @@
-import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { connectBus, drainBus, followLastValues } from '@novamesh/bus';
+import { connectBus, drainBus, followLastValue } from '@novamesh/bus';
 import { ErrorCode, LOCALITY_LABEL, MeshError, NAMESPACE_LABEL, SIDECAR_LABEL, streams, subjects } from '@novamesh/contracts';
 import type { Logger } from '@novamesh/observability';
 import { MeshManager } from '@novamesh/sdk';
@@ -19,7 +18,7 @@ const RETRY_MS = 1_000;
 export class ControlPlaneLink {
   private nc: NatsConnection | undefined;
   private manager: MeshManager | undefined;
-  private follower: { stop(): Promise<void> } | undefined;
+  private follower: { stop(): void } | undefined;
   private timers: NodeJS.Timeout[] = [];
   private closed = false;
   private inboundPort = 0;
@@ -63,7 +62,7 @@ export class ControlPlaneLink {
   /** Starts following the snapshot, the acknowledgements and (when configured) the registration. */
   start(inboundPort: number): void {
     this.inboundPort = inboundPort;
-    void this.followSnapshots();
+    this.followSnapshots();
     this.ack();
     this.timers.push(setInterval(() => this.ack(), this.cfg.ackIntervalMs));
     if (this.cfg.register) {
@@ -119,7 +118,7 @@ export class ControlPlaneLink {
       clearInterval(t);
       clearTimeout(t);
     }
-    await this.follower?.stop().catch(() => undefined);
+    this.follower?.stop();
     await drainBus(this.nc);
   }
 
@@ -127,30 +126,28 @@ export class ControlPlaneLink {
     return `${this.cfg.address}:${this.inboundPort}`;
   }
 
-  private async followSnapshots(): Promise<void> {
+  /**
+   * The service's snapshot: live as proxy-config publishes it (core NATS), and read back from
+   * MESH_PROXY at start, after each reconnect and every `snapshotReconcileMs` (the stored value
+   * overrules a live one of the same version: see SnapshotStore.offer). MESH_PROXY missing (before
+   * proxy-config first ran) is retried on that period; traffic does not wait.
+   */
+  private followSnapshots(): void {
     const nc = this.nc;
     if (!nc) return;
-    const js = jetstream(nc);
-    while (!this.closed) {
-      try {
-        this.follower = await followLastValues({
-          js,
-          stream: streams.proxy,
-          filterSubject: subjects.proxyConfig(this.cfg.service),
-          logger: this.logger,
-          onMessage: (m) => {
-            const outcome = this.store.offer(m.string());
-            this.onApplied(outcome);
-            if (outcome.applied || outcome.reason) this.ack();
-          },
-        });
-        return;
-      } catch (err) {
-        // Typically: MESH_PROXY does not exist until proxy-config first ran. Keep serving, try again.
-        this.logger.debug({ err: (err as Error).message }, 'snapshot subject not followed yet');
-        await new Promise((r) => setTimeout(r, RETRY_MS));
-      }
-    }
+    const decoder = new TextDecoder();
+    this.follower = followLastValue({
+      nc,
+      stream: streams.proxy,
+      subject: subjects.proxyConfig(this.cfg.service),
+      reconcileMs: this.cfg.snapshotReconcileMs,
+      logger: this.logger,
+      onValue: (data, source) => {
+        const outcome = this.store.offer(decoder.decode(data), { live: source === 'live' });
+        this.onApplied(outcome);
+        if (outcome.applied || outcome.reason) this.ack();
+      },
+    });
   }
 
   private endpointLabels(): Record<string, string> {

@@ -55,7 +55,7 @@ export class SnapshotStore {
    * Validates and applies `raw` (JSON text). `applied` false with no reason means it was not newer
    * (a redelivery or the same content): nothing to report.
    */
-  offer(raw: string, opts: { persist?: boolean } = {}): { applied: boolean; reason?: string } {
+  offer(raw: string, opts: { persist?: boolean; live?: boolean } = {}): { applied: boolean; reason?: string } {
     let json: unknown;
     try {
       json = JSON.parse(raw);
@@ -71,7 +71,11 @@ export class SnapshotStore {
     if (snap.service !== this.service) return this.reject(snap, `is for service "${snap.service}", this sidecar serves "${this.service}"`);
     const hash = hashSnapshot(snap);
     if (hash !== snap.hash) return this.reject(snap, `content hash ${hash} does not match the declared hash ${snap.hash}`);
+    // A live (just published) snapshot may be a conditional publish that lost (same version as the
+    // stored winner, other content): it is taken only when newer. A stored one of the same version
+    // with other content overrules what a live one brought.
     if (this.current && (snap.version < this.current.version || snap.hash === this.current.hash)) return { applied: false };
+    if (opts.live && this.current && snap.version === this.current.version) return { applied: false };
     try {
       this.apply(snap);
     } catch (e) {

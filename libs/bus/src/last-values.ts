@@ -1,5 +1,6 @@
-import { DeliverPolicy, type JetStreamClient, type JsMsg } from '@nats-io/jetstream';
+import { DeliverPolicy, type JetStreamClient, type JsMsg, jetstreamManager } from '@nats-io/jetstream';
 import type { KV, KvWatchEntry } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '@novamesh/observability';
 
 export interface LastValuesOptions {
@@ -52,6 +53,84 @@ export async function followLastValues(opts: LastValuesOptions): Promise<{ stop(
       stopped = true;
       await messages.close().catch(() => undefined);
     },
+  };
+}
+
+export interface LastValueOptions {
+  nc: NatsConnection;
+  /** The last-value-per-subject stream that keeps `subject`'s value. */
+  stream: string;
+  /** One subject (no wildcards). */
+  subject: string;
+  /**
+   * Each value: `live` as it is published (core NATS, the fast path), `stored` when read back from
+   * the stream (at start, after a reconnect, and every `reconcileMs`). A live message is not yet
+   * known to be stored: a conditional publish that lost still reaches subscribers, so a reader
+   * takes a live value only when it is newer than what it has, and lets a stored one overrule.
+   */
+  onValue(data: Uint8Array, source: 'live' | 'stored'): void;
+  /** How often the stored value is read back to catch anything the live path missed; default 30 s. */
+  reconcileMs?: number;
+  logger?: Logger;
+}
+
+/**
+ * Follows one subject of a last-value stream without a consumer on the server: a core NATS
+ * subscription delivers each change the moment it is published, and the stream's stored last value
+ * is read (`STREAM.MSG.GET` by subject) after subscribing, after every reconnect and every
+ * `reconcileMs`. nats-server signals every consumer of a stream for each message it stores, so
+ * one consumer per sidecar made publishing a mesh-wide change O(sidecars²); subscriptions cost
+ * nothing per stored message. The stream missing (not created yet) is retried on the reconcile
+ * period. Returns at once; `stop()` ends it.
+ */
+export function followLastValue(opts: LastValueOptions): { stop(): void; refresh(): Promise<void> } {
+  const { nc, stream, subject } = opts;
+  let stopped = false;
+  const deliver = (data: Uint8Array, source: 'live' | 'stored') => {
+    try {
+      opts.onValue(data, source);
+    } catch (err) {
+      opts.logger?.warn({ err, subject }, 'unreadable message ignored');
+    }
+  };
+  const sub = nc.subscribe(subject, {
+    callback: (err, m) => {
+      if (!err) deliver(m.data, 'live');
+    },
+  });
+  let reading: Promise<void> | undefined;
+  let manager: ReturnType<typeof jetstreamManager> | undefined;
+  const refresh = (): Promise<void> => {
+    reading ??= (async () => {
+      try {
+        manager ??= jetstreamManager(nc, { checkAPI: false });
+        const jsm = await manager;
+        const stored = await jsm.streams.getMessage(stream, { last_by_subj: subject });
+        if (stored && !stopped) deliver(stored.data, 'stored');
+      } catch (err) {
+        manager = undefined;
+        if (!stopped) opts.logger?.debug({ err: (err as Error).message, stream, subject }, 'stored value not read; trying again later');
+      } finally {
+        reading = undefined;
+      }
+    })();
+    return reading;
+  };
+  void refresh();
+  const timer = setInterval(() => void refresh(), opts.reconcileMs ?? 30_000);
+  timer.unref();
+  const statuses = nc.status();
+  void (async () => {
+    for await (const s of statuses) if (s.type === 'reconnect') void refresh();
+  })().catch(() => undefined);
+  return {
+    stop: () => {
+      stopped = true;
+      clearInterval(timer);
+      sub.unsubscribe();
+      (statuses as { stop?: () => void }).stop?.();
+    },
+    refresh,
   };
 }
 

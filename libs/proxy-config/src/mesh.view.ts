@@ -1,4 +1,5 @@
 import type { EffectivePolicyV1, EndpointSetV1, RevocationListV1, TrustBundleV1 } from '@novamesh/contracts';
+import { canonicalJson } from './canonical-json';
 import { DependencyIndex } from './dependency.index';
 import { type CompiledSnapshot, CompileMemo, compileSnapshot } from './snapshot.compiler';
 
@@ -31,8 +32,16 @@ export class MeshView {
     return this.registeredOf(before);
   }
 
+  /**
+   * A service's effective policy changed. Its callers' snapshots read only the part of it that
+   * says how to call the service (traffic policy, route rules, mTLS mode): when that part is the
+   * same, only the service's own snapshot (its inbound side) is touched — so a mesh-wide
+   * authorization change does not recompile every caller of every service.
+   */
   applyPolicy(policy: EffectivePolicyV1): string[] {
+    const previous = this.policies.get(policy.service);
     this.policies.set(policy.service, policy);
+    if (previous && callerView(previous) === callerView(policy)) return this.registeredOf([policy.service]);
     return this.registeredOf(this.index.affectedBy(policy.service));
   }
 
@@ -74,4 +83,9 @@ export class MeshView {
   private registeredOf(services: Iterable<string>): string[] {
     return [...services].filter((s) => this.index.has(s)).sort();
   }
+}
+
+/** What a caller's snapshot takes from an upstream's effective policy (see compileUpstream), canonical. */
+function callerView(policy: EffectivePolicyV1): string {
+  return canonicalJson({ traffic: policy.traffic ?? null, routes: policy.routes, mtls: policy.mtls.mode });
 }

@@ -1,9 +1,10 @@
 // Lightweight sidecars for the propagation benchmark, many in one process: each follows one
-// service's snapshot subject `mesh.v1.config.proxy.<service>` through JetStream exactly as a
-// sidecar's control-plane link does (`followLastValues` of @novamesh/bus: an ordered consumer,
-// last value per subject first, then every change) and checks each snapshot as the sidecar's
-// SnapshotStore does (JSON, the ProxySnapshotV1 schema, the content hash) — without a data plane
-// to compile it into or a disk to write it to.
+// service's snapshot subject `mesh.v1.config.proxy.<service>` exactly as a sidecar's control-plane
+// link does (`followLastValue` of @novamesh/bus: a core NATS subscription for each change as it is
+// published, and the stored last value read back from MESH_PROXY) and checks each snapshot as the
+// sidecar's SnapshotStore does (JSON, the ProxySnapshotV1 schema, the content hash, newer than the
+// one it has; a live one of the same version is left to the stored one) — without a data plane to
+// compile it into or a disk to write it to.
 // Usage: node config-agents.mjs '{"natsUrl":…,"services":[…],"shared":"…"}'. Prints JSON lines:
 //   {"msg":"agents ready"} once every consumer exists, then for each snapshot received
 //   {"s":<service>,"v":<version>,"m":<marker>,"t":<epoch ms, µs precision>}, where the marker says
@@ -13,8 +14,7 @@ import { createRequire } from 'node:module';
 const opts = JSON.parse(process.argv[2] ?? '{}');
 const require = createRequire(import.meta.url);
 const { connect } = require('@nats-io/transport-node');
-const { jetstream } = require('@nats-io/jetstream');
-const { followLastValues } = require('@novamesh/bus');
+const { followLastValue } = require('@novamesh/bus');
 const { ProxySnapshotV1, streams, subjects } = require('@novamesh/contracts');
 const { hashSnapshot } = require('@novamesh/proxy-config');
 
@@ -41,31 +41,38 @@ const flush = () => {
 setInterval(flush, 20).unref();
 
 const nc = await connect({ servers: opts.natsUrl, name: `bench-config-agents-${process.pid}` });
-const js = jetstream(nc);
+const decoder = new TextDecoder();
 const followers = [];
 for (let i = 0; i < opts.services.length; i += 25) {
-  const batch = opts.services.slice(i, i + 25).map((service) =>
-    followLastValues({
-      js,
+  const batch = opts.services.slice(i, i + 25).map((service) => {
+    let current;
+    const follower = followLastValue({
+      nc,
       stream: streams.proxy,
-      filterSubject: subjects.proxyConfig(service),
-      onMessage: (m) => {
+      subject: subjects.proxyConfig(service),
+      onValue: (data, source) => {
         const t = now();
-        const parsed = ProxySnapshotV1.safeParse(JSON.parse(m.string()));
+        const parsed = ProxySnapshotV1.safeParse(JSON.parse(decoder.decode(data)));
         if (!parsed.success || parsed.data.service !== service || hashSnapshot(parsed.data) !== parsed.data.hash) {
           out.push(JSON.stringify({ s: service, bad: true, t }));
           return;
         }
-        out.push(JSON.stringify({ s: service, v: parsed.data.version, m: markerOf(parsed.data), t }));
+        const snap = parsed.data;
+        if (current && (snap.version < current.version || snap.hash === current.hash)) return;
+        if (source === 'live' && current && snap.version === current.version) return;
+        current = snap;
+        out.push(JSON.stringify({ s: service, v: snap.version, m: markerOf(snap), t }));
       },
-    }),
-  );
-  followers.push(...(await Promise.all(batch)));
+    });
+    followers.push(follower);
+    return follower.refresh();
+  });
+  await Promise.all(batch);
 }
 process.stdout.write(`${JSON.stringify({ msg: 'agents ready', services: opts.services.length })}\n`);
 process.on('SIGTERM', async () => {
   flush();
-  await Promise.all(followers.map((f) => f.stop())).catch(() => undefined);
+  for (const f of followers) f.stop();
   await nc.close().catch(() => undefined);
   process.exit(0);
 });

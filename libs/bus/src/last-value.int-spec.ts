@@ -1,0 +1,118 @@
+import { type JetStreamClient, jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { TestNats, waitFor } from '@novamesh/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { drainBus } from './connection';
+import { followLastValue } from './last-values';
+
+// followLastValue against a real nats-server: a last-value-per-subject stream like MESH_PROXY.
+const STREAM = 'LV_TEST';
+
+let nats: TestNats;
+let nc: NatsConnection;
+let js: JetStreamClient;
+
+beforeAll(async () => {
+  nats = await TestNats.start();
+  nc = await connect({ servers: nats.url, name: 'last-value-test', maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+  js = jetstream(nc);
+  const jsm = await jetstreamManager(nc);
+  await jsm.streams.add({ name: STREAM, subjects: ['lv.>'], max_msgs_per_subject: 1 });
+});
+
+afterAll(async () => {
+  await drainBus(nc);
+  await nats?.dispose();
+});
+
+type Seen = { value: string; source: 'live' | 'stored' };
+
+function follow(conn: NatsConnection, subject: string, reconcileMs = 60_000) {
+  const seen: Seen[] = [];
+  const decoder = new TextDecoder();
+  const f = followLastValue({
+    nc: conn,
+    stream: STREAM,
+    subject,
+    reconcileMs,
+    onValue: (data, source) => seen.push({ value: decoder.decode(data), source }),
+  });
+  return { seen, ...f };
+}
+
+describe('followLastValue', () => {
+  it('delivers the stored value first, then each change live, with no consumer on the server', async () => {
+    await js.publish('lv.a', 'v1');
+    const f = follow(nc, 'lv.a');
+    await f.refresh();
+    expect(f.seen).toEqual([{ value: 'v1', source: 'stored' }]);
+    await js.publish('lv.a', 'v2');
+    await js.publish('lv.a', 'v3');
+    await waitFor(() => f.seen.length === 3, { timeoutMs: 5_000 });
+    expect(f.seen.slice(1)).toEqual([
+      { value: 'v2', source: 'live' },
+      { value: 'v3', source: 'live' },
+    ]);
+    const info = await (await jetstreamManager(nc)).streams.info(STREAM);
+    expect(info.state.consumer_count).toBe(0);
+    f.stop();
+    await js.publish('lv.a', 'v4');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(f.seen).toHaveLength(3);
+  });
+
+  it('a conditional publish that lost still arrives live; the stored value (read back on refresh) is the winner', async () => {
+    const first = await js.publish('lv.b', 'v1');
+    const f = follow(nc, 'lv.b');
+    await f.refresh();
+    await js.publish('lv.b', 'winner', { expect: { lastSubjectSequence: first.seq } });
+    await expect(js.publish('lv.b', 'loser', { expect: { lastSubjectSequence: first.seq } })).rejects.toThrow();
+    await waitFor(() => f.seen.length === 3, { timeoutMs: 5_000 });
+    expect(f.seen.slice(1)).toEqual([
+      { value: 'winner', source: 'live' },
+      { value: 'loser', source: 'live' },
+    ]);
+    await f.refresh();
+    expect(f.seen.at(-1)).toEqual({ value: 'winner', source: 'stored' });
+    f.stop();
+  });
+
+  it('reads the stored value back every reconcile period', async () => {
+    await js.publish('lv.c', 'v1');
+    const f = follow(nc, 'lv.c', 150);
+    await waitFor(() => f.seen.filter((s) => s.source === 'stored').length >= 3, { timeoutMs: 5_000 });
+    expect(new Set(f.seen.map((s) => s.value))).toEqual(new Set(['v1']));
+    f.stop();
+  });
+
+  it('follows live before the stream exists, and catches up once it does', async () => {
+    const f = follow(nc, 'early.x', 200);
+    await f.refresh();
+    expect(f.seen).toEqual([]);
+    nc.publish('early.x', 'plain');
+    await waitFor(() => f.seen.length === 1, { timeoutMs: 5_000 });
+    expect(f.seen[0]).toEqual({ value: 'plain', source: 'live' });
+    f.stop();
+  });
+
+  it('after a reconnect, reads back what was stored while it was away', async () => {
+    // The follower reconnects only after 2 s; another client publishes in between.
+    const slow = await connect({ servers: nats.url, name: 'last-value-slow', maxReconnectAttempts: -1, reconnectTimeWait: 2_000 });
+    try {
+      await js.publish('lv.d', 'before');
+      const f = follow(slow, 'lv.d');
+      await f.refresh();
+      expect(f.seen).toEqual([{ value: 'before', source: 'stored' }]);
+      await nats.stop();
+      await nats.restart();
+      const other = await connect({ servers: nats.url, name: 'last-value-publisher' });
+      await jetstream(other).publish('lv.d', 'while away');
+      await other.close();
+      await waitFor(() => f.seen.length === 2, { timeoutMs: 10_000 });
+      expect(f.seen[1]).toEqual({ value: 'while away', source: 'stored' });
+      f.stop();
+    } finally {
+      await slow.close();
+    }
+  });
+});
