@@ -95,7 +95,7 @@ export interface ForwardRequest {
   method: string;
   path: string;
   headers: Record<string, string | string[]>;
-  /** The downstream request (streamed), its body read into memory (for retries), or null when it has none. */
+  /** The downstream request (streamed), a stream or the bytes of it for one try (retries), or null when it has none. */
   body: DownstreamRequest | Readable | Buffer | null;
   /** Called with the upstream's status and headers before they are sent (route response header changes). */
   onResponseHeaders?: (headers: Record<string, string | string[] | undefined>) => void;
@@ -107,41 +107,107 @@ export interface ForwardRequest {
   retryIf?: (status: number, headers: IncomingHttpHeaders) => boolean;
 }
 
-/** The largest request body read into memory so that a retry can send it again. */
+/** The largest request body kept in memory so that a retry can send it again (Envoy's per-request buffer limit). */
 export const MAX_RETRY_BODY_BYTES = 64 * 1024;
 
 /**
- * The request body, read into memory when it ends within `limit` bytes (so it can be sent again);
- * otherwise a stream of what was read followed by the rest, never held whole.
+ * A downstream request body that tries can send again, the way Envoy buffers one for retries: each
+ * try streams it upstream as it arrives (nothing waits for the whole body — a gRPC stream may be
+ * endless), while the first `limit` bytes are kept. A body announced (content-length) or found to
+ * be larger is never held whole: the first try streams it and it cannot be sent again. A try that
+ * starts before the body ended gets what was kept, then the rest as it arrives. Backpressure holds:
+ * the downstream is paused while a try's stream is full.
  */
-export function readBody(req: DownstreamRequest, limit: number = MAX_RETRY_BODY_BYTES): Promise<Buffer | Readable> {
-  if (Number(req.headers['content-length']) > limit) return Promise.resolve(req);
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const done = (value: Buffer | Readable) => {
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.off('close', onClose);
-      resolve(value);
-    };
-    const onData = (chunk: Buffer) => {
-      chunks.push(chunk);
-      size += chunk.length;
-      if (size <= limit) return;
-      req.pause();
-      const rest = new PassThrough();
-      for (const c of chunks) rest.write(c);
-      req.pipe(rest);
-      done(rest);
-    };
-    const onEnd = () => done(Buffer.concat(chunks, size));
-    // The client went away mid-body: the attempt fails as a downstream disconnect.
-    const onClose = () => done(req);
-    req.on('data', onData);
-    req.once('end', onEnd);
-    req.once('close', onClose);
-  });
+export class RetryableBody {
+  private readonly chunks: Buffer[] = [];
+  private size = 0;
+  private ended = false;
+  private overflowed: boolean;
+  private listening = false;
+  /** Streams of the tries that read the body now (the current one, and the next while it waits for its backoff). */
+  private readonly sinks = new Set<PassThrough>();
+  /** Sinks whose buffer is full: the downstream stays paused until each drained. */
+  private readonly full = new Set<PassThrough>();
+
+  constructor(
+    private readonly req: DownstreamRequest,
+    private readonly limit: number = MAX_RETRY_BODY_BYTES,
+  ) {
+    this.overflowed = Number(req.headers['content-length']) > limit;
+  }
+
+  /** Whether another try can still get the whole body (at most `limit` bytes so far). */
+  get replayable(): boolean {
+    return !this.overflowed;
+  }
+
+  /**
+   * The body for one more try: the downstream request itself when it is too large to keep (first
+   * try only), the kept bytes once the body ended, else a stream of the kept bytes and the rest.
+   * Undefined when it cannot be sent again. Pass what it returned to {@link close} when the try ends.
+   */
+  open(): DownstreamRequest | Readable | Buffer | undefined {
+    if (this.overflowed) {
+      if (this.listening) return undefined;
+      this.listening = true;
+      return this.req;
+    }
+    if (this.ended) return Buffer.concat(this.chunks, this.size);
+    const sink = new PassThrough();
+    // Whoever reads it handles its failures; a stray one must not take the process down.
+    sink.on('error', () => undefined);
+    for (const c of this.chunks) sink.write(c);
+    this.sinks.add(sink);
+    if (!this.listening) {
+      this.listening = true;
+      this.req.on('data', this.onData);
+      this.req.once('end', this.onEnd);
+      this.req.once('close', this.onClose);
+    }
+    return sink;
+  }
+
+  /** The try that read `body` is over: stop feeding its stream. */
+  close(body: ForwardRequest['body'] | undefined): void {
+    if (!(body instanceof PassThrough) || !this.sinks.delete(body)) return;
+    this.unblock(body);
+    body.destroy();
+  }
+
+  private readonly onData = (chunk: Buffer) => {
+    if (!this.overflowed) {
+      if (this.size + chunk.length > this.limit) {
+        this.overflowed = true;
+        this.chunks.length = 0;
+        this.size = 0;
+      } else {
+        this.chunks.push(chunk);
+        this.size += chunk.length;
+      }
+    }
+    for (const sink of this.sinks) {
+      if (sink.destroyed || sink.write(chunk) || this.full.has(sink)) continue;
+      this.full.add(sink);
+      this.req.pause();
+      sink.once('drain', () => this.unblock(sink));
+    }
+  };
+
+  private readonly onEnd = () => {
+    this.ended = true;
+    for (const sink of this.sinks) sink.end();
+  };
+
+  /** The client went away mid-body: the tries reading it end too (their attempt fails as a downstream disconnect). */
+  private readonly onClose = () => {
+    this.req.off('data', this.onData);
+    if (this.ended) return;
+    for (const sink of this.sinks) sink.destroy();
+  };
+
+  private unblock(sink: PassThrough): void {
+    if (this.full.delete(sink) && this.full.size === 0) this.req.resume();
+  }
 }
 
 /** True when the downstream request carries a body that must be streamed upstream (HTTP/2: unless the stream already ended). */
@@ -251,7 +317,8 @@ export async function forwardWithTrailers(dispatcher: Dispatcher, req: ForwardRe
     const r = await dispatcher.request(requestOptions(req, signal));
     signal.headersArrived();
     if (req.retryIf?.(r.statusCode, r.headers)) {
-      await r.body.dump();
+      // The retry is decided (and its slot taken): a failure while dropping this body must not undo it.
+      await r.body.dump().catch(() => undefined);
       return { status: r.statusCode, bytes: 0, retry: true, headers: r.headers };
     }
     status = r.statusCode;

@@ -4,7 +4,7 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DownstreamRequest, DownstreamResponse } from './forward';
 import { InFlightLimit } from './in-flight';
-import { grpcStatusOf, sendLocalReply } from './local-reply';
+import { encodeGrpcMessage, grpcStatusOf, grpcStatusOfHttp, sendLocalReply } from './local-reply';
 
 describe('grpcStatusOf', () => {
   it('answers a rate-limited gRPC caller RESOURCE_EXHAUSTED, whatever status the policy sets', () => {
@@ -12,6 +12,19 @@ describe('grpcStatusOf', () => {
     expect(grpcStatusOf(503, 'RATE_LIMITED')).toBe(8);
     expect(grpcStatusOf(503, 'OVERLOADED')).toBe(14);
     expect(grpcStatusOf(403)).toBe(7);
+  });
+
+  it('grpcStatusOfHttp follows gRPC’s HTTP-to-status mapping: what it does not name is UNKNOWN', () => {
+    const mapped = [400, 401, 403, 404, 429, 502, 503, 504, 500, 418, 200].map(grpcStatusOfHttp);
+    expect(mapped).toEqual([13, 16, 7, 12, 14, 14, 14, 14, 2, 2, 2]);
+  });
+
+  it('grpc-message: only bytes outside printable ASCII and % are percent-encoded, as gRPC clients decode it', () => {
+    const text = 'route a/b: 50% of "x", ünïcode\n';
+    const encoded = encodeGrpcMessage(text);
+    expect(encoded).toBe('route a/b: 50%25 of "x", %C3%BCn%C3%AFcode%0A');
+    // What grpc-js does with it.
+    expect(decodeURI(encoded)).toBe(text);
   });
 });
 

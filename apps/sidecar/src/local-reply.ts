@@ -41,8 +41,32 @@ export const ERROR_HEADER = 'x-novamesh-error';
 export const REASON_HEADER = 'x-novamesh-reason';
 
 /** Header values must be one line of visible ASCII; reasons are cut to a sane length. */
-function headerSafe(text: string): string {
+export function headerSafe(text: string): string {
   return text.replace(/[^\x20-\x7e]/g, '?').slice(0, 512);
+}
+
+/**
+ * The gRPC status gRPC's HTTP-to-status mapping (doc/http-grpc-status-mapping.md, as Envoy's
+ * `httpToGrpcStatus`) gives an HTTP status a gRPC caller cannot see itself.
+ */
+export function grpcStatusOfHttp(http: number): number {
+  switch (http) {
+    case 400:
+      return 13; // INTERNAL
+    case 401:
+      return 16; // UNAUTHENTICATED
+    case 403:
+      return 7; // PERMISSION_DENIED
+    case 404:
+      return 12; // UNIMPLEMENTED
+    case 429:
+    case 502:
+    case 503:
+    case 504:
+      return 14; // UNAVAILABLE
+    default:
+      return 2; // UNKNOWN
+  }
 }
 
 /**
@@ -52,11 +76,51 @@ function headerSafe(text: string): string {
  */
 export function grpcStatusOf(http: number, code?: LocalReplyCode): number {
   if (code === 'RATE_LIMITED' || http === 429) return 8; // RESOURCE_EXHAUSTED
-  if (http === 400) return 13; // INTERNAL
-  if (http === 401) return 16; // UNAUTHENTICATED
-  if (http === 403) return 7; // PERMISSION_DENIED
-  if (http === 404) return 12; // UNIMPLEMENTED
-  return 14; // UNAVAILABLE (502, 503, 504, anything else)
+  return grpcStatusOfHttp(http);
+}
+
+/** Whether the request is a gRPC call (content-type application/grpc, +proto, +json…). */
+export function isGrpc(req: DownstreamRequest): boolean {
+  const contentType = req.headers['content-type'];
+  return typeof contentType === 'string' && contentType.startsWith('application/grpc');
+}
+
+/**
+ * `grpc-message` as the gRPC protocol wants it: UTF-8 bytes outside printable ASCII, and `%`,
+ * percent-encoded; everything else as is. (encodeURIComponent would also encode `/`, `:`, `,`…,
+ * which clients decode with decodeURI and so show escaped.)
+ */
+export function encodeGrpcMessage(text: string): string {
+  let out = '';
+  for (const byte of Buffer.from(text, 'utf8'))
+    out +=
+      byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  return out;
+}
+
+/**
+ * Ends `res` with a trailers-only gRPC response: HTTP 200 and one HEADERS frame carrying
+ * `grpc-status` and `grpc-message` (percent-encoded) that ends the stream — on HTTP/2 anything else
+ * leaves clients without a status.
+ */
+export function sendGrpcStatus(
+  req: DownstreamRequest,
+  res: DownstreamResponse,
+  grpcStatus: number,
+  message: string,
+  headers: Record<string, string>,
+): void {
+  const all = {
+    'content-type': req.headers['content-type'] as string,
+    'grpc-status': String(grpcStatus),
+    'grpc-message': encodeGrpcMessage(message),
+    ...headers,
+  };
+  if ('stream' in res) res.stream.respond({ ':status': 200, ...all }, { endStream: true });
+  else {
+    res.writeHead(200, all);
+    res.end();
+  }
 }
 
 /**
@@ -78,22 +142,12 @@ export function sendLocalReply(
     res.destroy();
     return;
   }
-  const contentType = req.headers['content-type'];
-  if (typeof contentType === 'string' && contentType.startsWith('application/grpc')) {
-    const headers = {
-      'content-type': contentType,
-      'grpc-status': String(grpcStatusOf(status, code)),
-      'grpc-message': encodeURIComponent(reason),
+  if (isGrpc(req)) {
+    sendGrpcStatus(req, res, grpcStatusOf(status, code), reason, {
       [ERROR_HEADER]: code,
       [REASON_HEADER]: headerSafe(reason),
       ...extraHeaders,
-    };
-    // Trailers-only: on HTTP/2 the one HEADERS frame must end the stream, or clients see no status.
-    if ('stream' in res) res.stream.respond({ ':status': 200, ...headers }, { endStream: true });
-    else {
-      res.writeHead(200, headers);
-      res.end();
-    }
+    });
     return;
   }
   const body = JSON.stringify({ code, message: reason });

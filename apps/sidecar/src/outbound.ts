@@ -4,6 +4,7 @@ import { createServer as createH2Server } from 'node:http2';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   type AttemptFailure,
+  type CircuitBreaker,
   decideFault,
   type MatchedRoute,
   outcomeOfStatus,
@@ -22,11 +23,11 @@ import {
   forwardableHeaders,
   forwardWithTrailers,
   hasBody,
-  readBody,
+  RetryableBody,
 } from './forward';
 import type { InFlightLimit } from './in-flight';
 import { requestView, splitUrl } from './inbound';
-import { type LocalReplyCode, REASON_HEADER, sendLocalReply } from './local-reply';
+import { grpcStatusOfHttp, isGrpc, type LocalReplyCode, REASON_HEADER, sendGrpcStatus, sendLocalReply } from './local-reply';
 import type { SidecarMetrics } from './metrics';
 import { ProtocolListener } from './protocol-listener';
 import type { RuntimeEndpoint, UpstreamRuntime } from './upstream-runtime';
@@ -202,8 +203,9 @@ export class OutboundProxy {
   /**
    * The request path of an upstream with timeouts, retries, faults or a circuit breaker: fault
    * injection first (an abort never reaches the upstream and is never retried), then admission by
-   * the circuit breaker, then tries on distinct endpoints while the retry policy, the budget and
-   * maxRetries allow and the request timeout has time left.
+   * the circuit breaker (waiting as pending at most until the request timeout), then tries on
+   * distinct endpoints while the retry policy, the budget and maxRetries allow and the request
+   * timeout has time left.
    */
   private async resilient(c: {
     req: DownstreamRequest;
@@ -221,6 +223,7 @@ export class OutboundProxy {
     const { res, up, log, routeName } = c;
     const plan = up.planFor(c.route);
     const metrics = this.deps.metrics;
+    const deadline = plan.requestTimeout === undefined ? Number.POSITIVE_INFINITY : c.started + plan.requestTimeout;
     let fault: 'delay' | undefined;
     const decision = plan.fault && decideFault(plan.fault);
     if (decision?.delayMs !== undefined) {
@@ -231,13 +234,15 @@ export class OutboundProxy {
     if (decision?.abortStatus !== undefined) {
       metrics.faults.labels(up.service, 'abort').inc();
       const reason = `fault injected by route ${routeName}`;
+      const headers = { [FAULT_HEADER]: 'abort', [REASON_HEADER]: reason };
+      if (isGrpc(c.req)) {
+        // Envoy's abort.grpc_status: a gRPC caller sees a gRPC status, not an HTTP error its library calls a protocol failure.
+        const grpcStatus = decision.abortGrpcStatus ?? grpcStatusOfHttp(decision.abortStatus);
+        sendGrpcStatus(c.req, res, grpcStatus, reason, headers);
+        return log(200, undefined, reason, { route: routeName, fault: 'abort', grpcStatus });
+      }
       const body = JSON.stringify({ code: 'FAULT_INJECTED', message: reason });
-      res.writeHead(decision.abortStatus, {
-        'content-type': 'application/json',
-        'content-length': Buffer.byteLength(body),
-        [FAULT_HEADER]: 'abort',
-        [REASON_HEADER]: reason,
-      });
+      res.writeHead(decision.abortStatus, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...headers });
       res.end(body);
       return log(decision.abortStatus, undefined, reason, { route: routeName, fault: 'abort' });
     }
@@ -258,12 +263,19 @@ export class OutboundProxy {
       const reason = `circuit breaker of ${up.service}: ${admission} (${limit}) reached`;
       return this.reply(c, 'UPSTREAM_OVERFLOW', reason, { route: routeName, fault });
     }
-    if (admission) {
+    if (admission && breaker) {
       metrics.overflows.labels(up.service, 'maxConnections').inc();
-      await admission;
+      // Envoy's route timeout covers the time a request waits for a connection.
+      const waited = await waitForSlot(admission, breaker, deadline, res);
+      const extra = { route: routeName, fault };
+      if (waited === 'gone') return log(0, 'DOWNSTREAM_DISCONNECT', 'the client went away while waiting for a connection', extra);
+      if (waited === 'timeout') {
+        const reason = `no connection to ${up.service} within the request timeout (${plan.requestTimeout} ms): waited as pending, maxConnections (${breaker.limits.maxConnections}) in use`;
+        return this.reply(c, 'UPSTREAM_TIMEOUT', reason, extra);
+      }
     }
     try {
-      await this.tries(c, plan, fault);
+      await this.tries(c, plan, fault, deadline);
     } finally {
       breaker?.release();
     }
@@ -273,16 +285,13 @@ export class OutboundProxy {
     c: Parameters<OutboundProxy['resilient']>[0],
     plan: ReturnType<UpstreamRuntime['planFor']>,
     fault: 'delay' | undefined,
+    deadline: number,
   ): Promise<void> {
     const { req, res, up, log, routeName, forwarded } = c;
     const { retry, budget } = plan;
-    const deadline = plan.requestTimeout === undefined ? Number.POSITIVE_INFINITY : c.started + plan.requestTimeout;
-    // Retries need the body again: read it into memory when small, else stream it and do not retry.
-    let replayable = forwarded.body === null;
-    if (retry && forwarded.body !== null) {
-      forwarded.body = await readBody(req);
-      replayable = Buffer.isBuffer(forwarded.body);
-    }
+    // Retries need the body again: each try streams it while its first 64 KiB are kept; a larger one is not retried.
+    const body = retry && forwarded.body !== null ? new RetryableBody(req) : undefined;
+    if (body) forwarded.body = body.open() ?? null;
     budget?.onRequest();
     const breaker = up.breaker;
     const exclude = retry ? new Set<string>() : undefined;
@@ -290,9 +299,12 @@ export class OutboundProxy {
     let attempts = 0;
     let retryAfter: number | undefined;
     let holdsRetry = false;
-    /** Whether one more try may go: attempts left, the method, time left, maxRetries, the budget. */
+    /** The body of the decided next try, opened at once: the body may outgrow what is kept while the retry waits. */
+    let nextBody: ForwardRequest['body'] | undefined;
+    /** Whether one more try may go: attempts left, the body, the method, time left, maxRetries, the budget. */
     const mayRetry = (failure: AttemptFailure | undefined, headers?: Record<string, unknown>): boolean => {
-      if (!retry || attempts > retry.attempts || !replayable || !retry.methodAllows(forwarded.method, failure)) return false;
+      if (!retry || attempts > retry.attempts || (body && !body.replayable)) return false;
+      if (!retry.methodAllows(forwarded.method, failure, headers?.['grpc-status'])) return false;
       const left = deadline - performance.now();
       retryAfter = parseRetryAfter(headers?.['retry-after']);
       if (retryAfter !== undefined && retryAfter > Math.min(RETRY_AFTER_CAP_MS, left)) return false;
@@ -306,6 +318,7 @@ export class OutboundProxy {
         this.deps.metrics.overflows.labels(up.service, 'retryBudget').inc();
         return false;
       }
+      if (body) nextBody = body.open();
       return true;
     };
     if (retry)
@@ -317,6 +330,7 @@ export class OutboundProxy {
       const left = deadline - performance.now();
       forwarded.timeoutMs = left === Number.POSITIVE_INFINITY ? undefined : Math.max(1, left);
       outcome = await this.attempt(req, res, endpoint, forwarded);
+      body?.close(forwarded.body);
       if (holdsRetry) breaker?.retryDone();
       holdsRetry = false;
       if (outcome.error === 'DOWNSTREAM_DISCONNECT') break;
@@ -334,6 +348,7 @@ export class OutboundProxy {
       const wait = Math.min(retryAfter ?? retry?.backoff(attempts) ?? 0, Math.max(0, deadline - performance.now()));
       if (wait > 0) await sleep(wait);
       if (res.destroyed || performance.now() >= deadline) {
+        body?.close(nextBody);
         breaker?.retryDone();
         outcome = res.destroyed
           ? { status: 0, error: 'DOWNSTREAM_DISCONNECT', reason: 'the client went away', bytes: 0 }
@@ -345,6 +360,7 @@ export class OutboundProxy {
             };
         break;
       }
+      if (body) forwarded.body = nextBody ?? null;
       exclude?.add(endpoint.id);
       endpoint = up.pool.pick(c.view, c.subset, exclude) ?? endpoint;
       this.deps.metrics.retries.labels(up.service).inc();
@@ -382,4 +398,35 @@ export class OutboundProxy {
       .then((r) => r.body.dump())
       .catch(() => undefined);
   }
+}
+
+type PendingAdmission = Exclude<ReturnType<CircuitBreaker['acquire']>, string | undefined>;
+
+/**
+ * Waits for the circuit breaker to hand a pending request a slot, until the request's deadline or
+ * until its client goes away; a request that does not get to go leaves the queue (or hands on a slot
+ * it was given meanwhile).
+ */
+function waitForSlot(
+  pending: PendingAdmission,
+  breaker: CircuitBreaker,
+  deadline: number,
+  res: DownstreamResponse,
+): Promise<'admitted' | 'timeout' | 'gone'> {
+  return new Promise((resolve) => {
+    let settled = false;
+    let timer: NodeJS.Timeout | undefined;
+    const settle = (how: 'admitted' | 'timeout' | 'gone') => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      res.off('close', onClose);
+      if (how !== 'admitted' && !pending.cancel()) breaker.release();
+      resolve(how);
+    };
+    const onClose = () => settle('gone');
+    res.once('close', onClose);
+    if (deadline !== Number.POSITIVE_INFINITY) timer = setTimeout(() => settle('timeout'), Math.max(0, deadline - performance.now()));
+    void pending.admitted.then(() => settle('admitted'));
+  });
 }

@@ -13,6 +13,17 @@ export interface CircuitBreakerStatus {
 }
 
 /**
+ * A request waiting as pending for a connection. `admitted` resolves when a slot was handed to it;
+ * `cancel` gives its place up (its request timeout ran out, its client went away): true when it
+ * was still waiting, false when a slot was already handed to it — then it holds that slot and must
+ * {@link CircuitBreaker.release} it like any admitted request.
+ */
+export interface PendingAdmission {
+  readonly admitted: Promise<void>;
+  cancel(): boolean;
+}
+
+/**
  * Envoy's circuit breaking for one upstream cluster, as counters the caller drives:
  * `maxRequests` caps requests in flight (over it: overflow at once); `maxConnections` caps the
  * requests in flight on HTTP/1.1 connections (one request per connection at a time), so requests
@@ -31,11 +42,12 @@ export class CircuitBreaker {
   }
 
   /**
-   * Admits a request: undefined when it may go now, a promise when it waits as pending (it
-   * resolves when a slot frees), or the limit it overflowed (nothing taken). Every admitted
-   * request (now or after waiting) must call {@link release} exactly once.
+   * Admits a request: undefined when it may go now, a {@link PendingAdmission} when it waits as
+   * pending (admitted when a slot frees, in arrival order; a waiter that gives up leaves the queue),
+   * or the limit it overflowed (nothing taken). Every admitted request (now or after waiting) must
+   * call {@link release} exactly once.
    */
-  acquire(): CircuitLimit | Promise<void> | undefined {
+  acquire(): CircuitLimit | PendingAdmission | undefined {
     if (this.active < this.maxActive) {
       this.active++;
       return undefined;
@@ -44,7 +56,20 @@ export class CircuitBreaker {
     // Only maxConnections is reached: wait for a connection, unless too many already wait.
     this.overflows.maxConnections++;
     if (this.waiting.length >= (this.limits.maxPendingRequests ?? Infinity)) return this.overflow('maxPendingRequests');
-    return new Promise((resolve) => this.waiting.push(resolve));
+    let admit!: () => void;
+    const admitted = new Promise<void>((resolve) => {
+      admit = resolve;
+    });
+    this.waiting.push(admit);
+    return {
+      admitted,
+      cancel: () => {
+        const i = this.waiting.indexOf(admit);
+        if (i < 0) return false;
+        this.waiting.splice(i, 1);
+        return true;
+      },
+    };
   }
 
   /** Ends an admitted request; hands its slot to the oldest pending one. */

@@ -17,4 +17,14 @@ describe('decideFault', () => {
     expect(aborted / i).toBeGreaterThan(0.08);
     expect(aborted / i).toBeLessThan(0.12);
   });
+
+  it('carries the gRPC status of an abort when the route sets one', () => {
+    expect(decideFault({ abort: { httpStatus: 503, grpcStatus: 4, percentage: 100 } })).toEqual({
+      delayMs: undefined,
+      abortStatus: 503,
+      abortGrpcStatus: 4,
+    });
+    expect(decideFault({ abort: { httpStatus: 503, grpcStatus: 0, percentage: 100 } })?.abortGrpcStatus).toBe(0);
+    expect(decideFault({ abort: { httpStatus: 503, grpcStatus: 4, percentage: 0 } })).toBeUndefined();
+  });
 });

@@ -50,6 +50,21 @@ describe('CompiledRetryPolicy', () => {
     expect(p.methodAllows('PATCH', 'refused-stream')).toBe(true);
   });
 
+  it('retries non-idempotent methods like the others when the policy sets retryNonIdempotent', () => {
+    const p = policy({ retryOn: ['5xx'], retryNonIdempotent: true });
+    expect(p.methodAllows('POST', undefined)).toBe(true);
+    expect(p.methodAllows('POST', 'reset')).toBe(true);
+    expect(p.methodAllows('PATCH', 'timeout')).toBe(true);
+    expect(policy({ retryOn: ['5xx'], retryNonIdempotent: false }).methodAllows('POST', undefined)).toBe(false);
+  });
+
+  it('retries a gRPC call (a POST) that the server answered UNAVAILABLE, no other gRPC status', () => {
+    const p = policy({ retryOn: ['unavailable'] });
+    expect(p.methodAllows('POST', undefined, '14')).toBe(true);
+    expect(p.methodAllows('POST', undefined, '13')).toBe(false);
+    expect(p.methodAllows('POST', 'reset', '14')).toBe(false);
+  });
+
   it('backs off exponentially with full jitter, never above maxInterval', () => {
     fc.assert(
       fc.property(

@@ -20,7 +20,13 @@ const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT'
 export const DEFAULT_RETRY_ON: readonly RetryOnCondition[] = ['connect-failure', 'refused-stream', 'unavailable', 'gateway-error'];
 /** gRPC status UNAVAILABLE, what the `unavailable` condition retries. */
 const GRPC_UNAVAILABLE = '14';
-/** A `Retry-After` longer than this is not waited for: the response is passed on instead. */
+/**
+ * A `Retry-After` longer than this (or than the request's time left) is not waited for: the
+ * response, with its `Retry-After`, is passed on instead of being retried early. Envoy's
+ * `rate_limited_retry_back_off.max_interval` plays this part (default 300 s, and Envoy then falls
+ * back to its usual backoff); 30 s keeps a caller's request from being held longer than a person
+ * would wait.
+ */
 export const RETRY_AFTER_CAP_MS = 30_000;
 
 /** RFC 9110 §9.2.2 idempotent methods: a retry cannot repeat an effect. */
@@ -83,13 +89,16 @@ export class CompiledRetryPolicy {
   }
 
   /**
-   * Whether `method` may be retried after `failure` (undefined: after a response). Idempotent
-   * methods always; the others (POST, PATCH) only when the request provably never reached the
-   * application (no connection, refused stream) — RetryPolicy has no flag to allow more, and
-   * this is what Envoy's conditions amount to for them.
+   * Whether `method` may be retried after `failure` (undefined: after a response, whose gRPC
+   * status is `grpcStatus`). Idempotent methods always; the others (POST, PATCH) only when the
+   * request provably never reached the application (no connection, refused stream) or when a gRPC
+   * server answered UNAVAILABLE, which gRPC defines as "the client can retry just the failing
+   * call" (every gRPC call is a POST, so the method says nothing about it); all of them when the
+   * policy's `retryNonIdempotent` is set.
    */
-  methodAllows(method: string, failure: AttemptFailure | undefined): boolean {
-    return isIdempotent(method) || (failure !== undefined && NEVER_SENT.has(failure));
+  methodAllows(method: string, failure: AttemptFailure | undefined, grpcStatus?: unknown): boolean {
+    if (this.policy.retryNonIdempotent === true || isIdempotent(method)) return true;
+    return failure !== undefined ? NEVER_SENT.has(failure) : grpcStatus === GRPC_UNAVAILABLE;
   }
 
   /** Wait before retry number `retry` (1-based): exponential from baseInterval, capped at maxInterval, fully jittered. */

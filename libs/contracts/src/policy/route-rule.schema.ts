@@ -75,11 +75,22 @@ export const RewriteSchema = z
 /** Copies a percentage of the route's requests to a subset; responses of the copies are dropped. */
 export const MirrorSchema = z.strictObject({ subset: dnsLabel, percentage: percentage.default(100) });
 
+/**
+ * An injected abort: HTTP callers get `httpStatus`; gRPC callers (content-type application/grpc…)
+ * get a trailers-only response with `grpcStatus` (0–16, Envoy's `abort.grpc_status`), or without
+ * it the gRPC status that gRPC's HTTP-to-status mapping gives `httpStatus`.
+ */
+export const FaultAbortSchema = z.strictObject({
+  httpStatus: z.number().int().min(200).max(599),
+  grpcStatus: z.number().int().min(0).max(16).optional(),
+  percentage: percentage.default(100),
+});
+
 /** Fault injection for chaos testing: delay and/or abort a percentage of requests. */
 export const FaultSchema = z
   .strictObject({
     delay: z.strictObject({ fixedDelay: duration(1, 600_000), percentage: percentage.default(100) }).optional(),
-    abort: z.strictObject({ httpStatus: z.number().int().min(200).max(599), percentage: percentage.default(100) }).optional(),
+    abort: FaultAbortSchema.optional(),
   })
   .superRefine((f, ctx) => {
     if (!f.delay && !f.abort) ctx.addIssue({ code: 'custom', message: 'must have a delay, an abort or both' });

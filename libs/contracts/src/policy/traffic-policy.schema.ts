@@ -64,6 +64,13 @@ export const RetryPolicySchema = seedForm(
       retriableStatusCodes: z.array(httpStatus).min(1).max(32).optional(),
       backoff: RetryBackoffSchema.optional(),
       budget: RetryBudgetSchema.optional(),
+      /**
+       * Retry POST and PATCH after a response or a reset too, like the idempotent methods. Off by
+       * default: they are retried only when they provably never reached the application (no
+       * connection, refused stream) or a gRPC server answered UNAVAILABLE. Set it only for
+       * upstreams whose non-idempotent endpoints are safe to repeat (idempotency keys).
+       */
+      retryNonIdempotent: z.boolean().optional(),
     })
     .superRefine((r, ctx) => {
       r.retryOn?.forEach((c, i) => {
