@@ -11,7 +11,8 @@
 // baseline, feature… so each feature is compared with the baselines measured just before and just
 // after it (linear drift cancels). Per step: throughput at 32 connections (wrk) and latency at a
 // fixed 1,000 req/s (Node open-loop generator), with the CPU of every process. Then the global
-// limit's decision itself: the Redis script call (libs/state RateLimitStore over the sidecar's
+// limit's decision itself: RateLimitStore.consume (libs/state; concurrent decisions for the same
+// windows share one Redis script call) over the sidecar's
 // client settings) timed from this process against the same redis-server, next to a plain INCR.
 import { writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -128,7 +129,7 @@ const FEATURES = [
     id: 'global',
     hop: 'inbound',
     label: 'global rate limit',
-    what: `RateLimitPolicy on the app's service, one \`scope: global\` limit of ${int(1e9)} requests per second without a key, \`failureMode: closed\` (a Redis failure would show as a 429): one Redis script call per request`,
+    what: `RateLimitPolicy on the app's service, one \`scope: global\` limit of ${int(1e9)} requests per second without a key, \`failureMode: closed\` (a Redis failure would show as a 429): the sidecar's \`RateLimitStore\` batches the decisions, one Redis script call for the requests that arrived while the previous call was out`,
     policy: {
       kind: 'RateLimitPolicy',
       name: 'bench-global',
@@ -211,6 +212,14 @@ async function scriptCalls(redis) {
   return [...info.matchAll(/^cmdstat_(?:evalsha|eval):calls=(\d+)/gm)].reduce((a, m) => a + Number(m[1]), 0);
 }
 
+/** Requests the sidecar has answered on its inbound side so far (`novamesh_sidecar_requests_total` of its /metrics). */
+async function inboundAnswered(sidecar) {
+  const text = await (await fetch(`http://127.0.0.1:${sidecar.ports.admin}/metrics`)).text();
+  return [...text.matchAll(/^novamesh_sidecar_requests_total\{([^}]*)\} (\d+)/gm)]
+    .filter((m) => m[1].includes('direction="inbound"'))
+    .reduce((a, m) => a + Number(m[2]), 0);
+}
+
 /** One step: the policy state, then throughput and latency through the hop's sidecar. */
 async function measure(libs, cfg, ctx, step, previous) {
   const version = await enter(libs, ctx, step, previous);
@@ -218,16 +227,28 @@ async function measure(libs, cfg, ctx, step, previous) {
   const first = await probe(libs, target);
   if (first.status !== 200) await until200(libs, target, `${step.hop} hop to answer 200`);
   const pids = { sidecar: ctx.sidecars[step.hop].proc.pid, upstream: ctx.upstreamPid };
-  const calls0 = await scriptCalls(ctx.redis);
+  // Script calls and requests answered (warm-ups included in both) before, between and after the two phases.
+  const counts = async () => ({
+    calls: await scriptCalls(ctx.redis),
+    answered: step.hop === 'inbound' ? await inboundAnswered(ctx.sidecars.inbound) : 0,
+  });
+  const c0 = await counts();
   return withCleanup(async (scope) => {
     const tput = await throughput(libs, scope, cfg, ctx, target, pids, ['redis-server']);
+    const c1 = await counts();
     const lat = await latency(libs, scope, cfg, ctx, target, pids, ['redis-server']);
-    const redisCalls = (await scriptCalls(ctx.redis)) - calls0;
+    const c2 = await counts();
+    const redisCalls = c2.calls - c0.calls;
+    const answered = c2.answered - c0.answered;
+    const batches = {
+      tput: { calls: c1.calls - c0.calls, answered: c1.answered - c0.answered },
+      lat: { calls: c2.calls - c1.calls, answered: c2.answered - c1.answered },
+    };
     const s = summarize(lat.latency);
     note(
-      `  ${step.feature?.label ?? `${step.hop} baseline`}${step.feature ? ` (round ${step.round})` : ''}: ${int(tput.rps)} req/s, at ${cfg.rate}/s p50 ${ms(s?.p50)} p99 ${ms(s?.p99)}; sidecar ${tput.cpu.sidecar?.toFixed(2)} cores; errors ${tput.errors + lat.errors}, non-200 ${tput.non200 + lat.non200}${redisCalls ? `; ${int(redisCalls)} Redis script calls` : ''}`,
+      `  ${step.feature?.label ?? `${step.hop} baseline`}${step.feature ? ` (round ${step.round})` : ''}: ${int(tput.rps)} req/s, at ${cfg.rate}/s p50 ${ms(s?.p50)} p99 ${ms(s?.p99)}; sidecar ${tput.cpu.sidecar?.toFixed(2)} cores; errors ${tput.errors + lat.errors}, non-200 ${tput.non200 + lat.non200}${redisCalls ? `; ${int(redisCalls)} Redis script calls for ${int(answered)} requests` : ''}`,
     );
-    return { hop: step.hop, feature: step.feature?.id, round: step.round, version, tput, lat, redisCalls };
+    return { hop: step.hop, feature: step.feature?.id, round: step.round, version, tput, lat, redisCalls, answered, batches };
   });
 }
 
@@ -282,10 +303,16 @@ async function decisions(libs, cfg, cp) {
     const out = [];
     for (const inFlight of [1, cfg.inFlight])
       for (const [kind, call] of Object.entries(kinds)) {
+        const calls0 = await scriptCalls(client);
         const r = await timeCalls(libs, call, { count: cfg.decisions, inFlight, redisPid: cp.redis.proc?.pid });
+        // Decisions (warm-ups included) per script call: consume batches what arrives while a call is out.
+        const perScript =
+          kind === 'script' ? (Math.ceil(cfg.decisions / 10) + cfg.decisions) / ((await scriptCalls(client)) - calls0) : undefined;
         const s = summarize(r.histogram);
-        note(`  ${kind}, ${inFlight} in flight: ${int(r.perSecond)}/s, p50 ${us(s.p50)} p99 ${us(s.p99)} p99.9 ${us(s.p999)}`);
-        out.push({ kind, ...r });
+        note(
+          `  ${kind}, ${inFlight} in flight: ${int(r.perSecond)}/s, p50 ${us(s.p50)} p99 ${us(s.p99)} p99.9 ${us(s.p999)}${perScript ? `; ${perScript.toFixed(1)} decisions per script call` : ''}`,
+        );
+        out.push({ kind, ...r, perScript });
       }
     return out;
   } finally {
@@ -336,6 +363,7 @@ async function runAll(libs, cfg, tools) {
 const us = (n) => (n === undefined ? '–' : `${int(n * 1000)} µs`);
 const usNum = (n) => (n === undefined ? '–' : `${int(n)} µs`);
 const ratio = (n) => (n === undefined ? '–' : `${(n * 100).toFixed(0)} %`);
+const perCall = (requests, calls) => (calls ? (requests / calls).toFixed(1) : '–');
 const plusMs = (n) => (n === undefined ? '–' : `${n >= 0 ? '+' : ''}${ms(n)}`);
 const CPU_KEYS = ['sidecar', 'upstream', 'redis-server', 'load generator', 'control plane', 'other', 'whole machine'];
 const cores = (c) =>
@@ -382,6 +410,16 @@ function aggregate(libs, steps) {
       non200: g.reduce((a, x) => a + x.tput.non200 + x.lat.non200, 0),
       firstError: g.map((x) => x.lat.firstError ?? (x.lat.firstStatus ? `status ${x.lat.firstStatus}` : undefined)).find(Boolean),
       redisCalls: g.reduce((a, x) => a + (x.redisCalls ?? 0), 0),
+      answered: g.reduce((a, x) => a + (x.answered ?? 0), 0),
+      batches: Object.fromEntries(
+        ['tput', 'lat'].map((phase) => [
+          phase,
+          {
+            calls: g.reduce((a, x) => a + (x.batches?.[phase].calls ?? 0), 0),
+            answered: g.reduce((a, x) => a + (x.batches?.[phase].answered ?? 0), 0),
+          },
+        ]),
+      ),
     };
   };
   for (const hop of Object.keys(HOPS)) {
@@ -434,13 +472,13 @@ function tables(rows, decided, cfg) {
     ),
   ];
   const dec = [
-    `| call (one Redis connection, loopback) | in flight | calls | calls/s | p50 | p99 | p99.9 | max | redis-server CPU per call |`,
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+    `| call (one Redis connection, loopback) | in flight | calls | calls/s | decisions per script call | p50 | p99 | p99.9 | max | redis-server CPU per call |`,
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...decided.map((d) => {
       const s = summarize(d.histogram);
       const aim =
         d.kind === 'script' && d.inFlight === 1 ? ` (aim ≤ ${ms(AIMS.decisionP99Ms)})${verdict(s.p99 <= AIMS.decisionP99Ms)}` : '';
-      return `| ${d.kind === 'script' ? 'global limit decision: `RateLimitStore.consume` (EVALSHA of the sliding-window script, one window)' : 'reference: `INCR`'} | ${d.inFlight} | ${int(d.count)}${d.errors ? ` (${d.errors} errors)` : ''} | ${int(d.perSecond)} | ${us(s.p50)} | ${us(s.p99)}${aim} | ${us(s.p999)} | ${us(s.max)} | ${usNum(perReqUs(d.cpu, ['redis-server'], d.perSecond))} |`;
+      return `| ${d.kind === 'script' ? 'global limit decision: `RateLimitStore.consume` (batched EVALSHA of the sliding-window script, one window)' : 'reference: `INCR`'} | ${d.inFlight} | ${int(d.count)}${d.errors ? ` (${d.errors} errors)` : ''} | ${int(d.perSecond)} | ${d.perScript ? d.perScript.toFixed(1) : '—'} | ${us(s.p50)} | ${us(s.p99)}${aim} | ${us(s.p999)} | ${us(s.max)} | ${usNum(perReqUs(d.cpu, ['redis-server'], d.perSecond))} |`;
     }),
   ];
   return { tput: tput.join('\n'), lat: lat.join('\n'), dec: dec.join('\n') };
@@ -482,7 +520,7 @@ const WHY = {
   fault: "the route table (every request now matches a route, instead of none), the resilient path, and `decideFault`'s two random draws",
   local: 'the token bucket lookup and refill per request in `RateLimiter.check`',
   global:
-    "one Redis round trip per request, awaited before the request is forwarded: the sidecar builds and sends an EVALSHA and parses its reply (ioredis), redis-server runs the script (HMGET, HSET, PEXPIRE), and redis-server's CPU is taken from the cores the sidecar, the app and the load generator share",
+    "a Redis round trip awaited before each request is forwarded (plus the wait for the `setImmediate` that sends a batch, or for the call in flight), shared by the requests of one batch: per script call the sidecar builds and sends an EVALSHA and parses its reply (ioredis), redis-server runs the script (HMGET, HSET, PEXPIRE); per request there remain a queue entry, a promise and its verdict, and redis-server's CPU is taken from the cores the sidecar, the app and the load generator share",
 };
 
 function observations(rows, decided, tools, cfg) {
@@ -524,7 +562,7 @@ function observations(rows, decided, tools, cfg) {
   const g = by.global;
   if (g)
     obs.push(
-      `Every request of the global-limit steps made a Redis call: redis-server executed ${int(g.redisCalls)} script calls for the ${int(g.requests)} requests recorded (the rest are the warm-ups); none failed (\`failureMode: closed\` would have answered 429: ${int(g.non200)} non-200).`,
+      `The global-limit steps' decisions were batched: redis-server executed ${int(g.redisCalls)} script calls for the ${int(g.answered)} requests the sidecar answered in those steps (warm-ups included on both sides), ${perCall(g.answered, g.redisCalls)} requests per call on average — ${perCall(g.batches.tput.answered, g.batches.tput.calls)} in the throughput phase (${cfg.connections} connections), ${perCall(g.batches.lat.answered, g.batches.lat.calls)} at ${int(cfg.rate)} req/s; none failed (\`failureMode: closed\` would have answered 429: ${int(g.non200)} non-200).`,
     );
   const seq = decided.find((d) => d.kind === 'script' && d.inFlight === 1);
   const incr = decided.find((d) => d.kind === 'incr' && d.inFlight === 1);
@@ -533,13 +571,13 @@ function observations(rows, decided, tools, cfg) {
   if (seq && incr) {
     const [s, i] = [summarize(seq.histogram), summarize(incr.histogram)];
     obs.push(
-      `The decision itself is a loopback round trip: one at a time, the script call took ${us(s.p50)} at p50 and ${us(s.p99)} at p99, against ${us(i.p50)} / ${us(i.p99)} for a plain INCR on the same connection — the script (HMGET, HSET, PEXPIRE and the window arithmetic in Lua) adds ${int((s.p50 - i.p50) * 1000)} µs at p50; redis-server spent ${usNum(perReqUs(seq.cpu, ['redis-server'], seq.perSecond))} of CPU per script call vs ${usNum(perReqUs(incr.cpu, ['redis-server'], incr.perSecond))} per INCR.`,
+      `The decision itself is a loopback round trip: one at a time (so each decision is its own script call), it took ${us(s.p50)} at p50 and ${us(s.p99)} at p99, against ${us(i.p50)} / ${us(i.p99)} for a plain INCR on the same connection — the script (HMGET, HSET, PEXPIRE and the window arithmetic in Lua) adds ${int((s.p50 - i.p50) * 1000)} µs at p50; redis-server spent ${usNum(perReqUs(seq.cpu, ['redis-server'], seq.perSecond))} of CPU per script call vs ${usNum(perReqUs(incr.cpu, ['redis-server'], incr.perSecond))} per INCR.`,
     );
   }
   if (conc && concIncr) {
     const [s, i] = [summarize(conc.histogram), summarize(concIncr.histogram)];
     obs.push(
-      `With ${conc.inFlight} calls in flight on the one connection (as a sidecar has under ${cfg.connections} connections) the script ran ${int(conc.perSecond)} calls/s (INCR ${int(concIncr.perSecond)}/s) with p99 ${us(s.p99)} (INCR ${us(i.p99)}): the calls queue behind each other in this process, on the socket and in redis-server's single thread, so the latency a request sees grows with the load while the cost per call stays.`,
+      `With ${conc.inFlight} decisions in flight (as a sidecar has under ${cfg.connections} connections) \`consume\` made ${int(conc.perSecond)} decisions/s${conc.perScript ? ` with ${conc.perScript.toFixed(1)} decisions per script call` : ''} (INCR, one command each: ${int(concIncr.perSecond)}/s) with p99 ${us(s.p99)} (INCR ${us(i.p99)}): decisions that arrive while a call is out wait for it and go together in the next one, so under load a call carries several and its cost is shared, while a request waits for at most the call in flight and its own.`,
     );
   }
   obs.push(
@@ -656,7 +694,7 @@ export async function run({ root, quick = false, machine, cpuProf = false, repet
     '',
     lat,
     '',
-    `**Global rate limit decision**, timed from the benchmark's own Node process after the traffic steps, against the same redis-server: \`RateLimitStore.consume\` of \`@novamesh/state\` (what the sidecar calls: EVALSHA of the sliding-window script, one window, limit never reached) on a client made by \`createRequestPathRedis\` (the sidecar's settings: no offline queue, no retries), one call at a time and ${cfg.inFlight} in flight; a plain \`INCR\` on the same connection for reference. ${int(cfg.decisions)} calls each after ${int(Math.ceil(cfg.decisions / 10))} unrecorded, each timed from the call to its promise resolving.`,
+    `**Global rate limit decision**, timed from the benchmark's own Node process after the traffic steps, against the same redis-server: \`RateLimitStore.consume\` of \`@novamesh/state\` (what the sidecar calls: decisions for the same windows are queued and sent together, one EVALSHA of the sliding-window script per batch; one window, limit never reached) on a client made by \`createRequestPathRedis\` (the sidecar's settings: no offline queue, no retries), one call at a time and ${cfg.inFlight} in flight; a plain \`INCR\` on the same connection for reference. ${int(cfg.decisions)} calls each after ${int(Math.ceil(cfg.decisions / 10))} unrecorded, each timed from the call to its promise resolving; "decisions per script call" counts EVALSHA/EVAL calls in redis-server's \`INFO commandstats\` over all of them.`,
     '',
     dec,
     '',
@@ -675,7 +713,7 @@ export async function run({ root, quick = false, machine, cpuProf = false, repet
     '',
     ...obs.map((o) => `- ${o}`),
     '',
-    "Where the global limit's cost goes (V8 CPU profile of the inbound sidecar from `--cpu-prof`, one quick run on the reference machine, 2026-11-27; share of the sidecar's busy time during the global-limit step vs the other inbound steps): the write of each request's EVALSHA to the Redis socket (`writeUtf8String`, 11 % vs 0 %: one more syscall per request, in which the kernel does the loopback delivery), ioredis encoding the command and parsing the reply (5 % vs 0 %), more microtask turns (2 % vs 1 %) and reading the reply; `RateLimiter` and `RateLimitStore` themselves are under 1 %. The rest of the step looks like the baseline (`writev` of responses, undici, Node's HTTP server). redis-server meanwhile takes CPU from the same 2 cores for the script.",
+    "Where the global limit's cost went before decisions were batched, when every request made its own script call (V8 CPU profile of the inbound sidecar from `--cpu-prof`, one quick run on the reference machine, 2026-11-27; share of the sidecar's busy time during the global-limit step vs the other inbound steps): the write of each request's EVALSHA to the Redis socket (`writeUtf8String`, 11 % vs 0 %: one more syscall per request, in which the kernel does the loopback delivery), ioredis encoding the command and parsing the reply (5 % vs 0 %), more microtask turns (2 % vs 1 %) and reading the reply; `RateLimiter` and `RateLimitStore` themselves are under 1 %. The rest of the step looks like the baseline (`writev` of responses, undici, Node's HTTP server). redis-server meanwhile takes CPU from the same 2 cores for the script.",
     '',
     'To see where a sidecar spends its time with a feature on, `node tools/bench/run.mjs resilience --runs=1 --cpu-prof` writes V8 CPU profiles of both sidecars to `bench-results/profiles/`.',
   ]

@@ -8,7 +8,15 @@ import type { Authorizer, RateLimiter, RequestView } from '@novamesh/dataplane';
 import { attachIdentity, type MtlsPeer, tlsContextFor } from '@novamesh/identity';
 import { Pool } from 'undici';
 import type { AccessLog } from './access-log';
-import { type DownstreamRequest, type DownstreamResponse, forward, forwardableHeaders, forwardWithTrailers, hasBody } from './forward';
+import {
+  type DownstreamRequest,
+  type DownstreamResponse,
+  type ForwardRequest,
+  forward,
+  forwardableHeaders,
+  forwardWithTrailers,
+  hasBody,
+} from './forward';
 import { H2Endpoint } from './h2-upstream';
 import type { IdentityHolder } from './identity-holder';
 import type { InFlightLimit } from './in-flight';
@@ -154,21 +162,30 @@ export class InboundListener {
       sendLocalReply(req, res, 'RBAC_DENIED', decision.reason);
       return log(403, 'RBAC_DENIED', decision.reason, audit);
     }
+    // RateLimit-* headers for the workload's response, when a limit with sendHeaders admitted the request.
+    let limitHeaders: Record<string, string> | undefined;
     if (policy.rateLimits) {
       const checked = policy.rateLimits.check(view);
-      const refusal = checked instanceof Promise ? await checked : checked;
-      if (refusal) {
-        this.deps.metrics.rateLimited(refusal.policy, refusal.limit);
-        sendLocalReply(req, res, 'RATE_LIMITED', refusal.reason, refusal.headers, refusal.status);
-        return log(refusal.status, 'RATE_LIMITED', refusal.reason, audit);
+      const limited = checked instanceof Promise ? await checked : checked;
+      if (limited?.allowed === false) {
+        this.deps.metrics.rateLimited(limited.policy, limited.limit);
+        sendLocalReply(req, res, 'RATE_LIMITED', limited.reason, limited.headers, limited.status);
+        return log(limited.status, 'RATE_LIMITED', limited.reason, audit);
       }
+      limitHeaders = limited?.headers;
     }
     const headers = forwardableHeaders(req.headers);
     const own = this.deps.ownSpiffeId();
     // Envoy's x-forwarded-client-cert: the workload learns who called it without parsing TLS.
     if (principal) headers['x-forwarded-client-cert'] = `${own ? `By=${own};` : ''}URI=${principal}`;
     else delete headers['x-forwarded-client-cert'];
-    const forwarded = { method: view.method, path: req.url ?? '/', headers, body: hasBody(req) ? req : null };
+    const forwarded: ForwardRequest = {
+      method: view.method,
+      path: req.url ?? '/',
+      headers,
+      body: hasBody(req) ? req : null,
+      onResponseHeaders: limitHeaders && ((h) => Object.assign(h, limitHeaders)),
+    };
     const outcome = this.app.h2
       ? await this.app.h2.forward(forwarded, res)
       : req.httpVersionMajor === 2

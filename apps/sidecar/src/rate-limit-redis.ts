@@ -6,10 +6,11 @@ const NOT_CONNECTED = new Error('not connected to Redis');
 
 /**
  * The sidecar's global rate-limit store: Redis (REDIS_URL), connected only when a snapshot first
- * has a global limit, so a sidecar without one never needs Redis. While Redis is unreachable every
- * decision fails at once (or after the 100 ms command timeout when Redis hangs) and the policy's
- * failureMode decides; the outage is logged once, and the end of it once, when the client has
- * reconnected by itself.
+ * has a global limit, so a sidecar without one never needs Redis. Concurrent decisions for the same
+ * windows share one script call (`RateLimitStore` batches them). While Redis is unreachable every
+ * decision fails at once (or after the 100 ms command timeout when Redis hangs, with every request
+ * batched or queued behind that call) and the policy's failureMode decides; the outage is logged
+ * once, and the end of it once, when the client has reconnected by itself.
  */
 export class RedisRateLimits implements GlobalRateLimitStore {
   private client: ReturnType<typeof createRequestPathRedis> | undefined;
@@ -46,21 +47,25 @@ export class RedisRateLimits implements GlobalRateLimitStore {
     return this;
   }
 
-  async consume(windows: GlobalRateLimitWindow[]): Promise<GlobalRateLimitVerdict> {
+  consume(windows: GlobalRateLimitWindow[]): Promise<GlobalRateLimitVerdict> {
     if (!this.store || this.client?.status !== 'ready') {
       this.deps.onError();
-      throw NOT_CONNECTED;
+      return Promise.reject(NOT_CONNECTED);
     }
-    try {
-      const verdict = await this.store.consume(windows);
-      if (this.downSince !== undefined) this.up();
-      return verdict;
-    } catch (err) {
-      this.deps.onError();
-      this.down((err as Error).message);
-      throw err;
-    }
+    // Bound once, so a decision allocates no closures here.
+    return this.store.consume(windows).then(this.decided, this.failed);
   }
+
+  private readonly decided = (verdict: GlobalRateLimitVerdict): GlobalRateLimitVerdict => {
+    if (this.downSince !== undefined) this.up();
+    return verdict;
+  };
+
+  private readonly failed = (err: unknown): never => {
+    this.deps.onError();
+    this.down((err as Error).message);
+    throw err;
+  };
 
   close(): void {
     this.client?.disconnect();

@@ -189,6 +189,24 @@ describe('global limits', () => {
     expect(Number(refused.headers['retry-after'])).toBeGreaterThan(0);
   });
 
+  it('admitted responses carry RateLimit-* of the tightest selected limit with sendHeaders, also through the calling sidecar', async () => {
+    const remaining = (h: Record<string, unknown>) => Number(h['ratelimit-remaining']);
+    // Global (quota-closed/strict, 1,000 per second across the service): nothing else asks for /closed here.
+    for (const r of [await get(quota[2] as SidecarProcess, '/closed'), await call(alpha, 'quota', '/closed')]) {
+      expect(r.status).toBe(200);
+      expect(r.headers).toMatchObject({ 'ratelimit-limit': '1000', 'ratelimit-reset': '1' });
+      expect(remaining(r.headers)).toBeGreaterThanOrEqual(990);
+      expect(remaining(r.headers)).toBeLessThan(1000);
+      expect(r.headers['retry-after']).toBeUndefined();
+    }
+    // Local (quota-local/local, a full bucket of 20 in this sidecar): 19 left, full again within a second.
+    const local = await get(quota[3] as SidecarProcess, '/local');
+    expect(local.status).toBe(200);
+    expect(local.headers).toMatchObject({ 'ratelimit-limit': '20', 'ratelimit-remaining': '19', 'ratelimit-reset': '1' });
+    // No limit selects /other: nothing added.
+    expect((await get(quota[3] as SidecarProcess, '/other')).headers['ratelimit-limit']).toBeUndefined();
+  });
+
   it('Redis stopped: failureMode open lets everything through, closed refuses with a reason; Redis back: limits resume', async () => {
     const across = (n: number, path: string) => parallel(n, 30, (i) => get(quota[i % 4] as SidecarProcess, path));
     // Log lines of this outage only (each sidecar's output from now on).

@@ -22,12 +22,18 @@ export interface GlobalRateLimitVerdict {
   /** ms until a request would be admitted again, and until the refusing window's count is spent (0 when allowed). */
   retryAfterMs: number;
   resetMs: number;
+  /** Per window, in order: the requests it would still admit after this one (for `RateLimit-Remaining`). */
+  remaining: readonly number[];
+  /** The store's clock at the decision (ms): window `i` ends `windowMs - now % windowMs` ms later. */
+  now: number;
 }
 
 /**
- * The port global limits are counted through (Redis in the sidecar): one atomic call per request
- * for every global limit it matches, all or nothing. Rejects when the store is unreachable; the
- * limits' `failureMode` then decides. May be called concurrently.
+ * The port global limits are counted through (Redis in the sidecar): one atomic decision per request
+ * for every global limit it matches, all or nothing (the store may decide concurrent requests for
+ * the same windows together, as long as each gets the answer it would have got alone, in order).
+ * Rejects when the store is unreachable; the limits' `failureMode` then decides. May be called
+ * concurrently.
  */
 export interface GlobalRateLimitStore {
   consume(windows: GlobalRateLimitWindow[]): Promise<GlobalRateLimitVerdict>;
@@ -35,6 +41,7 @@ export interface GlobalRateLimitStore {
 
 /** A request a rate limit refused: the answer the policy asks for. */
 export interface RateLimitRefusal {
+  allowed: false;
   policy: string;
   limit: string;
   /** The policy's `response.status` (default 429). */
@@ -44,6 +51,19 @@ export interface RateLimitRefusal {
   /** `Retry-After` and `RateLimit-Limit/-Remaining/-Reset` (draft-ietf-httpapi-ratelimit-headers) when the policy's `sendHeaders`; else empty. */
   headers: Record<string, string>;
 }
+
+/**
+ * An admitted request that a limit of a policy with `sendHeaders` selected: `RateLimit-Limit`,
+ * `RateLimit-Remaining` and `RateLimit-Reset` (seconds) of the tightest such limit (the fewest
+ * requests left), for the response, as Envoy's `enable_x_ratelimit_headers` does.
+ */
+export interface RateLimitAdmission {
+  allowed: true;
+  headers: Record<string, string>;
+}
+
+/** What `RateLimiter.check` answers when it has something to say. */
+export type RateLimitDecision = RateLimitRefusal | RateLimitAdmission;
 
 /** Local limits keep a bucket per key value; beyond this many the oldest is forgotten (it comes back full). */
 export const MAX_KEYS_PER_LIMIT = 10_000;
@@ -76,6 +96,8 @@ class CompiledLimit {
   readonly windowMs: number;
   readonly keyOf: KeyReader;
   readonly match: CompiledRequestMatch | undefined;
+  /** Its policy's `response.sendHeaders`: admitted requests it selects carry RateLimit-* headers too. */
+  readonly sendsHeaders: boolean;
   /** Local limits only: one bucket per key value, in insertion order (the first is the oldest). */
   readonly buckets = new Map<string, TokenBucket>();
 
@@ -88,6 +110,7 @@ class CompiledLimit {
     this.windowMs = WINDOW_MS[limit.per];
     this.keyOf = compileKey(limit);
     this.match = limit.match ? new CompiledRequestMatch(limit.match, `${at}.match`) : undefined;
+    this.sendsHeaders = policy.response.sendHeaders;
   }
 
   selects(req: RequestView): boolean {
@@ -113,6 +136,7 @@ class CompiledLimit {
   refusal(retryAfterMs: number, resetMs: number): RateLimitRefusal {
     const { response } = this.policy;
     return {
+      allowed: false,
       policy: this.policy.name,
       limit: this.limit.name,
       status: response.status,
@@ -131,6 +155,7 @@ class CompiledLimit {
   /** failureMode closed with the store unreachable. */
   storeDown(): RateLimitRefusal {
     return {
+      allowed: false,
       policy: this.policy.name,
       limit: this.limit.name,
       status: this.policy.response.status,
@@ -140,16 +165,42 @@ class CompiledLimit {
   }
 }
 
+/** Of the limits with `sendHeaders` that admitted a request, the one with the fewest requests left. */
+class Tightest {
+  constructor(
+    readonly limit: CompiledLimit,
+    /** Whole requests left after this one. */
+    readonly remaining: number,
+    /** ms until the limit's budget is whole again (a token bucket full, a window over). */
+    readonly resetMs: number,
+  ) {}
+
+  admission(): RateLimitAdmission {
+    return {
+      allowed: true,
+      headers: {
+        'ratelimit-limit': String(this.limit.limit.requests),
+        'ratelimit-remaining': String(this.remaining),
+        'ratelimit-reset': String(Math.ceil(this.resetMs / 1000)),
+      },
+    };
+  }
+}
+
 /**
  * The RateLimitPolicies of a service, compiled once per snapshot. `check` applies every limit
  * whose `match` selects the request: local ones in this process (token buckets, all or nothing
  * among them), then global ones in one call to the store. It answers synchronously unless a
- * global limit applies. Owns the local buckets; single-threaded use.
+ * global limit applies. An admitted request that limits with `sendHeaders` selected gets the
+ * RateLimit-* headers of the tightest of them (fewest requests left); when none did, the answer is
+ * undefined, with nothing allocated for headers. Owns the local buckets; single-threaded use.
  */
 export class RateLimiter {
   private readonly locals: CompiledLimit[] = [];
   private readonly globals: CompiledLimit[] = [];
   private readonly store: GlobalRateLimitStore | undefined;
+  /** Some global limit's policy sends headers (else the store's remaining counts are not read). */
+  private readonly globalHeaders: boolean;
 
   /** `store` is called once, only when a limit is global (the sidecar connects to Redis then). */
   constructor(
@@ -161,19 +212,26 @@ export class RateLimiter {
         (l.scope === 'global' ? this.globals : this.locals).push(new CompiledLimit(p, l, `rateLimits[${i}].limits[${j}]`));
       });
     });
+    this.globalHeaders = this.globals.some((g) => g.sendsHeaders);
     if (this.globals.length) {
       if (!opts.store) throw new Error('global rate limits need a store');
       this.store = opts.store();
     }
   }
 
-  /** undefined: admitted (and counted); else the answer to send. A promise only when a global limit selects the request. */
-  check(req: RequestView): RateLimitRefusal | undefined | Promise<RateLimitRefusal | undefined> {
+  /**
+   * undefined: admitted (and counted), no limit with `sendHeaders` selected it; else admitted with
+   * the headers to add to the response, or refused with the answer to send. A promise only when a
+   * global limit selects the request.
+   */
+  check(req: RequestView): RateLimitDecision | undefined | Promise<RateLimitDecision | undefined> {
+    let tight: Tightest | undefined;
     if (this.locals.length) {
-      const refused = this.checkLocal(req);
-      if (refused) return refused;
+      const local = this.checkLocal(req);
+      if (local instanceof Tightest) tight = local;
+      else if (local) return local;
     }
-    if (!this.store) return undefined;
+    if (!this.store) return tight?.admission();
     const windows: GlobalRateLimitWindow[] = [];
     const owners: CompiledLimit[] = [];
     for (const g of this.globals) {
@@ -181,26 +239,45 @@ export class RateLimiter {
       windows.push({ limit: g.id, key: g.keyOf(req), requests: g.limit.requests, windowMs: g.windowMs });
       owners.push(g);
     }
-    if (!windows.length) return undefined;
+    if (!windows.length) return tight?.admission();
     return this.store.consume(windows).then(
-      (v) => (v.allowed ? undefined : owners[v.refused]?.refusal(v.retryAfterMs, v.resetMs)),
-      () => owners.find((o) => o.policy.failureMode === 'closed')?.storeDown(),
+      (v) => (v.allowed ? this.admitted(owners, v, tight) : owners[v.refused]?.refusal(v.retryAfterMs, v.resetMs)),
+      () => owners.find((o) => o.policy.failureMode === 'closed')?.storeDown() ?? tight?.admission(),
     );
   }
 
-  private checkLocal(req: RequestView): RateLimitRefusal | undefined {
+  /** A request every selected global limit admitted: the headers of the tightest limit with `sendHeaders`, local or global. */
+  private admitted(owners: CompiledLimit[], v: GlobalRateLimitVerdict, local: Tightest | undefined): RateLimitAdmission | undefined {
+    let tight = local;
+    if (!this.globalHeaders) return tight?.admission();
+    for (let i = 0; i < owners.length; i++) {
+      const o = owners[i] as CompiledLimit;
+      const left = v.remaining[i];
+      if (o.sendsHeaders && left !== undefined && !(tight && tight.remaining <= left))
+        tight = new Tightest(o, left, o.windowMs - (v.now % o.windowMs));
+    }
+    return tight?.admission();
+  }
+
+  /** A refusal, or admitted (and counted): the tightest selected limit with `sendHeaders`, if any. */
+  private checkLocal(req: RequestView): RateLimitRefusal | Tightest | undefined {
     const now = (this.opts.clock ?? performance).now();
     const max = this.opts.maxKeysPerLimit ?? MAX_KEYS_PER_LIMIT;
     let taken: TokenBucket[] | undefined;
+    let tight: Tightest | undefined;
     for (const l of this.locals) {
       if (!l.selects(req)) continue;
       const b = l.bucket(l.keyOf(req), now, max);
-      if (b.available(now) < 1) return l.refusal(b.msUntilToken(), b.msUntilFull());
+      const tokens = b.available(now);
+      if (tokens < 1) return l.refusal(b.msUntilToken(), b.msUntilFull());
       taken ??= [];
       taken.push(b);
+      // What the bucket holds once this request took its token.
+      if (l.sendsHeaders && !(tight && tight.remaining <= tokens - 1))
+        tight = new Tightest(l, Math.floor(tokens - 1), (b.capacity - tokens + 1) / b.perMs);
     }
     for (const b of taken ?? []) b.tryTake(now);
-    return undefined;
+    return tight;
   }
 }
 
