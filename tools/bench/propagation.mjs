@@ -181,6 +181,8 @@ async function runOnce(libs, cfg) {
           };
         });
         effective = [];
+        const pcLog = cp.apps['proxy-config'].output;
+        const pcFrom = pcLog.length;
         const tSent = performance.timeOrigin + performance.now();
         const reply = await cp.mesh.applyPolicy(sc.doc(marker));
         const tAck = performance.timeOrigin + performance.now();
@@ -210,6 +212,13 @@ async function runOnce(libs, cfg) {
         });
         progress.update(c + cfg.warmup + 1);
         await new Promise((r) => setTimeout(r, cfg.pauseMs));
+        // proxy-config logs a round once all it published is acknowledged: read them after the pause.
+        const rounds = rebuildRounds(pcLog.slice(pcFrom));
+        Object.assign(changes.at(-1), {
+          rounds: rounds.length,
+          compiled: rounds.reduce((a, r) => a + r.snapshots, 0),
+          compileMs: rounds.reduce((a, r) => a + r.compileMs, 0),
+        });
       }
       const cpu = meter.stop();
       progress.finish();
@@ -246,6 +255,9 @@ function aggregate(libs, runs) {
       effective: stat(changes.map((ch) => ch.effective)),
       effectiveFirst: stat(changes.map((ch) => ch.effectiveFirstMs)),
       effectiveLast: stat(changes.map((ch) => ch.effectiveLastMs)),
+      rounds: stat(changes.map((ch) => ch.rounds)),
+      compiled: stat(changes.map((ch) => ch.compiled)),
+      compileMs: stat(changes.map((ch) => ch.compileMs)),
       missing: changes.reduce((a, ch) => a + ch.missing, 0),
       perRunP99: runs.map((r) => {
         const h = libs.newHistogram();
@@ -255,6 +267,21 @@ function aggregate(libs, runs) {
       cpu: medianByKey(runs.map((r) => foldAgents(r[sc.id].cpu))),
     };
   });
+}
+
+/** proxy-config's summary of each round of work (from idle to idle) among `lines` of its log. */
+function rebuildRounds(lines) {
+  const out = [];
+  for (const line of lines) {
+    if (!line.includes('"snapshots rebuilt"')) continue;
+    try {
+      const r = JSON.parse(line);
+      out.push({ snapshots: r.snapshots ?? 0, published: r.published ?? 0, compileMs: r.compileMs ?? 0, ms: r.ms ?? 0 });
+    } catch {
+      // not a JSON log line
+    }
+  }
+  return out;
 }
 
 /** The agent processes as one CPU figure. */
@@ -290,6 +317,11 @@ function table(aggs, cfg) {
       'Effective-policy events per change / first / last, ms after the ack (negative: before it), median',
       '—',
       (a) => `${int(a.effective?.median)} / ${ms(a.effectiveFirst?.median)} / ${ms(a.effectiveLast?.median)}`,
+    ),
+    row(
+      "proxy-config per change: rounds of work / snapshots compiled / time compiling (its 'snapshots rebuilt' log), median",
+      '—',
+      (a) => `${int(a.rounds?.median)} / ${int(a.compiled?.median)} / ${ms(a.compileMs?.median)}`,
     ),
     row('CPU over the changes (incl. pauses), cores busy', '—', (a) => cpuCell(a.cpu)),
   ].join('\n');
