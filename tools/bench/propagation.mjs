@@ -100,7 +100,7 @@ async function startAgents(scope, cfg, natsUrl, services, onLine) {
 async function runOnce(libs, cfg) {
   return withCleanup(async (scope) => {
     const { testing } = libs;
-    const cp = await startControlPlane(scope, testing, { ca: false });
+    const cp = await startControlPlane(scope, testing, { ca: false, env: JSON.parse(process.env.BENCH_CP_ENV ?? '{}') });
     const services = Array.from({ length: cfg.services }, (_, i) => serviceName(i));
     const started = performance.now();
     await registerPlain(cp.mesh, SHARED, 18080);

@@ -12,6 +12,8 @@
 //   --no-doc         leave docs/ alone
 //   --strict         exit 1 when an aim is missed
 //   --list           print the suites and exit
+// BENCH_CP_ENV='{"PROXY_CONFIG_MAX_DELAY_MS":"25"}' (propagation) passes settings to every
+// control-plane app, to compare them against the defaults; use it with --no-doc.
 // Each suite prints a markdown table on stdout, writes bench-results/<suite>.json and rewrites
 // its section of docs/benchmarks.md. Progress goes to stderr. Exit code 1 when a suite fails to
 // run; missed aims are reported, not turned into failures (unless --strict).
