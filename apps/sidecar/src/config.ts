@@ -56,6 +56,8 @@ export interface SidecarConfig extends CommonConfig {
   redisUrl: string;
   /** Requests (inbound and outbound together) this sidecar handles at once; beyond it: fast 503 OVERLOADED. */
   maxInFlight: number;
+  /** Plain HTTP/1.1 outbound requests go over raw pooled sockets (fast-path.ts) instead of node:http and undici. */
+  fastPath: boolean;
 }
 
 function keyValues(r: EnvReader, key: string, check: (k: string, v: string) => string | undefined): Record<string, string> {
@@ -115,6 +117,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Sidec
   const register = r.string('SIDECAR_REGISTER', 'true');
   if (!['true', 'false'].includes(register)) r.problem(`SIDECAR_REGISTER="${register}" must be true or false`);
   const zone = r.raw('SIDECAR_ZONE');
+  const fastPath = r.string('SIDECAR_FAST_PATH', 'true');
+  if (!['true', 'false'].includes(fastPath)) r.problem(`SIDECAR_FAST_PATH="${fastPath}" must be true or false`);
   return r.done({
     ...common,
     service,
@@ -147,5 +151,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Sidec
     newRootRenewMaxMs: r.duration('SIDECAR_NEW_ROOT_RENEW_MAX', '60s'),
     redisUrl: r.url('REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
     maxInFlight: r.int('SIDECAR_MAX_IN_FLIGHT', 10_000, 1, 1_000_000),
+    fastPath: fastPath === 'true',
   });
 }

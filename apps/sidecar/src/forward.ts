@@ -7,7 +7,7 @@ import type { Dispatcher } from 'undici';
 import type { LocalReplyCode } from './local-reply';
 
 /** Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1), plus proxy leftovers. */
-const HOP_BY_HOP = new Set([
+export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'connection',
   'keep-alive',
   'proxy-connection',
@@ -26,7 +26,8 @@ export type DownstreamResponse = ServerResponse | Http2ServerResponse;
 /**
  * A copy of `headers` without hop-by-hop headers (and without those the Connection header names),
  * without HTTP/2 pseudo-headers (`:authority` becomes `host`), keeping `te: trailers`, which gRPC
- * needs end to end.
+ * needs end to end. `Expect: 100-continue` is not passed on either: node:http answered it with
+ * `100 Continue` already (and undici refuses to send it).
  */
 export function forwardableHeaders(headers: IncomingHttpHeaders): Record<string, string | string[]> {
   const named = headers.connection;
@@ -35,6 +36,7 @@ export function forwardableHeaders(headers: IncomingHttpHeaders): Record<string,
   for (const name in headers) {
     const value = headers[name];
     if (value === undefined || extra?.has(name)) continue;
+    if (name === 'expect' && typeof value === 'string' && value.toLowerCase() === '100-continue') continue;
     if (HOP_BY_HOP.has(name)) {
       if (name === 'te' && value === 'trailers') out.te = value;
       continue;

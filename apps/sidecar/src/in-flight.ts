@@ -16,6 +16,20 @@ export class InFlightLimit {
     private readonly onShed: (direction: 'inbound' | 'outbound') => void,
   ) {}
 
+  /** Takes a slot for one request, or counts it as shed (false): the caller answers OVERLOADED. Free a slot taken with {@link release}. */
+  tryAcquire(direction: 'inbound' | 'outbound'): boolean {
+    if (this.active >= this.max) {
+      this.onShed(direction);
+      return false;
+    }
+    this.active++;
+    return true;
+  }
+
+  release(): void {
+    this.active--;
+  }
+
   /** Wraps a listener's handler: admits up to `max` requests, sheds the rest; the slot is freed when `serve` settles. */
   guard(
     direction: 'inbound' | 'outbound',

@@ -95,7 +95,13 @@ async function main(): Promise<void> {
       logger.warn({ reason, peer, remote }, 'inbound connection refused');
     },
   });
-  const outbound = new OutboundProxy({ upstreams: () => dataPlane.upstreams, metrics, accessLog, inFlight });
+  const outbound = new OutboundProxy({
+    upstreams: () => dataPlane.upstreams,
+    metrics,
+    accessLog,
+    inFlight,
+    fastPath: config.fastPath,
+  });
   const ports: Record<string, number> = {};
   const admin = new AdminServer({
     sidecarId: config.sidecarId,

@@ -66,6 +66,17 @@ export class SidecarMetrics {
     help: 'Global rate-limit decisions made without Redis (unreachable or too slow): the failureMode decided',
     registers: [this.registry],
   });
+  readonly fastPathRequests = new Counter({
+    name: 'novamesh_sidecar_fast_path_requests_total',
+    help: 'Outbound HTTP/1.1 requests the fast path handled itself (they count in novamesh_sidecar_requests_total as well)',
+    registers: [this.registry],
+  });
+  readonly fastPathHandoffs = new Counter({
+    name: 'novamesh_sidecar_fast_path_handoffs_total',
+    help: 'Outbound connections the fast path handed to node:http, by what made the request not eligible',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
   readonly peerRefusals = new Counter({
     name: 'novamesh_sidecar_inbound_refused_connections_total',
     help: 'Inbound connections refused before any request (bad or revoked certificate, TLS while disabled)',

@@ -14,6 +14,7 @@ import {
 } from '@novamesh/dataplane';
 import type { Dispatcher } from 'undici';
 import type { AccessLog, AccessRecord } from './access-log';
+import { FastPath, type FastPathHost } from './fast-path';
 import {
   type DownstreamRequest,
   type DownstreamResponse,
@@ -94,18 +95,53 @@ export class OutboundProxy {
       metrics: SidecarMetrics;
       accessLog: AccessLog;
       inFlight: InFlightLimit;
+      /** SIDECAR_FAST_PATH: plain HTTP/1.1 requests skip node:http and undici (see fast-path.ts). */
+      fastPath?: boolean;
     },
   ) {}
+
+  /** What the fast path shares with this proxy: routing input, the in-flight bound, metrics and log. */
+  private readonly fastHost: FastPathHost = {
+    upstreams: () => this.deps.upstreams(),
+    log: (r) => this.logRequest(r.started, r.method, r.path, r.upstream, r.requestId, r.status, r.error, r.reason, r.extra),
+    admit: () => this.deps.inFlight.tryAcquire('outbound'),
+    release: () => this.deps.inFlight.release(),
+    maxInFlight: () => this.deps.inFlight.max,
+    counted: (handoff) => {
+      if (handoff === undefined) this.deps.metrics.fastPathRequests.inc();
+      else this.deps.metrics.fastPathHandoffs.labels(handoff).inc();
+    },
+    serviceOf: (req) => serviceOfRequest(req as DownstreamRequest),
+  };
 
   /** Listens on `port` (HTTP/1.1 and, for gRPC clients, HTTP/2 without TLS) for any mesh service, or (with `service`) for that one only. Returns the bound port. */
   async listen(port: number, host: string, service?: string): Promise<number> {
     const handler = this.deps.inFlight.guard('outbound', (req, res) => this.handle(req, res, service));
+    const http1 = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, handler);
     const listener = new ProtocolListener({
-      http1: createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, handler),
+      http1,
       h2c: createH2Server({}, handler),
+      http1Front: this.deps.fastPath ? new FastPath(this.fastHost, http1, service) : undefined,
     });
     this.listeners.push(listener);
     return listener.listen(port, host);
+  }
+
+  /** Metrics and access log of one outbound request (both paths). */
+  private logRequest(
+    started: number,
+    method: string | undefined,
+    path: string,
+    upstream: string,
+    requestId: string,
+    status: number,
+    error: string | undefined,
+    reason: string | undefined,
+    extra: Partial<AccessRecord> | undefined,
+  ): void {
+    const ms = performance.now() - started;
+    this.deps.metrics.outbound(upstream, status, error, ms);
+    this.deps.accessLog.write({ direction: 'outbound', method, path, status, ms, upstream, error, reason, requestId, ...extra });
   }
 
   async close(graceMs: number): Promise<void> {
@@ -118,22 +154,8 @@ export class OutboundProxy {
     const { path, query } = splitUrl(target.path);
     const requestId = (req.headers['x-request-id'] as string | undefined) ?? randomUUID();
     const upstreamName = target.service ?? '';
-    const log: Log = (status, error, reason, extra) => {
-      const ms = performance.now() - started;
-      this.deps.metrics.outbound(upstreamName, status, error, ms);
-      this.deps.accessLog.write({
-        direction: 'outbound',
-        method: req.method,
-        path,
-        status,
-        ms,
-        upstream: upstreamName,
-        error,
-        reason,
-        requestId,
-        ...extra,
-      });
-    };
+    const log: Log = (status, error, reason, extra) =>
+      this.logRequest(started, req.method, path, upstreamName, requestId, status, error, reason, extra);
     const upstreams = this.deps.upstreams();
     if (!upstreams) {
       sendLocalReply(req, res, 'NO_SNAPSHOT', 'this sidecar has not received its configuration yet');

@@ -34,6 +34,13 @@ export function sniffProtocol(socket: Socket, then: (protocol: WireProtocol) => 
   socket.on('readable', onReadable);
 }
 
+/** Takes HTTP/1.1 connections before the node:http server (the outbound fast path), handing some over to it. */
+export interface Http1Front {
+  accept(socket: Socket): void;
+  /** Draining: closes idle connections, the busy ones after their current response. */
+  closeIdle(): void;
+}
+
 /**
  * One TCP port serving HTTP/1.1 and plaintext HTTP/2 (and, through `onTls`, TLS): connections are
  * sniffed and handed to the right server. Tracks sockets so `close` can drain them.
@@ -42,7 +49,14 @@ export class ProtocolListener {
   private readonly server: NetServer;
   readonly sockets = new Set<Socket>();
 
-  constructor(private readonly servers: { http1: HttpServer; h2c: Http2Server; onTls?: (socket: Socket) => void }) {
+  constructor(
+    private readonly servers: {
+      http1: HttpServer;
+      h2c: Http2Server;
+      onTls?: (socket: Socket) => void;
+      http1Front?: Http1Front | undefined;
+    },
+  ) {
     // noDelay as node:http does by default: without it Nagle's algorithm holds small writes back.
     this.server = createNetServer({ pauseOnConnect: true, noDelay: true, keepAlive: true }, (socket) => {
       this.sockets.add(socket);
@@ -52,7 +66,8 @@ export class ProtocolListener {
         if (protocol === 'tls') {
           if (this.servers.onTls) this.servers.onTls(socket);
           else socket.destroy();
-        } else (protocol === 'h2c' ? this.servers.h2c : this.servers.http1).emit('connection', socket);
+        } else if (protocol === 'http1' && this.servers.http1Front) this.servers.http1Front.accept(socket);
+        else (protocol === 'h2c' ? this.servers.h2c : this.servers.http1).emit('connection', socket);
       });
     });
   }
@@ -67,10 +82,12 @@ export class ProtocolListener {
   async close(graceMs: number): Promise<void> {
     this.server.close();
     this.servers.http1.closeIdleConnections();
+    this.servers.http1Front?.closeIdle();
     this.servers.h2c.close();
     const deadline = Date.now() + graceMs;
     while (this.sockets.size > 0 && Date.now() < deadline) {
       this.servers.http1.closeIdleConnections();
+      this.servers.http1Front?.closeIdle();
       await new Promise((r) => setTimeout(r, 50));
     }
     for (const s of this.sockets) s.destroy();

@@ -18,6 +18,7 @@ import { connectMtls } from '@novamesh/identity';
 import { type buildConnector, type Dispatcher, Pool } from 'undici';
 import { H2Endpoint } from './h2-upstream';
 import type { IdentityHolder } from './identity-holder';
+import { RawPool } from './raw-pool';
 
 /** One endpoint of an upstream with the connection pool that reaches it. */
 export interface RuntimeEndpoint extends PoolEndpoint {
@@ -29,6 +30,8 @@ export interface RuntimeEndpoint extends PoolEndpoint {
   dispatcher: Dispatcher | undefined;
   /** One multiplexed HTTP/2 session (gRPC upstreams); undefined for HTTP upstreams. */
   h2: H2Endpoint | undefined;
+  /** Keep-alive sockets of the outbound fast path (HTTP upstreams), same connector as `dispatcher`. */
+  raw: RawPool | undefined;
   /** address:port:mtls — a pool is reused across snapshots while this stays the same. */
   key: string;
 }
@@ -36,6 +39,8 @@ export interface RuntimeEndpoint extends PoolEndpoint {
 const DEFAULT_CONNECT_TIMEOUT_MS = 2_000;
 /** Keep-alive of an idle upstream connection when the policy sets no `timeouts.idle`. */
 const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
+/** undici's default headersTimeout and bodyTimeout: how long a busy upstream connection may stay silent. */
+const DEFAULT_BUSY_TIMEOUT_MS = 300_000;
 
 /**
  * What the resilience layer does to the requests of one route (or of the upstream's requests no
@@ -99,9 +104,10 @@ function connector(opts: ConnectOptions): buildConnector.connector {
   };
 }
 
-function closeTransport(e: Pick<RuntimeEndpoint, 'dispatcher' | 'h2'>): void {
+function closeTransport(e: Pick<RuntimeEndpoint, 'dispatcher' | 'h2' | 'raw'>): void {
   void e.dispatcher?.close().catch(() => undefined);
   e.h2?.close();
+  e.raw?.close();
 }
 
 /**
@@ -220,12 +226,16 @@ export class UpstreamRuntime {
     ep: { address: string; port: number },
     mtls: boolean,
     timeoutMs: number,
-  ): Pick<RuntimeEndpoint, 'dispatcher' | 'h2'> {
+  ): Pick<RuntimeEndpoint, 'dispatcher' | 'h2' | 'raw'> {
     const idle = spec.timeouts?.idle ?? DEFAULT_IDLE_TIMEOUT_MS;
     const origin = `http://${ep.address.includes(':') ? `[${ep.address}]` : ep.address}:${ep.port}`;
     const opts = { mtls, identity: this.deps.identity, serverSpiffeId: spec.identity, timeoutMs };
     if (spec.type === 'grpc') {
-      return { dispatcher: undefined, h2: new H2Endpoint(origin, () => openSocket({ ...opts, alpn: ['h2'] }, ep.address, ep.port).socket) };
+      return {
+        dispatcher: undefined,
+        h2: new H2Endpoint(origin, () => openSocket({ ...opts, alpn: ['h2'] }, ep.address, ep.port).socket),
+        raw: undefined,
+      };
     }
     const dispatcher = new Pool(origin, {
       keepAliveTimeout: idle,
@@ -236,7 +246,14 @@ export class UpstreamRuntime {
       ...(spec.circuitBreaking?.maxConnections ? { connections: spec.circuitBreaking.maxConnections } : {}),
       connect: connector({ ...opts, alpn: ['http/1.1'] }),
     });
-    return { dispatcher, h2: undefined };
+    const keepAliveMax = Math.max(idle, 60_000);
+    const raw = new RawPool(
+      () => openSocket({ ...opts, alpn: ['http/1.1'] }, ep.address, ep.port),
+      idle,
+      keepAliveMax,
+      spec.timeouts?.idle ?? DEFAULT_BUSY_TIMEOUT_MS,
+    );
+    return { dispatcher, h2: undefined, raw };
   }
 
   private build(spec: UpstreamV1, previous: UpstreamV1 | undefined): EndpointPool<RuntimeEndpoint> {
@@ -265,6 +282,7 @@ export class UpstreamRuntime {
         mtls,
         dispatcher: transport.dispatcher,
         h2: transport.h2,
+        raw: transport.raw,
         key,
       });
     }

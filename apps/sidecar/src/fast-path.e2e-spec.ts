@@ -1,0 +1,602 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { connect, createServer as createNetServer, type Server as NetServer } from 'node:net';
+import { Readable } from 'node:stream';
+import { freePort } from '@novamesh/testing';
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type SidecarProcess, TestMesh } from './mesh.e2e-helper';
+
+// The outbound fast path (SIDECAR_FAST_PATH, on by default) against real processes: a client
+// sidecar `web` calls plain upstreams registered without sidecars, so its fast path talks to them
+// directly — `wire` (node:http), `rawapp` (a raw TCP server that misbehaves on purpose), `deadsvc`
+// (nothing listens). `webslow` is the same sidecar with the fast path off, for comparisons.
+let m: TestMesh;
+let web: SidecarProcess;
+let webslow: SidecarProcess;
+let wire: Server;
+let rawapp: NetServer;
+const seen: { method: string; url: string; headers: IncomingHttpHeaders }[] = [];
+/** Ids of /slow requests whose connection closed before the answer. */
+const aborted = new Set<string>();
+
+const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
+const BIG = Buffer.from(Array.from({ length: 1024 * 1024 }, (_, i) => (i * 7) % 251));
+
+function startWire(): Server {
+  return createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      switch (url.pathname) {
+        case '/echo':
+          // Chunked response (no content-length), the request body back as it came.
+          res.writeHead(200, {
+            'x-request-sha256': sha256(body),
+            'x-request-bytes': String(body.length),
+            'x-request-te': req.headers['transfer-encoding'] ?? '',
+          });
+          for (let i = 0; i < body.length; i += 100_000) res.write(body.subarray(i, i + 100_000));
+          res.end();
+          return;
+        case '/big':
+          res.writeHead(200, { 'content-length': BIG.length, 'content-type': 'application/octet-stream' });
+          res.end(BIG);
+          return;
+        case '/head':
+          res.writeHead(200, { 'content-length': 1234, 'content-type': 'text/plain' });
+          res.end(req.method === 'HEAD' ? undefined : 'x'.repeat(1234));
+          return;
+        case '/204':
+          res.writeHead(204, { 'x-empty': 'yes' });
+          res.end();
+          return;
+        case '/304':
+          res.writeHead(304, { etag: '"v1"' });
+          res.end();
+          return;
+        case '/close':
+          res.writeHead(200, { connection: 'close', 'content-length': 2 });
+          res.end('ok');
+          return;
+        case '/status':
+          res.writeHead(Number(url.searchParams.get('code')), { 'content-type': 'text/plain', 'content-length': 2 });
+          res.end('st');
+          return;
+        case '/slow':
+          res.once('close', () => {
+            if (!res.writableFinished) aborted.add(url.searchParams.get('id') ?? '');
+          });
+          setTimeout(
+            () => {
+              const text = `id=${url.searchParams.get('id')}`;
+              res.writeHead(200, { 'content-length': text.length });
+              res.end(text);
+            },
+            Number(url.searchParams.get('ms') ?? 0),
+          );
+          return;
+        default: {
+          const text = JSON.stringify({ method: req.method, url: req.url, headers: req.headers, bytes: body.length });
+          res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'x-multi': ['a', 'b'] });
+          res.end(text);
+        }
+      }
+    });
+  });
+}
+
+/** Speaks HTTP/1.1 by hand: a close-delimited body, a death mid-body, a reset before any byte. */
+function startRawApp(): NetServer {
+  return createNetServer((sock) => {
+    let buf = '';
+    let dropNext = false;
+    sock.on('error', () => undefined);
+    sock.on('data', (d) => {
+      buf += d.toString('latin1');
+      const end = buf.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      const path = buf.slice(0, end).split(' ')[1];
+      buf = buf.slice(end + 4);
+      // After /drop-next the connection is closed at the next request, as if its keep-alive timeout had just run out.
+      if (dropNext) sock.destroy();
+      else if (path === '/drop-next') {
+        dropNext = true;
+        sock.write('HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nonce');
+      } else if (path === '/close-delimited')
+        sock.end('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nthe body ends when the connection does');
+      else if (path === '/die') {
+        sock.write(`HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n${'x'.repeat(1000)}`);
+        setTimeout(() => sock.destroy(), 50);
+      } else if (path === '/reset') sock.destroy();
+      else if (path === '/interim')
+        sock.write('HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfinal');
+      else sock.write('HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nraw');
+    });
+  });
+}
+
+async function listen(server: Server | NetServer): Promise<number> {
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return (server.address() as { port: number }).port;
+}
+
+interface RawResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: Buffer;
+}
+
+/**
+ * Sends raw bytes to a sidecar's outbound port and reads responses with a parser of its own
+ * (content-length, chunked, none for HEAD/204/304/1xx, until close) until `count` complete ones
+ * or the connection closes; never waits more than `timeoutMs`.
+ */
+async function raw(
+  sidecar: SidecarProcess,
+  send: (write: (b: string | Buffer) => void, responses: RawResponse[]) => Promise<void> | void,
+  opts: { count: number; methods?: string[]; timeoutMs?: number },
+): Promise<{ responses: RawResponse[]; closed: boolean; interim: number[] }> {
+  const socket = connect(sidecar.ports.outbound as number, '127.0.0.1');
+  await once(socket, 'connect');
+  const responses: RawResponse[] = [];
+  const interim: number[] = [];
+  let buf = Buffer.alloc(0);
+  let closed = false;
+  let wake: (() => void) | undefined;
+  const parse = () => {
+    for (;;) {
+      const end = buf.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      const lines = buf.subarray(0, end).toString('latin1').split('\r\n');
+      const status = Number(lines[0]?.slice(9, 12));
+      const headers: Record<string, string> = {};
+      for (const l of lines.slice(1)) {
+        const c = l.indexOf(':');
+        const name = l.slice(0, c).toLowerCase();
+        headers[name] = headers[name] ? `${headers[name]}, ${l.slice(c + 1).trim()}` : l.slice(c + 1).trim();
+      }
+      let rest = buf.subarray(end + 4);
+      if (status < 200) {
+        interim.push(status);
+        buf = rest;
+        continue;
+      }
+      const method = opts.methods?.[responses.length] ?? 'GET';
+      let body: Buffer;
+      if (method === 'HEAD' || status === 204 || status === 304) body = Buffer.alloc(0);
+      else if (headers['transfer-encoding'] === 'chunked') {
+        const parts: Buffer[] = [];
+        for (;;) {
+          const eol = rest.indexOf('\r\n');
+          if (eol < 0) return;
+          const size = Number.parseInt(rest.subarray(0, eol).toString(), 16);
+          if (rest.length < eol + 2 + size + 2) return;
+          parts.push(rest.subarray(eol + 2, eol + 2 + size));
+          rest = rest.subarray(eol + 2 + size + 2);
+          if (size === 0) break;
+        }
+        body = Buffer.concat(parts);
+      } else if (headers['content-length'] !== undefined) {
+        const n = Number(headers['content-length']);
+        if (rest.length < n) return;
+        body = rest.subarray(0, n);
+        rest = rest.subarray(n);
+      } else {
+        if (!closed) return;
+        body = rest;
+        rest = Buffer.alloc(0);
+      }
+      responses.push({ status, headers, body });
+      buf = rest;
+    }
+  };
+  socket.on('data', (d) => {
+    buf = Buffer.concat([buf, d]);
+    parse();
+    wake?.();
+  });
+  socket.on('error', () => undefined);
+  socket.on('close', () => {
+    closed = true;
+    parse();
+    wake?.();
+  });
+  await send((b) => socket.write(b), responses);
+  const deadline = Date.now() + (opts.timeoutMs ?? 10_000);
+  while (responses.length < opts.count && !closed && Date.now() < deadline)
+    await new Promise<void>((r) => {
+      wake = r;
+      setTimeout(r, 50);
+    });
+  // A little longer for the close that may follow the last response.
+  if (!closed) await new Promise((r) => setTimeout(r, 100));
+  const result = { responses, closed, interim };
+  socket.destroy();
+  return result;
+}
+
+const get = (path: string, host = 'wire.mesh', extra = '') => `GET ${path} HTTP/1.1\r\nHost: ${host}\r\n${extra}\r\n`;
+
+async function metrics(s: SidecarProcess): Promise<string> {
+  return (await s.admin<string>('/metrics')).body;
+}
+
+function metricValue(text: string, name: string, labels = ''): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${name}${labels ? `{${labels}}` : ''} `));
+  return line ? Number(line.split(' ').at(-1)) : 0;
+}
+
+beforeAll(async () => {
+  m = await TestMesh.start();
+  wire = startWire();
+  rawapp = startRawApp();
+  const wirePort = await listen(wire);
+  const rawPort = await listen(rawapp);
+  const deadPort = await freePort();
+  const plain = (name: string, port: number) =>
+    m.mesh.registerService({
+      name,
+      type: 'http',
+      port,
+      endpoints: [{ id: `${name}-0`, address: '127.0.0.1', port, weight: 1, healthy: true, labels: {} }],
+    });
+  await plain('wire', wirePort);
+  await plain('twin', wirePort);
+  await plain('rawapp', rawPort);
+  await plain('deadsvc', deadPort);
+  const upstreams = 'wire,twin,rawapp,deadsvc';
+  const env = { SIDECAR_UPSTREAMS: upstreams, SIDECAR_ACCESS_LOG: 'all' };
+  const app = await m.app('web');
+  [web, webslow] = await Promise.all([
+    m.sidecar('web', app, { id: 'web-fast', token: false, env }),
+    m.sidecar('web', app, { id: 'web-slow', token: false, env: { ...env, SIDECAR_FAST_PATH: 'false' } }),
+  ]);
+  for (const s of [web, webslow])
+    await m.until(s, 'the four upstreams', (d) => (d.snapshot?.upstreams.filter((u) => u.endpoints.length > 0).length ?? 0) >= 4);
+}, 120_000);
+
+afterAll(async () => {
+  await m?.dispose();
+  wire?.close();
+  rawapp?.close();
+});
+
+describe('the outbound fast path', () => {
+  it('streams chunked request and response bodies', async () => {
+    const parts = ['first,', 'second,', 'third'];
+    const r = await request(`${web.outbound}/echo`, {
+      method: 'POST',
+      headers: { host: 'wire.mesh' },
+      body: Readable.from(parts.map((p) => Buffer.from(p))),
+    });
+    const text = await r.body.text();
+    expect(r.statusCode).toBe(200);
+    expect(text).toBe(parts.join(''));
+    expect(r.headers['x-request-te']).toBe('chunked');
+    expect(r.headers['transfer-encoding']).toBe('chunked');
+    expect(r.headers['x-request-sha256']).toBe(sha256(parts.join('')));
+  });
+
+  it('moves 1 MiB both ways intact (content-length and chunked)', async () => {
+    const up = randomBytes(1024 * 1024);
+    const r = await request(`${web.outbound}/echo`, { method: 'POST', headers: { host: 'wire.mesh' }, body: up });
+    const back = Buffer.from(await r.body.arrayBuffer());
+    expect(r.headers['x-request-sha256']).toBe(sha256(up));
+    expect(sha256(back)).toBe(sha256(up));
+    const chunked = await request(`${web.outbound}/echo`, {
+      method: 'POST',
+      headers: { host: 'wire.mesh' },
+      body: Readable.from(
+        (function* () {
+          for (let i = 0; i < up.length; i += 64 * 1024) yield up.subarray(i, i + 64 * 1024);
+        })(),
+      ),
+    });
+    expect(sha256(Buffer.from(await chunked.body.arrayBuffer()))).toBe(sha256(up));
+    expect(chunked.headers['x-request-te']).toBe('chunked');
+    const big = await request(`${web.outbound}/big`, { headers: { host: 'wire.mesh' } });
+    expect(big.headers['content-length']).toBe(String(BIG.length));
+    expect(sha256(Buffer.from(await big.body.arrayBuffer()))).toBe(sha256(BIG));
+  });
+
+  it('answers pipelined requests in order, also across a hand-over to node:http', async () => {
+    const { responses, closed } = await raw(
+      web,
+      (write) => write(get('/slow?ms=200&id=1') + get('/slow?ms=0&id=2') + get('/slow?ms=50&id=3', 'wire.mesh', 'Connection: close\r\n')),
+      { count: 3 },
+    );
+    expect(responses.map((r) => r.body.toString())).toEqual(['id=1', 'id=2', 'id=3']);
+    expect(closed).toBe(true);
+    // The HTTP/1.0 request in the middle is not eligible: node:http takes the connection from there.
+    const mixed = await raw(
+      web,
+      (write) =>
+        write(
+          get('/slow?ms=100&id=a') +
+            'GET /slow?id=b HTTP/1.0\r\nHost: wire.mesh\r\nConnection: keep-alive\r\n\r\n' +
+            get('/slow?id=c', 'wire.mesh', 'Connection: close\r\n'),
+        ),
+      { count: 3 },
+    );
+    expect(mixed.responses.map((r) => r.body.toString())).toEqual(['id=a', 'id=b', 'id=c']);
+  });
+
+  it('HEAD keeps its content-length without a body; 204 and 304 have none; the connection stays usable', async () => {
+    const { responses, closed } = await raw(
+      web,
+      (write) =>
+        write(
+          `HEAD /head HTTP/1.1\r\nHost: wire.mesh\r\n\r\n${get('/204')}${get('/304')}${get('/head', 'wire.mesh', 'Connection: close\r\n')}`,
+        ),
+      { count: 4, methods: ['HEAD', 'GET', 'GET', 'GET'] },
+    );
+    expect(responses.map((r) => [r.status, r.body.length])).toEqual([
+      [200, 0],
+      [204, 0],
+      [304, 0],
+      [200, 1234],
+    ]);
+    expect(responses[0]?.headers['content-length']).toBe('1234');
+    expect(responses[1]?.headers['x-empty']).toBe('yes');
+    expect(responses[1]?.headers['transfer-encoding']).toBeUndefined();
+    expect(responses[2]?.headers.etag).toBe('"v1"');
+    expect(closed).toBe(true);
+  });
+
+  it('Connection: close from the client closes after the response; from the upstream it stays hop-by-hop', async () => {
+    const fromClient = await raw(web, (write) => write(get('/', 'wire.mesh', 'Connection: close\r\n')), { count: 1 });
+    expect(fromClient.responses[0]?.status).toBe(200);
+    expect(fromClient.responses[0]?.headers.connection).toBe('close');
+    expect(fromClient.closed).toBe(true);
+    const fromUpstream = await raw(web, (write) => write(get('/close') + get('/close') + get('/', 'wire.mesh', 'Connection: close\r\n')), {
+      count: 3,
+    });
+    expect(fromUpstream.responses.map((r) => [r.status, r.headers.connection])).toEqual([
+      [200, 'keep-alive'],
+      [200, 'keep-alive'],
+      [200, 'close'],
+    ]);
+  });
+
+  it('re-frames a close-delimited response as chunked and skips interim responses', async () => {
+    const r = await raw(
+      web,
+      (write) => write(get('/close-delimited', 'rawapp.mesh') + get('/interim', 'rawapp.mesh', 'Connection: close\r\n')),
+      {
+        count: 2,
+      },
+    );
+    expect(r.responses[0]?.headers['transfer-encoding']).toBe('chunked');
+    expect(r.responses[0]?.body.toString()).toBe('the body ends when the connection does');
+    expect(r.responses[1]?.body.toString()).toBe('final');
+    expect(r.interim).toEqual([]);
+  });
+
+  it('hands Upgrade and Expect: 100-continue requests to node:http, which still answers them', async () => {
+    // node:http answers an Upgrade nobody accepts as a plain request (Upgrade and Connection are hop-by-hop).
+    const upgradeHead = get('/', 'wire.mesh', 'Connection: Upgrade\r\nUpgrade: example/1\r\n');
+    const [upgrade, slow] = await Promise.all([web, webslow].map((s) => raw(s, (write) => write(upgradeHead), { count: 1 })));
+    expect(upgrade.responses[0]?.status).toBe(200);
+    expect(JSON.parse(upgrade.responses[0]?.body.toString() ?? '{}').headers.upgrade).toBeUndefined();
+    expect(upgrade.responses.map((r) => r.status)).toEqual(slow.responses.map((r) => r.status));
+
+    const expectContinue = await raw(
+      web,
+      async (write, responses) => {
+        write('POST /echo HTTP/1.1\r\nHost: wire.mesh\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n');
+        await new Promise((r) => setTimeout(r, 200));
+        expect(responses).toEqual([]);
+        write('hello');
+      },
+      { count: 1 },
+    );
+    expect(expectContinue.interim).toEqual([100]);
+    expect(expectContinue.responses[0]?.status).toBe(200);
+    expect(expectContinue.responses[0]?.body.toString()).toBe('hello');
+    const handoffs = await metrics(web);
+    expect(metricValue(handoffs, 'novamesh_sidecar_fast_path_handoffs_total', 'reason="upgrade"')).toBeGreaterThanOrEqual(1);
+    expect(metricValue(handoffs, 'novamesh_sidecar_fast_path_handoffs_total', 'reason="expect"')).toBeGreaterThanOrEqual(1);
+  });
+
+  it('refuses malformed requests with a local reply and closes', async () => {
+    const both = await raw(
+      web,
+      (write) => write('POST /echo HTTP/1.1\r\nHost: wire.mesh\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'),
+      {
+        count: 1,
+      },
+    );
+    expect(both.responses[0]?.status).toBe(400);
+    expect(both.responses[0]?.headers['x-novamesh-error']).toBe('BAD_REQUEST');
+    expect(JSON.parse(both.responses[0]?.body.toString() ?? '{}').code).toBe('BAD_REQUEST');
+    expect(both.closed).toBe(true);
+    const big = await raw(web, (write) => write(get('/', 'wire.mesh', `X-Big: ${'a'.repeat(20_000)}\r\n`)), { count: 1 });
+    expect(big.responses[0]?.status).toBe(431);
+    expect(big.responses[0]?.headers['x-novamesh-error']).toBe('BAD_REQUEST');
+    expect(big.closed).toBe(true);
+    const badChunk = await raw(
+      web,
+      (write) => write('POST /echo HTTP/1.1\r\nHost: wire.mesh\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n'),
+      {
+        count: 1,
+      },
+    );
+    expect(badChunk.responses[0]?.status).toBe(400);
+    expect(badChunk.closed).toBe(true);
+  });
+
+  it('cuts the client connection when the upstream dies mid-response, and answers 502 when it dies before', async () => {
+    const started = Date.now();
+    const died = await raw(web, (write) => write(get('/die', 'rawapp.mesh')), { count: 1, timeoutMs: 5_000 });
+    expect(died.closed).toBe(true);
+    expect(died.responses).toEqual([]);
+    expect(Date.now() - started).toBeLessThan(3_000);
+    const reset = await raw(web, (write) => write(get('/reset', 'rawapp.mesh', 'Connection: close\r\n')), { count: 1 });
+    expect(reset.responses[0]?.status).toBe(502);
+    expect(reset.responses[0]?.headers['x-novamesh-error']).toBe('UPSTREAM_RESET');
+    // The connection still works after the upstream's failure.
+    const after = await request(`${web.outbound}/`, { headers: { host: 'rawapp.mesh' } });
+    expect(await after.body.text()).toBe('raw');
+  });
+
+  it('tries a bodiless request once more on a new connection when a reused one was closed by the upstream', async () => {
+    const first = await request(`${web.outbound}/drop-next`, { headers: { host: 'rawapp.mesh' } });
+    expect(await first.body.text()).toBe('once');
+    const second = await request(`${web.outbound}/`, { headers: { host: 'rawapp.mesh' } });
+    expect(second.statusCode).toBe(200);
+    expect(await second.body.text()).toBe('raw');
+  });
+
+  it('drops the request body of a local reply and serves the next request on the connection', async () => {
+    const r = await raw(
+      web,
+      (write) =>
+        write(`POST / HTTP/1.1\r\nHost: elsewhere.mesh\r\nContent-Length: 5\r\n\r\nhello${get('/', 'wire.mesh', 'Connection: close\r\n')}`),
+      { count: 2 },
+    );
+    expect(r.responses.map((x) => [x.status, x.headers['x-novamesh-error']])).toEqual([
+      [404, 'NO_ROUTE'],
+      [200, undefined],
+    ]);
+  });
+
+  it('aborts the upstream request when the client goes away', async () => {
+    const socket = connect(web.ports.outbound as number, '127.0.0.1');
+    await once(socket, 'connect');
+    socket.write(get('/slow?ms=3000&id=gone'));
+    await new Promise((r) => setTimeout(r, 300));
+    socket.destroy();
+    const deadline = Date.now() + 2_000;
+    while (!aborted.has('gone') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(aborted.has('gone')).toBe(true);
+    const logged = web.proc.output.some((l) => l.includes('"error":"DOWNSTREAM_DISCONNECT"') && l.includes('/slow'));
+    expect(logged).toBe(true);
+  });
+
+  it('treats a client that half-closes after its request as node:http does', async () => {
+    const outcome = async (s: SidecarProcess) => {
+      const socket = connect(s.ports.outbound as number, '127.0.0.1');
+      await once(socket, 'connect');
+      let text = '';
+      socket.on('data', (d) => {
+        text += d.toString('latin1');
+      });
+      socket.on('error', () => undefined);
+      socket.end(get('/slow?ms=50&id=half'));
+      await Promise.race([once(socket, 'close'), new Promise((r) => setTimeout(r, 3_000))]);
+      socket.destroy();
+      return text.slice(0, 12);
+    };
+    // The listener does not allow half-open connections: both paths close without an answer.
+    const [fast, slow] = [await outcome(web), await outcome(webslow)];
+    expect(fast).toBe(slow);
+  });
+
+  it('forwards the same request and response headers as node:http would', async () => {
+    const extra =
+      'X-Custom: v\r\nKeep-Alive: timeout=1\r\nX-Hop: drop me\r\nConnection: x-hop\r\nProxy-Connection: keep-alive\r\n' +
+      'TE: trailers\r\nX-Request-Id: rid-1\r\nCookie: a=1\r\nCookie: b=2\r\nX-Dup: 1\r\nX-Dup: 2\r\n';
+    const [fast, slow] = await Promise.all(
+      [web, webslow].map(async (s) => {
+        const { responses } = await raw(s, (write) => write(get('/h?q=1', 'wire.mesh', extra)), { count: 1 });
+        const r = responses[0] as RawResponse;
+        const json = JSON.parse(r.body.toString()) as { headers: Record<string, string> };
+        const { date: _d, ...responseHeaders } = r.headers;
+        return { status: r.status, seen: json.headers, responseHeaders };
+      }),
+    );
+    expect(fast.seen).toEqual(slow.seen);
+    expect(fast.seen['x-hop']).toBeUndefined();
+    expect(fast.seen['x-request-id']).toBe('rid-1');
+    expect(fast.seen.host).toBe('wire.mesh');
+    expect(fast.responseHeaders).toEqual(slow.responseHeaders);
+  });
+
+  it('counts and logs fast-path requests exactly like slow-path ones', async () => {
+    const before = await metrics(web);
+    const marks = [web, webslow].map((s) => s.proc.output.length);
+    const sequence = async (s: SidecarProcess) => {
+      const call = async (host: string, path: string, method = 'GET', body?: string) => {
+        const r = await request(`${s.outbound}${path}`, {
+          method: method as 'GET',
+          headers: { host, 'x-request-id': `${method}-${path}` },
+          ...(body ? { body } : {}),
+        });
+        await r.body.text();
+        return r.statusCode;
+      };
+      return [
+        await call('twin.mesh', '/'),
+        await call('twin.mesh', '/a/b?c=d'),
+        await call('twin.mesh', '/echo', 'POST', 'some body'),
+        await call('twin.mesh', '/status?code=503'),
+        await call('twin.mesh', '/status?code=404'),
+        await call('nosuch.mesh', '/'),
+        await call('deadsvc.mesh', '/x'),
+      ];
+    };
+    const statuses = [await sequence(web), await sequence(webslow)];
+    expect(statuses[0]).toEqual([200, 200, 200, 503, 404, 404, 503]);
+    expect(statuses[1]).toEqual(statuses[0]);
+    await new Promise((r) => setTimeout(r, 300)); // log lines flushed
+    const [fastMetrics, slowMetrics] = [await metrics(web), await metrics(webslow)];
+    const outboundLines = (text: string) =>
+      text
+        .split('\n')
+        .filter((l) => /^novamesh_sidecar_(requests_total|request_duration_seconds_count)\{[^}]*upstream="(twin|nosuch|deadsvc)"/.test(l))
+        .sort();
+    expect(outboundLines(fastMetrics)).toEqual(outboundLines(slowMetrics));
+    expect(outboundLines(fastMetrics).length).toBeGreaterThanOrEqual(6);
+    // The fast sidecar handled them itself.
+    expect(
+      metricValue(fastMetrics, 'novamesh_sidecar_fast_path_requests_total') -
+        metricValue(before, 'novamesh_sidecar_fast_path_requests_total'),
+    ).toBe(7);
+    const access = (s: SidecarProcess, from: number) =>
+      s.proc.output
+        .slice(from)
+        .filter((l) => l.includes('"msg":"access"') && l.includes('"direction":"outbound"'))
+        .map((l) => {
+          const { time: _t, ms: _ms, pid: _p, hostname: _h, instance: _i, ...rest } = JSON.parse(l) as Record<string, unknown>;
+          return rest;
+        });
+    const fastLog = access(web, marks[0] as number);
+    expect(fastLog).toHaveLength(7);
+    expect(fastLog).toEqual(access(webslow, marks[1] as number));
+    expect(fastLog.map((r) => r.error)).toEqual([
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      'NO_ROUTE',
+      'UPSTREAM_CONNECT_FAILURE',
+    ]);
+  });
+
+  // Last: it stops the fast sidecar.
+  it('on SIGTERM finishes the request in flight (then closes its connection) and closes idle connections', async () => {
+    const idle = connect(web.ports.outbound as number, '127.0.0.1');
+    await once(idle, 'connect');
+    idle.on('error', () => undefined);
+    idle.write(get('/'));
+    await once(idle, 'data');
+    const busy = raw(web, (write) => write(get('/slow?ms=300&id=drain')), { count: 1, timeoutMs: 5_000 });
+    await new Promise((r) => setTimeout(r, 50));
+    const idleClosed = once(idle, 'close');
+    const stopped = web.proc.stop('SIGTERM', 5_000);
+    const r = await busy;
+    expect(r.responses[0]?.status).toBe(200);
+    expect(r.responses[0]?.body.toString()).toBe('id=drain');
+    expect(r.responses[0]?.headers.connection).toBe('close');
+    expect(r.closed).toBe(true);
+    await idleClosed;
+    await stopped;
+  });
+});

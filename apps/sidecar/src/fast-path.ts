@@ -1,0 +1,768 @@
+import { randomUUID } from 'node:crypto';
+import { type Server as HttpServer, STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import { type MatchedRoute, type OutlierOutcome, outcomeOfStatus, type RequestView } from '@novamesh/dataplane';
+import type { AccessRecord } from './access-log';
+import { classifyUpstreamError, type DownstreamRequest, forwardableHeaders, HOP_BY_HOP } from './forward';
+import { ChunkedScanner, type HeadError, parseRequestHead, parseResponseHead, type RequestHead, type ResponseHead } from './http1-wire';
+import { splitUrl } from './inbound';
+import { ERROR_HEADER, headerSafe, LOCAL_REPLIES, type LocalReplyCode, REASON_HEADER } from './local-reply';
+import { socketClosedError, type UpstreamConnection, type UpstreamUser } from './raw-pool';
+import type { RuntimeEndpoint, UpstreamRuntime } from './upstream-runtime';
+
+/** node:http's keepAliveTimeout of the outbound listener: idle client connections close after it. */
+const KEEP_ALIVE_MS = 65_000;
+const KEEP_ALIVE_HEADERS = 'Connection: keep-alive\r\nKeep-Alive: timeout=65\r\n';
+const CLOSE_HEADERS = 'Connection: close\r\n';
+/** Pipelined bytes kept while a request is in flight before the client socket is paused. */
+const MAX_BUFFERED = 64 * 1024;
+/** Below this, a head and the body bytes after it go out in one buffer (one write). */
+const COALESCE_BYTES = 16 * 1024;
+
+const EXPECTS_PAYLOAD = new Set(['POST', 'PUT', 'PATCH']);
+
+let dateCache = '';
+let dateSecond = 0;
+/** The Date header value, as node:http caches it (once a second). */
+function utcDate(): string {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateCache = new Date(now).toUTCString();
+  }
+  return dateCache;
+}
+
+/** What the fast path needs of the outbound proxy. */
+export interface FastPathHost {
+  upstreams: () => ReadonlyMap<string, UpstreamRuntime> | undefined;
+  /** Metrics and access log of one outbound request, as the slow path writes them. */
+  log(r: {
+    started: number;
+    method: string;
+    path: string;
+    upstream: string;
+    requestId: string;
+    status: number;
+    error?: string | undefined;
+    reason?: string | undefined;
+    extra?: Partial<AccessRecord> | undefined;
+  }): void;
+  /** Admits one request (the in-flight bound) or counts it shed. */
+  admit(): boolean;
+  release(): void;
+  /** Counts a request the fast path handles, or a connection it hands over (with why). */
+  counted(handoff?: string): void;
+  /** SIDECAR_MAX_IN_FLIGHT, for the OVERLOADED reason. */
+  maxInFlight(): number;
+  /** The service and path a request is for (outbound.ts `serviceOfRequest`). */
+  serviceOf(req: Pick<DownstreamRequest, 'url' | 'headers'>): { service?: string; path: string };
+}
+
+/** Writes one header field (values that are lists become several lines, as node:http does). */
+function headerLines(name: string, value: string | string[] | number | undefined): string {
+  if (value === undefined) return '';
+  if (Array.isArray(value)) {
+    let out = '';
+    for (const v of value) out += `${name}: ${v}\r\n`;
+    return out;
+  }
+  return `${name}: ${value}\r\n`;
+}
+
+/**
+ * The outbound listener's HTTP/1.1 fast path: per client connection, request heads are parsed
+ * here, and an eligible request (HTTP/1.1, not CONNECT, no Upgrade or Expect, not gRPC, an HTTP
+ * upstream without timeouts, retries, faults or circuit breaking, a route without mirror) goes to
+ * the chosen endpoint over a pooled keep-alive socket: the same routing, header changes, metrics,
+ * access log, outlier recording and local replies as the node:http path, without its per-request
+ * objects. The first request that is not eligible hands the connection, at that request boundary,
+ * to the node:http server, where it stays. Pipelined requests are answered in order, one at a time.
+ */
+export class FastPath {
+  private readonly connections = new Set<FastConnection>();
+  closing = false;
+
+  constructor(
+    readonly host: FastPathHost,
+    readonly http1: HttpServer,
+    /** The service of a per-upstream listener; undefined for the mesh-wide one. */
+    readonly fixed: string | undefined,
+  ) {}
+
+  accept(socket: Socket): void {
+    const conn = new FastConnection(this, socket);
+    this.connections.add(conn);
+  }
+
+  /** @internal */
+  forget(conn: FastConnection): void {
+    this.connections.delete(conn);
+  }
+
+  /** Draining: idle connections close now, the others after their current response. */
+  closeIdle(): void {
+    this.closing = true;
+    for (const c of this.connections) c.closeIfIdle();
+  }
+}
+
+/** One client connection on the fast path. */
+class FastConnection {
+  /** Bytes received and not consumed yet (the next request heads, or body bytes not forwarded yet). */
+  buf: Buffer | undefined;
+  exchange: Exchange | undefined;
+  gone = false;
+  private advancing = false;
+  private pausedForBuffer = false;
+
+  constructor(
+    readonly fp: FastPath,
+    readonly socket: Socket,
+  ) {
+    socket.on('data', this.onData);
+    socket.on('close', this.onClose);
+    socket.on('drain', this.onDrain);
+    socket.on('timeout', this.onTimeout);
+    socket.setTimeout(KEEP_ALIVE_MS);
+  }
+
+  private readonly onData = (chunk: Buffer) => {
+    const ex = this.exchange;
+    if (ex?.readsBody()) {
+      if (this.buf !== undefined) {
+        this.append(chunk);
+        this.pumpBody();
+        return;
+      }
+      const rest = ex.takeBody(chunk);
+      if (rest !== undefined) this.append(rest);
+      ex.afterBody();
+      return;
+    }
+    this.append(chunk);
+    if (this.exchange === undefined) this.advance();
+    else if ((this.buf?.length ?? 0) > MAX_BUFFERED && !this.pausedForBuffer) {
+      this.pausedForBuffer = true;
+      this.socket.pause();
+    }
+  };
+
+  private append(chunk: Buffer): void {
+    this.buf = this.buf === undefined ? chunk : Buffer.concat([this.buf, chunk]);
+  }
+
+  private readonly onClose = () => {
+    this.gone = true;
+    this.fp.forget(this);
+    this.exchange?.clientGone();
+  };
+
+  private readonly onDrain = () => this.exchange?.clientDrained();
+
+  private readonly onTimeout = () => {
+    if (this.exchange === undefined) this.socket.destroy();
+    else this.socket.setTimeout(KEEP_ALIVE_MS); // requests have no time limit (requestTimeout 0): re-armed
+  };
+
+  closeIfIdle(): void {
+    if (this.exchange === undefined) this.socket.destroy();
+  }
+
+  /** Feeds buffered body bytes to the exchange (when it can take them now). */
+  pumpBody(): void {
+    const ex = this.exchange;
+    const buf = this.buf;
+    if (ex === undefined || buf === undefined || !ex.readsBody()) return;
+    this.buf = undefined;
+    const rest = ex.takeBody(buf);
+    if (rest !== undefined) this.buf = this.buf === undefined ? rest : Buffer.concat([rest, this.buf]);
+    ex.afterBody();
+  }
+
+  /** The exchange is over (response sent, request body read): the next request, or close. */
+  finished(ex: Exchange, keepAlive: boolean): void {
+    if (this.exchange !== ex) return;
+    this.exchange = undefined;
+    if (this.gone) return;
+    if (!keepAlive || this.fp.closing) {
+      this.gone = true;
+      this.fp.forget(this);
+      this.socket.end();
+      return;
+    }
+    if (this.socket.isPaused()) this.socket.resume();
+    this.pausedForBuffer = false;
+    if (!this.advancing) this.advance();
+  }
+
+  /** Takes the next requests from the buffer while nothing is in flight. */
+  advance(): void {
+    this.advancing = true;
+    try {
+      while (this.exchange === undefined && !this.gone && this.buf !== undefined) {
+        const buf = this.buf;
+        const head = parseRequestHead(buf, 0);
+        if (head === undefined) break;
+        if ('error' in head) {
+          this.refuse(head);
+          return;
+        }
+        const plan = planRequest(this.fp, head, this.socket);
+        if (typeof plan === 'string') {
+          this.handOff(plan);
+          return;
+        }
+        this.buf = head.size < buf.length ? buf.subarray(head.size) : undefined;
+        const ex = new Exchange(this, head, plan);
+        this.exchange = ex;
+        ex.start();
+        this.pumpBody();
+      }
+    } finally {
+      this.advancing = false;
+    }
+    if (this.pausedForBuffer && this.exchange === undefined && !this.gone) {
+      this.pausedForBuffer = false;
+      this.socket.resume();
+    }
+  }
+
+  /** A request the parser refused: the local reply, then the connection closes (as llhttp errors do). */
+  private refuse(e: HeadError): void {
+    const started = performance.now();
+    this.gone = true;
+    this.fp.forget(this);
+    const reason = `malformed request: ${e.reason}`;
+    this.socket.end(localReplyBytes(e.error, 'BAD_REQUEST', reason, false, false));
+    this.fp.host.log({ started, method: '', path: '', upstream: '', requestId: '', status: e.error, error: 'BAD_REQUEST', reason });
+  }
+
+  /** Hands the connection to the node:http server at this request boundary, bytes not consumed put back. */
+  private handOff(reason: string): void {
+    const socket = this.socket;
+    this.fp.host.counted(reason);
+    this.gone = true;
+    this.fp.forget(this);
+    socket.off('data', this.onData);
+    socket.off('close', this.onClose);
+    socket.off('drain', this.onDrain);
+    socket.off('timeout', this.onTimeout);
+    socket.setTimeout(0);
+    socket.pause();
+    if (this.buf !== undefined) socket.unshift(this.buf);
+    this.buf = undefined;
+    this.fp.http1.emit('connection', socket);
+    process.nextTick(() => socket.resume());
+  }
+}
+
+/** Where an eligible request goes, or the local reply it gets. */
+interface Plan {
+  started: number;
+  target: { service?: string; path: string };
+  path: string;
+  query: string;
+  requestId: string;
+  up: UpstreamRuntime | undefined;
+  view: RequestView | undefined;
+  route: MatchedRoute | undefined;
+  reply: { code: LocalReplyCode; reason: string } | undefined;
+}
+
+/**
+ * Whether the fast path takes this request (a string: why not — the connection goes to node:http),
+ * and the routing decisions made on the way, in the slow path's order.
+ */
+function planRequest(fp: FastPath, head: RequestHead, socket: Socket): Plan | string {
+  const h = head.headers;
+  if (head.minor !== 1) return 'http/1.0';
+  if (head.method === 'CONNECT') return 'connect';
+  if (h.upgrade !== undefined) return 'upgrade';
+  if (h.expect !== undefined) return 'expect';
+  if (h.host === undefined) return 'no-host';
+  if (typeof h['content-type'] === 'string' && h['content-type'].startsWith('application/grpc')) return 'grpc';
+  if (head.framing === 'chunked' && h['transfer-encoding']?.toLowerCase() !== 'chunked') return 'transfer-coding';
+  const started = performance.now();
+  const target = fp.fixed ? { service: fp.fixed, path: head.url } : fp.host.serviceOf({ url: head.url, headers: h });
+  const { path, query } = splitUrl(target.path);
+  const requestId = (h['x-request-id'] as string | undefined) ?? randomUUID();
+  const plan: Plan = { started, target, path, query, requestId, up: undefined, view: undefined, route: undefined, reply: undefined };
+  const upstreams = fp.host.upstreams();
+  if (!upstreams) plan.reply = { code: 'NO_SNAPSHOT', reason: 'this sidecar has not received its configuration yet' };
+  else if (!target.service)
+    plan.reply = { code: 'BAD_REQUEST', reason: 'no service named: call http://<service>.mesh/ (Host header or absolute URL)' };
+  else {
+    const up = upstreams.get(target.service);
+    if (!up) {
+      const reason = `"${target.service}" is not a service this sidecar may call (known: ${[...upstreams.keys()].join(', ') || 'none'})`;
+      plan.reply = { code: 'NO_ROUTE', reason };
+    } else {
+      if (up.resilient) return 'resilience';
+      if (up.spec.type === 'grpc') return 'grpc-upstream';
+      const view: RequestView = { method: head.method, path, query, headers: h };
+      if (socket.remoteAddress) view.sourceIp = socket.remoteAddress;
+      const route = up.routes.match(view);
+      if (route?.mirror) return 'mirror';
+      plan.up = up;
+      plan.view = view;
+      plan.route = route;
+    }
+  }
+  return plan;
+}
+
+/** The bytes of a local reply, as sendLocalReply makes node:http write it. */
+function localReplyBytes(status: number, code: LocalReplyCode, reason: string, keepAlive: boolean, head: boolean): Buffer {
+  const body = JSON.stringify({ code, message: reason });
+  const bodyBytes = Buffer.byteLength(body);
+  const text =
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'unknown'}\r\ncontent-type: application/json\r\ncontent-length: ${bodyBytes}\r\n` +
+    `${ERROR_HEADER}: ${code}\r\n${REASON_HEADER}: ${headerSafe(reason)}\r\nDate: ${utcDate()}\r\n${keepAlive ? KEEP_ALIVE_HEADERS : CLOSE_HEADERS}\r\n`;
+  if (head) return Buffer.from(text, 'latin1');
+  const out = Buffer.allocUnsafe(Buffer.byteLength(text, 'latin1') + bodyBytes);
+  const n = out.write(text, 'latin1');
+  out.write(body, n, 'utf8');
+  return out;
+}
+
+/** A head and the first body bytes as one buffer when small, else as two writes. */
+function writeWithHead(socket: Socket, head: string, body: Buffer | undefined): boolean {
+  if (body === undefined || body.length === 0) return socket.write(head, 'latin1');
+  if (body.length <= COALESCE_BYTES) {
+    const out = Buffer.allocUnsafe(Buffer.byteLength(head, 'latin1') + body.length);
+    const n = out.write(head, 'latin1');
+    body.copy(out, n);
+    return socket.write(out);
+  }
+  socket.cork();
+  socket.write(head, 'latin1');
+  const ok = socket.write(body);
+  socket.uncork();
+  return ok;
+}
+
+const CHUNK_END = Buffer.from('\r\n');
+const LAST_CHUNK = Buffer.from('0\r\n\r\n');
+
+/** One request on the fast path, from its head to the end of its response and of its body. */
+class Exchange implements UpstreamUser {
+  private readonly socket: Socket;
+  /** Where request body bytes go: nowhere yet (connecting), upstream, or dropped (a local reply, or a response already complete). */
+  private sink: 'wait' | 'upstream' | 'discard' = 'wait';
+  private bodyLeft: number;
+  private readonly scanner: ChunkedScanner | undefined;
+  private bodyDone: boolean;
+  private bodyForwarded = false;
+  /** The upstream socket is full: the client is paused until it drains. */
+  private upstreamFull = false;
+  private responseDone = false;
+  /** Holds an in-flight slot (released when accounted). */
+  private admitted = false;
+  /** Metrics and log written, slot and endpoint count released: once per request. */
+  private accounted = false;
+  private endpoint: RuntimeEndpoint | undefined;
+  private upstream: UpstreamConnection | undefined;
+  private upstreamHead = '';
+  private retried = false;
+  private resBuf: Buffer | undefined;
+  private res: ResponseHead | undefined;
+  private resLeft = 0;
+  private resScanner: ChunkedScanner | undefined;
+  /** The upstream sent bytes past the response: its connection is not reused. */
+  private resDirty = false;
+  private status = 0;
+  private keepAlive: boolean;
+
+  constructor(
+    private readonly conn: FastConnection,
+    private readonly head: RequestHead,
+    private readonly plan: Plan,
+  ) {
+    this.socket = conn.socket;
+    this.bodyLeft = head.framing === 'length' ? head.contentLength : 0;
+    this.scanner = head.framing === 'chunked' ? new ChunkedScanner() : undefined;
+    this.bodyDone = head.framing === 'none';
+    this.keepAlive = head.keepAlive;
+  }
+
+  private get host(): FastPathHost {
+    return this.conn.fp.host;
+  }
+
+  private extra(): Partial<AccessRecord> {
+    const route = this.plan.route;
+    return { endpoint: this.endpoint?.id, route: route ? `${route.rule}/${route.name}` : undefined };
+  }
+
+  /** The slow path's bookkeeping, in its order: the endpoint's active count, outlier detection, metrics and log, the in-flight slot. */
+  private account(status: number, error?: string, reason?: string, extra?: Partial<AccessRecord>, outcome?: OutlierOutcome): void {
+    if (this.accounted) return;
+    this.accounted = true;
+    const endpoint = this.endpoint;
+    if (endpoint) {
+      endpoint.active--;
+      if (outcome) (this.plan.up as UpstreamRuntime).record(endpoint.id, outcome);
+    }
+    const p = this.plan;
+    this.host.log({
+      started: p.started,
+      method: this.head.method,
+      path: p.path,
+      upstream: p.target.service ?? '',
+      requestId: p.requestId,
+      status,
+      error,
+      reason,
+      extra,
+    });
+    if (this.admitted) this.host.release();
+  }
+
+  start(): void {
+    const { plan } = this;
+    this.host.counted();
+    if (!this.host.admit()) {
+      this.accounted = true; // shed: counted by the in-flight limit, not logged (as the guard does)
+      this.localReply('OVERLOADED', `this sidecar already handles SIDECAR_MAX_IN_FLIGHT (${this.host.maxInFlight()}) requests`);
+      return;
+    }
+    this.admitted = true;
+    if (plan.reply) {
+      this.account(LOCAL_REPLIES[plan.reply.code], plan.reply.code, plan.reply.reason);
+      this.localReply(plan.reply.code, plan.reply.reason);
+      return;
+    }
+    const up = plan.up as UpstreamRuntime;
+    const route = plan.route;
+    const subset = route?.pickSubset();
+    const endpoint = up.pool.pick(plan.view as RequestView, subset);
+    if (!endpoint?.raw) {
+      const reason = `no healthy endpoint of ${up.service}${subset ? ` in subset ${subset}` : ''}${up.outlier?.ejectedEndpoints ? ` (${up.outlier.ejectedEndpoints} ejected)` : ''}`;
+      this.account(503, 'NO_HEALTHY_UPSTREAM', reason, { route: route ? `${route.rule}/${route.name}` : undefined });
+      this.localReply('NO_HEALTHY_UPSTREAM', reason);
+      return;
+    }
+    const headers = forwardableHeaders(this.head.headers);
+    headers['x-request-id'] = plan.requestId;
+    if (route?.requestHeaders) route.applyRequestHeaders(headers);
+    const upstreamPath = route ? `${route.rewritePath(plan.path)}${plan.query ? `?${plan.query}` : ''}` : plan.target.path;
+    let text = `${this.head.method} ${upstreamPath} HTTP/1.1\r\n`;
+    for (const name in headers) text += headerLines(name, headers[name]);
+    text += 'connection: keep-alive\r\n';
+    if (this.head.framing === 'chunked') text += 'transfer-encoding: chunked\r\n';
+    else if (this.head.framing === 'none' && headers['content-length'] === undefined && EXPECTS_PAYLOAD.has(this.head.method))
+      text += 'content-length: 0\r\n';
+    this.upstreamHead = `${text}\r\n`;
+    this.endpoint = endpoint;
+    endpoint.active++;
+    this.connect();
+  }
+
+  /** Takes a pooled connection (or opens one) and sends the head with the body bytes already here. */
+  private connect(): void {
+    this.sink = 'wait';
+    // Until the upstream is there, the client's body bytes wait in the connection's buffer.
+    if (!this.bodyDone) this.socket.pause();
+    (this.endpoint as RuntimeEndpoint).raw?.acquire((err, upstream) => {
+      if (err || !upstream) return this.upstreamFailed(err ?? new Error('no connection'));
+      if (this.accounted) {
+        upstream.release(undefined); // the client went away meanwhile
+        return;
+      }
+      this.upstream = upstream;
+      upstream.take(this);
+      this.sink = 'upstream';
+      const first = this.conn.buf;
+      if (first !== undefined && !this.bodyDone) {
+        this.conn.buf = undefined;
+        const rest = this.takeBody(first, true);
+        if (rest !== undefined) this.conn.buf = this.conn.buf === undefined ? rest : Buffer.concat([rest, this.conn.buf]);
+      } else upstream.socket.write(this.upstreamHead, 'latin1');
+      if (!this.bodyDone && !this.upstreamFull && !this.conn.gone) this.socket.resume();
+    });
+  }
+
+  /** Whether body bytes the client sends now can be taken (else they are buffered). */
+  readsBody(): boolean {
+    return !this.bodyDone && this.sink !== 'wait';
+  }
+
+  /** Consumes the body bytes at the start of `chunk` (forwarded or dropped); returns the bytes after the body's end. */
+  takeBody(chunk: Buffer, withHead = false): Buffer | undefined {
+    let end: number;
+    if (this.scanner) {
+      try {
+        const r = this.scanner.feed(chunk, 0);
+        end = r < 0 ? chunk.length : r;
+      } catch (e) {
+        this.badBody((e as Error).message);
+        return undefined;
+      }
+      if (this.scanner.done) this.bodyDone = true;
+    } else {
+      end = Math.min(this.bodyLeft, chunk.length);
+      this.bodyLeft -= end;
+      if (this.bodyLeft === 0) this.bodyDone = true;
+    }
+    const part = end === chunk.length ? chunk : chunk.subarray(0, end);
+    if (this.sink === 'upstream' && this.upstream) {
+      this.bodyForwarded = true;
+      const ok = withHead ? writeWithHead(this.upstream.socket, this.upstreamHead, part) : this.upstream.socket.write(part);
+      if (!ok && !this.bodyDone) {
+        this.upstreamFull = true;
+        this.socket.pause();
+      }
+    }
+    return end < chunk.length ? chunk.subarray(end) : undefined;
+  }
+
+  /** After body bytes were taken: the exchange may be complete. */
+  afterBody(): void {
+    if (this.bodyDone && this.responseDone) this.conn.finished(this, this.keepAlive);
+  }
+
+  /** A response is out (or the upstream side is over): finish now, or once the rest of the request body is read and dropped. */
+  private settle(): void {
+    if (this.bodyDone) {
+      this.conn.finished(this, this.keepAlive);
+      return;
+    }
+    this.sink = 'discard';
+    this.conn.pumpBody();
+    if (!this.bodyDone && !this.conn.gone) this.socket.resume();
+  }
+
+  /** The request body broke its framing: a 400 while nothing was answered yet, else both connections cut. */
+  private badBody(message: string): void {
+    const reason = `malformed request body: ${message}`;
+    this.upstream?.destroy();
+    this.upstream = undefined;
+    this.keepAlive = false;
+    this.bodyDone = true;
+    this.sink = 'discard';
+    this.conn.buf = undefined;
+    if (this.status === 0 && !this.responseDone) {
+      this.responseDone = true;
+      this.socket.end(localReplyBytes(400, 'BAD_REQUEST', reason, false, this.head.method === 'HEAD'));
+      this.account(400, 'BAD_REQUEST', reason, this.extra());
+    } else {
+      this.socket.destroy();
+      this.account(this.status, 'BAD_REQUEST', reason, this.extra());
+    }
+  }
+
+  /** Sends a local reply (nothing from the upstream went out), then settles. */
+  private localReply(code: LocalReplyCode, reason: string): void {
+    this.responseDone = true;
+    this.status = LOCAL_REPLIES[code];
+    if (this.conn.fp.closing) this.keepAlive = false;
+    this.socket.write(localReplyBytes(this.status, code, reason, this.keepAlive, this.head.method === 'HEAD'));
+    this.settle();
+  }
+
+  // ---- the upstream side ----
+
+  onUpstreamData(chunk: Buffer): void {
+    if (this.res !== undefined) {
+      this.responseBody(chunk);
+      return;
+    }
+    let buf: Buffer = this.resBuf === undefined ? chunk : Buffer.concat([this.resBuf, chunk]);
+    this.resBuf = buf;
+    for (;;) {
+      const r = parseResponseHead(buf, 0, this.head.method);
+      if (r === undefined) return;
+      if (typeof r === 'string') {
+        this.upstreamFailed(Object.assign(new Error(r), { code: 'HPE_INVALID' }));
+        return;
+      }
+      const rest: Buffer | undefined = r.size < buf.length ? buf.subarray(r.size) : undefined;
+      if (r.status < 200) {
+        if (r.status === 101) {
+          this.upstreamFailed(Object.assign(new Error('unexpected 101'), { code: 'HPE_INVALID' }));
+          return;
+        }
+        // Interim responses (103 Early Hints…) are not passed on, as undici's stream() does not.
+        this.resBuf = rest;
+        if (rest === undefined) return;
+        buf = rest;
+        continue;
+      }
+      this.resBuf = undefined;
+      this.res = r;
+      this.responseHead(r, rest);
+      return;
+    }
+  }
+
+  private responseHead(r: ResponseHead, rest: Buffer | undefined): void {
+    this.status = r.status;
+    if (this.conn.fp.closing) this.keepAlive = false;
+    const route = this.plan.route;
+    let text = `HTTP/1.1 ${r.status} ${STATUS_CODES[r.status] ?? 'unknown'}\r\n`;
+    let hasDate = false;
+    if (route?.responseHeaders) {
+      const headers: Record<string, string | string[] | undefined> = {};
+      for (const [name, value] of r.lines) {
+        if (HOP_BY_HOP.has(name)) continue;
+        const prev = headers[name];
+        headers[name] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev, value];
+      }
+      route.applyResponseHeaders(headers);
+      for (const name in headers) text += headerLines(name, headers[name]);
+      hasDate = headers.date !== undefined;
+    } else {
+      for (const [name, value] of r.lines) {
+        if (HOP_BY_HOP.has(name)) continue;
+        if (name === 'date') hasDate = true;
+        text += `${name}: ${value}\r\n`;
+      }
+    }
+    if (!hasDate) text += `Date: ${utcDate()}\r\n`;
+    text += this.keepAlive ? KEEP_ALIVE_HEADERS : CLOSE_HEADERS;
+    if (r.framing === 'chunked' || r.framing === 'close') text += 'Transfer-Encoding: chunked\r\n';
+    text += '\r\n';
+    this.resLeft = r.contentLength;
+    if (r.framing === 'chunked') this.resScanner = new ChunkedScanner();
+    if (r.framing === 'none') {
+      if (rest !== undefined) this.resDirty = true;
+      this.socket.write(text, 'latin1');
+      this.responseComplete();
+      return;
+    }
+    if (rest !== undefined) {
+      this.responseBody(rest, text);
+      return;
+    }
+    if (!this.socket.write(text, 'latin1')) this.upstream?.socket.pause();
+  }
+
+  /** Body bytes of the response: passed on (a close-delimited body re-framed as chunks), its end found. */
+  private responseBody(chunk: Buffer, head?: string): void {
+    const r = this.res as ResponseHead;
+    let part = chunk;
+    let done = false;
+    if (r.framing === 'length') {
+      if (chunk.length >= this.resLeft) {
+        if (chunk.length > this.resLeft) {
+          this.resDirty = true;
+          part = chunk.subarray(0, this.resLeft);
+        }
+        done = true;
+      }
+      this.resLeft -= part.length;
+    } else if (r.framing === 'chunked') {
+      let end: number;
+      try {
+        end = (this.resScanner as ChunkedScanner).feed(chunk, 0);
+      } catch (e) {
+        this.upstreamFailed(Object.assign(new Error((e as Error).message), { code: 'HPE_INVALID_CHUNK_SIZE' }));
+        return;
+      }
+      if (end >= 0) {
+        done = true;
+        if (end < chunk.length) {
+          this.resDirty = true;
+          part = chunk.subarray(0, end);
+        }
+      }
+    } else {
+      // Close-delimited: one chunk per read, so the client connection stays reusable (as node:http re-frames it).
+      const headBytes = head === undefined ? 0 : Buffer.byteLength(head, 'latin1');
+      const out = Buffer.allocUnsafe(headBytes + chunk.length + 16);
+      let n = head === undefined ? 0 : out.write(head, 'latin1');
+      n += out.write(`${chunk.length.toString(16)}\r\n`, n, 'latin1');
+      n += chunk.copy(out, n);
+      n += CHUNK_END.copy(out, n);
+      if (!this.socket.write(out.subarray(0, n))) this.upstream?.socket.pause();
+      return;
+    }
+    const ok = head !== undefined ? writeWithHead(this.socket, head, part) : part.length > 0 ? this.socket.write(part) : true;
+    if (done) {
+      this.responseComplete();
+      return;
+    }
+    if (!ok) this.upstream?.socket.pause();
+  }
+
+  private responseComplete(): void {
+    this.responseDone = true;
+    const upstream = this.upstream;
+    this.upstream = undefined;
+    if (upstream) {
+      const r = this.res as ResponseHead;
+      if (r.keepAlive && this.bodyDone && !this.resDirty) upstream.release(r.keepAliveMs);
+      else upstream.destroy();
+    }
+    this.account(this.status, undefined, undefined, this.extra(), outcomeOfStatus(this.status));
+    this.settle();
+  }
+
+  onUpstreamEnd(): void {
+    if (this.res?.framing === 'close' && !this.responseDone) {
+      this.upstream = undefined;
+      this.socket.write(LAST_CHUNK);
+      this.responseComplete();
+      return;
+    }
+    this.upstreamFailed(socketClosedError());
+  }
+
+  onUpstreamError(err: Error): void {
+    this.upstreamFailed(err);
+  }
+
+  onUpstreamDrain(): void {
+    this.upstreamFull = false;
+    if (!this.bodyDone && this.sink === 'upstream' && !this.conn.gone) this.socket.resume();
+  }
+
+  /** The client's socket can take more: read the upstream again. */
+  clientDrained(): void {
+    this.upstream?.socket.resume();
+  }
+
+  /** The upstream failed (connect, TLS, reset, timeout, malformed response): a local reply before any response byte, else the client connection is cut. */
+  private upstreamFailed(err: Error & { code?: string }): void {
+    if (this.responseDone || this.accounted) return;
+    const upstream = this.upstream;
+    this.upstream = undefined;
+    upstream?.destroy();
+    // A reused keep-alive connection the upstream closed while idle: one more try on a new one, when nothing of the request is lost.
+    if (
+      upstream?.reused &&
+      !this.retried &&
+      this.res === undefined &&
+      this.resBuf === undefined &&
+      !this.bodyForwarded &&
+      (err.code === 'UND_ERR_SOCKET' || err.code === 'ECONNRESET' || err.code === 'EPIPE' || err.code === 'ERR_STREAM_DESTROYED')
+    ) {
+      this.retried = true;
+      this.connect();
+      return;
+    }
+    const endpoint = this.endpoint as RuntimeEndpoint;
+    const { code, reason } = classifyUpstreamError(err);
+    if (this.status === 0) {
+      this.account(LOCAL_REPLIES[code], code, reason, this.extra(), 'local-origin-failure');
+      this.localReply(code, `${reason} (endpoint ${endpoint.id} of ${(this.plan.up as UpstreamRuntime).service})`);
+      return;
+    }
+    // The response head went out: cutting the connection is the only honest signal left.
+    this.responseDone = true;
+    this.socket.destroy();
+    this.account(this.status, code, reason, this.extra(), 'local-origin-failure');
+  }
+
+  /** The client went away before the exchange ended: the upstream request is aborted. */
+  clientGone(): void {
+    const upstream = this.upstream;
+    this.upstream = undefined;
+    upstream?.destroy();
+    if (this.accounted) return;
+    this.responseDone = true;
+    this.account(0, 'DOWNSTREAM_DISCONNECT', 'the client went away', this.extra());
+  }
+}
