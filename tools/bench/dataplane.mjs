@@ -27,6 +27,14 @@ const CONFIGS = [
   { id: 'nginx', label: 'nginx', path: 'client → nginx → upstream', proxies: ['nginx'], color: '#059669' },
   { id: 'sidecar', label: 'one sidecar', path: 'client → sidecar (outbound) → upstream', proxies: ['sidecar'], color: '#2563eb' },
   {
+    id: 'sidecar-node',
+    label: 'one sidecar, node:http path',
+    path: 'client → sidecar (outbound, `SIDECAR_FAST_PATH=false`) → upstream',
+    proxies: ['sidecar'],
+    env: { SIDECAR_FAST_PATH: 'false' },
+    color: '#7c3aed',
+  },
+  {
     id: 'mesh-plain',
     label: 'mesh, plain',
     path: 'client → sidecar A (outbound) → sidecar B (inbound) → app, plaintext',
@@ -59,8 +67,9 @@ async function setUp(libs, scope, cfg, ctx, config, rep) {
     return { target: { url: `http://127.0.0.1:${port}` }, pids: { nginx: nginx.workerPid, 'nginx master': nginx.proc.pid } };
   }
   const sidecar = (opts) => startSidecar(scope, testing, ctx.cp, { profileDir: cfg.profileDir, ...opts });
-  if (config.id === 'sidecar') {
-    const sc = await sidecar({ id: `client-r${rep}`, service: `client-r${rep}`, appPort: ctx.upstreamPort, upstreams: [UPSTREAM] });
+  if (config.id === 'sidecar' || config.id === 'sidecar-node') {
+    const id = `${config.id === 'sidecar' ? 'client' : 'client-node'}-r${rep}`;
+    const sc = await sidecar({ id, service: id, appPort: ctx.upstreamPort, upstreams: [UPSTREAM], env: config.env ?? {} });
     const target = { url: `http://127.0.0.1:${sc.ports.outbound}`, host: `${UPSTREAM}.mesh` };
     await until200(libs, target, 'the sidecar to route to the upstream');
     return { target, pids: { sidecar: sc.proc.pid } };
@@ -236,8 +245,7 @@ function tables(aggs, cfg) {
 
 function aimsOf(aggs) {
   const aims = [];
-  const sc = aggs.find((a) => a.id === 'sidecar');
-  if (sc && aggs.some((a) => a.id === 'nginx'))
+  for (const sc of aggs.filter((a) => a.id === 'sidecar' && aggs.some((x) => x.id === 'nginx')))
     aims.push({
       name: 'one sidecar hop throughput vs nginx',
       aim: `≥ ${ratio(AIMS.sidecarVsNginx)}`,
@@ -275,6 +283,11 @@ function observations(aggs, machine, tools, cfg, runs) {
   if (direct?.lag)
     obs.push(
       `The latency generator sends on a schedule polled every millisecond (a busy loop would take a core from the proxies): it fell behind its schedule by ${ms(direct.lag.p50)} at p50 and ${ms(direct.lag.p99)} at p99 (direct run), which is counted in every latency above (coordinated-omission safe) and so in every path alike; "from actual send" leaves it out. The "added vs direct" column subtracts the direct path's percentiles from the same repetition.`,
+    );
+  const nodePath = by['sidecar-node'];
+  if (nodePath && sidecar)
+    obs.push(
+      `The sidecar's outbound fast path (on by default: HTTP/1.1 requests are parsed and proxied over raw sockets, without node:http's and undici's per-request objects; see docs/architecture.md) against the node:http + undici path it hands off to (\`SIDECAR_FAST_PATH=false\`, the path every request took before): ${int(sidecar.rps?.median)} vs ${int(nodePath.rps?.median)} req/s (${ratio(sidecar.vsNginx?.median)} vs ${ratio(nodePath.vsNginx?.median)} of nginx) at ${us(sidecar.proxyUsTput?.median)} vs ${us(nodePath.proxyUsTput?.median)} of sidecar CPU per request; at 1,000 req/s ${plusMs(sidecar.addedP99?.median)} vs ${plusMs(nodePath.addedP99?.median)} at p99 over direct. Both mesh rows run with the fast path in sidecar A (outbound); sidecar B's inbound side is the node:http path.`,
     );
   const missedHop = sidecar && nginx && !(sidecar.vsNginx?.median >= AIMS.sidecarVsNginx);
   if (missedHop)
@@ -418,7 +431,7 @@ export async function run({ root, quick = false, machine, cpuProf = false, repet
     '',
     ...obs.map((o) => `- ${o}`),
     '',
-    "Where a sidecar's CPU goes (V8 CPU profiles of the sidecars from `--cpu-prof`, one quick run on the reference machine, 2026-11-27; share of the process's busy time): about a third is the socket writes themselves — `writev` of the response to the client (~18–20 %) and the write of the request to the upstream (`writeLatin1String`, ~11–14 %), where the kernel does the loopback delivery inside the syscall; most of the rest is Node's HTTP server (parser, response stream) and undici's client (parser, request and stream bookkeeping) around each request, and garbage collection (4–6 %). The sidecar's own per-request code is small: the route/endpoint pick and headers in `OutboundProxy.handle` and `forward`, the prom-client histogram and counter (~1–2 %), and the per-request AbortController that `forward()` creates to cancel the upstream request when the client goes away (`createAbortSignal`, undici's add/removeSignal and the listeners: ~4 %). With mTLS the encryption runs inside the same native writes; no handshakes show up once the pooled connections are open.",
+    "Where a sidecar's CPU goes on the node:http path (V8 CPU profiles of the sidecars from `--cpu-prof`, one quick run on an Intel Xeon machine, 2026-11-27, before the fast path; share of the process's busy time): about a third is the socket writes themselves — `writev` of the response to the client (~18–20 %) and the write of the request to the upstream (`writeLatin1String`, ~11–14 %), where the kernel does the loopback delivery inside the syscall; most of the rest is Node's HTTP server (parser, response stream) and undici's client (parser, request and stream bookkeeping) around each request, and garbage collection (4–6 %). The sidecar's own per-request code is small: the route/endpoint pick and headers in `OutboundProxy.handle` and `forward`, the prom-client histogram and counter (~1–2 %), and the per-request AbortController that `forward()` creates to cancel the upstream request when the client goes away (`createAbortSignal`, undici's add/removeSignal and the listeners: ~4 %). With mTLS the encryption runs inside the same native writes; no handshakes show up once the pooled connections are open. On the fast path the same profile is dominated by the two socket writes per request (the request to the upstream, the response to the client); the parsing and bookkeeping around them are a few microseconds.",
     '',
     'To see where a sidecar spends its time, `node tools/bench/run.mjs dataplane --runs=1 --cpu-prof` writes V8 CPU profiles of the sidecars to `bench-results/profiles/` (open them in Chrome DevTools or speedscope).',
   ]
