@@ -77,22 +77,28 @@ describe('retries', () => {
     for (const a of api) a.failRate = 0.3;
     // Five retries: all six tries of a request fail with probability 0.3^6 ≈ 0.07 %, so fewer than
     // 1 % of 300 requests may fail by chance only once in ~10^4 runs (with four retries, 0.3^5 ≈
-    // 0.24 %, it happened in CI). The budget (0.6 of live requests) covers the ~0.43 retries per
-    // request this needs on average.
-    const retries = { attempts: 5, retryOn: ['5xx'], backoff: { baseInterval: '2ms' }, budget: { ratio: 0.6, minRetriesPerSecond: 10 } };
+    // 0.24 %, it happened in CI). This needs ~0.43 retries per request on average; the budget is
+    // counted over a sliding second, and with a ratio of 0.6 a loaded CI machine once saw it spent
+    // for a moment (5 of 300 failed). 1.0 leaves room for that while still bounding the retries.
+    const retries = { attempts: 5, retryOn: ['5xx'], backoff: { baseInterval: '2ms' }, budget: { ratio: 1, minRetriesPerSecond: 10 } };
     await apply({ kind: 'TrafficPolicy', name: 'api-traffic', serviceName: 'api', retries } as PolicyInput, (u) => u.retries !== undefined);
     const hitsBefore = api.reduce((s, a) => s + a.hits.length, 0);
     const retriesBefore = await metric('novamesh_sidecar_retries_total', 'upstream="api"');
+    const spentBefore = await metric('novamesh_sidecar_upstream_overflow_total', 'upstream="api",limit="retryBudget"');
     const t0 = performance.now();
     const statuses = await parallel(300, 10, () => call(web, 'api').then((r) => r.status));
     const seconds = (performance.now() - t0) / 1000;
     const ok = statuses.filter((s) => s === 200).length;
-    expect(ok / 300, `statuses: ${JSON.stringify(statuses.filter((s) => s !== 200))}`).toBeGreaterThanOrEqual(0.99);
+    const spent = (await metric('novamesh_sidecar_upstream_overflow_total', 'upstream="api",limit="retryBudget"')) - spentBefore;
+    expect(
+      ok / 300,
+      `statuses: ${JSON.stringify(statuses.filter((s) => s !== 200))}; retries refused by the budget: ${spent}`,
+    ).toBeGreaterThanOrEqual(0.99);
     const retried = (await metric('novamesh_sidecar_retries_total', 'upstream="api"')) - retriesBefore;
     // Every try reached an app: the retries are exactly the extra hits, and no more than the budget.
     expect(api.reduce((s, a) => s + a.hits.length, 0) - hitsBefore).toBe(300 + retried);
     expect(retried).toBeGreaterThan(50);
-    expect(retried).toBeLessThanOrEqual(0.6 * 300 + 10 * Math.ceil(seconds + 1));
+    expect(retried).toBeLessThanOrEqual(1 * 300 + 10 * Math.ceil(seconds + 1));
   });
 
   it('stop when the budget is spent, so a failing upstream is not hammered', async () => {
