@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { connect, createServer as createNetServer, type Server as NetServer } from 'node:net';
 import { Readable } from 'node:stream';
+import type { PolicyInput } from '@novamesh/contracts';
 import { freePort } from '@novamesh/testing';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,6 +21,8 @@ let rawapp: NetServer;
 const seen: { method: string; url: string; headers: IncomingHttpHeaders }[] = [];
 /** Ids of /slow requests whose connection closed before the answer. */
 const aborted = new Set<string>();
+/** Tries per `key` of /flaky requests (the first `fail` of a key are answered 503). */
+const flaky = new Map<string, number>();
 
 const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
 const BIG = Buffer.from(Array.from({ length: 1024 * 1024 }, (_, i) => (i * 7) % 251));
@@ -67,7 +70,22 @@ function startWire(): Server {
           res.writeHead(Number(url.searchParams.get('code')), { 'content-type': 'text/plain', 'content-length': 2 });
           res.end('st');
           return;
+        case '/flaky': {
+          const key = url.searchParams.get('key') ?? '';
+          const n = (flaky.get(key) ?? 0) + 1;
+          flaky.set(key, n);
+          const failing = n <= Number(url.searchParams.get('fail') ?? 0);
+          // The first `lag` tries answer after 300 ms.
+          const lag = n <= Number(url.searchParams.get('lag') ?? 0) ? 300 : 0;
+          setTimeout(() => {
+            const retryAfter = failing && url.searchParams.has('ra') ? { 'retry-after': url.searchParams.get('ra') ?? '' } : {};
+            res.writeHead(failing ? 503 : 200, { 'content-type': 'text/plain', 'content-length': 2, 'x-try': String(n), ...retryAfter });
+            res.end(failing ? 'no' : 'ok');
+          }, lag);
+          return;
+        }
         case '/slow':
+        case '/hold':
           res.once('close', () => {
             if (!res.writableFinished) aborted.add(url.searchParams.get('id') ?? '');
           });
@@ -227,6 +245,33 @@ async function metrics(s: SidecarProcess): Promise<string> {
   return (await s.admin<string>('/metrics')).body;
 }
 
+/** A sidecar's access-log records written after output line `from` that pass `ok`, without the fields that vary between runs. */
+function accessLog(s: SidecarProcess, from: number, ok: (line: string) => boolean): Record<string, unknown>[] {
+  return s.proc.output
+    .slice(from)
+    .filter((l) => l.includes('"msg":"access"') && ok(l))
+    .map((l) => {
+      const { time: _t, ms: _ms, pid: _p, hostname: _h, instance: _i, ...rest } = JSON.parse(l) as Record<string, unknown>;
+      return rest;
+    });
+}
+
+/** The TrafficPolicy and the RouteRule of `resil` (the resilient upstream the parity tests call). */
+function resilPolicies(traffic: Record<string, unknown>, routes: unknown[]): PolicyInput[] {
+  return [
+    { kind: 'TrafficPolicy', name: 'resil-traffic', serviceName: 'resil', ...traffic } as PolicyInput,
+    { kind: 'RouteRule', name: 'resil-routes', serviceName: 'resil', routes } as PolicyInput,
+  ];
+}
+
+/** The metric lines whose name matches `name` (a pattern of the line start), sorted. */
+function metricLines(text: string, name: RegExp): string[] {
+  return text
+    .split('\n')
+    .filter((l) => name.test(l))
+    .sort();
+}
+
 function metricValue(text: string, name: string, labels = ''): number {
   const line = text.split('\n').find((l) => l.startsWith(`${name}${labels ? `{${labels}}` : ''} `));
   return line ? Number(line.split(' ').at(-1)) : 0;
@@ -250,7 +295,8 @@ beforeAll(async () => {
   await plain('twin', wirePort);
   await plain('rawapp', rawPort);
   await plain('deadsvc', deadPort);
-  const upstreams = 'wire,twin,rawapp,deadsvc';
+  await plain('resil', wirePort);
+  const upstreams = 'wire,twin,rawapp,deadsvc,resil';
   const env = { SIDECAR_UPSTREAMS: upstreams, SIDECAR_ACCESS_LOG: 'all' };
   const app = await m.app('web');
   [web, webslow] = await Promise.all([
@@ -258,7 +304,7 @@ beforeAll(async () => {
     m.sidecar('web', app, { id: 'web-slow', token: false, env: { ...env, SIDECAR_FAST_PATH: 'false' } }),
   ]);
   for (const s of [web, webslow])
-    await m.until(s, 'the four upstreams', (d) => (d.snapshot?.upstreams.filter((u) => u.endpoints.length > 0).length ?? 0) >= 4);
+    await m.until(s, 'the five upstreams', (d) => (d.snapshot?.upstreams.filter((u) => u.endpoints.length > 0).length ?? 0) >= 5);
 }, 120_000);
 
 afterAll(async () => {
@@ -558,14 +604,7 @@ describe('the outbound fast path', () => {
       metricValue(fastMetrics, 'novamesh_sidecar_fast_path_requests_total') -
         metricValue(before, 'novamesh_sidecar_fast_path_requests_total'),
     ).toBe(7);
-    const access = (s: SidecarProcess, from: number) =>
-      s.proc.output
-        .slice(from)
-        .filter((l) => l.includes('"msg":"access"') && l.includes('"direction":"outbound"'))
-        .map((l) => {
-          const { time: _t, ms: _ms, pid: _p, hostname: _h, instance: _i, ...rest } = JSON.parse(l) as Record<string, unknown>;
-          return rest;
-        });
+    const access = (s: SidecarProcess, from: number) => accessLog(s, from, (l) => l.includes('"direction":"outbound"'));
     const fastLog = access(web, marks[0] as number);
     expect(fastLog).toHaveLength(7);
     expect(fastLog).toEqual(access(webslow, marks[1] as number));
@@ -578,6 +617,228 @@ describe('the outbound fast path', () => {
       'NO_ROUTE',
       'UPSTREAM_CONNECT_FAILURE',
     ]);
+  });
+
+  it('serves resilient upstreams itself, with the statuses, local replies, attempts, metrics and log of the slow path', async () => {
+    // resil: retries (5xx, three tries) and maxRequests 1 for the upstream; per route a request timeout, an abort, a delay.
+    const policies = resilPolicies(
+      {
+        retries: { attempts: 2, retryOn: ['5xx'], backoff: { baseInterval: '2ms' }, budget: { ratio: 1, minRetriesPerSecond: 100 } },
+        circuitBreaking: { maxRequests: 1 },
+      },
+      [
+        { name: 'timed', match: { path: { exact: '/slow' } }, timeout: '200ms' },
+        { name: 'abort', match: { path: { prefix: '/abort' } }, fault: { abort: { httpStatus: 418, percentage: 100 } } },
+        { name: 'delay', match: { path: { prefix: '/delayed' } }, fault: { delay: { fixedDelay: '30ms', percentage: 100 } } },
+      ],
+    );
+    for (const p of policies) expect((await m.mesh.applyPolicy(p)).ok).toBe(true);
+    for (const s of [web, webslow])
+      await m.until(s, 'resil policies in use', (d) => {
+        const u = d.snapshot?.upstreams.find((x) => x.service === 'resil') as Record<string, unknown> | undefined;
+        return u?.retries !== undefined && u.circuitBreaking !== undefined && (u.routes as unknown[]).length === 3;
+      });
+    const before = await metrics(web);
+    const marks = [web, webslow].map((s) => s.proc.output.length);
+    const sequence = async (s: SidecarProcess, side: string) => {
+      const call = async (path: string, opts: { method?: string; body?: string; id?: string } = {}) => {
+        const method = opts.method ?? 'GET';
+        const r = await request(`${s.outbound}${path}`, {
+          method: method as 'GET',
+          headers: { host: 'resil.mesh', 'x-request-id': opts.id ?? `${method}-${path.replace(/\?.*/, '')}` },
+          ...(opts.body ? { body: opts.body } : {}),
+        });
+        const text = await r.body.text();
+        const { date: _d, ...headers } = r.headers;
+        // JSON as objects: the order of the headers the upstream saw differs between undici and the fast path.
+        const body: unknown = headers['content-type'] === 'application/json' ? JSON.parse(text) : text;
+        return { status: r.statusCode, headers, body };
+      };
+      const results = [
+        await call(`/flaky?key=${side}-1&fail=2`, { id: 'flaky-recovers' }), // 503, 503, 200
+        await call(`/flaky?key=${side}-2&fail=5`, { id: 'flaky-fails' }), // three tries, the last 503 passed on
+        await call(`/flaky?key=${side}-3&fail=1`, { method: 'POST', body: 'x' }), // not idempotent: one try
+        await call(`/flaky?key=${side}-4&fail=1`, { method: 'PUT', body: 'a small body' }), // its body sent again
+        await call(`/flaky?key=${side}-6&fail=1&ra=1`, { id: 'retry-after' }), // retried after a second
+        await call(`/flaky?key=${side}-7&fail=1&ra=31`, { id: 'retry-after-31' }), // beyond 30 s: passed on
+        await call('/slow?ms=1000&id=t'), // 504 UPSTREAM_TIMEOUT after 200 ms
+        await call('/abort'),
+        await call('/delayed'),
+      ];
+      // maxRequests 1: a request while another is in flight overflows at once.
+      const hold = call('/hold?ms=400&id=h');
+      await new Promise((r) => setTimeout(r, 150));
+      results.push(await call('/', { id: 'overflow' }));
+      results.push(await hold);
+      return results;
+    };
+    const fast = await sequence(web, 'fast');
+    const slow = await sequence(webslow, 'slow');
+    expect(fast.map((r) => [r.status, r.headers['x-novamesh-error'], r.headers['x-novamesh-fault']])).toEqual([
+      [200, undefined, undefined],
+      [503, undefined, undefined],
+      [503, undefined, undefined],
+      [200, undefined, undefined],
+      [200, undefined, undefined],
+      [503, undefined, undefined],
+      [504, 'UPSTREAM_TIMEOUT', undefined],
+      [418, undefined, 'abort'],
+      [200, undefined, 'delay'],
+      [503, 'UPSTREAM_OVERFLOW', undefined],
+      [200, undefined, undefined],
+    ]);
+    // The same responses, headers and bodies included.
+    expect(fast).toEqual(slow);
+    expect(fast[9]?.headers['x-novamesh-reason']).toContain('maxRequests (1)');
+    expect(fast[6]?.headers['x-novamesh-reason']).toContain('200 ms');
+    expect(fast[5]?.headers['retry-after']).toBe('31');
+
+    await new Promise((r) => setTimeout(r, 300)); // log lines flushed
+    const [fastMetrics, slowMetrics] = [await metrics(web), await metrics(webslow)];
+    const resilLines = (text: string) =>
+      metricLines(
+        text,
+        /^novamesh_sidecar_(requests_total|request_duration_seconds_count|retries_total|upstream_overflow_total|faults_injected_total)\{[^}]*upstream="resil"/,
+      );
+    expect(resilLines(fastMetrics)).toEqual(resilLines(slowMetrics));
+    expect(resilLines(fastMetrics).some((l) => l.startsWith('novamesh_sidecar_retries_total{upstream="resil"} 6'))).toBe(true);
+    const access = (s: SidecarProcess, from: number) => accessLog(s, from, (l) => l.includes('"upstream":"resil"'));
+    const fastLog = access(web, marks[0] as number);
+    expect(fastLog.map((r) => [r.status, r.error, r.attempts, r.fault])).toEqual([
+      [200, undefined, 3, undefined],
+      [503, undefined, 3, undefined],
+      [503, undefined, undefined, undefined],
+      [200, undefined, 2, undefined],
+      [200, undefined, 2, undefined],
+      [503, undefined, undefined, undefined],
+      [504, 'UPSTREAM_TIMEOUT', undefined, undefined],
+      [418, undefined, undefined, 'abort'],
+      [200, undefined, undefined, 'delay'],
+      [503, 'UPSTREAM_OVERFLOW', undefined, undefined],
+      [200, undefined, undefined, undefined],
+    ]);
+    expect(fastLog).toEqual(access(webslow, marks[1] as number));
+    // The fast sidecar served every one of them itself: none was handed to node:http.
+    expect(
+      metricValue(fastMetrics, 'novamesh_sidecar_fast_path_requests_total') -
+        metricValue(before, 'novamesh_sidecar_fast_path_requests_total'),
+    ).toBe(11);
+    const handoffs = (text: string) => metricLines(text, /^novamesh_sidecar_fast_path_handoffs_total/);
+    expect(handoffs(fastMetrics)).toEqual(handoffs(before));
+    await m.mesh.deletePolicy('RouteRule', 'resil-routes');
+    await m.mesh.deletePolicy('TrafficPolicy', 'resil-traffic');
+  });
+
+  it('also for pending requests, per-try timeouts and connect failures', async () => {
+    const budget = { ratio: 1, minRetriesPerSecond: 100 };
+    const policies = resilPolicies(
+      { retries: { attempts: 1, retryOn: ['gateway-error'], budget }, circuitBreaking: { maxConnections: 1, maxPendingRequests: 1 } },
+      [
+        { name: 'timed', match: { path: { exact: '/slow' } }, timeout: '200ms' },
+        {
+          name: 'per-try',
+          match: { path: { exact: '/flaky' } },
+          retries: { attempts: 1, perTryTimeout: '100ms', retryOn: ['gateway-error'], budget },
+        },
+      ],
+    );
+    const dead = {
+      kind: 'TrafficPolicy',
+      name: 'deadsvc-traffic',
+      serviceName: 'deadsvc',
+      retries: { attempts: 1, retryOn: ['connect-failure'], backoff: { baseInterval: '1ms' } },
+    } as PolicyInput;
+    for (const p of [...policies, dead]) expect((await m.mesh.applyPolicy(p)).ok).toBe(true);
+    for (const s of [web, webslow])
+      await m.until(s, 'the policies in use', (d) => {
+        const u = d.snapshot?.upstreams.find((x) => x.service === 'resil') as Record<string, unknown> | undefined;
+        const deadsvc = d.snapshot?.upstreams.find((x) => x.service === 'deadsvc') as Record<string, unknown> | undefined;
+        return (
+          (u?.circuitBreaking as { maxConnections?: number } | undefined)?.maxConnections === 1 &&
+          (u?.routes as unknown[] | undefined)?.length === 2 &&
+          deadsvc?.retries !== undefined
+        );
+      });
+    const before = await metrics(web);
+    const marks = [web, webslow].map((s) => s.proc.output.length);
+    const sequence = async (s: SidecarProcess, side: string) => {
+      const call = async (path: string, id: string, host = 'resil.mesh', signal?: AbortSignal) => {
+        const r = await request(`${s.outbound}${path}`, { headers: { host, 'x-request-id': id }, ...(signal ? { signal } : {}) });
+        await r.body.text();
+        return [r.statusCode, r.headers['x-novamesh-error'], r.headers['x-novamesh-reason']];
+      };
+      const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+      const results: unknown[] = [];
+      results.push(await call(`/flaky?key=${side}-5&lag=1`, 'per-try')); // the first try outlasts its 100 ms
+      results.push(await call('/x', 'dead', 'deadsvc.mesh')); // refused twice
+      // maxConnections 1: while /hold is in flight one request waits as pending, a second one overflows.
+      const hold = call('/hold?ms=600&id=held', 'held');
+      await sleep(100);
+      const pending = call('/slow?ms=0', 'pending'); // waits until its 200 ms route timeout
+      await sleep(30);
+      results.push(await call('/', 'overflow'));
+      results.push(await pending);
+      const leaving = new AbortController();
+      const gone = call('/', 'gone', 'resil.mesh', leaving.signal).catch(() => 'aborted');
+      await sleep(50);
+      leaving.abort();
+      results.push(await gone);
+      results.push(await hold);
+      return results;
+    };
+    const fast = await sequence(web, 'fast');
+    const slow = await sequence(webslow, 'slow');
+    expect(fast.map((r) => (Array.isArray(r) ? r.slice(0, 2) : r))).toEqual([
+      [200, undefined],
+      [503, 'UPSTREAM_CONNECT_FAILURE'],
+      [503, 'UPSTREAM_OVERFLOW'],
+      [504, 'UPSTREAM_TIMEOUT'],
+      'aborted',
+      [200, undefined],
+    ]);
+    expect(fast).toEqual(slow);
+    expect((fast[3] as string[])[2]).toContain('waited as pending');
+
+    await new Promise((r) => setTimeout(r, 300)); // log lines flushed
+    const [fastMetrics, slowMetrics] = [await metrics(web), await metrics(webslow)];
+    const lines = (text: string) =>
+      metricLines(text, /^novamesh_sidecar_(requests_total|retries_total|upstream_overflow_total)\{[^}]*upstream="(resil|deadsvc)"/);
+    expect(lines(fastMetrics)).toEqual(lines(slowMetrics));
+    const access = (s: SidecarProcess, from: number) => accessLog(s, from, (l) => /"upstream":"(resil|deadsvc)"/.test(l));
+    const fastLog = access(web, marks[0] as number);
+    expect(fastLog.map((r) => [r.requestId, r.status, r.error, r.attempts])).toEqual([
+      ['per-try', 200, undefined, 2],
+      ['dead', 503, 'UPSTREAM_CONNECT_FAILURE', 2],
+      ['overflow', 503, 'UPSTREAM_OVERFLOW', undefined],
+      ['pending', 504, 'UPSTREAM_TIMEOUT', undefined],
+      ['gone', 0, 'DOWNSTREAM_DISCONNECT', undefined],
+      ['held', 200, undefined, undefined],
+    ]);
+    expect(fastLog).toEqual(access(webslow, marks[1] as number));
+    const handoffs = (text: string) => metricLines(text, /^novamesh_sidecar_fast_path_handoffs_total/);
+    expect(handoffs(fastMetrics)).toEqual(handoffs(before));
+    expect(
+      metricValue(fastMetrics, 'novamesh_sidecar_fast_path_requests_total') -
+        metricValue(before, 'novamesh_sidecar_fast_path_requests_total'),
+    ).toBe(6);
+    // The breaker's counters and the endpoints' in-flight counts on /clusters: the same, nothing left held.
+    const clusters = async (s: SidecarProcess) => {
+      const { body } = await s.admin<{ clusters: { service: string; circuitBreaker?: unknown; endpoints: { active: number }[] }[] }>(
+        '/clusters',
+      );
+      const c = body.clusters.find((x) => x.service === 'resil');
+      return { breaker: c?.circuitBreaker, active: c?.endpoints.map((e) => e.active) };
+    };
+    const fastClusters = await clusters(web);
+    expect(fastClusters).toEqual(await clusters(webslow));
+    expect(fastClusters.breaker).toMatchObject({ active: 0, pending: 0, activeRetries: 0 });
+    expect(fastClusters.active).toEqual([0]);
+    for (const [kind, name] of [
+      ['RouteRule', 'resil-routes'],
+      ['TrafficPolicy', 'resil-traffic'],
+      ['TrafficPolicy', 'deadsvc-traffic'],
+    ] as const)
+      await m.mesh.deletePolicy(kind, name);
   });
 
   // Last: it stops the fast sidecar.

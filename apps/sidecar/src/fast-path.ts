@@ -1,14 +1,35 @@
 import { randomUUID } from 'node:crypto';
 import { type Server as HttpServer, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
-import { type MatchedRoute, type OutlierOutcome, outcomeOfStatus, type RequestView } from '@novamesh/dataplane';
+import {
+  type AttemptFailure,
+  type CircuitBreaker,
+  decideFault,
+  type FaultDecision,
+  type MatchedRoute,
+  type OutlierOutcome,
+  outcomeOfStatus,
+  type PendingAdmission,
+  parseRetryAfter,
+  RETRY_AFTER_CAP_MS,
+  type RequestView,
+} from '@novamesh/dataplane';
 import type { AccessRecord } from './access-log';
-import { classifyUpstreamError, type DownstreamRequest, forwardableHeaders, HOP_BY_HOP } from './forward';
+import {
+  classifyUpstreamError,
+  type DownstreamRequest,
+  failureOfError,
+  forwardableHeaders,
+  HOP_BY_HOP,
+  MAX_RETRY_BODY_BYTES,
+  timeoutError,
+} from './forward';
 import { ChunkedScanner, type HeadError, parseRequestHead, parseResponseHead, type RequestHead, type ResponseHead } from './http1-wire';
 import { splitUrl } from './inbound';
-import { ERROR_HEADER, headerSafe, LOCAL_REPLIES, type LocalReplyCode, REASON_HEADER } from './local-reply';
+import { ERROR_HEADER, FAULT_HEADER, headerSafe, LOCAL_REPLIES, type LocalReplyCode, REASON_HEADER } from './local-reply';
+import type { SidecarMetrics } from './metrics';
 import { socketClosedError, type UpstreamConnection, type UpstreamUser } from './raw-pool';
-import type { RuntimeEndpoint, UpstreamRuntime } from './upstream-runtime';
+import type { RequestPlan, RuntimeEndpoint, UpstreamRuntime } from './upstream-runtime';
 
 /** node:http's keepAliveTimeout of the outbound listener: idle client connections close after it. */
 const KEEP_ALIVE_MS = 65_000;
@@ -56,6 +77,8 @@ export interface FastPathHost {
   counted(handoff?: string): void;
   /** SIDECAR_MAX_IN_FLIGHT, for the OVERLOADED reason. */
   maxInFlight(): number;
+  /** The sidecar's metrics (retries, circuit breaker overflows, injected faults of resilient upstreams). */
+  metrics(): SidecarMetrics;
   /** The service and path a request is for (outbound.ts `serviceOfRequest`). */
   serviceOf(req: Pick<DownstreamRequest, 'url' | 'headers'>): { service?: string; path: string };
 }
@@ -74,11 +97,13 @@ function headerLines(name: string, value: string | string[] | number | undefined
 /**
  * The outbound listener's HTTP/1.1 fast path: per client connection, request heads are parsed
  * here, and an eligible request (HTTP/1.1, not CONNECT, no Upgrade or Expect, not gRPC, an HTTP
- * upstream without timeouts, retries, faults or circuit breaking, a route without mirror) goes to
- * the chosen endpoint over a pooled keep-alive socket: the same routing, header changes, metrics,
- * access log, outlier recording and local replies as the node:http path, without its per-request
- * objects. The first request that is not eligible hands the connection, at that request boundary,
- * to the node:http server, where it stays. Pipelined requests are answered in order, one at a time.
+ * upstream, a route without mirror; on a route that retries, no body or a Content-Length body of
+ * at most 64 KiB that has fully arrived) goes to the chosen endpoint over a pooled keep-alive
+ * socket: the same routing, header changes, metrics, access log, outlier recording and local
+ * replies as the node:http path, without its per-request objects. Resilient upstreams get the
+ * slow path's timeouts, circuit breaking, fault injection and retries (see {@link Tries}). The
+ * first request that is not eligible hands the connection, at that request boundary, to the
+ * node:http server, where it stays. Pipelined requests are answered in order, one at a time.
  */
 export class FastPath {
   private readonly connections = new Set<FastConnection>();
@@ -209,12 +234,13 @@ class FastConnection {
           this.refuse(head);
           return;
         }
-        const plan = planRequest(this.fp, head, this.socket);
+        const plan = planRequest(this.fp, head, this.socket, buf);
         if (typeof plan === 'string') {
           this.handOff(plan);
           return;
         }
-        this.buf = head.size < buf.length ? buf.subarray(head.size) : undefined;
+        const end = plan.payload === undefined ? head.size : head.size + plan.payload.length;
+        this.buf = end < buf.length ? buf.subarray(end) : undefined;
         const ex = new Exchange(this, head, plan);
         this.exchange = ex;
         ex.start();
@@ -269,13 +295,15 @@ interface Plan {
   view: RequestView | undefined;
   route: MatchedRoute | undefined;
   reply: { code: LocalReplyCode; reason: string } | undefined;
+  /** A retrying route's request body, complete (kept to send it again on a retry). */
+  payload: Buffer | undefined;
 }
 
 /**
  * Whether the fast path takes this request (a string: why not — the connection goes to node:http),
  * and the routing decisions made on the way, in the slow path's order.
  */
-function planRequest(fp: FastPath, head: RequestHead, socket: Socket): Plan | string {
+function planRequest(fp: FastPath, head: RequestHead, socket: Socket, buf: Buffer): Plan | string {
   const h = head.headers;
   if (head.minor !== 1) return 'http/1.0';
   if (head.method === 'CONNECT') return 'connect';
@@ -288,7 +316,18 @@ function planRequest(fp: FastPath, head: RequestHead, socket: Socket): Plan | st
   const target = fp.fixed ? { service: fp.fixed, path: head.url } : fp.host.serviceOf({ url: head.url, headers: h });
   const { path, query } = splitUrl(target.path);
   const requestId = (h['x-request-id'] as string | undefined) ?? randomUUID();
-  const plan: Plan = { started, target, path, query, requestId, up: undefined, view: undefined, route: undefined, reply: undefined };
+  const plan: Plan = {
+    started,
+    target,
+    path,
+    query,
+    requestId,
+    up: undefined,
+    view: undefined,
+    route: undefined,
+    reply: undefined,
+    payload: undefined,
+  };
   const upstreams = fp.host.upstreams();
   if (!upstreams) plan.reply = { code: 'NO_SNAPSHOT', reason: 'this sidecar has not received its configuration yet' };
   else if (!target.service)
@@ -299,12 +338,17 @@ function planRequest(fp: FastPath, head: RequestHead, socket: Socket): Plan | st
       const reason = `"${target.service}" is not a service this sidecar may call (known: ${[...upstreams.keys()].join(', ') || 'none'})`;
       plan.reply = { code: 'NO_ROUTE', reason };
     } else {
-      if (up.resilient) return 'resilience';
       if (up.spec.type === 'grpc') return 'grpc-upstream';
       const view: RequestView = { method: head.method, path, query, headers: h };
       if (socket.remoteAddress) view.sourceIp = socket.remoteAddress;
       const route = up.routes.match(view);
       if (route?.mirror) return 'mirror';
+      if (up.resilient && head.framing !== 'none' && up.planFor(route).retry) {
+        // A retry sends the body again: only one that is here whole and small enough to keep (else node:http streams and keeps it).
+        const length = head.contentLength;
+        if (head.framing !== 'length' || length > MAX_RETRY_BODY_BYTES || buf.length - head.size < length) return 'retry-body';
+        plan.payload = buf.subarray(head.size, head.size + length);
+      }
       plan.up = up;
       plan.view = view;
       plan.route = route;
@@ -314,12 +358,24 @@ function planRequest(fp: FastPath, head: RequestHead, socket: Socket): Plan | st
 }
 
 /** The bytes of a local reply, as sendLocalReply makes node:http write it. */
-function localReplyBytes(status: number, code: LocalReplyCode, reason: string, keepAlive: boolean, head: boolean): Buffer {
-  const body = JSON.stringify({ code, message: reason });
+function localReplyBytes(
+  status: number,
+  code: LocalReplyCode,
+  reason: string,
+  keepAlive: boolean,
+  head: boolean,
+  fault?: 'delay' | undefined,
+): Buffer {
+  const lines = `${ERROR_HEADER}: ${code}\r\n${REASON_HEADER}: ${headerSafe(reason)}\r\n${fault ? `${FAULT_HEADER}: ${fault}\r\n` : ''}`;
+  return jsonReplyBytes(status, JSON.stringify({ code, message: reason }), lines, keepAlive, head);
+}
+
+/** A JSON response as node:http writes `writeHead(status, {content-type, content-length, ...lines})` and `end(body)`. */
+function jsonReplyBytes(status: number, body: string, lines: string, keepAlive: boolean, head: boolean): Buffer {
   const bodyBytes = Buffer.byteLength(body);
   const text =
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'unknown'}\r\ncontent-type: application/json\r\ncontent-length: ${bodyBytes}\r\n` +
-    `${ERROR_HEADER}: ${code}\r\n${REASON_HEADER}: ${headerSafe(reason)}\r\nDate: ${utcDate()}\r\n${keepAlive ? KEEP_ALIVE_HEADERS : CLOSE_HEADERS}\r\n`;
+    `${lines}Date: ${utcDate()}\r\n${keepAlive ? KEEP_ALIVE_HEADERS : CLOSE_HEADERS}\r\n`;
   if (head) return Buffer.from(text, 'latin1');
   const out = Buffer.allocUnsafe(Buffer.byteLength(text, 'latin1') + bodyBytes);
   const n = out.write(text, 'latin1');
@@ -363,6 +419,12 @@ class Exchange implements UpstreamUser {
   /** Metrics and log written, slot and endpoint count released: once per request. */
   private accounted = false;
   private endpoint: RuntimeEndpoint | undefined;
+  /** The endpoint whose in-flight count this exchange holds (one try at a time). */
+  private activeOn: RuntimeEndpoint | undefined;
+  /** Resilient upstreams only: the request's timeouts, breaker slot, fault and tries. */
+  private rs: Tries | undefined;
+  /** Tries started (a connection acquired for an earlier one is not used). */
+  private tryNo = 0;
   private upstream: UpstreamConnection | undefined;
   private upstreamHead = '';
   private retried = false;
@@ -381,9 +443,9 @@ class Exchange implements UpstreamUser {
     private readonly plan: Plan,
   ) {
     this.socket = conn.socket;
-    this.bodyLeft = head.framing === 'length' ? head.contentLength : 0;
+    this.bodyLeft = head.framing === 'length' && plan.payload === undefined ? head.contentLength : 0;
     this.scanner = head.framing === 'chunked' ? new ChunkedScanner() : undefined;
-    this.bodyDone = head.framing === 'none';
+    this.bodyDone = head.framing === 'none' || plan.payload !== undefined;
     this.keepAlive = head.keepAlive;
   }
 
@@ -393,18 +455,36 @@ class Exchange implements UpstreamUser {
 
   private extra(): Partial<AccessRecord> {
     const route = this.plan.route;
+    const rs = this.rs;
+    if (rs !== undefined) {
+      // The slow path's fields: before the first try, the route and the fault only.
+      const routeName = this.routeName();
+      if (rs.attempts === 0) return { route: routeName, fault: rs.fault };
+      return {
+        endpoint: this.endpoint?.id,
+        route: routeName,
+        ...(rs.attempts > 1 ? { attempts: rs.attempts } : {}),
+        ...(rs.fault ? { fault: rs.fault } : {}),
+      };
+    }
     return { endpoint: this.endpoint?.id, route: route ? `${route.rule}/${route.name}` : undefined };
+  }
+
+  /** Gives up the in-flight count held on the endpoint, recording the try's outcome for outlier detection (none: the client went away). */
+  private leaveEndpoint(outcome: OutlierOutcome | undefined): void {
+    const endpoint = this.activeOn;
+    if (endpoint === undefined) return;
+    this.activeOn = undefined;
+    endpoint.active--;
+    if (outcome) (this.plan.up as UpstreamRuntime).record(endpoint.id, outcome);
   }
 
   /** The slow path's bookkeeping, in its order: the endpoint's active count, outlier detection, metrics and log, the in-flight slot. */
   private account(status: number, error?: string, reason?: string, extra?: Partial<AccessRecord>, outcome?: OutlierOutcome): void {
     if (this.accounted) return;
     this.accounted = true;
-    const endpoint = this.endpoint;
-    if (endpoint) {
-      endpoint.active--;
-      if (outcome) (this.plan.up as UpstreamRuntime).record(endpoint.id, outcome);
-    }
+    this.leaveEndpoint(outcome);
+    if (this.rs !== undefined) this.rsDone(this.rs);
     const p = this.plan;
     this.host.log({
       started: p.started,
@@ -456,6 +536,12 @@ class Exchange implements UpstreamUser {
       text += 'content-length: 0\r\n';
     this.upstreamHead = `${text}\r\n`;
     this.endpoint = endpoint;
+    if (up.resilient) {
+      this.rs = new Tries(up.planFor(route), plan.started, subset, up.breaker, this.host.metrics());
+      this.faultThenAdmit();
+      return;
+    }
+    this.activeOn = endpoint;
     endpoint.active++;
     this.connect();
   }
@@ -465,7 +551,12 @@ class Exchange implements UpstreamUser {
     this.sink = 'wait';
     // Until the upstream is there, the client's body bytes wait in the connection's buffer.
     if (!this.bodyDone) this.socket.pause();
+    const tryNo = this.tryNo;
     (this.endpoint as RuntimeEndpoint).raw?.acquire((err, upstream) => {
+      if (tryNo !== this.tryNo) {
+        upstream?.release(undefined); // that try ended meanwhile (its timeout)
+        return;
+      }
       if (err || !upstream) return this.upstreamFailed(err ?? new Error('no connection'));
       if (this.accounted) {
         upstream.release(undefined); // the client went away meanwhile
@@ -479,6 +570,10 @@ class Exchange implements UpstreamUser {
         this.conn.buf = undefined;
         const rest = this.takeBody(first, true);
         if (rest !== undefined) this.conn.buf = this.conn.buf === undefined ? rest : Buffer.concat([rest, this.conn.buf]);
+      } else if (this.plan.payload !== undefined) {
+        // Sent: a failure of this connection is the retry policy's to judge (not the reused-connection retry).
+        this.bodyForwarded = this.plan.payload.length > 0;
+        writeWithHead(upstream.socket, this.upstreamHead, this.plan.payload);
       } else upstream.socket.write(this.upstreamHead, 'latin1');
       if (!this.bodyDone && !this.upstreamFull && !this.conn.gone) this.socket.resume();
     });
@@ -558,7 +653,7 @@ class Exchange implements UpstreamUser {
     this.responseDone = true;
     this.status = LOCAL_REPLIES[code];
     if (this.conn.fp.closing) this.keepAlive = false;
-    this.socket.write(localReplyBytes(this.status, code, reason, this.keepAlive, this.head.method === 'HEAD'));
+    this.socket.write(localReplyBytes(this.status, code, reason, this.keepAlive, this.head.method === 'HEAD', this.rs?.fault));
     this.settle();
   }
 
@@ -598,19 +693,25 @@ class Exchange implements UpstreamUser {
   }
 
   private responseHead(r: ResponseHead, rest: Buffer | undefined): void {
+    const rs = this.rs;
+    if (rs !== undefined) {
+      rs.headersArrived();
+      if (rs.plan.retry && this.dropForRetry(rs, r, rest)) return;
+    }
     this.status = r.status;
     if (this.conn.fp.closing) this.keepAlive = false;
     const route = this.plan.route;
     let text = `HTTP/1.1 ${r.status} ${STATUS_CODES[r.status] ?? 'unknown'}\r\n`;
     let hasDate = false;
-    if (route?.responseHeaders) {
+    if (route?.responseHeaders || rs?.fault) {
       const headers: Record<string, string | string[] | undefined> = {};
       for (const [name, value] of r.lines) {
         if (HOP_BY_HOP.has(name)) continue;
         const prev = headers[name];
         headers[name] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev, value];
       }
-      route.applyResponseHeaders(headers);
+      if (rs?.fault) headers[FAULT_HEADER] = rs.fault;
+      if (route?.responseHeaders) route.applyResponseHeaders(headers);
       for (const name in headers) text += headerLines(name, headers[name]);
       hasDate = headers.date !== undefined;
     } else {
@@ -743,6 +844,10 @@ class Exchange implements UpstreamUser {
       this.connect();
       return;
     }
+    if (this.rs !== undefined) {
+      this.tryFailed(this.rs, err);
+      return;
+    }
     const endpoint = this.endpoint as RuntimeEndpoint;
     const { code, reason } = classifyUpstreamError(err);
     if (this.status === 0) {
@@ -763,6 +868,306 @@ class Exchange implements UpstreamUser {
     upstream?.destroy();
     if (this.accounted) return;
     this.responseDone = true;
-    this.account(0, 'DOWNSTREAM_DISCONNECT', 'the client went away', this.extra());
+    const waiting = this.rs?.pending !== undefined;
+    this.account(0, 'DOWNSTREAM_DISCONNECT', `the client went away${waiting ? ' while waiting for a connection' : ''}`, this.extra());
+  }
+
+  // ---- resilient upstreams: the slow path's `OutboundProxy.resilient` and `tries`, in its order ----
+
+  private get upstreamRuntime(): UpstreamRuntime {
+    return this.plan.up as UpstreamRuntime;
+  }
+
+  private routeName(): string | undefined {
+    const route = this.plan.route;
+    return route ? `${route.rule}/${route.name}` : undefined;
+  }
+
+  /** Fault injection first (an abort never reaches the upstream), then admission by the circuit breaker. */
+  private faultThenAdmit(): void {
+    const rs = this.rs as Tries;
+    const decision = rs.plan.fault && decideFault(rs.plan.fault);
+    if (decision?.delayMs !== undefined) {
+      rs.metrics.faults.labels(this.upstreamRuntime.service, 'delay').inc();
+      rs.fault = 'delay';
+      rs.timer = setTimeout(() => {
+        rs.timer = undefined;
+        if (!this.accounted) this.abortOrAdmit(rs, decision);
+      }, decision.delayMs);
+      return;
+    }
+    this.abortOrAdmit(rs, decision);
+  }
+
+  private abortOrAdmit(rs: Tries, decision: FaultDecision | undefined): void {
+    const service = this.upstreamRuntime.service;
+    if (decision?.abortStatus !== undefined) {
+      rs.metrics.faults.labels(service, 'abort').inc();
+      const reason = `fault injected by route ${this.routeName()}`;
+      const status = decision.abortStatus;
+      const body = JSON.stringify({ code: 'FAULT_INJECTED', message: reason });
+      this.responseDone = true;
+      this.status = status;
+      if (this.conn.fp.closing) this.keepAlive = false;
+      const lines = `${FAULT_HEADER}: abort\r\n${REASON_HEADER}: ${reason}\r\n`;
+      this.socket.write(jsonReplyBytes(status, body, lines, this.keepAlive, this.head.method === 'HEAD'));
+      this.account(status, undefined, reason, { route: this.routeName(), fault: 'abort' });
+      this.settle();
+      return;
+    }
+    const breaker = rs.breaker;
+    const admission = breaker?.acquire();
+    if (typeof admission === 'string') {
+      rs.metrics.overflows.labels(service, admission).inc();
+      const reason = `circuit breaker of ${service}: ${admission} (${breaker?.limits[admission]}) reached`;
+      this.resilientReply('UPSTREAM_OVERFLOW', reason);
+      return;
+    }
+    if (admission === undefined) {
+      rs.holdsSlot = breaker !== undefined;
+      this.firstTry(rs);
+      return;
+    }
+    // Only maxConnections is reached: wait as pending, at most until the request timeout (Envoy's route timeout covers it).
+    rs.metrics.overflows.labels(service, 'maxConnections').inc();
+    rs.pending = admission;
+    if (rs.deadline !== Number.POSITIVE_INFINITY)
+      rs.timer = setTimeout(
+        () => {
+          rs.timer = undefined;
+          if (this.accounted || rs.pending !== admission) return;
+          const reason = `no connection to ${service} within the request timeout (${rs.plan.requestTimeout} ms): waited as pending, maxConnections (${breaker?.limits.maxConnections}) in use`;
+          this.resilientReply('UPSTREAM_TIMEOUT', reason); // leaves the queue (rsDone)
+        },
+        Math.max(0, rs.deadline - performance.now()),
+      );
+    void admission.admitted.then(() => {
+      if (this.accounted || rs.pending !== admission) return; // gave up meanwhile: rsDone handed the slot on
+      rs.pending = undefined;
+      clearTimeout(rs.timer);
+      rs.timer = undefined;
+      rs.holdsSlot = true;
+      this.firstTry(rs);
+    });
+  }
+
+  private firstTry(rs: Tries): void {
+    rs.plan.budget?.onRequest();
+    this.sendTry(rs);
+  }
+
+  /** One try on `this.endpoint`, with the time left of the request timeout and the per-try timeout. */
+  private sendTry(rs: Tries): void {
+    rs.attempts++;
+    this.tryNo++;
+    const endpoint = this.endpoint as RuntimeEndpoint;
+    this.activeOn = endpoint;
+    endpoint.active++;
+    this.res = undefined;
+    this.resBuf = undefined;
+    this.resDirty = false;
+    this.retried = false;
+    const left = rs.deadline - performance.now();
+    if (left !== Number.POSITIVE_INFINITY) {
+      const ms = Math.max(1, left);
+      rs.timer = setTimeout(() => {
+        // The request timeout ran out (a timer may fire a fraction of a millisecond before the clock says so).
+        rs.expired = true;
+        this.tryExpired(ms);
+      }, ms);
+    }
+    const perTry = rs.plan.retry?.perTryTimeout;
+    if (perTry !== undefined) rs.tryTimer = setTimeout(() => this.tryExpired(perTry), perTry);
+    this.connect();
+  }
+
+  private tryExpired(ms: number): void {
+    const rs = this.rs as Tries;
+    rs.clearTimers();
+    this.upstreamFailed(timeoutError(ms));
+  }
+
+  /** A try is over: its endpoint's in-flight count, outlier detection, the retry slot it held. */
+  private tryEnded(rs: Tries, outcome: OutlierOutcome): void {
+    rs.clearTimers();
+    this.leaveEndpoint(outcome);
+    if (rs.holdsRetry) {
+      rs.holdsRetry = false;
+      rs.breaker?.retryDone();
+    }
+  }
+
+  /**
+   * A response head the retry policy wants another try for (and the method, Retry-After, time
+   * left, maxRetries and the budget allow): dropped before anything reached the client. Its
+   * connection goes back to the pool when the whole response is here, else it is closed.
+   */
+  private dropForRetry(rs: Tries, r: ResponseHead, rest: Buffer | undefined): boolean {
+    let retryAfter: string | undefined;
+    let grpcStatus: string | undefined;
+    for (const [name, value] of r.lines) {
+      if (name === 'retry-after') retryAfter ??= value;
+      else if (name === 'grpc-status') grpcStatus ??= value;
+    }
+    if (!(rs.plan.retry?.retriableStatus(r.status, grpcStatus) && this.mayRetry(rs, undefined, retryAfter, grpcStatus))) return false;
+    const upstream = this.upstream;
+    this.upstream = undefined;
+    this.res = undefined;
+    if (upstream) {
+      const whole =
+        r.framing === 'none' ? rest === undefined : r.framing === 'length' && (rest === undefined ? 0 : rest.length) === r.contentLength;
+      if (whole && r.keepAlive && this.bodyDone) upstream.release(r.keepAliveMs);
+      else upstream.destroy();
+    }
+    this.tryEnded(rs, outcomeOfStatus(r.status));
+    this.retryLater(rs);
+    return true;
+  }
+
+  /** Whether one more try may go: attempts left, the method, Retry-After, time left, maxRetries, the budget. */
+  private mayRetry(rs: Tries, failure: AttemptFailure | undefined, retryAfter?: string, grpcStatus?: string): boolean {
+    const retry = rs.plan.retry;
+    if (!retry || rs.attempts > retry.attempts) return false;
+    if (!retry.methodAllows(this.head.method, failure, grpcStatus)) return false;
+    const left = rs.deadline - performance.now();
+    rs.retryAfter = parseRetryAfter(retryAfter);
+    if (rs.retryAfter !== undefined && rs.retryAfter > Math.min(RETRY_AFTER_CAP_MS, left)) return false;
+    if (left <= 0 || rs.expired) return false;
+    const service = this.upstreamRuntime.service;
+    if (rs.breaker && !rs.breaker.tryRetry()) {
+      rs.metrics.overflows.labels(service, 'maxRetries').inc();
+      return false;
+    }
+    const budget = rs.plan.budget;
+    if (budget && !budget.tryRetry()) {
+      rs.breaker?.retryDone();
+      rs.metrics.overflows.labels(service, 'retryBudget').inc();
+      return false;
+    }
+    return true;
+  }
+
+  /** The retry is decided (its slot taken): after the backoff or Retry-After, on another endpoint. */
+  private retryLater(rs: Tries): void {
+    rs.holdsRetry = true;
+    const backoff = rs.retryAfter ?? (rs.plan.retry as NonNullable<RequestPlan['retry']>).backoff(rs.attempts);
+    const wait = Math.min(backoff, Math.max(0, rs.deadline - performance.now()));
+    if (wait > 0)
+      rs.timer = setTimeout(() => {
+        rs.timer = undefined;
+        this.retryNow(rs);
+      }, wait);
+    else this.retryNow(rs);
+  }
+
+  private retryNow(rs: Tries): void {
+    if (this.accounted) return;
+    const endpoint = this.endpoint as RuntimeEndpoint;
+    if (rs.expired || performance.now() >= rs.deadline) {
+      const reason = `no complete response within the request timeout (${rs.plan.requestTimeout} ms)`;
+      this.resilientReply('UPSTREAM_TIMEOUT', `${reason} (endpoint ${endpoint.id} of ${this.upstreamRuntime.service})`);
+      return;
+    }
+    rs.exclude ??= new Set();
+    rs.exclude.add(endpoint.id);
+    this.endpoint = this.upstreamRuntime.pool.pick(this.plan.view as RequestView, rs.subset, rs.exclude) ?? endpoint;
+    rs.metrics.retries.labels(this.upstreamRuntime.service).inc();
+    this.sendTry(rs);
+  }
+
+  /** A try failed before a complete response: another try when the policy allows, else the local reply (or the cut connection). */
+  private tryFailed(rs: Tries, err: Error): void {
+    const { code } = classifyUpstreamError(err);
+    let { reason } = classifyUpstreamError(err);
+    if (code === 'UPSTREAM_TIMEOUT' && (rs.expired || performance.now() >= rs.deadline - 1))
+      reason = `no complete response within the request timeout (${rs.plan.requestTimeout} ms)`;
+    this.tryEnded(rs, 'local-origin-failure');
+    if (this.status !== 0) {
+      // The response head went out: cutting the connection is the only honest signal left.
+      this.responseDone = true;
+      this.socket.destroy();
+      this.account(this.status, code, reason, this.extra());
+      return;
+    }
+    const failure = failureOfError(code);
+    if (rs.plan.retry?.retriableFailure(failure) && this.mayRetry(rs, failure)) {
+      this.retryLater(rs);
+      return;
+    }
+    this.resilientReply(code, `${reason} (endpoint ${(this.endpoint as RuntimeEndpoint).id} of ${this.upstreamRuntime.service})`);
+  }
+
+  /** The sidecar's own answer on the resilient path (marked with an injected delay when there was one). */
+  private resilientReply(code: LocalReplyCode, reason: string): void {
+    this.account(LOCAL_REPLIES[code], code, reason, this.extra());
+    this.localReply(code, reason);
+  }
+
+  /** The request is accounted: timers stop, a pending place is given up, the breaker's slots are released. */
+  private rsDone(rs: Tries): void {
+    rs.clearTimers();
+    const breaker = rs.breaker;
+    if (rs.pending !== undefined) {
+      const pending = rs.pending;
+      rs.pending = undefined;
+      if (!pending.cancel()) breaker?.release(); // a slot was handed to it meanwhile: handed on
+    }
+    if (rs.holdsRetry) {
+      rs.holdsRetry = false;
+      breaker?.retryDone();
+    }
+    if (rs.holdsSlot) {
+      rs.holdsSlot = false;
+      breaker?.release();
+    }
+  }
+}
+
+/**
+ * The resilience state of one request to a resilient upstream (made only for those): its plan
+ * (request timeout, retry policy and budget, fault), the breaker slot it holds or waits for, the
+ * tries made, and the timer running (fault delay, pending wait, try deadline, backoff).
+ */
+class Tries {
+  attempts = 0;
+  readonly deadline: number;
+  /** The request timeout ran out (its timer fired): no more tries. */
+  expired = false;
+  fault: 'delay' | undefined;
+  /** Holds an admitted slot of the breaker (released once, when the request is accounted). */
+  holdsSlot = false;
+  /** Holds a retry slot of the breaker (released when the retry's try ends). */
+  holdsRetry = false;
+  pending: PendingAdmission | undefined;
+  timer: NodeJS.Timeout | undefined;
+  /** The per-try timeout, until the response head. */
+  tryTimer: NodeJS.Timeout | undefined;
+  retryAfter: number | undefined;
+  /** Endpoints tried (made on the first retry). */
+  exclude: Set<string> | undefined;
+
+  constructor(
+    readonly plan: RequestPlan,
+    started: number,
+    readonly subset: string | undefined,
+    readonly breaker: CircuitBreaker | undefined,
+    readonly metrics: SidecarMetrics,
+  ) {
+    this.deadline = plan.requestTimeout === undefined ? Number.POSITIVE_INFINITY : started + plan.requestTimeout;
+  }
+
+  headersArrived(): void {
+    if (this.tryTimer !== undefined) {
+      clearTimeout(this.tryTimer);
+      this.tryTimer = undefined;
+    }
+  }
+
+  clearTimers(): void {
+    if (this.timer !== undefined) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    this.headersArrived();
   }
 }

@@ -3,6 +3,7 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import { PassThrough, type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import type { AttemptFailure } from '@novamesh/dataplane';
 import type { Dispatcher } from 'undici';
 import type { LocalReplyCode } from './local-reply';
 
@@ -65,6 +66,8 @@ export interface ForwardOutcome {
   headers?: IncomingHttpHeaders;
   /** The HTTP/2 upstream refused the stream (REFUSED_STREAM): the request never reached the app. */
   refused?: true;
+  /** The attempt's `timeoutMs` (the time its request timeout had left) ran out: no time for another try. */
+  expired?: true;
 }
 
 /** Code of the error a {@link ForwardRequest.timeoutMs} expiry fails an attempt with. */
@@ -90,6 +93,19 @@ export function classifyUpstreamError(err: unknown): { code: LocalReplyCode; rea
     default:
       if (e.meshStage === 'connect') return { code: 'UPSTREAM_CONNECT_FAILURE', reason: `cannot connect to the upstream (${detail})` };
       return { code: 'UPSTREAM_RESET', reason: `the upstream connection failed before a complete response (${detail})` };
+  }
+}
+
+/** The retry condition an attempt that failed without a response (with this local reply code) stands for. */
+export function failureOfError(error: LocalReplyCode | 'DOWNSTREAM_DISCONNECT' | undefined): AttemptFailure {
+  switch (error) {
+    case 'UPSTREAM_CONNECT_FAILURE':
+    case 'UPSTREAM_TLS_FAILURE':
+      return 'connect-failure';
+    case 'UPSTREAM_TIMEOUT':
+      return 'timeout';
+    default:
+      return 'reset';
   }
 }
 
@@ -246,6 +262,8 @@ class CloseSignal extends EventEmitter {
   aborted = false;
   /** Set when `timeoutMs` ran out: the attempt was aborted by the sidecar, not the client. */
   timedOut = 0;
+  /** It was `timeoutMs` (not the headers timeout) that ran out. */
+  expired = false;
   private timer: NodeJS.Timeout | undefined;
   private headersTimer: NodeJS.Timeout | undefined;
   private readonly onClose = () => {
@@ -265,7 +283,11 @@ class CloseSignal extends EventEmitter {
   ) {
     super();
     res.once('close', this.onClose);
-    if (timeoutMs !== undefined) this.timer = setTimeout(() => this.expire(timeoutMs), timeoutMs);
+    if (timeoutMs !== undefined)
+      this.timer = setTimeout(() => {
+        this.expired = true;
+        this.expire(timeoutMs);
+      }, timeoutMs);
     if (headersTimeoutMs !== undefined) this.headersTimer = setTimeout(() => this.expire(headersTimeoutMs), headersTimeoutMs);
   }
   private expire(ms: number): void {
@@ -292,6 +314,12 @@ export function timeoutError(ms: number): Error {
   return Object.assign(new Error(`no complete response within ${Math.round(ms)} ms`), { code: TIMEOUT_CODE });
 }
 
+/** `outcome`, marked {@link ForwardOutcome.expired} when `expired`. */
+export function expiredIf(expired: boolean, outcome: ForwardOutcome): ForwardOutcome {
+  if (expired) outcome.expired = true;
+  return outcome;
+}
+
 /** A sink for the body of a response dropped for a retry (keeps the connection reusable). */
 function discard(): Writable {
   return new Writable({ write: (_chunk, _enc, cb) => cb() });
@@ -302,9 +330,9 @@ function failed(err: unknown, status: number, res: DownstreamResponse, signal: C
   const { code, reason } = classifyUpstreamError(signal.timedOut ? timeoutError(signal.timedOut) : err);
   if (status !== 0 || res.headersSent) {
     res.destroy();
-    return { status, error: code, reason, bytes: 0 };
+    return expiredIf(signal.expired, { status, error: code, reason, bytes: 0 });
   }
-  return { status: 0, error: code, reason, bytes: 0 };
+  return expiredIf(signal.expired, { status: 0, error: code, reason, bytes: 0 });
 }
 
 /**

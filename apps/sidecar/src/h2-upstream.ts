@@ -12,6 +12,7 @@ import type { Duplex } from 'node:stream';
 import {
   classifyUpstreamError,
   type DownstreamResponse,
+  expiredIf,
   type ForwardOutcome,
   type ForwardRequest,
   TIMEOUT_CODE,
@@ -66,6 +67,8 @@ export class H2Endpoint {
       for (const name in req.headers) if (!NOT_IN_H2.has(name)) headers[name] = req.headers[name];
       let timer: NodeJS.Timeout | undefined;
       let headersTimer: NodeJS.Timeout | undefined;
+      /** `timeoutMs` ran out (the time left of the request timeout). */
+      let expired = false;
       const fail = (err: unknown, refused?: boolean) => {
         if (settled) return;
         settled = true;
@@ -76,7 +79,7 @@ export class H2Endpoint {
         const cause = (err as { code?: string }).code === TIMEOUT_CODE ? err : (this.lastError ?? err);
         const { code, reason } = classifyUpstreamError(cause);
         if (status !== 0 || res.headersSent) res.destroy();
-        resolve({ status, error: code, reason, bytes: 0, ...(refused ? { refused: true as const } : {}) });
+        resolve(expiredIf(expired, { status, error: code, reason, bytes: 0, ...(refused ? { refused: true as const } : {}) }));
       };
       let settled = false;
       try {
@@ -92,7 +95,13 @@ export class H2Endpoint {
         fail(timeoutError(ms));
         stream.close(constants.NGHTTP2_CANCEL);
       };
-      if (req.timeoutMs !== undefined) timer = setTimeout(expire(req.timeoutMs), req.timeoutMs);
+      if (req.timeoutMs !== undefined) {
+        const ms = req.timeoutMs;
+        timer = setTimeout(() => {
+          expired = true;
+          expire(ms)();
+        }, ms);
+      }
       if (req.headersTimeout !== undefined) headersTimer = setTimeout(expire(req.headersTimeout), req.headersTimeout);
       stream.once('response', (h, flags) => {
         clearTimeout(headersTimer);

@@ -39,6 +39,8 @@ export type LocalReplyCode = keyof typeof LOCAL_REPLIES;
 
 export const ERROR_HEADER = 'x-novamesh-error';
 export const REASON_HEADER = 'x-novamesh-reason';
+/** The response header marking a fault a route injected: `abort` or `delay`. */
+export const FAULT_HEADER = 'x-novamesh-fault';
 
 /** Header values must be one line of visible ASCII; reasons are cut to a sane length. */
 export function headerSafe(text: string): string {

@@ -20,6 +20,7 @@ import {
   type DownstreamResponse,
   type ForwardOutcome,
   type ForwardRequest,
+  failureOfError,
   forward,
   forwardableHeaders,
   forwardWithTrailers,
@@ -28,28 +29,18 @@ import {
 } from './forward';
 import type { InFlightLimit } from './in-flight';
 import { requestView, splitUrl } from './inbound';
-import { grpcStatusOfHttp, isGrpc, type LocalReplyCode, REASON_HEADER, sendGrpcStatus, sendLocalReply } from './local-reply';
+import { FAULT_HEADER, grpcStatusOfHttp, isGrpc, type LocalReplyCode, REASON_HEADER, sendGrpcStatus, sendLocalReply } from './local-reply';
 import type { SidecarMetrics } from './metrics';
 import { ProtocolListener } from './protocol-listener';
 import type { RuntimeEndpoint, UpstreamRuntime } from './upstream-runtime';
 
-/** The response header marking a fault a route injected: `abort` or `delay`. */
-export const FAULT_HEADER = 'x-novamesh-fault';
+export { FAULT_HEADER } from './local-reply';
 
 type Log = (status: number, error?: string, reason?: string, extra?: Partial<AccessRecord>) => void;
 
 /** The retry condition a failed attempt stands for. */
 function failureOf(outcome: ForwardOutcome): AttemptFailure {
-  if (outcome.refused) return 'refused-stream';
-  switch (outcome.error) {
-    case 'UPSTREAM_CONNECT_FAILURE':
-    case 'UPSTREAM_TLS_FAILURE':
-      return 'connect-failure';
-    case 'UPSTREAM_TIMEOUT':
-      return 'timeout';
-    default:
-      return 'reset';
-  }
+  return outcome.refused ? 'refused-stream' : failureOfError(outcome.error);
 }
 
 /** The domain apps address mesh services under: `http://orders.mesh/`. */
@@ -107,6 +98,7 @@ export class OutboundProxy {
     admit: () => this.deps.inFlight.tryAcquire('outbound'),
     release: () => this.deps.inFlight.release(),
     maxInFlight: () => this.deps.inFlight.max,
+    metrics: () => this.deps.metrics,
     counted: (handoff) => {
       if (handoff === undefined) this.deps.metrics.fastPathRequests.inc();
       else this.deps.metrics.fastPathHandoffs.labels(handoff).inc();
@@ -321,6 +313,8 @@ export class OutboundProxy {
     let attempts = 0;
     let retryAfter: number | undefined;
     let holdsRetry = false;
+    /** The last try ran out of the request timeout's time (its timer may fire a little before the clock says so). */
+    let expired = false;
     /** The body of the decided next try, opened at once: the body may outgrow what is kept while the retry waits. */
     let nextBody: ForwardRequest['body'] | undefined;
     /** Whether one more try may go: attempts left, the body, the method, time left, maxRetries, the budget. */
@@ -330,7 +324,7 @@ export class OutboundProxy {
       const left = deadline - performance.now();
       retryAfter = parseRetryAfter(headers?.['retry-after']);
       if (retryAfter !== undefined && retryAfter > Math.min(RETRY_AFTER_CAP_MS, left)) return false;
-      if (left <= 0) return false;
+      if (left <= 0 || expired) return false;
       if (breaker && !breaker.tryRetry()) {
         this.deps.metrics.overflows.labels(up.service, 'maxRetries').inc();
         return false;
@@ -356,7 +350,8 @@ export class OutboundProxy {
       if (holdsRetry) breaker?.retryDone();
       holdsRetry = false;
       if (outcome.error === 'DOWNSTREAM_DISCONNECT') break;
-      if (outcome.error === 'UPSTREAM_TIMEOUT' && performance.now() >= deadline - 1)
+      expired = outcome.expired === true;
+      if (outcome.error === 'UPSTREAM_TIMEOUT' && (expired || performance.now() >= deadline - 1))
         outcome.reason = `no complete response within the request timeout (${plan.requestTimeout} ms)`;
       up.record(endpoint.id, outcome.error ? 'local-origin-failure' : outcomeOfStatus(outcome.status));
       const again =

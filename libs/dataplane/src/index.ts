@@ -1,6 +1,6 @@
 export { type Authorizer, type AuthzCode, type AuthzDecision, compileAuthorizer, spiffeNamespace } from './authorizer';
 export type { Balancer, BalancerOptions, LbEndpoint } from './balancer';
-export { CircuitBreaker, type CircuitBreakerStatus, type CircuitLimit } from './circuit-breaker';
+export { CircuitBreaker, type CircuitBreakerStatus, type CircuitLimit, type PendingAdmission } from './circuit-breaker';
 export { createBalancer } from './create-balancer';
 export {
   type EjectionSource,
