@@ -353,7 +353,9 @@ function summarize(alts: Atom[][]): Inner {
         const g = summarize(a.group);
         out.quantifiers += g.quantifiers;
         out.unbounded ||= g.unbounded;
-        out.choices *= g.choices;
+        // A group repeated up to `max` times chooses anew in each repetition: (a?a){1,3} nested
+        // three times has about 3 × (3 × (3 × 2³)³)³ ways, not 3 × 3 × 3 × 2.
+        out.choices *= a.quantified && Number.isFinite(a.max) ? Math.min(g.choices ** a.max, REGEX_MAX_CHOICES + 1) : g.choices;
       }
       if (out.choices > REGEX_MAX_CHOICES) out.choices = REGEX_MAX_CHOICES + 1;
     }
