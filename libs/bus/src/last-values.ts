@@ -71,14 +71,19 @@ export interface LastValueOptions {
   onValue(data: Uint8Array, source: 'live' | 'stored'): void;
   /** How often the stored value is read back to catch anything the live path missed; default 30 s. */
   reconcileMs?: number;
+  /**
+   * After a reconnect the stored value is read back within this long, at a random moment, so a
+   * mesh of sidecars reconnecting together after a NATS restart does not ask at once; default 1 s.
+   */
+  reconnectJitterMs?: number;
   logger?: Logger;
 }
 
 /**
  * Follows one subject of a last-value stream without a consumer on the server: a core NATS
  * subscription delivers each change the moment it is published, and the stream's stored last value
- * is read (`STREAM.MSG.GET` by subject) after subscribing, after every reconnect and every
- * `reconcileMs`. nats-server signals every consumer of a stream for each message it stores, so
+ * is read (`STREAM.MSG.GET` by subject) after subscribing, after every reconnect (at a random
+ * moment within `reconnectJitterMs`) and every `reconcileMs`. nats-server signals every consumer of a stream for each message it stores, so
  * one consumer per sidecar made publishing a mesh-wide change O(sidecars²); subscriptions cost
  * nothing per stored message. The stream missing (not created yet) is retried on the reconcile
  * period. Returns at once; `stop()` ends it.
@@ -120,13 +125,25 @@ export function followLastValue(opts: LastValueOptions): { stop(): void; refresh
   const timer = setInterval(() => void refresh(), opts.reconcileMs ?? 30_000);
   timer.unref();
   const statuses = nc.status();
+  let afterReconnect: NodeJS.Timeout | undefined;
   void (async () => {
-    for await (const s of statuses) if (s.type === 'reconnect') void refresh();
+    for await (const s of statuses) {
+      if (s.type !== 'reconnect' || afterReconnect) continue;
+      afterReconnect = setTimeout(
+        () => {
+          afterReconnect = undefined;
+          void refresh();
+        },
+        Math.random() * (opts.reconnectJitterMs ?? 1_000),
+      );
+      afterReconnect.unref();
+    }
   })().catch(() => undefined);
   return {
     stop: () => {
       stopped = true;
       clearInterval(timer);
+      clearTimeout(afterReconnect);
       sub.unsubscribe();
       (statuses as { stop?: () => void }).stop?.();
     },
