@@ -58,6 +58,8 @@ export interface SidecarConfig extends CommonConfig {
   maxInFlight: number;
   /** Plain HTTP/1.1 outbound requests go over raw pooled sockets (fast-path.ts) instead of node:http and undici. */
   fastPath: boolean;
+  /** With fastPath: plain HTTP/1.1 inbound requests (also over mTLS) go to the workload over raw pooled sockets (inbound.ts). */
+  inboundFastPath: boolean;
 }
 
 function keyValues(r: EnvReader, key: string, check: (k: string, v: string) => string | undefined): Record<string, string> {
@@ -119,6 +121,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Sidec
   const zone = r.raw('SIDECAR_ZONE');
   const fastPath = r.string('SIDECAR_FAST_PATH', 'true');
   if (!['true', 'false'].includes(fastPath)) r.problem(`SIDECAR_FAST_PATH="${fastPath}" must be true or false`);
+  const inboundFastPath = r.string('SIDECAR_INBOUND_FAST_PATH', 'true');
+  if (!['true', 'false'].includes(inboundFastPath)) r.problem(`SIDECAR_INBOUND_FAST_PATH="${inboundFastPath}" must be true or false`);
   return r.done({
     ...common,
     service,
@@ -152,5 +156,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Sidec
     redisUrl: r.url('REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
     maxInFlight: r.int('SIDECAR_MAX_IN_FLIGHT', 10_000, 1, 1_000_000),
     fastPath: fastPath === 'true',
+    inboundFastPath: fastPath === 'true' && inboundFastPath === 'true',
   });
 }

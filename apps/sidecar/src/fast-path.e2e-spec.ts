@@ -7,7 +7,7 @@ import type { PolicyInput } from '@novamesh/contracts';
 import { freePort } from '@novamesh/testing';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type SidecarProcess, TestMesh } from './mesh.e2e-helper';
+import { accessLog, metrics, metricValue, type RawResponse, raw, type SidecarProcess, TestMesh } from './mesh.e2e-helper';
 
 // The outbound fast path (SIDECAR_FAST_PATH, on by default) against real processes: a client
 // sidecar `web` calls plain upstreams registered without sidecars, so its fast path talks to them
@@ -144,117 +144,7 @@ async function listen(server: Server | NetServer): Promise<number> {
   return (server.address() as { port: number }).port;
 }
 
-interface RawResponse {
-  status: number;
-  headers: Record<string, string>;
-  body: Buffer;
-}
-
-/**
- * Sends raw bytes to a sidecar's outbound port and reads responses with a parser of its own
- * (content-length, chunked, none for HEAD/204/304/1xx, until close) until `count` complete ones
- * or the connection closes; never waits more than `timeoutMs`.
- */
-async function raw(
-  sidecar: SidecarProcess,
-  send: (write: (b: string | Buffer) => void, responses: RawResponse[]) => Promise<void> | void,
-  opts: { count: number; methods?: string[]; timeoutMs?: number },
-): Promise<{ responses: RawResponse[]; closed: boolean; interim: number[] }> {
-  const socket = connect(sidecar.ports.outbound as number, '127.0.0.1');
-  await once(socket, 'connect');
-  const responses: RawResponse[] = [];
-  const interim: number[] = [];
-  let buf = Buffer.alloc(0);
-  let closed = false;
-  let wake: (() => void) | undefined;
-  const parse = () => {
-    for (;;) {
-      const end = buf.indexOf('\r\n\r\n');
-      if (end < 0) return;
-      const lines = buf.subarray(0, end).toString('latin1').split('\r\n');
-      const status = Number(lines[0]?.slice(9, 12));
-      const headers: Record<string, string> = {};
-      for (const l of lines.slice(1)) {
-        const c = l.indexOf(':');
-        const name = l.slice(0, c).toLowerCase();
-        headers[name] = headers[name] ? `${headers[name]}, ${l.slice(c + 1).trim()}` : l.slice(c + 1).trim();
-      }
-      let rest = buf.subarray(end + 4);
-      if (status < 200) {
-        interim.push(status);
-        buf = rest;
-        continue;
-      }
-      const method = opts.methods?.[responses.length] ?? 'GET';
-      let body: Buffer;
-      if (method === 'HEAD' || status === 204 || status === 304) body = Buffer.alloc(0);
-      else if (headers['transfer-encoding'] === 'chunked') {
-        const parts: Buffer[] = [];
-        for (;;) {
-          const eol = rest.indexOf('\r\n');
-          if (eol < 0) return;
-          const size = Number.parseInt(rest.subarray(0, eol).toString(), 16);
-          if (rest.length < eol + 2 + size + 2) return;
-          parts.push(rest.subarray(eol + 2, eol + 2 + size));
-          rest = rest.subarray(eol + 2 + size + 2);
-          if (size === 0) break;
-        }
-        body = Buffer.concat(parts);
-      } else if (headers['content-length'] !== undefined) {
-        const n = Number(headers['content-length']);
-        if (rest.length < n) return;
-        body = rest.subarray(0, n);
-        rest = rest.subarray(n);
-      } else {
-        if (!closed) return;
-        body = rest;
-        rest = Buffer.alloc(0);
-      }
-      responses.push({ status, headers, body });
-      buf = rest;
-    }
-  };
-  socket.on('data', (d) => {
-    buf = Buffer.concat([buf, d]);
-    parse();
-    wake?.();
-  });
-  socket.on('error', () => undefined);
-  socket.on('close', () => {
-    closed = true;
-    parse();
-    wake?.();
-  });
-  await send((b) => socket.write(b), responses);
-  const deadline = Date.now() + (opts.timeoutMs ?? 10_000);
-  while (responses.length < opts.count && !closed && Date.now() < deadline)
-    await new Promise<void>((r) => {
-      wake = r;
-      setTimeout(r, 50);
-    });
-  // A little longer for the close that may follow the last response.
-  if (!closed) await new Promise((r) => setTimeout(r, 100));
-  const result = { responses, closed, interim };
-  socket.destroy();
-  return result;
-}
-
 const get = (path: string, host = 'wire.mesh', extra = '') => `GET ${path} HTTP/1.1\r\nHost: ${host}\r\n${extra}\r\n`;
-
-async function metrics(s: SidecarProcess): Promise<string> {
-  return (await s.admin<string>('/metrics')).body;
-}
-
-/** A sidecar's access-log records written after output line `from` that pass `ok`, without the fields that vary between runs. */
-function accessLog(s: SidecarProcess, from: number, ok: (line: string) => boolean): Record<string, unknown>[] {
-  return s.proc.output
-    .slice(from)
-    .filter((l) => l.includes('"msg":"access"') && ok(l))
-    .map((l) => {
-      const { time: _t, ms: _ms, pid: _p, hostname: _h, instance: _i, ...rest } = JSON.parse(l) as Record<string, unknown>;
-      return rest;
-    });
-}
 
 /** The TrafficPolicy and the RouteRule of `resil` (the resilient upstream the parity tests call). */
 function resilPolicies(traffic: Record<string, unknown>, routes: unknown[]): PolicyInput[] {
@@ -270,11 +160,6 @@ function metricLines(text: string, name: RegExp): string[] {
     .split('\n')
     .filter((l) => name.test(l))
     .sort();
-}
-
-function metricValue(text: string, name: string, labels = ''): number {
-  const line = text.split('\n').find((l) => l.startsWith(`${name}${labels ? `{${labels}}` : ''} `));
-  return line ? Number(line.split(' ').at(-1)) : 0;
 }
 
 beforeAll(async () => {

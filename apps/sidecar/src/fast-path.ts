@@ -22,10 +22,10 @@ import {
   forwardableHeaders,
   HOP_BY_HOP,
   MAX_RETRY_BODY_BYTES,
+  splitUrl,
   timeoutError,
 } from './forward';
 import { ChunkedScanner, type HeadError, parseRequestHead, parseResponseHead, type RequestHead, type ResponseHead } from './http1-wire';
-import { splitUrl } from './inbound';
 import { ERROR_HEADER, FAULT_HEADER, headerSafe, LOCAL_REPLIES, type LocalReplyCode, REASON_HEADER } from './local-reply';
 import type { SidecarMetrics } from './metrics';
 import { socketClosedError, type UpstreamConnection, type UpstreamUser } from './raw-pool';
@@ -33,6 +33,8 @@ import type { RequestPlan, RuntimeEndpoint, UpstreamRuntime } from './upstream-r
 
 /** node:http's keepAliveTimeout of the outbound listener: idle client connections close after it. */
 const KEEP_ALIVE_MS = 65_000;
+/** node:http's default headersTimeout: a request head must arrive whole within this long (else 408, and the connection closes). */
+const HEADERS_TIMEOUT_MS = 60_000;
 const KEEP_ALIVE_HEADERS = 'Connection: keep-alive\r\nKeep-Alive: timeout=65\r\n';
 const CLOSE_HEADERS = 'Connection: close\r\n';
 /** Pipelined bytes kept while a request is in flight before the client socket is paused. */
@@ -55,10 +57,9 @@ function utcDate(): string {
   return dateCache;
 }
 
-/** What the fast path needs of the outbound proxy. */
+/** What the fast path needs of its listener (the outbound proxy, or the inbound listener). */
 export interface FastPathHost {
-  upstreams: () => ReadonlyMap<string, UpstreamRuntime> | undefined;
-  /** Metrics and access log of one outbound request, as the slow path writes them. */
+  /** Metrics and access log of one request, as the slow path writes them. */
   log(r: {
     started: number;
     method: string;
@@ -79,8 +80,45 @@ export interface FastPathHost {
   maxInFlight(): number;
   /** The sidecar's metrics (retries, circuit breaker overflows, injected faults of resilient upstreams). */
   metrics(): SidecarMetrics;
+}
+
+/** Where the outbound fast path sends requests: the mesh's upstreams, by routing. */
+export interface OutboundTarget {
+  kind: 'outbound';
+  upstreams: () => ReadonlyMap<string, UpstreamRuntime> | undefined;
   /** The service and path a request is for (outbound.ts `serviceOfRequest`). */
   serviceOf(req: Pick<DownstreamRequest, 'url' | 'headers'>): { service?: string; path: string };
+  /** The service of a per-upstream listener; undefined for the mesh-wide one. */
+  fixed: string | undefined;
+}
+
+/** The endpoint an exchange uses: one of an upstream's, or the inbound side's workload. */
+export type FastEndpoint = Pick<RuntimeEndpoint, 'id' | 'raw' | 'active'>;
+
+/** What a {@link DirectTarget} decided for one request, after admission (the inbound side's checks). */
+export interface DirectDecision {
+  /** The sidecar's own answer instead (MTLS_REQUIRED, RBAC_DENIED, RATE_LIMITED…): `headers` added, `status` replacing the code's; `logReason` false: the access log has no reason. */
+  reply?:
+    | { code: LocalReplyCode; reason: string; headers?: Record<string, string> | undefined; status?: number; logReason?: boolean }
+    | undefined;
+  /** The request headers for the workload (when there is no reply). */
+  headers?: Record<string, string | string[]> | undefined;
+  /** Set on the response over the workload's (RateLimit-* of an admitting limit). */
+  responseHeaders?: Record<string, string> | undefined;
+  /** More access-log fields (peer, audit). */
+  extra?: Partial<AccessRecord> | undefined;
+}
+
+/**
+ * Where the inbound fast path sends requests: one endpoint (the workload, no routing, no
+ * resilience), once `decide` let a request through; a promise when it must wait (a global rate limit).
+ */
+export interface DirectTarget {
+  kind: 'direct';
+  decide(head: RequestHead, socket: Socket, path: string, query: string): DirectDecision | Promise<DirectDecision>;
+  endpoint: FastEndpoint;
+  /** The reason of the APP_UNAVAILABLE reply when the workload failed before any response byte. */
+  failed(reason: string): string;
 }
 
 /** Writes one header field (values that are lists become several lines, as node:http does). */
@@ -112,8 +150,7 @@ export class FastPath {
   constructor(
     readonly host: FastPathHost,
     readonly http1: HttpServer,
-    /** The service of a per-upstream listener; undefined for the mesh-wide one. */
-    readonly fixed: string | undefined,
+    readonly target: OutboundTarget | DirectTarget,
   ) {}
 
   accept(socket: Socket): void {
@@ -140,6 +177,8 @@ class FastConnection {
   exchange: Exchange | undefined;
   gone = false;
   private advancing = false;
+  /** When the first bytes of a head not complete yet arrived (0: none pending). */
+  private headSince = 0;
   private pausedForBuffer = false;
 
   constructor(
@@ -229,9 +268,23 @@ class FastConnection {
       while (this.exchange === undefined && !this.gone && this.buf !== undefined) {
         const buf = this.buf;
         const head = parseRequestHead(buf, 0);
-        if (head === undefined) break;
+        if (head === undefined) {
+          // A head trickling in (slowloris) is cut as node:http's headersTimeout would.
+          const now = performance.now();
+          if (this.headSince === 0) this.headSince = now;
+          else if (now - this.headSince > HEADERS_TIMEOUT_MS) {
+            this.gone = true;
+            this.fp.forget(this);
+            this.socket.end('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n');
+            return;
+          }
+          break;
+        }
+        this.headSince = 0;
         if ('error' in head) {
-          this.refuse(head);
+          // The inbound side leaves malformed requests to node:http (its 400, as the slow path answers them).
+          if (this.fp.target.kind === 'direct') this.handOff('malformed');
+          else this.refuse(head);
           return;
         }
         const plan = planRequest(this.fp, head, this.socket, buf);
@@ -297,6 +350,8 @@ interface Plan {
   reply: { code: LocalReplyCode; reason: string } | undefined;
   /** A retrying route's request body, complete (kept to send it again on a retry). */
   payload: Buffer | undefined;
+  /** The inbound side: where the request goes once its checks let it through. */
+  direct: DirectTarget | undefined;
 }
 
 /**
@@ -313,7 +368,26 @@ function planRequest(fp: FastPath, head: RequestHead, socket: Socket, buf: Buffe
   if (typeof h['content-type'] === 'string' && h['content-type'].startsWith('application/grpc')) return 'grpc';
   if (head.framing === 'chunked' && h['transfer-encoding']?.toLowerCase() !== 'chunked') return 'transfer-coding';
   const started = performance.now();
-  const target = fp.fixed ? { service: fp.fixed, path: head.url } : fp.host.serviceOf({ url: head.url, headers: h });
+  const t = fp.target;
+  if (t.kind === 'direct') {
+    // The workload is asked for the origin-form target only (anything else: node:http and undici judge it).
+    if (head.url.charCodeAt(0) !== 47 /* / */) return 'target-form';
+    const { path, query } = splitUrl(head.url);
+    return {
+      started,
+      target: { path: head.url },
+      path,
+      query,
+      requestId: '',
+      up: undefined,
+      view: undefined,
+      route: undefined,
+      reply: undefined,
+      payload: undefined,
+      direct: t,
+    };
+  }
+  const target = t.fixed ? { service: t.fixed, path: head.url } : t.serviceOf({ url: head.url, headers: h });
   const { path, query } = splitUrl(target.path);
   const requestId = (h['x-request-id'] as string | undefined) ?? randomUUID();
   const plan: Plan = {
@@ -327,8 +401,9 @@ function planRequest(fp: FastPath, head: RequestHead, socket: Socket, buf: Buffe
     route: undefined,
     reply: undefined,
     payload: undefined,
+    direct: undefined,
   };
-  const upstreams = fp.host.upstreams();
+  const upstreams = t.upstreams();
   if (!upstreams) plan.reply = { code: 'NO_SNAPSHOT', reason: 'this sidecar has not received its configuration yet' };
   else if (!target.service)
     plan.reply = { code: 'BAD_REQUEST', reason: 'no service named: call http://<service>.mesh/ (Host header or absolute URL)' };
@@ -365,8 +440,10 @@ function localReplyBytes(
   keepAlive: boolean,
   head: boolean,
   fault?: 'delay' | undefined,
+  extraHeaders?: Record<string, string> | undefined,
 ): Buffer {
-  const lines = `${ERROR_HEADER}: ${code}\r\n${REASON_HEADER}: ${headerSafe(reason)}\r\n${fault ? `${FAULT_HEADER}: ${fault}\r\n` : ''}`;
+  let lines = `${ERROR_HEADER}: ${code}\r\n${REASON_HEADER}: ${headerSafe(reason)}\r\n${fault ? `${FAULT_HEADER}: ${fault}\r\n` : ''}`;
+  if (extraHeaders) for (const name in extraHeaders) lines += headerLines(name, extraHeaders[name]);
   return jsonReplyBytes(status, JSON.stringify({ code, message: reason }), lines, keepAlive, head);
 }
 
@@ -418,9 +495,11 @@ class Exchange implements UpstreamUser {
   private admitted = false;
   /** Metrics and log written, slot and endpoint count released: once per request. */
   private accounted = false;
-  private endpoint: RuntimeEndpoint | undefined;
+  private endpoint: FastEndpoint | undefined;
   /** The endpoint whose in-flight count this exchange holds (one try at a time). */
-  private activeOn: RuntimeEndpoint | undefined;
+  private activeOn: FastEndpoint | undefined;
+  /** Direct targets: what the checks decided (access-log fields, response headers to add). */
+  private decision: DirectDecision | undefined;
   /** Resilient upstreams only: the request's timeouts, breaker slot, fault and tries. */
   private rs: Tries | undefined;
   /** Tries started (a connection acquired for an earlier one is not used). */
@@ -454,6 +533,7 @@ class Exchange implements UpstreamUser {
   }
 
   private extra(): Partial<AccessRecord> {
+    if (this.plan.direct !== undefined) return this.decision?.extra ?? {};
     const route = this.plan.route;
     const rs = this.rs;
     if (rs !== undefined) {
@@ -476,7 +556,7 @@ class Exchange implements UpstreamUser {
     if (endpoint === undefined) return;
     this.activeOn = undefined;
     endpoint.active--;
-    if (outcome) (this.plan.up as UpstreamRuntime).record(endpoint.id, outcome);
+    if (outcome) this.plan.up?.record(endpoint.id, outcome);
   }
 
   /** The slow path's bookkeeping, in its order: the endpoint's active count, outlier detection, metrics and log, the in-flight slot. */
@@ -514,6 +594,17 @@ class Exchange implements UpstreamUser {
       this.localReply(plan.reply.code, plan.reply.reason);
       return;
     }
+    if (plan.direct !== undefined) {
+      const direct = plan.direct;
+      const decision = direct.decide(this.head, this.socket, plan.path, plan.query);
+      if (decision instanceof Promise)
+        decision.then(
+          (d) => this.decided(direct, d),
+          () => this.socket.destroy(), // nothing sane to answer: the connection is cut (clientGone accounts it)
+        );
+      else this.decided(direct, decision);
+      return;
+    }
     const up = plan.up as UpstreamRuntime;
     const route = plan.route;
     const subset = route?.pickSubset();
@@ -528,13 +619,7 @@ class Exchange implements UpstreamUser {
     headers['x-request-id'] = plan.requestId;
     if (route?.requestHeaders) route.applyRequestHeaders(headers);
     const upstreamPath = route ? `${route.rewritePath(plan.path)}${plan.query ? `?${plan.query}` : ''}` : plan.target.path;
-    let text = `${this.head.method} ${upstreamPath} HTTP/1.1\r\n`;
-    for (const name in headers) text += headerLines(name, headers[name]);
-    text += 'connection: keep-alive\r\n';
-    if (this.head.framing === 'chunked') text += 'transfer-encoding: chunked\r\n';
-    else if (this.head.framing === 'none' && headers['content-length'] === undefined && EXPECTS_PAYLOAD.has(this.head.method))
-      text += 'content-length: 0\r\n';
-    this.upstreamHead = `${text}\r\n`;
+    this.upstreamHead = this.requestHead(upstreamPath, headers);
     this.endpoint = endpoint;
     if (up.resilient) {
       this.rs = new Tries(up.planFor(route), plan.started, subset, up.breaker, this.host.metrics());
@@ -546,13 +631,43 @@ class Exchange implements UpstreamUser {
     this.connect();
   }
 
+  /** The request head for the upstream, as undici writes it (keep-alive, the body's framing). */
+  private requestHead(path: string, headers: Record<string, string | string[]>): string {
+    let text = `${this.head.method} ${path} HTTP/1.1\r\n`;
+    for (const name in headers) text += headerLines(name, headers[name]);
+    text += 'connection: keep-alive\r\n';
+    if (this.head.framing === 'chunked') text += 'transfer-encoding: chunked\r\n';
+    else if (this.head.framing === 'none' && headers['content-length'] === undefined && EXPECTS_PAYLOAD.has(this.head.method))
+      text += 'content-length: 0\r\n';
+    return `${text}\r\n`;
+  }
+
+  /** A direct target's checks decided (at once, or after a global rate limit answered): the local reply, or the workload. */
+  private decided(direct: DirectTarget, d: DirectDecision): void {
+    if (this.accounted) return; // the client went away meanwhile
+    this.decision = d;
+    const reply = d.reply;
+    if (reply !== undefined) {
+      const status = reply.status ?? LOCAL_REPLIES[reply.code];
+      this.account(status, reply.code, reply.logReason === false ? undefined : reply.reason, this.extra());
+      this.localReply(reply.code, reply.reason, reply.headers, status);
+      return;
+    }
+    this.upstreamHead = this.requestHead(this.head.url, d.headers ?? {});
+    const endpoint = direct.endpoint;
+    this.endpoint = endpoint;
+    this.activeOn = endpoint;
+    endpoint.active++;
+    this.connect();
+  }
+
   /** Takes a pooled connection (or opens one) and sends the head with the body bytes already here. */
   private connect(): void {
     this.sink = 'wait';
     // Until the upstream is there, the client's body bytes wait in the connection's buffer.
     if (!this.bodyDone) this.socket.pause();
     const tryNo = this.tryNo;
-    (this.endpoint as RuntimeEndpoint).raw?.acquire((err, upstream) => {
+    (this.endpoint as FastEndpoint).raw?.acquire((err, upstream) => {
       if (tryNo !== this.tryNo) {
         upstream?.release(undefined); // that try ended meanwhile (its timeout)
         return;
@@ -649,11 +764,11 @@ class Exchange implements UpstreamUser {
   }
 
   /** Sends a local reply (nothing from the upstream went out), then settles. */
-  private localReply(code: LocalReplyCode, reason: string): void {
+  private localReply(code: LocalReplyCode, reason: string, headers?: Record<string, string>, status: number = LOCAL_REPLIES[code]): void {
     this.responseDone = true;
-    this.status = LOCAL_REPLIES[code];
+    this.status = status;
     if (this.conn.fp.closing) this.keepAlive = false;
-    this.socket.write(localReplyBytes(this.status, code, reason, this.keepAlive, this.head.method === 'HEAD', this.rs?.fault));
+    this.socket.write(localReplyBytes(status, code, reason, this.keepAlive, this.head.method === 'HEAD', this.rs?.fault, headers));
     this.settle();
   }
 
@@ -703,7 +818,8 @@ class Exchange implements UpstreamUser {
     const route = this.plan.route;
     let text = `HTTP/1.1 ${r.status} ${STATUS_CODES[r.status] ?? 'unknown'}\r\n`;
     let hasDate = false;
-    if (route?.responseHeaders || rs?.fault) {
+    const added = this.decision?.responseHeaders;
+    if (route?.responseHeaders || rs?.fault || added) {
       const headers: Record<string, string | string[] | undefined> = {};
       for (const [name, value] of r.lines) {
         if (HOP_BY_HOP.has(name)) continue;
@@ -712,6 +828,7 @@ class Exchange implements UpstreamUser {
       }
       if (rs?.fault) headers[FAULT_HEADER] = rs.fault;
       if (route?.responseHeaders) route.applyResponseHeaders(headers);
+      if (added) Object.assign(headers, added);
       for (const name in headers) text += headerLines(name, headers[name]);
       hasDate = headers.date !== undefined;
     } else {
@@ -848,8 +965,14 @@ class Exchange implements UpstreamUser {
       this.tryFailed(this.rs, err);
       return;
     }
-    const endpoint = this.endpoint as RuntimeEndpoint;
+    const endpoint = this.endpoint as FastEndpoint;
     const { code, reason } = classifyUpstreamError(err);
+    if (this.status === 0 && this.plan.direct !== undefined) {
+      const why = this.plan.direct.failed(reason);
+      this.account(LOCAL_REPLIES.APP_UNAVAILABLE, 'APP_UNAVAILABLE', why, this.extra());
+      this.localReply('APP_UNAVAILABLE', why);
+      return;
+    }
     if (this.status === 0) {
       this.account(LOCAL_REPLIES[code], code, reason, this.extra(), 'local-origin-failure');
       this.localReply(code, `${reason} (endpoint ${endpoint.id} of ${(this.plan.up as UpstreamRuntime).service})`);
@@ -960,7 +1083,7 @@ class Exchange implements UpstreamUser {
   private sendTry(rs: Tries): void {
     rs.attempts++;
     this.tryNo++;
-    const endpoint = this.endpoint as RuntimeEndpoint;
+    const endpoint = this.endpoint as FastEndpoint;
     this.activeOn = endpoint;
     endpoint.active++;
     this.res = undefined;
@@ -1062,7 +1185,7 @@ class Exchange implements UpstreamUser {
 
   private retryNow(rs: Tries): void {
     if (this.accounted) return;
-    const endpoint = this.endpoint as RuntimeEndpoint;
+    const endpoint = this.endpoint as FastEndpoint;
     if (rs.expired || performance.now() >= rs.deadline) {
       const reason = `no complete response within the request timeout (${rs.plan.requestTimeout} ms)`;
       this.resilientReply('UPSTREAM_TIMEOUT', `${reason} (endpoint ${endpoint.id} of ${this.upstreamRuntime.service})`);
@@ -1094,7 +1217,7 @@ class Exchange implements UpstreamUser {
       this.retryLater(rs);
       return;
     }
-    this.resilientReply(code, `${reason} (endpoint ${(this.endpoint as RuntimeEndpoint).id} of ${this.upstreamRuntime.service})`);
+    this.resilientReply(code, `${reason} (endpoint ${(this.endpoint as FastEndpoint).id} of ${this.upstreamRuntime.service})`);
   }
 
   /** The sidecar's own answer on the resilient path (marked with an injected delay when there was one). */

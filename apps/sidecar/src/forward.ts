@@ -398,3 +398,9 @@ export function forward(dispatcher: Dispatcher, req: ForwardRequest, res: Server
     );
   });
 }
+
+/** `/a/b?x=1` → path `/a/b`, query `x=1`. */
+export function splitUrl(url: string): { path: string; query: string } {
+  const q = url.indexOf('?');
+  return q < 0 ? { path: url, query: '' } : { path: url.slice(0, q), query: url.slice(q + 1) };
+}

@@ -1,4 +1,4 @@
-import { createServer as createHttpServer, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { createServer as createHttpServer, type Server as HttpServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
 import { createServer as createH2Server, type Http2Server } from 'node:http2';
 import type { Socket } from 'node:net';
 import { connect as connectTcp } from 'node:net';
@@ -7,7 +7,8 @@ import type { MtlsMode } from '@novamesh/contracts';
 import type { Authorizer, RateLimiter, RequestView } from '@novamesh/dataplane';
 import { attachIdentity, type MtlsPeer, tlsContextFor } from '@novamesh/identity';
 import { Pool } from 'undici';
-import type { AccessLog } from './access-log';
+import type { AccessLog, AccessRecord } from './access-log';
+import { type DirectDecision, type DirectTarget, FastPath, type FastPathHost } from './fast-path';
 import {
   type DownstreamRequest,
   type DownstreamResponse,
@@ -16,13 +17,16 @@ import {
   forwardableHeaders,
   forwardWithTrailers,
   hasBody,
+  splitUrl,
 } from './forward';
 import { H2Endpoint } from './h2-upstream';
 import type { IdentityHolder } from './identity-holder';
 import type { InFlightLimit } from './in-flight';
-import { sendLocalReply } from './local-reply';
+import { LOCAL_REPLIES, sendLocalReply } from './local-reply';
 import type { SidecarMetrics } from './metrics';
 import { ProtocolListener } from './protocol-listener';
+import { RawPool } from './raw-pool';
+import { openSocket } from './upstream-runtime';
 
 /** What the inbound side enforces, compiled from the snapshot's `inbound` section. */
 export interface InboundPolicy {
@@ -35,6 +39,74 @@ export interface InboundPolicy {
 /** The verified peer of a mutual-TLS connection, kept on its socket (node:http2's socket proxy passes symbols through). */
 const PEER = Symbol('novamesh.peer');
 type PeerSocket = Socket & { [PEER]?: MtlsPeer };
+
+/** undici's keepAliveTimeout of the workload pool, and its keepAliveMaxTimeout and headers/body timeouts. */
+const APP_IDLE_MS = 30_000;
+const APP_MAX_IDLE_MS = 600_000;
+const APP_BUSY_MS = 300_000;
+const APP_CONNECT_TIMEOUT_MS = 2_000;
+
+/** What one request is, for the inbound checks (both paths). */
+interface InboundRequest {
+  method: string;
+  path: string;
+  query: string;
+  headers: IncomingHttpHeaders;
+  socket: Socket;
+}
+
+/**
+ * The inbound checks of one request, in order: a snapshot, the mTLS mode, authorization, rate
+ * limits. A {@link DirectDecision} without `reply` lets the request through; a promise only when a
+ * global rate limit is asked. Shared by the node:http path and the fast path, so both decide alike.
+ */
+function checkInbound(
+  policy: InboundPolicy | undefined,
+  req: InboundRequest,
+  metrics: SidecarMetrics,
+): DirectDecision | Promise<DirectDecision> {
+  const peer = (req.socket as PeerSocket)[PEER];
+  const principal = peer?.spiffeId;
+  if (!policy) {
+    const reply = { code: 'NO_SNAPSHOT', reason: 'this sidecar has not received its configuration yet', logReason: false } as const;
+    return { reply, extra: { peer: principal } };
+  }
+  if (!peer && policy.mode === 'strict') {
+    const reason = 'this service accepts only mutual TLS (MutualTLSPolicy mode strict)';
+    return { reply: { code: 'MTLS_REQUIRED', reason }, extra: { peer: principal } };
+  }
+  const view: RequestView = { method: req.method, path: req.path, query: req.query, headers: req.headers };
+  if (req.socket.remoteAddress) view.sourceIp = req.socket.remoteAddress;
+  if (principal) view.principal = principal;
+  if (req.socket.localPort) view.port = req.socket.localPort;
+  const decision = policy.authorizer.check(view);
+  const extra: Partial<AccessRecord> = decision.audit.length ? { peer: principal, audit: decision.audit } : { peer: principal };
+  if (!decision.allowed) return { reply: { code: 'RBAC_DENIED', reason: decision.reason }, extra };
+  if (!policy.rateLimits) return { extra };
+  const checked = policy.rateLimits.check(view);
+  const limited = (l: Awaited<ReturnType<RateLimiter['check']>>): DirectDecision => {
+    if (l?.allowed === false) {
+      metrics.rateLimited(l.policy, l.limit);
+      return { reply: { code: 'RATE_LIMITED', reason: l.reason, headers: l.headers, status: l.status }, extra };
+    }
+    // RateLimit-* headers for the workload's response, when a limit with sendHeaders admitted the request.
+    return { responseHeaders: l?.headers, extra };
+  };
+  return checked instanceof Promise ? checked.then(limited) : limited(checked);
+}
+
+/** The request headers for the workload: hop-by-hop ones dropped, x-forwarded-client-cert set from the verified peer only. */
+function workloadHeaders(
+  headers: IncomingHttpHeaders,
+  principal: string | undefined,
+  own: string | undefined,
+): Record<string, string | string[]> {
+  const out = forwardableHeaders(headers);
+  // Envoy's x-forwarded-client-cert: the workload learns who called it without parsing TLS.
+  if (principal) out['x-forwarded-client-cert'] = `${own ? `By=${own};` : ''}URI=${principal}`;
+  else delete out['x-forwarded-client-cert'];
+  return out;
+}
 
 /**
  * The listener other sidecars (and, when permitted, plaintext clients) call. One port serves
@@ -53,6 +125,8 @@ export class InboundListener {
   private detachTls: (() => void) | undefined;
   /** The workload: an HTTP/1.1 keep-alive pool, or one HTTP/2 (h2c) session for a gRPC workload. */
   private readonly app: { pool: Pool; h2?: undefined } | { pool?: undefined; h2: H2Endpoint };
+  /** The HTTP/1.1 fast path (HTTP workloads, `fastPath`): its raw keep-alive sockets to the workload. */
+  private readonly fast: { path: FastPath; raw: RawPool } | undefined;
 
   constructor(
     private readonly deps: {
@@ -65,6 +139,8 @@ export class InboundListener {
       metrics: SidecarMetrics;
       accessLog: AccessLog;
       inFlight: InFlightLimit;
+      /** SIDECAR_FAST_PATH and SIDECAR_INBOUND_FAST_PATH: HTTP/1.1 requests skip node:http and undici (see fast-path.ts). */
+      fastPath?: boolean;
       onPeerRefused: (reason: string, peer: string | undefined, remote: string | undefined) => void;
     },
   ) {
@@ -76,7 +152,13 @@ export class InboundListener {
     const handler = deps.inFlight.guard('inbound', (req, res) => this.handle(req, res));
     this.http = createHttpServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, handler);
     this.h2 = createH2Server({}, handler);
-    this.listener = new ProtocolListener({ http1: this.http, h2c: this.h2, onTls: (socket) => this.acceptTls(socket) });
+    this.fast = deps.fastPath && deps.appProtocol === 'http' ? this.fastPath(hostname.replace(/^\[|\]$/g, ''), Number(port)) : undefined;
+    this.listener = new ProtocolListener({
+      http1: this.http,
+      h2c: this.h2,
+      onTls: (socket) => this.acceptTls(socket),
+      http1Front: this.fast?.path,
+    });
     deps.identity.subscribe((change) => {
       if (change === 'certificate' && !this.tls) this.ensureTls();
     });
@@ -90,6 +172,7 @@ export class InboundListener {
   /** Stops accepting, lets in-flight requests finish for up to `graceMs`, then closes what is left. */
   async close(graceMs: number): Promise<void> {
     await this.listener.close(graceMs);
+    this.fast?.raw.close();
     this.detachTls?.();
     this.app.h2?.close();
     await this.app.pool?.close().catch(() => undefined);
@@ -110,7 +193,11 @@ export class InboundListener {
       const peer = accepted(socket);
       if (!peer) return;
       (socket as PeerSocket)[PEER] = peer;
-      (socket.alpnProtocol === 'h2' ? this.h2 : this.http).emit('connection', socket);
+      if (socket.alpnProtocol === 'h2') this.h2.emit('connection', socket);
+      else if (this.fast) {
+        socket.on('error', () => socket.destroy());
+        this.fast.path.accept(socket);
+      } else this.http.emit('connection', socket);
     });
     tls.on('tlsClientError', (err, socket) => {
       this.deps.onPeerRefused(`TLS handshake failed: ${err.message}`, undefined, socket.remoteAddress);
@@ -133,54 +220,76 @@ export class InboundListener {
     this.tls.emit('connection', socket);
   }
 
+  /** The fast path's host and target: the same checks, metrics and access log as {@link handle}, the workload over raw sockets. */
+  private fastPath(host: string, port: number): { path: FastPath; raw: RawPool } {
+    const { metrics, accessLog, inFlight } = this.deps;
+    const fastHost: FastPathHost = {
+      log: (r) => {
+        const ms = performance.now() - r.started;
+        metrics.inbound(r.status, r.error, ms);
+        const { peer, ...extra } = r.extra ?? {};
+        accessLog.write({
+          direction: 'inbound',
+          method: r.method,
+          path: r.path,
+          status: r.status,
+          ms,
+          peer,
+          error: r.error,
+          reason: r.reason,
+          ...extra,
+        });
+      },
+      admit: () => inFlight.tryAcquire('inbound'),
+      release: () => inFlight.release(),
+      maxInFlight: () => inFlight.max,
+      metrics: () => metrics,
+      counted: (handoff) => {
+        if (handoff === undefined) metrics.inboundFastPathRequests.inc();
+        else metrics.inboundFastPathHandoffs.labels(handoff).inc();
+      },
+    };
+    const connect = { mtls: false, identity: this.deps.identity, serverSpiffeId: '', timeoutMs: APP_CONNECT_TIMEOUT_MS, alpn: [] };
+    const raw = new RawPool(() => openSocket(connect, host, port), APP_IDLE_MS, APP_MAX_IDLE_MS, APP_BUSY_MS);
+    const target: DirectTarget = {
+      kind: 'direct',
+      endpoint: { id: 'app', raw, active: 0 },
+      decide: (head, socket, path, query) => {
+        const checked = checkInbound(this.deps.policy(), { method: head.method, path, query, headers: head.headers, socket }, metrics);
+        const allowed = (d: DirectDecision): DirectDecision => {
+          if (d.reply === undefined)
+            d.headers = workloadHeaders(head.headers, (socket as PeerSocket)[PEER]?.spiffeId, this.deps.ownSpiffeId());
+          return d;
+        };
+        return checked instanceof Promise ? checked.then(allowed) : allowed(checked);
+      },
+      failed: (reason) => `the workload at ${this.deps.appOrigin} failed: ${reason}`,
+    };
+    return { path: new FastPath(fastHost, this.http, target), raw };
+  }
+
   private async handle(req: DownstreamRequest, res: DownstreamResponse): Promise<void> {
     const started = performance.now();
-    const policy = this.deps.policy();
-    const peer = (req.socket as PeerSocket)[PEER];
-    const principal = peer?.spiffeId;
+    const principal = (req.socket as PeerSocket)[PEER]?.spiffeId;
     const { path, query } = splitUrl(req.url ?? '/');
-    const log = (status: number, error?: string, reason?: string, extra?: Record<string, unknown>) => {
+    const log = (status: number, error?: string, reason?: string, extra?: Partial<AccessRecord>) => {
       const ms = performance.now() - started;
       this.deps.metrics.inbound(status, error, ms);
       this.deps.accessLog.write({ direction: 'inbound', method: req.method, path, status, ms, peer: principal, error, reason, ...extra });
     };
-    if (!policy) {
-      sendLocalReply(req, res, 'NO_SNAPSHOT', 'this sidecar has not received its configuration yet');
-      return log(503, 'NO_SNAPSHOT');
+    const request = { method: req.method ?? 'GET', path, query, headers: req.headers, socket: req.socket as Socket };
+    const checked = checkInbound(this.deps.policy(), request, this.deps.metrics);
+    const verdict = checked instanceof Promise ? await checked : checked;
+    const { peer: _peer, ...audit } = verdict.extra ?? {};
+    const reply = verdict.reply;
+    if (reply) {
+      sendLocalReply(req, res, reply.code, reply.reason, reply.headers, reply.status);
+      return log(reply.status ?? LOCAL_REPLIES[reply.code], reply.code, reply.logReason === false ? undefined : reply.reason, audit);
     }
-    if (!peer && policy.mode === 'strict') {
-      const reason = 'this service accepts only mutual TLS (MutualTLSPolicy mode strict)';
-      sendLocalReply(req, res, 'MTLS_REQUIRED', reason);
-      return log(403, 'MTLS_REQUIRED', reason);
-    }
-    const view = requestView(req, path, query);
-    if (principal) view.principal = principal;
-    if (req.socket.localPort) view.port = req.socket.localPort;
-    const decision = policy.authorizer.check(view);
-    const audit = decision.audit.length ? { audit: decision.audit } : undefined;
-    if (!decision.allowed) {
-      sendLocalReply(req, res, 'RBAC_DENIED', decision.reason);
-      return log(403, 'RBAC_DENIED', decision.reason, audit);
-    }
-    // RateLimit-* headers for the workload's response, when a limit with sendHeaders admitted the request.
-    let limitHeaders: Record<string, string> | undefined;
-    if (policy.rateLimits) {
-      const checked = policy.rateLimits.check(view);
-      const limited = checked instanceof Promise ? await checked : checked;
-      if (limited?.allowed === false) {
-        this.deps.metrics.rateLimited(limited.policy, limited.limit);
-        sendLocalReply(req, res, 'RATE_LIMITED', limited.reason, limited.headers, limited.status);
-        return log(limited.status, 'RATE_LIMITED', limited.reason, audit);
-      }
-      limitHeaders = limited?.headers;
-    }
-    const headers = forwardableHeaders(req.headers);
-    const own = this.deps.ownSpiffeId();
-    // Envoy's x-forwarded-client-cert: the workload learns who called it without parsing TLS.
-    if (principal) headers['x-forwarded-client-cert'] = `${own ? `By=${own};` : ''}URI=${principal}`;
-    else delete headers['x-forwarded-client-cert'];
+    const limitHeaders = verdict.responseHeaders;
+    const headers = workloadHeaders(req.headers, principal, this.deps.ownSpiffeId());
     const forwarded: ForwardRequest = {
-      method: view.method,
+      method: request.method,
       path: req.url ?? '/',
       headers,
       body: hasBody(req) ? req : null,
@@ -205,10 +314,4 @@ export function requestView(req: DownstreamRequest, path: string, query: string)
   const view: RequestView = { method: req.method ?? 'GET', path, query, headers: req.headers };
   if (req.socket.remoteAddress) view.sourceIp = req.socket.remoteAddress;
   return view;
-}
-
-/** `/a/b?x=1` → path `/a/b`, query `x=1`. */
-export function splitUrl(url: string): { path: string; query: string } {
-  const q = url.indexOf('?');
-  return q < 0 ? { path: url, query: '' } : { path: url.slice(0, q), query: url.slice(q + 1) };
 }

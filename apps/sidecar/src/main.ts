@@ -90,6 +90,7 @@ async function main(): Promise<void> {
     metrics,
     accessLog,
     inFlight,
+    fastPath: config.inboundFastPath,
     onPeerRefused: (reason, peer, remote) => {
       metrics.peerRefusals.inc();
       logger.warn({ reason, peer, remote }, 'inbound connection refused');

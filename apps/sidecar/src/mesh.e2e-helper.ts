@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { MeshManager } from '@novamesh/sdk';
@@ -251,6 +252,121 @@ export class TestMesh {
     await Promise.all([this.nats?.dispose(), this.redis?.dispose()]);
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+export interface RawResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: Buffer;
+}
+
+/**
+ * Sends raw bytes to a sidecar's outbound port (or to `port`) and reads responses with a parser of its own
+ * (content-length, chunked, none for HEAD/204/304/1xx, until close) until `count` complete ones
+ * or the connection closes; never waits more than `timeoutMs`.
+ */
+export async function raw(
+  sidecar: SidecarProcess | number,
+  send: (write: (b: string | Buffer) => void, responses: RawResponse[]) => Promise<void> | void,
+  opts: { count: number; methods?: string[]; timeoutMs?: number },
+): Promise<{ responses: RawResponse[]; closed: boolean; interim: number[] }> {
+  const socket = connect(typeof sidecar === 'number' ? sidecar : (sidecar.ports.outbound as number), '127.0.0.1');
+  await once(socket, 'connect');
+  const responses: RawResponse[] = [];
+  const interim: number[] = [];
+  let buf = Buffer.alloc(0);
+  let closed = false;
+  let wake: (() => void) | undefined;
+  const parse = () => {
+    for (;;) {
+      const end = buf.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      const lines = buf.subarray(0, end).toString('latin1').split('\r\n');
+      const status = Number(lines[0]?.slice(9, 12));
+      const headers: Record<string, string> = {};
+      for (const l of lines.slice(1)) {
+        const c = l.indexOf(':');
+        const name = l.slice(0, c).toLowerCase();
+        headers[name] = headers[name] ? `${headers[name]}, ${l.slice(c + 1).trim()}` : l.slice(c + 1).trim();
+      }
+      let rest = buf.subarray(end + 4);
+      if (status < 200) {
+        interim.push(status);
+        buf = rest;
+        continue;
+      }
+      const method = opts.methods?.[responses.length] ?? 'GET';
+      let body: Buffer;
+      if (method === 'HEAD' || status === 204 || status === 304) body = Buffer.alloc(0);
+      else if (headers['transfer-encoding'] === 'chunked') {
+        const parts: Buffer[] = [];
+        for (;;) {
+          const eol = rest.indexOf('\r\n');
+          if (eol < 0) return;
+          const size = Number.parseInt(rest.subarray(0, eol).toString(), 16);
+          if (rest.length < eol + 2 + size + 2) return;
+          parts.push(rest.subarray(eol + 2, eol + 2 + size));
+          rest = rest.subarray(eol + 2 + size + 2);
+          if (size === 0) break;
+        }
+        body = Buffer.concat(parts);
+      } else if (headers['content-length'] !== undefined) {
+        const n = Number(headers['content-length']);
+        if (rest.length < n) return;
+        body = rest.subarray(0, n);
+        rest = rest.subarray(n);
+      } else {
+        if (!closed) return;
+        body = rest;
+        rest = Buffer.alloc(0);
+      }
+      responses.push({ status, headers, body });
+      buf = rest;
+    }
+  };
+  socket.on('data', (d) => {
+    buf = Buffer.concat([buf, d]);
+    parse();
+    wake?.();
+  });
+  socket.on('error', () => undefined);
+  socket.on('close', () => {
+    closed = true;
+    parse();
+    wake?.();
+  });
+  await send((b) => socket.write(b), responses);
+  const deadline = Date.now() + (opts.timeoutMs ?? 10_000);
+  while (responses.length < opts.count && !closed && Date.now() < deadline)
+    await new Promise<void>((r) => {
+      wake = r;
+      setTimeout(r, 50);
+    });
+  // A little longer for the close that may follow the last response.
+  if (!closed) await new Promise((r) => setTimeout(r, 100));
+  const result = { responses, closed, interim };
+  socket.destroy();
+  return result;
+}
+
+export async function metrics(s: SidecarProcess): Promise<string> {
+  return (await s.admin<string>('/metrics')).body;
+}
+
+/** A sidecar's access-log records written after output line `from` that pass `ok`, without the fields that vary between runs. */
+export function accessLog(s: SidecarProcess, from: number, ok: (line: string) => boolean): Record<string, unknown>[] {
+  return s.proc.output
+    .slice(from)
+    .filter((l) => l.includes('"msg":"access"') && ok(l))
+    .map((l) => {
+      const { time: _t, ms: _ms, pid: _p, hostname: _h, instance: _i, ...rest } = JSON.parse(l) as Record<string, unknown>;
+      return rest;
+    });
+}
+
+export function metricValue(text: string, name: string, labels = ''): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${name}${labels ? `{${labels}}` : ''} `));
+  return line ? Number(line.split(' ').at(-1)) : 0;
 }
 
 export interface ConfigDump {

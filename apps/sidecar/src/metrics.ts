@@ -77,6 +77,17 @@ export class SidecarMetrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  readonly inboundFastPathRequests = new Counter({
+    name: 'novamesh_sidecar_inbound_fast_path_requests_total',
+    help: 'Inbound HTTP/1.1 requests the fast path handled itself (they count in novamesh_sidecar_requests_total as well)',
+    registers: [this.registry],
+  });
+  readonly inboundFastPathHandoffs = new Counter({
+    name: 'novamesh_sidecar_inbound_fast_path_handoffs_total',
+    help: 'Inbound connections the fast path handed to node:http, by what made the request not eligible',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
   readonly peerRefusals = new Counter({
     name: 'novamesh_sidecar_inbound_refused_connections_total',
     help: 'Inbound connections refused before any request (bad or revoked certificate, TLS while disabled)',

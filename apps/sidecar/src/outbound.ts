@@ -26,9 +26,10 @@ import {
   forwardWithTrailers,
   hasBody,
   RetryableBody,
+  splitUrl,
 } from './forward';
 import type { InFlightLimit } from './in-flight';
-import { requestView, splitUrl } from './inbound';
+import { requestView } from './inbound';
 import { FAULT_HEADER, grpcStatusOfHttp, isGrpc, type LocalReplyCode, REASON_HEADER, sendGrpcStatus, sendLocalReply } from './local-reply';
 import type { SidecarMetrics } from './metrics';
 import { ProtocolListener } from './protocol-listener';
@@ -93,7 +94,6 @@ export class OutboundProxy {
 
   /** What the fast path shares with this proxy: routing input, the in-flight bound, metrics and log. */
   private readonly fastHost: FastPathHost = {
-    upstreams: () => this.deps.upstreams(),
     log: (r) => this.logRequest(r.started, r.method, r.path, r.upstream, r.requestId, r.status, r.error, r.reason, r.extra),
     admit: () => this.deps.inFlight.tryAcquire('outbound'),
     release: () => this.deps.inFlight.release(),
@@ -103,7 +103,6 @@ export class OutboundProxy {
       if (handoff === undefined) this.deps.metrics.fastPathRequests.inc();
       else this.deps.metrics.fastPathHandoffs.labels(handoff).inc();
     },
-    serviceOf: (req) => serviceOfRequest(req as DownstreamRequest),
   };
 
   /** Listens on `port` (HTTP/1.1 and, for gRPC clients, HTTP/2 without TLS) for any mesh service, or (with `service`) for that one only. Returns the bound port. */
@@ -113,7 +112,14 @@ export class OutboundProxy {
     const listener = new ProtocolListener({
       http1,
       h2c: createH2Server({}, handler),
-      http1Front: this.deps.fastPath ? new FastPath(this.fastHost, http1, service) : undefined,
+      http1Front: this.deps.fastPath
+        ? new FastPath(this.fastHost, http1, {
+            kind: 'outbound',
+            upstreams: () => this.deps.upstreams(),
+            serviceOf: (req) => serviceOfRequest(req as DownstreamRequest),
+            fixed: service,
+          })
+        : undefined,
     });
     this.listeners.push(listener);
     return listener.listen(port, host);

@@ -56,7 +56,7 @@ export interface RequestPlan {
   readonly fault: FaultSpec | undefined;
 }
 
-interface ConnectOptions {
+export interface ConnectOptions {
   mtls: boolean;
   identity: IdentityHolder;
   serverSpiffeId: string;
@@ -70,7 +70,7 @@ interface ConnectOptions {
  * current certificate, verifying the server's SPIFFE ID. Errors carry `meshStage` (`connect` or
  * `tls`) so callers can say which part failed; a connect timeout destroys the socket.
  */
-function openSocket(opts: ConnectOptions, host: string, port: number): { socket: Socket; tls: boolean } {
+export function openSocket(opts: ConnectOptions, host: string, port: number): { socket: Socket; tls: boolean } {
   const tls = opts.mtls && opts.identity.ready;
   const socket: Socket | TLSSocket = tls
     ? connectMtls(opts.identity, { host, port, serverSpiffeId: opts.serverSpiffeId, minVersion: 'TLSv1.3', ALPNProtocols: opts.alpn })
