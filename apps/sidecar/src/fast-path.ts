@@ -10,8 +10,6 @@ import {
   type OutlierOutcome,
   outcomeOfStatus,
   type PendingAdmission,
-  parseRetryAfter,
-  RETRY_AFTER_CAP_MS,
   type RequestView,
 } from '@novamesh/dataplane';
 import type { AccessRecord } from './access-log';
@@ -29,7 +27,7 @@ import { ChunkedScanner, type HeadError, parseRequestHead, parseResponseHead, ty
 import { ERROR_HEADER, FAULT_HEADER, headerSafe, LOCAL_REPLIES, type LocalReplyCode, REASON_HEADER } from './local-reply';
 import type { SidecarMetrics } from './metrics';
 import { socketClosedError, type UpstreamConnection, type UpstreamUser } from './raw-pool';
-import type { RequestPlan, RuntimeEndpoint, UpstreamRuntime } from './upstream-runtime';
+import { admitRetry, type RequestPlan, type RuntimeEndpoint, type UpstreamRuntime } from './upstream-runtime';
 
 /** node:http's keepAliveTimeout of the outbound listener: idle client connections close after it. */
 const KEEP_ALIVE_MS = 65_000;
@@ -1147,26 +1145,19 @@ class Exchange implements UpstreamUser {
     return true;
   }
 
-  /** Whether one more try may go: attempts left, the method, Retry-After, time left, maxRetries, the budget. */
+  /** Whether one more try may go (see admitRetry); when it may, the wait the response asked for is kept. */
   private mayRetry(rs: Tries, failure: AttemptFailure | undefined, retryAfter?: string, grpcStatus?: string): boolean {
-    const retry = rs.plan.retry;
-    if (!retry || rs.attempts > retry.attempts) return false;
-    if (!retry.methodAllows(this.head.method, failure, grpcStatus)) return false;
-    const left = rs.deadline - performance.now();
-    rs.retryAfter = parseRetryAfter(retryAfter);
-    if (rs.retryAfter !== undefined && rs.retryAfter > Math.min(RETRY_AFTER_CAP_MS, left)) return false;
-    if (left <= 0 || rs.expired) return false;
     const service = this.upstreamRuntime.service;
-    if (rs.breaker && !rs.breaker.tryRetry()) {
-      rs.metrics.overflows.labels(service, 'maxRetries').inc();
-      return false;
-    }
-    const budget = rs.plan.budget;
-    if (budget && !budget.tryRetry()) {
-      rs.breaker?.retryDone();
-      rs.metrics.overflows.labels(service, 'retryBudget').inc();
-      return false;
-    }
+    const admitted = admitRetry(
+      rs,
+      rs.plan,
+      { attempts: rs.attempts, method: this.head.method, deadline: rs.deadline, expired: rs.expired },
+      failure,
+      { retryAfter, grpcStatus },
+      (limit) => rs.metrics.overflows.labels(service, limit).inc(),
+    );
+    if (!admitted) return false;
+    rs.retryAfter = admitted.retryAfter;
     return true;
   }
 

@@ -8,8 +8,6 @@ import {
   decideFault,
   type MatchedRoute,
   outcomeOfStatus,
-  parseRetryAfter,
-  RETRY_AFTER_CAP_MS,
   type RequestView,
 } from '@novamesh/dataplane';
 import type { Dispatcher } from 'undici';
@@ -33,7 +31,7 @@ import { requestView } from './inbound';
 import { FAULT_HEADER, grpcStatusOfHttp, isGrpc, type LocalReplyCode, REASON_HEADER, sendGrpcStatus, sendLocalReply } from './local-reply';
 import type { SidecarMetrics } from './metrics';
 import { ProtocolListener } from './protocol-listener';
-import type { RuntimeEndpoint, UpstreamRuntime } from './upstream-runtime';
+import { admitRetry, type RuntimeEndpoint, type UpstreamRuntime } from './upstream-runtime';
 
 export { FAULT_HEADER } from './local-reply';
 
@@ -325,21 +323,13 @@ export class OutboundProxy {
     let nextBody: ForwardRequest['body'] | undefined;
     /** Whether one more try may go: attempts left, the body, the method, time left, maxRetries, the budget. */
     const mayRetry = (failure: AttemptFailure | undefined, headers?: Record<string, unknown>): boolean => {
-      if (!retry || attempts > retry.attempts || (body && !body.replayable)) return false;
-      if (!retry.methodAllows(forwarded.method, failure, headers?.['grpc-status'])) return false;
-      const left = deadline - performance.now();
-      retryAfter = parseRetryAfter(headers?.['retry-after']);
-      if (retryAfter !== undefined && retryAfter > Math.min(RETRY_AFTER_CAP_MS, left)) return false;
-      if (left <= 0 || expired) return false;
-      if (breaker && !breaker.tryRetry()) {
-        this.deps.metrics.overflows.labels(up.service, 'maxRetries').inc();
-        return false;
-      }
-      if (budget && !budget.tryRetry()) {
-        breaker?.retryDone();
-        this.deps.metrics.overflows.labels(up.service, 'retryBudget').inc();
-        return false;
-      }
+      if (body && !body.replayable) return false;
+      const response = headers && { retryAfter: headers['retry-after'], grpcStatus: headers['grpc-status'] };
+      const admitted = admitRetry(up, plan, { attempts, method: forwarded.method, deadline, expired }, failure, response, (limit) =>
+        this.deps.metrics.overflows.labels(up.service, limit).inc(),
+      );
+      if (!admitted) return false;
+      retryAfter = admitted.retryAfter;
       if (body) nextBody = body.open();
       return true;
     };

@@ -2,6 +2,7 @@ import { connect as connectTcp, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { SIDECAR_LABEL, type UpstreamV1 } from '@novamesh/contracts';
 import {
+  type AttemptFailure,
   CircuitBreaker,
   CompiledRetryPolicy,
   DEFAULT_RETRY_BUDGET,
@@ -11,6 +12,8 @@ import {
   OutlierDetector,
   type OutlierOutcome,
   type PoolEndpoint,
+  parseRetryAfter,
+  RETRY_AFTER_CAP_MS,
   RetryBudget,
   type RouteTable,
 } from '@novamesh/dataplane';
@@ -54,6 +57,54 @@ export interface RequestPlan {
   /** The budget the retries draw from: one per distinct retry policy of the upstream (the TrafficPolicy's, a route's own). */
   readonly budget: RetryBudget | undefined;
   readonly fault: FaultSpec | undefined;
+}
+
+/** A request's retry state as {@link admitRetry} reads it. */
+export interface RetryState {
+  /** Tries made so far. */
+  attempts: number;
+  method: string;
+  /** When the request timeout runs out (performance.now() ms; Infinity without one). */
+  deadline: number;
+  /** The request timeout's timer fired (it may fire a little before the clock says the deadline passed). */
+  expired: boolean;
+}
+
+/**
+ * Whether one more try of a request may go — the one decision both HTTP paths (node:http and the
+ * fast path) ask after a retriable response (`response`: its Retry-After and gRPC status) or a
+ * failure without one: attempts left, the method rule, a Retry-After within the 30 s cap and the
+ * time left, the request timeout not run out, then one of the breaker's `maxRetries` and one retry
+ * from the budget, each refusal counted by `refused`. When it may, the breaker's retry slot is
+ * taken (give it back with `breaker.retryDone()`), and the result carries the wait the response
+ * asked for (undefined: the policy's backoff); else false.
+ */
+export function admitRetry(
+  up: Pick<UpstreamRuntime, 'breaker'>,
+  plan: RequestPlan,
+  t: RetryState,
+  failure: AttemptFailure | undefined,
+  response: { retryAfter?: unknown; grpcStatus?: unknown } | undefined,
+  refused: (limit: 'maxRetries' | 'retryBudget') => void,
+): { retryAfter: number | undefined } | false {
+  const { retry, budget } = plan;
+  if (!retry || t.attempts > retry.attempts) return false;
+  if (!retry.methodAllows(t.method, failure, response?.grpcStatus)) return false;
+  const left = t.deadline - performance.now();
+  const retryAfter = parseRetryAfter(response?.retryAfter);
+  if (retryAfter !== undefined && retryAfter > Math.min(RETRY_AFTER_CAP_MS, left)) return false;
+  if (left <= 0 || t.expired) return false;
+  const breaker = up.breaker;
+  if (breaker && !breaker.tryRetry()) {
+    refused('maxRetries');
+    return false;
+  }
+  if (budget && !budget.tryRetry()) {
+    breaker?.retryDone();
+    refused('retryBudget');
+    return false;
+  }
+  return { retryAfter };
 }
 
 export interface ConnectOptions {
