@@ -1,7 +1,7 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type ProxyAckV1, ProxySnapshotV1 } from '@novamesh/contracts';
-import { hashSnapshot } from '@novamesh/proxy-config';
+import { hashSnapshot, takesSnapshot } from '@novamesh/proxy-config';
 
 /** Why a snapshot was not applied; the sidecar keeps serving the one it has. */
 export interface Rejection {
@@ -71,11 +71,7 @@ export class SnapshotStore {
     if (snap.service !== this.service) return this.reject(snap, `is for service "${snap.service}", this sidecar serves "${this.service}"`);
     const hash = hashSnapshot(snap);
     if (hash !== snap.hash) return this.reject(snap, `content hash ${hash} does not match the declared hash ${snap.hash}`);
-    // A live (just published) snapshot may be a conditional publish that lost (same version as the
-    // stored winner, other content): it is taken only when newer. A stored one of the same version
-    // with other content overrules what a live one brought.
-    if (this.current && (snap.version < this.current.version || snap.hash === this.current.hash)) return { applied: false };
-    if (opts.live && this.current && snap.version === this.current.version) return { applied: false };
+    if (!takesSnapshot(snap, this.current, opts.live === true)) return { applied: false };
     try {
       this.apply(snap);
     } catch (e) {

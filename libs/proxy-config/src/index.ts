@@ -22,3 +22,4 @@ export {
   DEFAULT_TRUST_DOMAIN,
 } from './snapshot.compiler';
 export { hashSnapshot, joinSnapshotJson, type SnapshotContent, sha256Hex, snapshotMessageJson } from './snapshot.hash';
+export { type SnapshotIdentity, takesSnapshot } from './snapshot.order';

@@ -16,7 +16,7 @@ const require = createRequire(import.meta.url);
 const { connect } = require('@nats-io/transport-node');
 const { followLastValue } = require('@novamesh/bus');
 const { ProxySnapshotV1, streams, subjects } = require('@novamesh/contracts');
-const { hashSnapshot } = require('@novamesh/proxy-config');
+const { hashSnapshot, takesSnapshot } = require('@novamesh/proxy-config');
 
 const now = () => performance.timeOrigin + performance.now();
 const CHANGE = /bench-change-(\d+)/;
@@ -58,8 +58,7 @@ for (let i = 0; i < opts.services.length; i += 25) {
           return;
         }
         const snap = parsed.data;
-        if (current && (snap.version < current.version || snap.hash === current.hash)) return;
-        if (source === 'live' && current && snap.version === current.version) return;
+        if (!takesSnapshot(snap, current, source === 'live')) return;
         current = snap;
         out.push(JSON.stringify({ s: service, v: snap.version, m: markerOf(snap), t }));
       },
