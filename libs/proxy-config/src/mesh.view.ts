@@ -12,6 +12,8 @@ import { type CompiledSnapshot, CompileMemo, compileSnapshot } from './snapshot.
 export class MeshView {
   private readonly endpoints = new Map<string, EndpointSetV1>();
   private readonly policies = new Map<string, EffectivePolicyV1>();
+  /** Each service's policy as its callers read it (callerView), kept so a change compares against it once. */
+  private readonly callerViews = new Map<string, string>();
   private bundle: TrustBundleV1 | undefined;
   private revoked: RevocationListV1 | undefined;
   private readonly index = new DependencyIndex();
@@ -39,9 +41,11 @@ export class MeshView {
    * authorization change does not recompile every caller of every service.
    */
   applyPolicy(policy: EffectivePolicyV1): string[] {
-    const previous = this.policies.get(policy.service);
+    const previous = this.callerViews.get(policy.service);
+    const view = callerView(policy);
     this.policies.set(policy.service, policy);
-    if (previous && callerView(previous) === callerView(policy)) return this.registeredOf([policy.service]);
+    this.callerViews.set(policy.service, view);
+    if (previous === view) return this.registeredOf([policy.service]);
     return this.registeredOf(this.index.affectedBy(policy.service));
   }
 
