@@ -1,8 +1,11 @@
 // The load generator of the data-plane benchmark, run as its own process (so its CPU is measured
-// apart from the proxies'): GET requests over an undici Pool of keep-alive connections.
-//   closed: `connections` requests always in flight (each connection sends its next request as
-//           soon as the previous answer arrived), for throughput;
-//   open:   `rate` requests per second on a fixed schedule whatever the answers do, for latency.
+// apart from the proxies'): GET requests over keep-alive connections.
+//   closed: `connections` requests always in flight over an undici Pool (each connection sends its
+//           next request as soon as the previous answer arrived), for throughput when wrk is missing;
+//   open:   `rate` requests per second on a fixed schedule whatever the answers do, for latency,
+//           over a raw HTTP/1.1 client (raw-client.mjs: preformatted request bytes, responses
+//           framed by Content-Length or chunked encoding) so that the generator's own CPU per
+//           request — which competes with the proxies for the same cores — stays small.
 //           Latency counts from the *scheduled* send time (coordinated-omission safe: a stall
 //           delays every request scheduled meanwhile, and all of that delay is counted); the
 //           time from the actual send is kept too, and the generator's own lag behind its schedule.
@@ -11,6 +14,7 @@
 import { createRequire } from 'node:module';
 import { Pool } from 'undici';
 import { drain, pacedSend } from './pace.mjs';
+import { RawClient } from './raw-client.mjs';
 import { histogramFactory } from './stats.mjs';
 
 const require = createRequire(import.meta.url);
@@ -74,6 +78,7 @@ async function closedLoop() {
 }
 
 async function openLoop() {
+  const client = new RawClient({ url: opts.url, host: opts.host, path: opts.path, connections: opts.connections, timeoutMs: 30_000 });
   const fromSchedule = newHistogram();
   const fromSend = newHistogram();
   const lagHist = newHistogram();
@@ -89,21 +94,37 @@ async function openLoop() {
     onLag: (l) => {
       lagUs = l;
     },
-    send: async (i) => {
+    send: (i) => {
       const sent = performance.now();
       const scheduled = sent - lagUs / 1000;
       const record = i >= warm;
       if (record) lagHist.recordValue(lagUs);
       pending++;
-      const done = await once(record);
-      pending--;
-      if (record) {
-        fromSchedule.recordValue(us(done - scheduled));
-        fromSend.recordValue(us(done - sent));
-      }
+      return new Promise((resolve) =>
+        client.get((err, status) => {
+          const done = performance.now();
+          pending--;
+          if (record) {
+            if (err) {
+              stats.errors++;
+              stats.firstError ??= err.message;
+            } else {
+              stats.requests++;
+              if (status !== 200) {
+                stats.non200++;
+                stats.firstStatus ??= status;
+              }
+              fromSchedule.recordValue(us(done - scheduled));
+              fromSend.recordValue(us(done - sent));
+            }
+          }
+          resolve();
+        }),
+      );
     },
   });
   await drain({ until: performance.now() + 30_000, pending: () => pending > 0 });
+  client.close();
   const seconds = (tSent - t0) / 1000 - opts.warmupSeconds;
   return {
     seconds,

@@ -1,6 +1,7 @@
 // Load against an HTTP target for the data-plane suites (dataplane, resilience): throughput at a
 // fixed concurrency with wrk (1 thread; the Node load generator when wrk is unavailable), latency
-// at a fixed rate with the Node open-loop generator (loadgen.mjs, its own process), and the CPU of
+// at a fixed rate with the Node open-loop generator (loadgen.mjs, its own process, on a raw
+// HTTP/1.1 client), and the CPU of
 // the processes involved over the recorded part. A target is `{ url, host? }`; `ctx` holds the
 // control plane (`ctx.cp`, see mesh.mjs) and the tools (`ctx.wrk`, see apt.mjs); `libs` the
 // workspace packages plus undici, hdr-histogram-js and a histogram factory (`newHistogram`).
