@@ -82,17 +82,19 @@ export async function registerPlain(mesh, name, port, { upstreams } = {}) {
   });
 }
 
+/** Node flags of a sidecar, as `meshctl sidecar` and `meshctl run` start it (SIDECAR_NODE_FLAGS in apps/cli). */
+export const SIDECAR_FLAGS = ['--max-semi-space-size=64'];
+
 /**
  * Starts a sidecar for `service` in front of the workload on `appPort`, with its defaults
  * (SIDECAR_ACCESS_LOG errors, LOG_LEVEL info) and free ports; a join token when `token` is given.
  * Resolves with `{ proc, ports, id }` once it is ready.
  */
-export async function startSidecar(scope, testing, cp, { id, service, appPort, token, upstreams, profileDir, env = {} }) {
+export async function startSidecar(scope, testing, cp, { id, service, appPort, token, upstreams, profileDir, env = {}, flags = SIDECAR_FLAGS }) {
   const proc = spawnApp(scope, testing, {
     name: `sidecar-${id}`,
     script: 'apps/sidecar/dist/main.js',
-    // As `meshctl sidecar` and `meshctl run` start it (SIDECAR_NODE_FLAGS in apps/cli).
-    flags: ['--max-semi-space-size=64'],
+    flags,
     env: {
       NATS_URL: cp.nats.url,
       SIDECAR_SERVICE: service,
