@@ -90,7 +90,12 @@ export const SIDECAR_FLAGS = ['--max-semi-space-size=64'];
  * (SIDECAR_ACCESS_LOG errors, LOG_LEVEL info) and free ports; a join token when `token` is given.
  * Resolves with `{ proc, ports, id }` once it is ready.
  */
-export async function startSidecar(scope, testing, cp, { id, service, appPort, token, upstreams, profileDir, env = {}, flags = SIDECAR_FLAGS }) {
+export async function startSidecar(
+  scope,
+  testing,
+  cp,
+  { id, service, appPort, token, upstreams, profileDir, env = {}, flags = SIDECAR_FLAGS },
+) {
   const proc = spawnApp(scope, testing, {
     name: `sidecar-${id}`,
     script: 'apps/sidecar/dist/main.js',
