@@ -60,7 +60,15 @@ export interface SidecarConfig extends CommonConfig {
   fastPath: boolean;
   /** With fastPath: plain HTTP/1.1 inbound requests (also over mTLS) go to the workload over raw pooled sockets (inbound.ts). */
   inboundFastPath: boolean;
+  /**
+   * An HTTP/1.1 request head (inbound and outbound, fast path and node:http) must arrive whole within
+   * this long from its first byte, else 408 and the connection closes (Envoy's request_headers_timeout).
+   */
+  headersTimeoutMs: number;
 }
+
+/** Upper bound of SIDECAR_HEADERS_TIMEOUT: well inside what a Node.js timer can hold (about 24.8 days). */
+const MAX_HEADERS_TIMEOUT_MS = 24 * 3_600_000;
 
 function keyValues(r: EnvReader, key: string, check: (k: string, v: string) => string | undefined): Record<string, string> {
   const raw = r.raw(key);
@@ -123,6 +131,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Sidec
   if (!['true', 'false'].includes(fastPath)) r.problem(`SIDECAR_FAST_PATH="${fastPath}" must be true or false`);
   const inboundFastPath = r.string('SIDECAR_INBOUND_FAST_PATH', 'true');
   if (!['true', 'false'].includes(inboundFastPath)) r.problem(`SIDECAR_INBOUND_FAST_PATH="${inboundFastPath}" must be true or false`);
+  const headersTimeoutMs = r.duration('SIDECAR_HEADERS_TIMEOUT', '60s');
+  if (headersTimeoutMs > MAX_HEADERS_TIMEOUT_MS)
+    r.problem(`SIDECAR_HEADERS_TIMEOUT="${r.raw('SIDECAR_HEADERS_TIMEOUT')}" must be at most 24h`);
   return r.done({
     ...common,
     service,
@@ -157,5 +168,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Sidec
     maxInFlight: r.int('SIDECAR_MAX_IN_FLIGHT', 10_000, 1, 1_000_000),
     fastPath: fastPath === 'true',
     inboundFastPath: fastPath === 'true' && inboundFastPath === 'true',
+    headersTimeoutMs,
   });
 }

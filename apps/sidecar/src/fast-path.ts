@@ -31,8 +31,8 @@ import { admitRetry, type RequestPlan, type RuntimeEndpoint, type UpstreamRuntim
 
 /** node:http's keepAliveTimeout of the outbound listener: idle client connections close after it. */
 const KEEP_ALIVE_MS = 65_000;
-/** node:http's default headersTimeout: a request head must arrive whole within this long (else 408, and the connection closes). */
-const HEADERS_TIMEOUT_MS = 60_000;
+/** What a request head still incomplete after the node:http server's headersTimeout gets, as node:http writes it (then the connection closes). */
+const REQUEST_TIMEOUT_REPLY = 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n';
 const KEEP_ALIVE_HEADERS = 'Connection: keep-alive\r\nKeep-Alive: timeout=65\r\n';
 const CLOSE_HEADERS = 'Connection: close\r\n';
 /** Pipelined bytes kept while a request is in flight before the client socket is paused. */
@@ -175,8 +175,8 @@ class FastConnection {
   exchange: Exchange | undefined;
   gone = false;
   private advancing = false;
-  /** When the first bytes of a head not complete yet arrived (0: none pending). */
-  private headSince = 0;
+  /** Armed while a head is incomplete: its 408 when it is still incomplete after the headers timeout. */
+  private headTimer: NodeJS.Timeout | undefined;
   private pausedForBuffer = false;
 
   constructor(
@@ -217,6 +217,7 @@ class FastConnection {
 
   private readonly onClose = () => {
     this.gone = true;
+    this.stopHeadTimer();
     this.fp.forget(this);
     this.exchange?.clientGone();
   };
@@ -227,6 +228,21 @@ class FastConnection {
     if (this.exchange === undefined) this.socket.destroy();
     else this.socket.setTimeout(KEEP_ALIVE_MS); // requests have no time limit (requestTimeout 0): re-armed
   };
+
+  private readonly onHeadTimeout = () => {
+    this.headTimer = undefined;
+    if (this.gone || this.exchange !== undefined) return;
+    this.gone = true;
+    this.fp.forget(this);
+    this.buf = undefined;
+    this.socket.off('data', this.onData); // whatever else the client sends is dropped
+    this.socket.end(REQUEST_TIMEOUT_REPLY);
+  };
+
+  private stopHeadTimer(): void {
+    clearTimeout(this.headTimer);
+    this.headTimer = undefined;
+  }
 
   closeIfIdle(): void {
     if (this.exchange === undefined) this.socket.destroy();
@@ -267,18 +283,13 @@ class FastConnection {
         const buf = this.buf;
         const head = parseRequestHead(buf, 0);
         if (head === undefined) {
-          // A head trickling in (slowloris) is cut as node:http's headersTimeout would.
-          const now = performance.now();
-          if (this.headSince === 0) this.headSince = now;
-          else if (now - this.headSince > HEADERS_TIMEOUT_MS) {
-            this.gone = true;
-            this.fp.forget(this);
-            this.socket.end('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n');
-            return;
-          }
+          // A head trickling in (slowloris) or stalled is cut as node:http's headersTimeout cuts it,
+          // counted from its first bytes (SIDECAR_HEADERS_TIMEOUT, the node:http server's setting).
+          if (this.headTimer === undefined && this.fp.http1.headersTimeout > 0)
+            this.headTimer = setTimeout(this.onHeadTimeout, this.fp.http1.headersTimeout);
           break;
         }
-        this.headSince = 0;
+        if (this.headTimer !== undefined) this.stopHeadTimer();
         if ('error' in head) {
           // The inbound side leaves malformed requests to node:http (its 400, as the slow path answers them).
           if (this.fp.target.kind === 'direct') this.handOff('malformed');
@@ -345,7 +356,8 @@ interface Plan {
   up: UpstreamRuntime | undefined;
   view: RequestView | undefined;
   route: MatchedRoute | undefined;
-  reply: { code: LocalReplyCode; reason: string } | undefined;
+  /** `logReason` false: the access log has no reason (as the slow path logs that reply). */
+  reply: { code: LocalReplyCode; reason: string; logReason?: false } | undefined;
   /** A retrying route's request body, complete (kept to send it again on a retry). */
   payload: Buffer | undefined;
   /** The inbound side: where the request goes once its checks let it through. */
@@ -402,7 +414,7 @@ function planRequest(fp: FastPath, head: RequestHead, socket: Socket, buf: Buffe
     direct: undefined,
   };
   const upstreams = t.upstreams();
-  if (!upstreams) plan.reply = { code: 'NO_SNAPSHOT', reason: 'this sidecar has not received its configuration yet' };
+  if (!upstreams) plan.reply = { code: 'NO_SNAPSHOT', reason: 'this sidecar has not received its configuration yet', logReason: false };
   else if (!target.service)
     plan.reply = { code: 'BAD_REQUEST', reason: 'no service named: call http://<service>.mesh/ (Host header or absolute URL)' };
   else {
@@ -588,7 +600,7 @@ class Exchange implements UpstreamUser {
     }
     this.admitted = true;
     if (plan.reply) {
-      this.account(LOCAL_REPLIES[plan.reply.code], plan.reply.code, plan.reply.reason);
+      this.account(LOCAL_REPLIES[plan.reply.code], plan.reply.code, plan.reply.logReason === false ? undefined : plan.reply.reason);
       this.localReply(plan.reply.code, plan.reply.reason);
       return;
     }

@@ -1,4 +1,4 @@
-import { createServer as createHttpServer, type Server as HttpServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
+import type { Server as HttpServer, IncomingHttpHeaders, ServerResponse } from 'node:http';
 import { createServer as createH2Server, type Http2Server } from 'node:http2';
 import type { Socket } from 'node:net';
 import { connect as connectTcp } from 'node:net';
@@ -24,7 +24,7 @@ import type { IdentityHolder } from './identity-holder';
 import type { InFlightLimit } from './in-flight';
 import { LOCAL_REPLIES, sendLocalReply } from './local-reply';
 import type { SidecarMetrics } from './metrics';
-import { ProtocolListener } from './protocol-listener';
+import { createHttp1Server, ProtocolListener } from './protocol-listener';
 import { RawPool } from './raw-pool';
 import { openSocket } from './upstream-runtime';
 
@@ -141,6 +141,8 @@ export class InboundListener {
       inFlight: InFlightLimit;
       /** SIDECAR_FAST_PATH and SIDECAR_INBOUND_FAST_PATH: HTTP/1.1 requests skip node:http and undici (see fast-path.ts). */
       fastPath?: boolean;
+      /** SIDECAR_HEADERS_TIMEOUT: a request head incomplete after this long gets 408 (both paths). */
+      headersTimeoutMs: number;
       onPeerRefused: (reason: string, peer: string | undefined, remote: string | undefined) => void;
     },
   ) {
@@ -150,7 +152,7 @@ export class InboundListener {
         ? { h2: new H2Endpoint(deps.appOrigin, () => connectTcp({ host: hostname.replace(/^\[|\]$/g, ''), port: Number(port) })) }
         : { pool: new Pool(deps.appOrigin, { keepAliveTimeout: 30_000, connect: { timeout: 2_000 } }) };
     const handler = deps.inFlight.guard('inbound', (req, res) => this.handle(req, res));
-    this.http = createHttpServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, handler);
+    this.http = createHttp1Server(deps.headersTimeoutMs, handler);
     this.h2 = createH2Server({}, handler);
     this.fast = deps.fastPath && deps.appProtocol === 'http' ? this.fastPath(hostname.replace(/^\[|\]$/g, ''), Number(port)) : undefined;
     this.listener = new ProtocolListener({

@@ -91,6 +91,7 @@ async function main(): Promise<void> {
     accessLog,
     inFlight,
     fastPath: config.inboundFastPath,
+    headersTimeoutMs: config.headersTimeoutMs,
     onPeerRefused: (reason, peer, remote) => {
       metrics.peerRefusals.inc();
       logger.warn({ reason, peer, remote }, 'inbound connection refused');
@@ -102,6 +103,7 @@ async function main(): Promise<void> {
     accessLog,
     inFlight,
     fastPath: config.fastPath,
+    headersTimeoutMs: config.headersTimeoutMs,
   });
   const ports: Record<string, number> = {};
   const admin = new AdminServer({

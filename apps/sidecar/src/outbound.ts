@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { createServer, type ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import { createServer as createH2Server } from 'node:http2';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -30,7 +30,7 @@ import type { InFlightLimit } from './in-flight';
 import { requestView } from './inbound';
 import { FAULT_HEADER, grpcStatusOfHttp, isGrpc, type LocalReplyCode, REASON_HEADER, sendGrpcStatus, sendLocalReply } from './local-reply';
 import type { SidecarMetrics } from './metrics';
-import { ProtocolListener } from './protocol-listener';
+import { createHttp1Server, ProtocolListener } from './protocol-listener';
 import { admitRetry, type RuntimeEndpoint, type UpstreamRuntime } from './upstream-runtime';
 
 export { FAULT_HEADER } from './local-reply';
@@ -87,6 +87,8 @@ export class OutboundProxy {
       inFlight: InFlightLimit;
       /** SIDECAR_FAST_PATH: plain HTTP/1.1 requests skip node:http and undici (see fast-path.ts). */
       fastPath?: boolean;
+      /** SIDECAR_HEADERS_TIMEOUT: a request head incomplete after this long gets 408 (both paths). */
+      headersTimeoutMs: number;
     },
   ) {}
 
@@ -106,7 +108,7 @@ export class OutboundProxy {
   /** Listens on `port` (HTTP/1.1 and, for gRPC clients, HTTP/2 without TLS) for any mesh service, or (with `service`) for that one only. Returns the bound port. */
   async listen(port: number, host: string, service?: string): Promise<number> {
     const handler = this.deps.inFlight.guard('outbound', (req, res) => this.handle(req, res, service));
-    const http1 = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, handler);
+    const http1 = createHttp1Server(this.deps.headersTimeoutMs, handler);
     const listener = new ProtocolListener({
       http1,
       h2c: createH2Server({}, handler),

@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import type { Server as HttpServer } from 'node:http';
+import { createServer as createHttpServer, type Server as HttpServer, type RequestListener } from 'node:http';
 import type { Http2Server } from 'node:http2';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 
@@ -32,6 +32,32 @@ export function sniffProtocol(socket: Socket, then: (protocol: WireProtocol) => 
     if (protocol !== 'tls') process.nextTick(() => socket.resume());
   };
   socket.on('readable', onReadable);
+}
+
+/** node:http's keepAliveTimeout on the sidecar's listeners: idle client connections close after it. */
+const KEEP_ALIVE_MS = 65_000;
+
+/**
+ * The node:http server behind a {@link ProtocolListener}: keep-alive for 65 s, no limit on a whole
+ * request (`requestTimeout` 0, so node:http's rule headersTimeout <= requestTimeout does not apply),
+ * and a request head must arrive whole within `headersTimeoutMs` (SIDECAR_HEADERS_TIMEOUT) or gets
+ * 408 and the connection closes — the fast paths read the same `headersTimeout` from this server.
+ */
+export function createHttp1Server(headersTimeoutMs: number, handler: RequestListener): HttpServer {
+  const server = createHttpServer(
+    {
+      keepAliveTimeout: KEEP_ALIVE_MS,
+      requestTimeout: 0,
+      headersTimeout: headersTimeoutMs,
+      // node:http looks for expired heads this often (30 s by default): a quarter of the limit keeps a 408 within 1.25 times it.
+      connectionsCheckingInterval: Math.min(30_000, Math.max(50, Math.ceil(headersTimeoutMs / 4))),
+    },
+    handler,
+  );
+  // node:http tracks connections (for headersTimeout and closeIdleConnections) from its 'listening'
+  // event on; this server never listens itself (connections are handed to it), so it is told here.
+  server.emit('listening');
+  return server;
 }
 
 /** Takes HTTP/1.1 connections before the node:http server (the outbound fast path), handing some over to it. */
@@ -91,5 +117,6 @@ export class ProtocolListener {
       await new Promise((r) => setTimeout(r, 50));
     }
     for (const s of this.sockets) s.destroy();
+    this.servers.http1.close(); // stops node:http's connection checks
   }
 }

@@ -1,0 +1,63 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from './config';
+
+const required = { SIDECAR_SERVICE: 'orders', SIDECAR_APP_PORT: '8080' };
+
+/** The ConfigError message loadConfig throws for `env` (fails when it does not throw one). */
+function problems(env: NodeJS.ProcessEnv): string {
+  try {
+    loadConfig(env);
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError);
+    return (e as Error).message;
+  }
+  return expect.unreachable('loadConfig accepted a bad environment');
+}
+
+describe('sidecar config', () => {
+  it('has working defaults', () => {
+    const cfg = loadConfig(required);
+    expect(cfg).toMatchObject({ service: 'orders', appPort: 8080, fastPath: true, inboundFastPath: true, headersTimeoutMs: 60_000 });
+    expect(Object.isFrozen(cfg)).toBe(true);
+  });
+
+  it('names every bad key at once', () => {
+    const msg = problems({ SIDECAR_APP_PORT: '0', SIDECAR_FAST_PATH: 'yes', SIDECAR_HEADERS_TIMEOUT: 'soon', SIDECAR_DRAIN: '-1s' });
+    for (const key of ['SIDECAR_SERVICE', 'SIDECAR_APP_PORT', 'SIDECAR_FAST_PATH', 'SIDECAR_HEADERS_TIMEOUT', 'SIDECAR_DRAIN'])
+      expect(msg).toContain(key);
+  });
+
+  describe('SIDECAR_HEADERS_TIMEOUT', () => {
+    it.each([
+      ['1s', 1_000],
+      ['250ms', 250],
+      ['1.5s', 1_500],
+      ['2m', 120_000],
+      ['1h', 3_600_000],
+      ['24h', 86_400_000],
+      ['5000', 5_000],
+      [' 3s ', 3_000],
+      ['', 60_000], // empty: the default
+    ])('parses %j', (value, ms) => {
+      expect(loadConfig({ ...required, SIDECAR_HEADERS_TIMEOUT: value }).headersTimeoutMs).toBe(ms);
+    });
+
+    it.each(['0', '0s', '0.1ms', '-1s', 'soon', '10 s', '5sec', '1d', '1e3'])('refuses %j as not a positive duration', (value) => {
+      const msg = problems({ ...required, SIDECAR_HEADERS_TIMEOUT: value });
+      expect(msg).toContain(`SIDECAR_HEADERS_TIMEOUT="${value}" is not a positive duration`);
+    });
+
+    it('refuses more than 24h (beyond what a timer can hold, it would fire at once)', () => {
+      expect(problems({ ...required, SIDECAR_HEADERS_TIMEOUT: '25h' })).toContain('SIDECAR_HEADERS_TIMEOUT="25h" must be at most 24h');
+      expect(problems({ ...required, SIDECAR_HEADERS_TIMEOUT: '86400001' })).toContain(
+        'SIDECAR_HEADERS_TIMEOUT="86400001" must be at most 24h',
+      );
+    });
+
+    it('is reported together with the other bad keys', () => {
+      const msg = problems({ ...required, SIDECAR_HEADERS_TIMEOUT: '0', SIDECAR_ACCESS_LOG: 'loud' });
+      expect(msg).toContain('SIDECAR_HEADERS_TIMEOUT');
+      expect(msg).toContain('SIDECAR_ACCESS_LOG');
+    });
+  });
+});
