@@ -1,5 +1,7 @@
+import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { ensureTool } from './lib/apt.mjs';
 import { withCleanup } from './lib/cleanup.mjs';
@@ -18,7 +20,7 @@ export const describe =
   'throughput (32 connections) and latency p50/p99 at a fixed 1,000 req/s of a small GET on loopback: direct, through nginx, through one sidecar, and along the mesh path sidecar → sidecar (plain and mTLS), with the CPU of every process';
 
 const AIMS = { sidecarVsNginx: 0.5, meshAddedP99Ms: 1 };
-const FULL = { connections: 32, tputSeconds: 8, tputWarmup: 2, rate: 1000, latSeconds: 10, latWarmup: 2, repetitions: 3 };
+const FULL = { connections: 32, tputSeconds: 8, tputWarmup: 2, rate: 1000, latSeconds: 10, latWarmup: 2, repetitions: 5 };
 const QUICK = { ...FULL, tputSeconds: 3, tputWarmup: 1, latSeconds: 3, latWarmup: 1, repetitions: 1 };
 
 /** The paths measured; `proxies` name the processes that do the proxying (for CPU per request). */
@@ -50,6 +52,8 @@ const CONFIGS = [
   },
 ];
 const UPSTREAM = 'bench-upstream';
+/** Paths measured a second time at the fixed rate with every process on the path on one core (taskset). */
+const ONE_CORE = new Set(['direct', 'mesh-plain', 'mesh-mtls']);
 const require = createRequire(import.meta.url);
 
 function loadLibs(root) {
@@ -111,9 +115,26 @@ async function setUp(libs, scope, cfg, ctx, config, rep) {
 }
 
 /**
- * CPU of the named processes from `delayMs` (after the warm-up) for `measureMs`, while `fn` runs:
- * the meter stops on its own timer, before the load generator exits and its /proc entry goes.
- * The control plane's processes are folded into one figure.
+ * Runs `fn` with the processes `pids` (and their threads; children started meanwhile by this
+ * process inherit it) allowed on core 0 only, then lets them use every core again.
+ */
+async function onOneCore(taskset, pids, fn) {
+  const all = `0-${cpus().length - 1}`;
+  const pin = (cpuList) => {
+    for (const pid of pids) spawnSync(taskset, ['-a', '-p', '-c', cpuList, String(pid)], { stdio: 'ignore' });
+  };
+  pin('0');
+  try {
+    return await fn();
+  } finally {
+    pin(all);
+  }
+}
+
+/**
+ * One repetition: a fresh control plane and upstream, then every path in an order rotated by
+ * `rep`, each with its own proxies: throughput, latency at the fixed rate, and (ONE_CORE paths,
+ * with taskset) latency again on one core. A path that fails is reported, not fatal.
  */
 async function runOnce(libs, cfg, tools, rep) {
   return withCleanup(async (scope) => {
@@ -138,11 +159,19 @@ async function runOnce(libs, cfg, tools, rep) {
         const pids = { ...setup.pids, upstream: upstream.proc.pid };
         const tput = await throughput(libs, inner, cfg, ctx, setup.target, pids);
         const lat = await latency(libs, inner, cfg, ctx, setup.target, pids);
+        // The same rate again with the generator, the proxies and the upstream all on core 0: every
+        // hand-off is then a wake-up on the same core, none crosses to another (idle) core.
+        const oneCore =
+          tools.taskset.path && ONE_CORE.has(config.id)
+            ? await onOneCore(tools.taskset.path, [process.pid, ...Object.values(pids)], () =>
+                latency(libs, inner, cfg, ctx, setup.target, pids),
+              )
+            : undefined;
         const s = summarize(lat.latency);
         note(
           `  ${config.label}: ${int(tput.rps)} req/s (${tput.generator}), at ${cfg.rate}/s p50 ${ms(s?.p50)} p99 ${ms(s?.p99)}; errors ${tput.errors + lat.errors}, non-200 ${tput.non200 + lat.non200}`,
         );
-        return { tput, lat, xfcc: setup.xfcc };
+        return { tput, lat, oneCore, xfcc: setup.xfcc };
       }).catch((e) => {
         note(`  ${config.label}: FAILED: ${e.message.split('\n')[0]}`);
         return { failed: e.message.split('\n')[0] };
@@ -150,6 +179,29 @@ async function runOnce(libs, cfg, tools, rep) {
     }
     return out;
   });
+}
+
+/** The one-core latency runs of a path: percentiles, added vs direct's one-core run of the same repetition, CPU. */
+function oneCoreOf(group, config, within) {
+  const ones = group.filter((g) => g.oneCore);
+  if (!ones.length) return undefined;
+  const pct = (h, k) => summarize(h)?.[k];
+  const added = (part, k) =>
+    within((g, r) => (g.oneCore && r.direct?.oneCore ? pct(g.oneCore[part], k) - pct(r.direct.oneCore[part], k) : undefined));
+  return {
+    repetitions: ones.length,
+    p50: stat(ones.map((g) => pct(g.oneCore.latency, 'p50'))),
+    p99: stat(ones.map((g) => pct(g.oneCore.latency, 'p99'))),
+    sendP50: stat(ones.map((g) => pct(g.oneCore.fromSend, 'p50'))),
+    sendP99: stat(ones.map((g) => pct(g.oneCore.fromSend, 'p99'))),
+    lagP99: stat(ones.map((g) => pct(g.oneCore.lag, 'p99'))),
+    addedP50: added('latency', 'p50'),
+    addedP99: added('latency', 'p99'),
+    addedSendP99: added('fromSend', 'p99'),
+    proxyUs: stat(ones.map((g) => perReqUs(g.oneCore.cpu, config.proxies, g.oneCore.rps))),
+    errors: ones.reduce((a, g) => a + g.oneCore.errors, 0),
+    non200: ones.reduce((a, g) => a + g.oneCore.non200, 0),
+  };
 }
 
 function aggregate(libs, runs) {
@@ -200,6 +252,7 @@ function aggregate(libs, runs) {
       cpuLat: medianByKey(group.map((g) => g.lat.cpu)),
       proxyUsTput: stat(group.map((g) => perReqUs(g.tput.cpu, config.proxies, g.tput.rps))),
       proxyUsLat: stat(group.map((g) => perReqUs(g.lat.cpu, config.proxies, g.lat.rps))),
+      oneCore: oneCoreOf(group, config, within),
       xfcc: group[0].xfcc,
     });
   }
@@ -240,7 +293,19 @@ function tables(aggs, cfg) {
       return `| ${a.config.label} | ${spread(a.p50, ms, (x) => ms(x).replace(' ms', ''))} | ${spread(a.p99, ms, (x) => ms(x).replace(' ms', ''))} | ${ms(a.p999?.median)} | ${a.id === 'direct' ? '—' : `${plusMs(a.addedP50?.median)} / ${plusMs(a.addedP99?.median)}${aim}`} | ${ms(a.sendP50?.median)} / ${ms(a.sendP99?.median)} | ${a.config.proxies.length ? spread(a.proxyUsLat, us, int) : '—'} | ${cores(a.cpuLat, CPU_KEYS)} | ${int(a.requests)} / ${int(a.errors)} / ${int(a.non200)} |`;
     }),
   ];
-  return { tput: tput.join('\n'), lat: lat.join('\n') };
+  const ones = aggs.filter((a) => a.oneCore);
+  const sendAdded = (a) => (a.id === 'direct' ? '—' : plusMs(a.oneCore.addedSendP99?.median));
+  const one = ones.length
+    ? [
+        `| path, every process on core 0 | p50${med} | p99${med} | added vs direct: p50 / p99 | from actual send: p50 / p99 (added p99) | generator lag p99 | proxy CPU per request | errors / non-200 |`,
+        '|---|---:|---:|---:|---:|---:|---:|---:|',
+        ...ones.map((a) => {
+          const o = a.oneCore;
+          return `| ${a.config.label} | ${spread(o.p50, ms, (x) => ms(x).replace(' ms', ''))} | ${spread(o.p99, ms, (x) => ms(x).replace(' ms', ''))} | ${a.id === 'direct' ? '—' : `${plusMs(o.addedP50?.median)} / ${plusMs(o.addedP99?.median)}`} | ${ms(o.sendP50?.median)} / ${ms(o.sendP99?.median)} (${sendAdded(a)}) | ${ms(o.lagP99?.median)} | ${a.config.proxies.length ? spread(o.proxyUs, us, int) : '—'} | ${int(o.errors)} / ${int(o.non200)} |`;
+        }),
+      ].join('\n')
+    : '';
+  return { tput: tput.join('\n'), lat: lat.join('\n'), one };
 }
 
 function aimsOf(aggs) {
@@ -298,6 +363,11 @@ function observations(aggs, machine, tools, cfg, runs) {
     obs.push(
       `${a.config.label}: p99 at 1,000 req/s is ${plusMs(a.addedP99?.median)} over direct, above the ${ms(AIMS.meshAddedP99Ms)} aim. One proxy hop alone adds ${[nginx ? `${plusMs(nginx.addedP99?.median)} for nginx` : '', sidecar ? `${plusMs(sidecar.addedP99?.median)} for one sidecar` : ''].filter(Boolean).join(' and ')} at p99 here; the mesh path has two, and four processes (generator, A, B, app) pass each request along on ${machine.cores} cores. At this rate a proxy's cost per request is mostly the kernel waking the next process and switching to it (see "At 1,000 req/s" below), here on a virtual machine whose idle vCPUs halt (CPU idle driver: ${machine.cpuIdle ?? 'unknown'}) and need a hypervisor exit to wake. At the tail a request waits for a core behind the other processes on its way, or behind whatever else those event loops do (garbage collection, timers, the control-plane link).`,
     );
+  const pinned = [mesh, mtls].filter((a) => a?.oneCore?.addedP99 && a.addedP99);
+  if (pinned.length)
+    obs.push(
+      `On one core: ${pinned.map((a) => `${a.config.label} added ${plusMs(a.oneCore.addedP99.median)} at p99 (${plusMs(a.oneCore.addedSendP99?.median)} from actual send) with the generator, both sidecars and the app on core 0, against ${plusMs(a.addedP99.median)} (${plusMs(a.sendP99?.median - direct?.sendP99?.median)}) with both cores`).join('; ')}. ${pinned.every((a) => a.oneCore.addedP99.median < a.addedP99.median) ? "On one core each hand-off wakes the next process on the core that is about to go idle anyway; with two, the next process is often woken on the other, idle core — a cross-core wake-up that this machine's halted vCPUs make slow, paid at every hop: it is a large part of the mesh's tail here. Running the path's processes on fewer cores is a deployment choice (CPU sets), not something the sidecar does by itself." : 'Pinning did not lower the added tail in this run.'}`,
+    );
   for (const [k, r] of runs.entries())
     for (const c of CONFIGS) if (r[c.id]?.failed) obs.push(`Run ${k + 1}: ${c.label} could not be measured: ${r[c.id].failed}.`);
   if (!tools.nginx.path) obs.push(`nginx row skipped: ${tools.nginx.missing}.`);
@@ -327,7 +397,8 @@ export async function run({ root, quick = false, machine, cpuProf = false, repet
   if (repetitions) cfg.repetitions = repetitions;
   if (cpuProf) cfg.profileDir = profileDirOf(root, 'dataplane');
   const started = Date.now();
-  const tools = { nginx: ensureTool('nginx'), wrk: ensureTool('wrk') };
+  const tools = { nginx: ensureTool('nginx'), wrk: ensureTool('wrk'), taskset: ensureTool('taskset', 'util-linux') };
+  if (cpus().length < 2) tools.taskset = { missing: 'one core only: nothing to compare with' };
   if (tools.nginx.missing) note(`dataplane benchmark: ${tools.nginx.missing}; the nginx row is skipped`);
   if (tools.wrk.missing) note(`dataplane benchmark: ${tools.wrk.missing}; throughput uses the Node load generator`);
   const runs = [];
@@ -337,7 +408,7 @@ export async function run({ root, quick = false, machine, cpuProf = false, repet
   }
   const aggs = aggregate(libs, runs);
   const aims = aimsOf(aggs);
-  const { tput, lat } = tables(aggs, cfg);
+  const { tput, lat, one } = tables(aggs, cfg);
 
   const imgDir = imgDirOf(root, writeDoc);
   const nginx = aggs.find((a) => a.id === 'nginx');
@@ -389,6 +460,12 @@ export async function run({ root, quick = false, machine, cpuProf = false, repet
                 {
                   tput: v.tput,
                   lat: { ...v.lat, latency: summarize(v.lat.latency), fromSend: summarize(v.lat.fromSend), lag: summarize(v.lat.lag) },
+                  oneCore: v.oneCore && {
+                    ...v.oneCore,
+                    latency: summarize(v.oneCore.latency),
+                    fromSend: summarize(v.oneCore.fromSend),
+                    lag: summarize(v.oneCore.lag),
+                  },
                 },
               ],
         ),
@@ -410,11 +487,24 @@ export async function run({ root, quick = false, machine, cpuProf = false, repet
     `1. **Throughput**: ${tools.wrk.path ? `wrk (1 thread, ${cfg.connections} keep-alive connections)` : `the Node load generator (undici Pool, ${cfg.connections} keep-alive connections, closed loop)`} for ${cfg.tputWarmup} s unrecorded, then ${cfg.tputSeconds} s recorded. "vs direct" and "vs nginx" are taken within each run, then the median.`,
     `2. **Latency at a fixed rate**: the Node load generator (its own process; a minimal raw-socket HTTP/1.1 client, \`raw-client.mjs\`, so that its own CPU per request — on the same two cores as the proxies — stays small) sends ${int(cfg.rate)} GET/s over up to ${cfg.connections} keep-alive connections on a fixed schedule for ${cfg.latWarmup} s unrecorded, then ${cfg.latSeconds} s recorded, whatever the answers do (open loop); latency counts from each request's scheduled send time into an HDR histogram.`,
     '',
+    `3. **Latency on one core**: ${
+      one
+        ? `for ${aggs
+            .filter((a) => a.oneCore)
+            .map((a) => a.config.label)
+            .join(
+              ', ',
+            )}, the fixed-rate measurement again (same proxies, right after the first) with the load generator, the proxies and the upstream all allowed on core 0 only (\`taskset\`; the control plane stays free). Every hand-off along the path is then a wake-up on the same core, none crosses to another — idle — core, which on a virtual machine costs a hypervisor exit; the other processes of the path compete for that one core instead. This is a diagnosis of where the tail comes from, not the configuration the aim is judged on.`
+        : `skipped in this run (${tools.taskset.missing}).`
+    }`,
+    '',
     'CPU: cores busy per process from `/proc/<pid>/stat` over the recorded part (nginx: its worker); "proxy CPU per request" is the proxies\' CPU time ÷ requests answered; "other" is whatever else ran on the machine.',
     '',
     tput,
     '',
     lat,
+    '',
+    one,
     '',
     ...(aims.length
       ? [
@@ -438,5 +528,5 @@ export async function run({ root, quick = false, machine, cpuProf = false, repet
   ]
     .join('\n')
     .replace(/\n{3,}/g, '\n\n');
-  return { json, table: `${tput}\n\n${lat}`, section, aims };
+  return { json, table: `${tput}\n\n${lat}${one ? `\n\n${one}` : ''}`, section, aims };
 }
