@@ -1,23 +1,42 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { JetStreamClient } from '@nats-io/jetstream';
+import { type MsgHdrs, type NatsConnection, headers as natsHeaders } from '@nats-io/transport-node';
 import { Inject, Injectable, Optional } from '@nestjs/common';
-import { followLastValues, publishJson } from '@novamesh/bus';
-import { type EffectivePolicyV1, type Policy, streams, subjects } from '@novamesh/contracts';
+import { followLastValues, injectTrace } from '@novamesh/bus';
+import { type EffectivePolicyV1, headers, type Policy, streams, subjects } from '@novamesh/contracts';
 import type { Logger } from '@novamesh/observability';
 import { computeEffective } from '@novamesh/policy';
-import { JETSTREAM, LOGGER } from './tokens';
+import { JETSTREAM, LOGGER, NATS } from './tokens';
 
 /** Hash of what a service's sidecars would do differently: everything but revision and time. */
 export function effectiveHash(e: Omit<EffectivePolicyV1, 'revision' | 'updatedAt'> | EffectivePolicyV1): string {
   const { revision: _r, updatedAt: _u, ...content } = e as EffectivePolicyV1;
-  return createHash('sha256').update(JSON.stringify(content)).digest('base64url').slice(0, 22);
+  return hashOfContentJson(JSON.stringify(content));
+}
+
+function hashOfContentJson(json: string): string {
+  return hash('sha256', json, 'base64url').slice(0, 22);
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * The event's JSON from the JSON of its content (what `effectiveHash` hashes) with `revision` and
+ * `updatedAt` appended: byte for byte `JSON.stringify({ ...content, revision, updatedAt })`, so
+ * the content is serialized once, for the hash and the message.
+ */
+export function eventJson(contentJson: string, revision: number, updatedAt: string): string {
+  if (!(contentJson.startsWith('{"') && contentJson.endsWith('}'))) throw new RangeError('not the JSON of an effective policy');
+  return `${contentJson.slice(0, -1)},"revision":${JSON.stringify(revision)},"updatedAt":${JSON.stringify(updatedAt)}}`;
 }
 
 export interface EffectivePublisherOptions {
-  /** Publications awaiting their stream ack at once, over all services (default 64). */
+  /** Publications sent and not yet seen stored, at once, over all services (default 256). */
   maxInFlight?: number;
   /** Publications queued or in flight before `refresh` makes its caller wait (default 4 × maxInFlight). */
   maxPending?: number;
+  /** A publication not seen stored after this long has failed (default 5 s, as JetStream's publish timeout). */
+  confirmTimeoutMs?: number;
 }
 
 /** Optional provider of EffectivePublisherOptions (the defaults otherwise). */
@@ -29,6 +48,15 @@ interface Link {
   done: Promise<void>;
 }
 
+/** One effective policy to publish: the event, its JSON and its content hash. */
+interface Publication {
+  service: string;
+  revision: number;
+  sources: number;
+  json: string;
+  hash: string;
+}
+
 /**
  * Publishes each service's effective policy on `mesh.v1.config.policy.<service>` when — and
  * only when — it differs from the last one in the stream (or the last one queued). Every replica
@@ -36,19 +64,32 @@ interface Link {
  * stream keeps one.
  *
  * `refresh` queues the publication and returns, so a change that touches every service (a
- * mesh-wide policy) publishes them concurrently — at most `maxInFlight` awaiting their ack —
- * instead of one publish-and-ack after the other. Per service the publications form a chain: one
- * starts only after the previous one for that service settled, so a later revision is never
- * overtaken by an earlier one. Beyond `maxPending` queued publications `refresh` waits, which
- * keeps the caller (the KV watch) from running far ahead. A failed publication is logged and
- * forgotten: the next change of that service publishes again (as it did when publishing inline).
+ * mesh-wide policy) publishes them concurrently — at most `maxInFlight` not yet confirmed —
+ * instead of one publish-and-confirm after the other. A publication goes to the stream's subject
+ * over core NATS, and is confirmed when the follow of MESH_CONFIG (which every replica runs anyway,
+ * to know the stream's last values) delivers the stored message with its message id: the stream
+ * is read once instead of also answering every publication with an ack (a request, a reply and
+ * their bookkeeping per service made most of the service's work for a mesh-wide change). Messages
+ * from one connection are stored in the order they were sent. Per service the publications form
+ * a chain: one starts only after the previous one for that service settled, so a later revision
+ * is never overtaken by an earlier one. Beyond `maxPending` queued publications `refresh` waits,
+ * which keeps the caller (the KV watch) from running far ahead. A publication not seen stored
+ * within `confirmTimeoutMs` (refused by the stream, lost with the connection) is logged and
+ * forgotten: the next change of that service publishes again, as after a failed publish-and-ack.
  */
 @Injectable()
 export class EffectivePublisherService {
   private readonly published = new Map<string, string>();
   private readonly chains = new Map<string, Link>();
+  /** This replica's publications sent and not yet seen stored, by message id. */
+  private readonly unconfirmed = new Map<string, { hash: string; deadline: number; confirm: (stored: boolean) => void }>();
+  /** Fails the unconfirmed publications whose time is up (one timer for all, armed for the oldest). */
+  private expiry: NodeJS.Timeout | undefined;
   private readonly maxInFlight: number;
   private readonly maxPending: number;
+  private readonly confirmTimeoutMs: number;
+  /** Publications to send at the next `setImmediate`, so those ready together leave in one socket write. */
+  private outbox: { subject: string; data: Uint8Array; headers: MsgHdrs }[] = [];
   private pending = 0;
   private inFlight = 0;
   private readonly slotWaiters: (() => void)[] = [];
@@ -61,28 +102,47 @@ export class EffectivePublisherService {
 
   constructor(
     @Inject(JETSTREAM) private readonly js: JetStreamClient,
+    @Inject(NATS) private readonly nc: Pick<NatsConnection, 'publish'>,
     @Inject(LOGGER) logger: Logger,
     @Optional() @Inject(EFFECTIVE_PUBLISHER_OPTIONS) opts: EffectivePublisherOptions = {},
   ) {
     this.log = logger.child({ component: 'effective-publisher' });
-    this.maxInFlight = opts.maxInFlight ?? 64;
+    this.maxInFlight = opts.maxInFlight ?? 256;
     this.maxPending = opts.maxPending ?? 4 * this.maxInFlight;
+    this.confirmTimeoutMs = opts.confirmTimeoutMs ?? 5_000;
     if (!(this.maxInFlight >= 1 && this.maxPending >= 1)) throw new RangeError('maxInFlight and maxPending must be at least 1');
   }
 
-  /** Loads what the stream already holds, so a restart republishes nothing that did not change. */
+  /**
+   * Loads what the stream already holds, so a restart republishes nothing that did not change, and
+   * keeps following it: every stored message updates the last values and confirms publications.
+   */
   async start(): Promise<void> {
     const view = await followLastValues({
       js: this.js,
       stream: streams.config,
       filterSubject: subjects.effectivePolicyAll,
       logger: this.log,
-      onMessage: (m) => {
-        const e = m.json<EffectivePolicyV1>();
-        this.published.set(e.service, effectiveHash(e));
-      },
+      onMessage: (m) =>
+        this.stored(m.subject, (this.unconfirmed.size && m.headers?.get(headers.msgId)) || undefined, () => m.json<EffectivePolicyV1>()),
     });
     this.stopFn = view.stop;
+  }
+
+  /**
+   * A message stored in MESH_CONFIG (the follow delivers them in stream order): records it as its
+   * service's last value and confirms this replica's publication with that message id — whose
+   * content was hashed when it was queued, so it is not parsed and hashed again.
+   */
+  stored(subject: string, msgId: string | undefined, read: () => EffectivePolicyV1): void {
+    const mine = msgId === undefined ? undefined : this.unconfirmed.get(msgId);
+    if (mine) {
+      this.published.set(subject.slice(subject.lastIndexOf('.') + 1), mine.hash);
+      mine.confirm(true);
+      return;
+    }
+    const e = read();
+    this.published.set(e.service, effectiveHash(e));
   }
 
   /**
@@ -92,14 +152,22 @@ export class EffectivePublisherService {
    */
   async refresh(service: string, policies: { policy: Policy; revision: number }[], changeRevision: number): Promise<boolean> {
     const effective = computeEffective(service, policies);
-    const hash = effectiveHash(effective);
+    // Serialized once: the hash is over this JSON (effectiveHash), the message appends revision and time to it.
+    const contentJson = JSON.stringify(effective);
+    const hash = hashOfContentJson(contentJson);
     const before = this.chains.get(service);
     if ((before ? before.hash : this.published.get(service)) === hash) return false;
-    const event: EffectivePolicyV1 = { ...effective, revision: changeRevision, updatedAt: new Date().toISOString() };
+    const publication: Publication = {
+      service,
+      revision: changeRevision,
+      sources: effective.sources.length,
+      json: eventJson(contentJson, changeRevision, new Date().toISOString()),
+      hash,
+    };
     this.round ??= { startedAt: performance.now(), published: 0, failed: 0 };
     this.pending++;
     const link: Link = { hash, done: Promise.resolve() };
-    link.done = (before?.done ?? Promise.resolve()).then(() => this.publishInTurn(service, event, hash, link));
+    link.done = (before?.done ?? Promise.resolve()).then(() => this.publishInTurn(publication, link));
     this.chains.set(service, link);
     while (this.pending >= this.maxPending) await new Promise<void>((r) => this.roomWaiters.push(r));
     return true;
@@ -119,25 +187,84 @@ export class EffectivePublisherService {
   }
 
   /** One link of a service's chain: runs after the previous one settled; never rejects. */
-  private async publishInTurn(service: string, event: EffectivePolicyV1, hash: string, link: Link): Promise<void> {
+  private async publishInTurn(p: Publication, link: Link): Promise<void> {
+    const { service, hash } = p;
+    const msgId = `${service}:${p.revision}:${hash}`;
     try {
       // Already in the stream (published by another replica meanwhile, seen by the follow).
       if (this.stopped || this.published.get(service) === hash) return;
       await this.slot();
+      let stored: boolean;
       try {
-        await publishJson(this.js, subjects.effectivePolicy(service), event, { msgId: `${service}:${event.revision}:${hash}` });
+        // Seen stored while waiting for the slot (another replica's identical copy): the stream would drop ours.
+        if (this.stopped || this.published.get(service) === hash) return;
+        stored = await this.send(p, msgId);
       } finally {
         this.release();
       }
-      this.published.set(service, hash);
+      if (!stored) throw new Error(`not seen in stream ${streams.config} within ${this.confirmTimeoutMs}ms`);
       if (this.round) this.round.published++;
-      this.log.debug({ meshService: service, revision: event.revision, sources: event.sources.length }, 'effective policy published');
+      this.log.debug({ meshService: service, revision: p.revision, sources: p.sources }, 'effective policy published');
     } catch (err) {
       if (this.round) this.round.failed++;
       this.log.warn({ err, meshService: service }, 'effective policy not published; will retry on the next change');
     } finally {
       if (this.chains.get(service) === link) this.chains.delete(service);
       this.settled();
+    }
+  }
+
+  /**
+   * Publishes over core NATS (with `Nats-Msg-Id`: a copy another replica stored already is
+   * dropped by the stream, and that one's stored message confirms this one) and resolves true
+   * once the follow has seen it stored, false after `confirmTimeoutMs`.
+   */
+  private send(p: Publication, msgId: string): Promise<boolean> {
+    return new Promise<boolean>((resolve) => {
+      const settle = (stored: boolean) => {
+        this.unconfirmed.delete(msgId);
+        resolve(stored);
+      };
+      // A copy of the same message id still unconfirmed (sent again after a restart of the chain) is settled by the same message.
+      this.unconfirmed.get(msgId)?.confirm(false);
+      this.unconfirmed.set(msgId, { hash: p.hash, deadline: performance.now() + this.confirmTimeoutMs, confirm: settle });
+      this.armExpiry();
+      const h = injectTrace(natsHeaders());
+      h.set(headers.msgId, msgId);
+      if (this.outbox.push({ subject: subjects.effectivePolicy(p.service), data: encoder.encode(p.json), headers: h }) === 1)
+        setImmediate(() => this.sendOutbox());
+    });
+  }
+
+  private armExpiry(): void {
+    if (this.expiry) return;
+    const oldest = this.unconfirmed.values().next().value;
+    if (!oldest) return;
+    this.expiry = setTimeout(
+      () => {
+        this.expiry = undefined;
+        const now = performance.now();
+        for (const u of this.unconfirmed.values()) {
+          if (u.deadline > now) break;
+          u.confirm(false);
+        }
+        this.armExpiry();
+      },
+      Math.max(0, oldest.deadline - performance.now()),
+    );
+    this.expiry.unref();
+  }
+
+  /** Sends what the publications queued since the last call; one that cannot be sent is not stored, so it times out. */
+  private sendOutbox(): void {
+    const batch = this.outbox;
+    this.outbox = [];
+    for (const m of batch) {
+      try {
+        this.nc.publish(m.subject, m.data, { headers: m.headers });
+      } catch (err) {
+        this.log.warn({ err, subject: m.subject }, 'effective policy not sent');
+      }
     }
   }
 

@@ -1,4 +1,4 @@
-import { jetstreamManager } from '@nats-io/jetstream';
+import { DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { type EffectivePolicyV1, MeshError, streams, subjects, validService } from '@novamesh/contracts';
 import { INVALID_POLICIES } from '@novamesh/policy';
@@ -190,6 +190,57 @@ describe('effective policy', () => {
       code: 'MESH_INVALID',
       issues: [{ path: 'certificates.certPath', message: expect.stringMatching(/must be an absolute file path/) }],
     });
+  });
+
+  it('two replicas publish a mesh-wide change once per service, each seeing its publications stored', async () => {
+    const services = Array.from({ length: 30 }, (_, i) => `fleet-${i}`);
+    await Promise.all(services.map((s) => mesh.registerService(validService(s), { wait: true })));
+    await waitFor(async () => (await Promise.all(services.map(effectiveMessages))).every((seq) => seq > 0), { what: 'defaults published' });
+    await new Promise((r) => setTimeout(r, 300));
+    // What the stream stores from now on (not what is published: a duplicate is dropped by its message id).
+    const consumer = await jetstream(nc).consumers.get(streams.config, {
+      filter_subjects: subjects.effectivePolicyAll,
+      deliver_policy: DeliverPolicy.New,
+    });
+    const storedPer = new Map<string, EffectivePolicyV1[]>();
+    const messages = await consumer.consume();
+    void (async () => {
+      for await (const m of messages) {
+        const e = m.json<EffectivePolicyV1>();
+        storedPer.set(e.service, [...(storedPer.get(e.service) ?? []), e]);
+      }
+    })();
+    const logged = procs.map((p) => p.output.length);
+    await mesh.applyPolicy({
+      kind: 'AuthorizationPolicy',
+      name: 'fleet-deny',
+      serviceName: '*',
+      action: 'DENY',
+      rules: [{ from: { namespaces: ['quarantine'] } }],
+    });
+    await waitFor(
+      () => services.every((s) => storedPer.get(s)?.some((e) => e.authorization.policies.some((p) => p.name === 'fleet-deny'))),
+      {
+        what: 'every service to get the mesh-wide policy',
+      },
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    await messages.close();
+    // Both replicas published the change; the stream stored it once per service.
+    for (const s of services) expect(storedPer.get(s)).toHaveLength(1);
+    // And the replicas saw their publications stored (their own copy or the other's, same message
+    // id) promptly, none taken for lost. (A replica that saw the other's copy stored before sending
+    // its own sends nothing, so only the two together account for every service.)
+    const rounds = (i: number) =>
+      (procs[i]?.output.slice(logged[i]) ?? [])
+        .filter((l) => l.includes('"effective policies published"'))
+        .map((l) => JSON.parse(l) as { published: number; failed: number; ms: number });
+    await waitFor(() => [1, 2].flatMap(rounds).reduce((n, r) => n + r.published, 0) >= services.length, {
+      timeoutMs: 2_000,
+      what: 'the policy replicas to see their publications stored',
+    });
+    await new Promise((r) => setTimeout(r, 1_000));
+    for (const r of [1, 2].flatMap(rounds)) expect(r).toMatchObject({ failed: 0 });
   });
 
   it('analyze reports a policy for a service that is not registered', async () => {

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { ProxySnapshotV1 } from '@novamesh/contracts';
 import { canonicalJson } from './canonical-json';
 
@@ -17,7 +17,7 @@ export function hashSnapshot(content: SnapshotContent): string {
 
 /** SHA-256 of `text` (UTF-8), lower-case hex. */
 export function sha256Hex(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
+  return hash('sha256', text, 'hex');
 }
 
 /**
