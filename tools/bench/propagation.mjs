@@ -28,7 +28,7 @@ export const describe =
   'a policy change reaching 500 subscribed sidecars (lightweight agents following `mesh.v1.config.proxy.<svc>` like the sidecar): per-sidecar delay p50/p99 and time until all applied, from the apply acknowledgement, for a TrafficPolicy on a shared upstream and a mesh-wide AuthorizationPolicy, 10 changes each';
 
 const AIMS = { p99Ms: 100 };
-const FULL = { services: 500, agentProcesses: 4, warmup: 2, changes: 10, changeTimeoutMs: 15_000, pauseMs: 500, repetitions: 1 };
+const FULL = { services: 500, agentProcesses: 4, warmup: 5, changes: 10, changeTimeoutMs: 15_000, pauseMs: 500, repetitions: 1 };
 const QUICK = { ...FULL, services: 100, agentProcesses: 2, changes: 3 };
 const SHARED = 'prop-shared';
 const SCENARIOS = [
@@ -164,10 +164,13 @@ async function runOnce(libs, cfg) {
     let k = 0;
     for (const sc of SCENARIOS) {
       const changes = [];
+      const warmups = [];
       let meter;
       const progress = new Progress(`  ${sc.label}`, cfg.warmup + cfg.changes);
       // The first changes of a kind are warm-ups, applied and awaited like the others but not
-      // recorded: they run the change's code paths (proxy-config, the agents) through V8's JIT.
+      // recorded: they run the change's code paths (policy, proxy-config, the agents) through
+      // V8's JIT, as a control plane that has been running a while has them. Their times are
+      // reported apart.
       for (let c = -cfg.warmup; c < cfg.changes; c++) {
         if (c === 0) meter = cpuMeter(pids);
         const marker = ++k;
@@ -190,6 +193,7 @@ async function runOnce(libs, cfg) {
         await Promise.race([allIn, new Promise((r) => setTimeout(r, cfg.changeTimeoutMs))]);
         waiter = undefined;
         if (c < 0) {
+          warmups.push(delays.size === services.length ? Math.max(...[...delays.values()].map((t) => t - tAck)) : undefined);
           progress.update(c + cfg.warmup + 1);
           await new Promise((r) => setTimeout(r, cfg.pauseMs));
           continue;
@@ -222,7 +226,7 @@ async function runOnce(libs, cfg) {
       }
       const cpu = meter.stop();
       progress.finish();
-      out[sc.id] = { changes, cpu };
+      out[sc.id] = { changes, cpu, warmups };
       const pooled = libs.newHistogram();
       for (const ch of changes) pooled.add(ch.histogram);
       const s = summarize(pooled);
@@ -259,6 +263,7 @@ function aggregate(libs, runs) {
       compiled: stat(changes.map((ch) => ch.compiled)),
       compileMs: stat(changes.map((ch) => ch.compileMs)),
       missing: changes.reduce((a, ch) => a + ch.missing, 0),
+      warmups: runs.map((r) => r[sc.id].warmups ?? []),
       perRunP99: runs.map((r) => {
         const h = libs.newHistogram();
         for (const ch of r[sc.id].changes) h.add(ch.histogram);
@@ -312,6 +317,9 @@ function table(aggs, cfg) {
     row('… per change: p99, median (range)', '—', (a) => sp(a.p99)),
     row(`… per change: until all ${int(cfg.services)} applied, median (range)`, '—', (a) => sp(a.allApplied)),
     row('… changes / sidecars that never got one (15 s)', '0 missing', (a) => `${int(a.changes)} / ${int(a.missing)}`),
+    row(`Warm-up changes before them (unrecorded): until all ${int(cfg.services)} applied, each in order`, '—', (a) =>
+      a.warmups.map((w) => w.map((x) => (x === undefined ? 'incomplete' : ms(x))).join(', ')).join('; '),
+    ),
     row('Apply round trip (sent → acknowledged), median', '—', (a) => ms(a.applyMs?.median)),
     row(
       'Effective-policy events per change / first / last, ms after the ack (negative: before it), median',
@@ -347,7 +355,7 @@ function observations(aggs, cfg, machine) {
     );
   if (authz)
     obs.push(
-      `Mesh-wide AuthorizationPolicy: the policy service recomputes one effective policy per service and publishes them concurrently (at most 64 awaiting their ack, in order per service; ${int(authz.effective?.median)} events, the last ${ms(authz.effectiveLast?.median)} after the ack). proxy-config marks only each service's own snapshot for them (an authorization change does not touch callers), flushes once they pause for 10 ms (at most 100 ms after the first), compiles (${int(authz.compiled?.median)} snapshots in ${ms(authz.compileMs?.median)}, ${int(authz.rounds?.median)} round${authz.rounds?.median === 1 ? '' : 's'} of work, median) and publishes them as in the TrafficPolicy case. The last sidecar had the change ${ms(authz.allApplied?.median)} after the ack (median): two stream intakes of ~${int(cfg.services)} messages one after the other (effective policies, then snapshots) make most of it.`,
+      `Mesh-wide AuthorizationPolicy: the policy service recomputes one effective policy per service and publishes them concurrently over core NATS, each confirmed when its follow of MESH_CONFIG sees it stored (at most 256 unconfirmed, in order per service; ${int(authz.effective?.median)} events, the last ${ms(authz.effectiveLast?.median)} after the ack). proxy-config marks only each service's own snapshot for them (an authorization change does not touch callers) and rebuilds each one 10 ms after its input arrived (the debounce is per service), so it compiles while the rest of the burst still arrives: it compiles (${int(authz.compiled?.median)} snapshots in ${ms(authz.compileMs?.median)}, ${int(authz.rounds?.median)} round${authz.rounds?.median === 1 ? '' : 's'} of work, median) and publishes them as in the TrafficPolicy case. The last sidecar had the change ${ms(authz.allApplied?.median)} after the ack (median): two stream intakes of ~${int(cfg.services)} messages one after the other (effective policies, then snapshots) make most of it, and on this 2-core machine every process on the path (policy, proxy-config, nats-server, the agents) competes for the same CPU.`,
     );
   for (const a of aggs.filter((x) => !(x.pooled?.p99 <= AIMS.p99Ms)))
     obs.push(
@@ -430,7 +438,7 @@ export async function run({ root, quick = false, machine, repetitions, writeDoc 
     '',
     `Measured ${measuredOn(machine)}; ${cfg.repetitions} run${cfg.repetitions > 1 ? 's' : ''} on a fresh control plane, ${cfg.changes} changes of each kind per run (\`--runs=N\` for more runs). Reproduce with \`npm run bench -- propagation\` (raw numbers in \`bench-results/propagation.json\`).`,
     '',
-    `Setup: a fresh nats-server (JetStream, file store), redis-server, discovery, policy and proxy-config with their defaults (proxy-config: 10 ms debounce, at most 100 ms, 128 publications in flight; policy: 64 effective-policy publications in flight). ${int(cfg.services)} services (\`${serviceName(0)}\` …) are registered, each with one endpoint and one declared upstream, \`${SHARED}\`, so every snapshot holds that upstream. ${int(cfg.services)} lightweight sidecars, one per service, in ${cfg.agentProcesses} processes (\`tools/bench/lib/config-agents.mjs\`), follow \`mesh.v1.config.proxy.<service>\` as the sidecar does (\`followLastValue\`: a core NATS subscription for each change as it is published, and the stored value read back from MESH_PROXY at start) and check each snapshot as the sidecar's SnapshotStore does (JSON, the ProxySnapshotV1 schema, the content hash, newer than the one held), without compiling a data plane or writing it to disk. Once all hold their first snapshot and nothing has changed for 1 s, the suite applies ${cfg.warmup} unrecorded warm-up changes and then ${cfg.changes} recorded changes of each kind with \`mesh.applyPolicy\` (${cfg.pauseMs} ms apart after each completes), and for each recorded change records, per sidecar, the time from the apply's acknowledgement until that sidecar received a snapshot carrying the change:`,
+    `Setup: a fresh nats-server (JetStream, file store), redis-server, discovery, policy and proxy-config with their defaults (proxy-config: 10 ms debounce per snapshot, at most 100 ms, 128 publications in flight; policy: at most 256 effective-policy publications awaiting their confirmation). ${int(cfg.services)} services (\`${serviceName(0)}\` …) are registered, each with one endpoint and one declared upstream, \`${SHARED}\`, so every snapshot holds that upstream. ${int(cfg.services)} lightweight sidecars, one per service, in ${cfg.agentProcesses} processes (\`tools/bench/lib/config-agents.mjs\`), follow \`mesh.v1.config.proxy.<service>\` as the sidecar does (\`followLastValue\`: a core NATS subscription for each change as it is published, and the stored value read back from MESH_PROXY at start) and check each snapshot as the sidecar's SnapshotStore does (JSON, the ProxySnapshotV1 schema, the content hash, newer than the one held), without compiling a data plane or writing it to disk. Once all hold their first snapshot and nothing has changed for 1 s, the suite applies ${cfg.warmup} unrecorded warm-up changes (the first changes after a start run policy's and proxy-config's per-service code before V8 has optimized it; their times are in the table, apart) and then ${cfg.changes} recorded changes of each kind with \`mesh.applyPolicy\` (${cfg.pauseMs} ms apart after each completes), and for each recorded change records, per sidecar, the time from the apply's acknowledgement until that sidecar received a snapshot carrying the change:`,
     '',
     `- **${SCENARIOS[0].label}**: a new request timeout on \`${SHARED}\` each time. One effective policy changes; proxy-config rebuilds the ${int(cfg.services)} snapshots that include \`${SHARED}\`.`,
     `- **${SCENARIOS[1].label}**: a DENY rule for a new namespace each time. Every service's effective policy changes (${int(cfg.services + 1)}), so every snapshot is rebuilt.`,

@@ -4,9 +4,9 @@ export { ConfigError };
 
 /** Everything proxy-config reads from its environment, parsed once and frozen. */
 export interface ProxyConfigConfig extends CommonConfig {
-  /** Quiet time after the last input change before snapshots are rebuilt (PROXY_CONFIG_DEBOUNCE_MS, default 10ms). */
+  /** Quiet time after the last input change touching a snapshot before it is rebuilt (PROXY_CONFIG_DEBOUNCE_MS, default 10ms). */
   debounceMs: number;
-  /** Longest a change waits for its rebuild, however busy the input (PROXY_CONFIG_MAX_DELAY_MS, default 100ms). */
+  /** Longest a change waits for its rebuild, however often its snapshot is touched again (PROXY_CONFIG_MAX_DELAY_MS, default 100ms). */
   maxDelayMs: number;
   /** Snapshot publications in flight at once (PROXY_CONFIG_MAX_IN_FLIGHT, default 128). */
   maxInFlight: number;

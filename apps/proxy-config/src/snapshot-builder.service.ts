@@ -30,12 +30,14 @@ interface Round {
 /**
  * Builds and publishes the proxy snapshots. Follows the inputs — endpoint sets, effective
  * policies, trust bundle, revocation list — into a MeshView; each change marks the snapshots it
- * touches dirty, a FlushScheduler coalesces bursts (debounce, bounded by a maximum delay), and the
- * flush streams the dirty services through compile → check → publish: it compiles them in slices of
- * a few milliseconds (endpoint-touched ones first), handing each changed snapshot to a PublishQueue
- * right away (bounded in flight, endpoint work first, one publish per service at a time, never
- * waiting on another service's ack), so the first snapshots are on the wire while the last ones
- * still compile. An inconsistent snapshot is never published: the previous one stays, and the
+ * touches dirty, a FlushScheduler coalesces changes per service (each dirty service waits for
+ * the debounce of quiet after its last change, at most the maximum delay after its first), and
+ * each flush streams the services due through compile → check → publish: it compiles them in
+ * slices of a few milliseconds (endpoint-touched ones first), handing each changed snapshot to a
+ * PublishQueue right away (bounded in flight, endpoint work first, one publish per service at a
+ * time, never waiting on another service's ack), so the first snapshots are on the wire while the
+ * last ones still compile — and, for a burst of inputs about different services (a mesh-wide
+ * policy republished service by service), while the last inputs are still arriving. An inconsistent snapshot is never published: the previous one stays, and the
  * issues are logged (once per distinct set). Each snapshot is logged at debug level; one info line
  * sums up each round of work (from idle to idle).
  */

@@ -25,15 +25,48 @@ describe('FlushScheduler', () => {
     expect(s.pending).toBe(0);
   });
 
-  it('never holds a batch longer than maxDelay from its first mark, however busy the input', () => {
+  it('never holds a service longer than maxDelay from its first mark, however often it is marked again', () => {
     const { s, batches } = make(10, 100);
     for (let t = 0; t < 350; t += 5) {
-      s.mark([`svc-${t}`]);
+      s.mark(['hot']);
       vi.advanceTimersByTime(5);
     }
     vi.advanceTimersByTime(20);
     expect(batches.map((b) => b.at)).toEqual([100, 200, 300, 355]);
-    expect(batches.reduce((n, b) => n + b.normal.length, 0)).toBe(70);
+    expect(batches.every((b) => b.normal.length === 1 && b.normal[0] === 'hot')).toBe(true);
+  });
+
+  it('flushes each service debounce after its own last mark, so a burst over many services is rebuilt as it goes', () => {
+    const { s, batches } = make(10, 100);
+    for (let t = 0; t < 50; t += 5) {
+      s.mark([`svc-${t}`]);
+      vi.advanceTimersByTime(5);
+    }
+    vi.advanceTimersByTime(10);
+    expect(batches).toEqual(Array.from({ length: 10 }, (_, i) => ({ urgent: [], normal: [`svc-${i * 5}`], at: i * 5 + 10 })));
+    expect(s.pending).toBe(0);
+  });
+
+  it('keeps a service that is marked again waiting while the others flush, and flushes what is due at once in one batch', () => {
+    const { s, batches } = make(10, 100);
+    s.mark(['a', 'b', 'shared']);
+    vi.advanceTimersByTime(6);
+    s.mark(['shared', 'c']);
+    vi.advanceTimersByTime(4);
+    expect(batches).toEqual([{ urgent: [], normal: ['a', 'b'], at: 10 }]);
+    vi.advanceTimersByTime(6);
+    expect(batches.slice(1)).toEqual([{ urgent: [], normal: ['shared', 'c'], at: 16 }]);
+  });
+
+  it('flushNow flushes every marked service at once', () => {
+    const { s, batches } = make(10, 100);
+    s.mark(['a']);
+    vi.advanceTimersByTime(5);
+    s.mark(['b'], true);
+    s.flushNow();
+    expect(batches).toEqual([{ urgent: ['b'], normal: ['a'], at: 5 }]);
+    vi.advanceTimersByTime(100);
+    expect(batches).toHaveLength(1);
   });
 
   it('lists services touched by endpoint changes first, each service once', () => {
@@ -70,11 +103,12 @@ describe('PublishQueue', () => {
     return { promise, resolve };
   };
 
-  it('runs at most maxInFlight at once and starts urgent keys before normal ones', async () => {
+  /** A queue whose runs wait for their gate: `started` lists the keys in the order they started. */
+  const gatedQueue = (maxInFlight: number) => {
     const started: string[] = [];
     const gates = new Map<string, ReturnType<typeof deferred>>();
     const q = new PublishQueue<number>({
-      maxInFlight: 2,
+      maxInFlight,
       run: (key) => {
         started.push(key);
         const g = deferred();
@@ -82,6 +116,11 @@ describe('PublishQueue', () => {
         return g.promise;
       },
     });
+    return { started, gates, q };
+  };
+
+  it('runs at most maxInFlight at once and starts urgent keys before normal ones', async () => {
+    const { started, gates, q } = gatedQueue(2);
     for (const k of ['p1', 'p2', 'p3', 'p4']) q.submit(k, 1);
     q.submit('e1', 1, true);
     expect(started).toEqual(['p1', 'p2']);
@@ -132,6 +171,20 @@ describe('PublishQueue', () => {
       ['a', 3],
     ]);
     expect(maxActiveForA).toBe(1);
+  });
+
+  it('starts the work that finished runs freed in one go, after the I/O that finished them', async () => {
+    const { started, gates, q } = gatedQueue(2);
+    for (const k of ['a', 'b', 'c', 'd']) q.submit(k, 1);
+    expect(started).toEqual(['a', 'b']);
+    gates.get('a')?.resolve();
+    gates.get('b')?.resolve();
+    for (let i = 0; i < 10; i++) await Promise.resolve();
+    expect(started).toEqual(['a', 'b']); // not one by one as each run settles…
+    await new Promise((r) => setImmediate(r));
+    expect(started).toEqual(['a', 'b', 'c', 'd']); // …but together, so their publications share a write
+    for (const k of ['c', 'd']) gates.get(k)?.resolve();
+    await q.idle();
   });
 
   it('reports failures and carries on', async () => {

@@ -2,7 +2,8 @@ import { type EffectivePolicyV1, type EndpointSetV1, NAMESPACE_LABEL, ProxySnaps
 import { describe, expect, it } from 'vitest';
 import { canaryRuleFixture, effectivePolicyFixture, endpointSetFixture, rateLimitFixture, trafficPolicyFixture } from './fixtures';
 import { checkSnapshot } from './snapshot.check';
-import { type CompileInput, compileSnapshot, DEFAULT_INBOUND } from './snapshot.compiler';
+import { type CompileInput, CompileMemo, compileSnapshot, DEFAULT_INBOUND } from './snapshot.compiler';
+import { hashSnapshot } from './snapshot.hash';
 
 const bundle: TrustBundleV1 = {
   trustDomain: 'prod.example',
@@ -155,5 +156,22 @@ describe('compileSnapshot', () => {
     const snapshot = { ...content, version: 1, hash, createdAt: new Date(0).toISOString() };
     expect(ProxySnapshotV1.parse(snapshot)).toEqual(snapshot);
     expect(checkSnapshot(snapshot)).toEqual([]);
+  });
+
+  it('shares one inbound side between services whose effective policies say the same (a mesh-wide policy), serialized once', () => {
+    const memo = new CompileMemo();
+    const deny = { defaultAction: 'ALLOW' as const, policies: [] };
+    const sets = ['a', 'b', 'c'].map((s) => endpointSetFixture(s, { upstreams: [] }));
+    const policies = ['a', 'b', 'c'].map((s) => effectivePolicyFixture(s, { authorization: deny, revision: 7 }));
+    const compiled = ['a', 'b', 'c'].map((s) => compileSnapshot(input(s, sets, policies), memo));
+    expect(compiled[1]?.content.inbound).toBe(compiled[0]?.content.inbound);
+    expect(compiled[2]?.content.inbound).toBe(compiled[0]?.content.inbound);
+    expect(memo.inboundsByContent.size).toBe(1);
+    for (const c of compiled) expect(c.hash).toBe(hashSnapshot(c.content));
+    // A service whose inbound side differs gets its own.
+    const own = effectivePolicyFixture('c', { authorization: { defaultAction: 'DENY', policies: [] }, revision: 8 });
+    const c = compileSnapshot(input('c', sets, [...policies.slice(0, 2), own]), memo);
+    expect(c.content.inbound.authorization.defaultAction).toBe('DENY');
+    expect(memo.inboundsByContent.size).toBe(2);
   });
 });

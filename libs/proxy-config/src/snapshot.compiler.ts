@@ -70,11 +70,18 @@ interface UpstreamPart extends Part<UpstreamV1> {
  * every other one calls is then compiled and serialized once per change instead of once per
  * caller. Keyed by object identity, so the inputs must be replaced, never mutated, when they
  * change (MeshView's are: each message is a new object); entries of replaced inputs are dropped
- * with them (weak keys). What `compileSnapshot` returns shares these parts: treat it as read-only.
+ * with them (weak keys). Inbound sides are also shared by content: a mesh-wide policy gives every
+ * service a new effective policy object with the same inbound side, which is then serialized
+ * canonically once, not once per service (its plain JSON, far cheaper, is the key). What
+ * `compileSnapshot` returns shares these parts: treat it as read-only.
  */
 export class CompileMemo {
+  /** Distinct inbound sides kept by content, the oldest dropped beyond this many. */
+  static readonly MAX_INBOUNDS_BY_CONTENT = 4_096;
   readonly upstreams = new WeakMap<EndpointSetV1, UpstreamPart>();
   readonly inbounds = new WeakMap<EffectivePolicyV1, Part<InboundV1>>();
+  /** Inbound parts by the plain JSON of their value (equal JSON, equal value and key order, equal canonical JSON). */
+  readonly inboundsByContent = new Map<string, Part<InboundV1>>();
   trust: { bundle: TrustBundleV1; revoked: RevocationListV1 | undefined; part: Part<SnapshotTrustV1> } | undefined;
 }
 
@@ -145,11 +152,22 @@ function inboundPart(policy: EffectivePolicyV1 | undefined, memo?: CompileMemo):
     defaultInbound ??= { value: DEFAULT_INBOUND, json: canonicalJson(DEFAULT_INBOUND) };
     return defaultInbound;
   }
-  const hit = memo?.inbounds.get(policy);
+  if (!memo) {
+    const value = compileInbound(policy);
+    return { value, json: canonicalJson(value) };
+  }
+  const hit = memo.inbounds.get(policy);
   if (hit) return hit;
   const value = compileInbound(policy);
-  const part = { value, json: canonicalJson(value) };
-  memo?.inbounds.set(policy, part);
+  const key = JSON.stringify(value);
+  let part = memo.inboundsByContent.get(key);
+  if (!part) {
+    part = { value, json: canonicalJson(value) };
+    memo.inboundsByContent.set(key, part);
+    if (memo.inboundsByContent.size > CompileMemo.MAX_INBOUNDS_BY_CONTENT)
+      memo.inboundsByContent.delete(memo.inboundsByContent.keys().next().value as string);
+  }
+  memo.inbounds.set(policy, part);
   return part;
 }
 
