@@ -37,8 +37,9 @@ interface Round {
  * PublishQueue right away (bounded in flight, endpoint work first, one publish per service at a
  * time, never waiting on another service's ack), so the first snapshots are on the wire while the
  * last ones still compile — and, for a burst of inputs about different services (a mesh-wide
- * policy republished service by service), while the last inputs are still arriving. An inconsistent snapshot is never published: the previous one stays, and the
- * issues are logged (once per distinct set). Each snapshot is logged at debug level; one info line
+ * policy republished service by service), while the last inputs are still arriving. An
+ * inconsistent snapshot is never published: the previous one stays, and the issues are logged
+ * (once per distinct set). Each snapshot is logged at debug level; one info line
  * sums up each round of work (from idle to idle).
  */
 @Injectable()

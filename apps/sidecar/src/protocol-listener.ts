@@ -34,8 +34,8 @@ export function sniffProtocol(socket: Socket, then: (protocol: WireProtocol) => 
   socket.on('readable', onReadable);
 }
 
-/** node:http's keepAliveTimeout on the sidecar's listeners: idle client connections close after it. */
-const KEEP_ALIVE_MS = 65_000;
+/** keepAliveTimeout of the sidecar's listeners (node:http and the fast paths): idle client connections close after it. */
+export const KEEP_ALIVE_MS = 65_000;
 
 /**
  * The node:http server behind a {@link ProtocolListener}: keep-alive for 65 s, no limit on a whole
