@@ -192,13 +192,14 @@ async function runOnce(libs, cfg) {
         if (!reply.ok) throw new Error(`apply refused: ${JSON.stringify(reply)}`);
         await Promise.race([allIn, new Promise((r) => setTimeout(r, cfg.changeTimeoutMs))]);
         waiter = undefined;
+        const fromAck = [...delays.values()].map((t) => t - tAck);
+        const allAppliedMs = delays.size === services.length ? Math.max(...fromAck) : undefined;
         if (c < 0) {
-          warmups.push(delays.size === services.length ? Math.max(...[...delays.values()].map((t) => t - tAck)) : undefined);
+          warmups.push(allAppliedMs);
           progress.update(c + cfg.warmup + 1);
           await new Promise((r) => setTimeout(r, cfg.pauseMs));
           continue;
         }
-        const fromAck = [...delays.values()].map((t) => t - tAck);
         const h = libs.newHistogram();
         for (const d of fromAck) h.recordValue(Math.max(1, Math.round(d * 1000)));
         changes.push({
@@ -208,7 +209,7 @@ async function runOnce(libs, cfg) {
           missing: services.length - delays.size,
           delays: fromAck,
           summary: summarize(h),
-          allAppliedMs: delays.size === services.length ? Math.max(...fromAck) : undefined,
+          allAppliedMs,
           effective: effective.length,
           effectiveFirstMs: effective.length ? effective[0] - tAck : undefined,
           effectiveLastMs: effective.length ? effective.at(-1) - tAck : undefined,
