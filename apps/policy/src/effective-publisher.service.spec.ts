@@ -58,7 +58,7 @@ function fakeNats(fail: (e: EffectivePolicyV1) => boolean = () => false, delayMs
           if (fail(e) || ids.has(msgId)) return;
           ids.add(msgId);
           stored.push(e);
-          publisher?.stored(subject, msgId, () => e);
+          publisher?.stored(subject, msgId, stored.length, () => e);
         },
         delayMs ? delayMs(e) : Math.floor(rand() * 5),
       );
@@ -150,7 +150,7 @@ describe('EffectivePublisherService', () => {
     await vi.waitFor(() => expect(sent).toHaveLength(1));
     const theirs = { ...(sent[0] as EffectivePolicyV1) };
     const msgId = `svc-1:1:${effectiveHash(theirs)}`;
-    publisher.stored('mesh.v1.config.policy.svc-1', msgId, () => theirs);
+    publisher.stored('mesh.v1.config.policy.svc-1', msgId, 1, () => theirs);
     const started = Date.now();
     await publisher.idle();
     expect(Date.now() - started).toBeLessThan(1_000);
@@ -163,7 +163,7 @@ describe('EffectivePublisherService', () => {
     const { make, sent } = fakeNats();
     const publisher = make();
     const theirs = { ...computeEffective('svc-9', meshWide('b', 7)), revision: 7, updatedAt: new Date().toISOString() };
-    publisher.stored('mesh.v1.config.policy.svc-9', `svc-9:7:${effectiveHash(theirs)}`, () => theirs);
+    publisher.stored('mesh.v1.config.policy.svc-9', `svc-9:7:${effectiveHash(theirs)}`, 1, () => theirs);
     expect(await publisher.refresh('svc-9', meshWide('b', 7), 8)).toBe(false);
     expect(sent).toHaveLength(0);
   });

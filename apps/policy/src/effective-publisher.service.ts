@@ -1,8 +1,8 @@
 import { hash } from 'node:crypto';
 import type { JetStreamClient } from '@nats-io/jetstream';
-import { type MsgHdrs, type NatsConnection, headers as natsHeaders } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { Inject, Injectable, Optional } from '@nestjs/common';
-import { followLastValues, injectTrace } from '@novamesh/bus';
+import { ConfirmedPublisher, followLastValues } from '@novamesh/bus';
 import { type EffectivePolicyV1, headers, type Policy, streams, subjects } from '@novamesh/contracts';
 import type { Logger } from '@novamesh/observability';
 import { computeEffective } from '@novamesh/policy';
@@ -81,15 +81,10 @@ interface Publication {
 export class EffectivePublisherService {
   private readonly published = new Map<string, string>();
   private readonly chains = new Map<string, Link>();
-  /** This replica's publications sent and not yet seen stored, by message id. */
-  private readonly unconfirmed = new Map<string, { hash: string; deadline: number; confirm: (stored: boolean) => void }>();
-  /** Fails the unconfirmed publications whose time is up (one timer for all, armed for the oldest). */
-  private expiry: NodeJS.Timeout | undefined;
+  /** Sends over core NATS and confirms from the follow; the context of a publication is its content hash. */
+  private readonly confirms: ConfirmedPublisher<string>;
   private readonly maxInFlight: number;
   private readonly maxPending: number;
-  private readonly confirmTimeoutMs: number;
-  /** Publications to send at the next `setImmediate`, so those ready together leave in one socket write. */
-  private outbox: { subject: string; data: Uint8Array; headers: MsgHdrs }[] = [];
   private pending = 0;
   private inFlight = 0;
   private readonly slotWaiters: (() => void)[] = [];
@@ -102,14 +97,14 @@ export class EffectivePublisherService {
 
   constructor(
     @Inject(JETSTREAM) private readonly js: JetStreamClient,
-    @Inject(NATS) private readonly nc: Pick<NatsConnection, 'publish'>,
+    @Inject(NATS) nc: Pick<NatsConnection, 'publish'>,
     @Inject(LOGGER) logger: Logger,
     @Optional() @Inject(EFFECTIVE_PUBLISHER_OPTIONS) opts: EffectivePublisherOptions = {},
   ) {
     this.log = logger.child({ component: 'effective-publisher' });
     this.maxInFlight = opts.maxInFlight ?? 256;
     this.maxPending = opts.maxPending ?? 4 * this.maxInFlight;
-    this.confirmTimeoutMs = opts.confirmTimeoutMs ?? 5_000;
+    this.confirms = new ConfirmedPublisher<string>({ nc, confirmTimeoutMs: opts.confirmTimeoutMs, logger: this.log });
     if (!(this.maxInFlight >= 1 && this.maxPending >= 1)) throw new RangeError('maxInFlight and maxPending must be at least 1');
   }
 
@@ -124,21 +119,22 @@ export class EffectivePublisherService {
       filterSubject: subjects.effectivePolicyAll,
       logger: this.log,
       onMessage: (m) =>
-        this.stored(m.subject, (this.unconfirmed.size && m.headers?.get(headers.msgId)) || undefined, () => m.json<EffectivePolicyV1>()),
+        this.stored(m.subject, (this.confirms.pending && m.headers?.get(headers.msgId)) || undefined, m.seq, () =>
+          m.json<EffectivePolicyV1>(),
+        ),
     });
     this.stopFn = view.stop;
   }
 
   /**
-   * A message stored in MESH_CONFIG (the follow delivers them in stream order): records it as its
-   * service's last value and confirms this replica's publication with that message id — whose
-   * content was hashed when it was queued, so it is not parsed and hashed again.
+   * A message stored in MESH_CONFIG at `seq` (the follow delivers them in stream order): records
+   * it as its service's last value and confirms this replica's publication with that message id —
+   * whose content was hashed when it was queued, so it is not parsed and hashed again.
    */
-  stored(subject: string, msgId: string | undefined, read: () => EffectivePolicyV1): void {
-    const mine = msgId === undefined ? undefined : this.unconfirmed.get(msgId);
+  stored(subject: string, msgId: string | undefined, seq: number, read: () => EffectivePolicyV1): void {
+    const mine = this.confirms.observe(subject, msgId, seq);
     if (mine) {
-      this.published.set(subject.slice(subject.lastIndexOf('.') + 1), mine.hash);
-      mine.confirm(true);
+      this.published.set(subject.slice(subject.lastIndexOf('.') + 1), mine.context);
       return;
     }
     const e = read();
@@ -202,7 +198,7 @@ export class EffectivePublisherService {
       } finally {
         this.release();
       }
-      if (!stored) throw new Error(`not seen in stream ${streams.config} within ${this.confirmTimeoutMs}ms`);
+      if (!stored) throw new Error(`not seen in stream ${streams.config} within ${this.confirms.timeoutMs}ms`);
       if (this.round) this.round.published++;
       this.log.debug({ meshService: service, revision: p.revision, sources: p.sources }, 'effective policy published');
     } catch (err) {
@@ -215,57 +211,13 @@ export class EffectivePublisherService {
   }
 
   /**
-   * Publishes over core NATS (with `Nats-Msg-Id`: a copy another replica stored already is
-   * dropped by the stream, and that one's stored message confirms this one) and resolves true
-   * once the follow has seen it stored, false after `confirmTimeoutMs`.
+   * Publishes over core NATS with `Nats-Msg-Id` (a copy another replica stored already is dropped
+   * by the stream, and that one's stored message confirms this one) and resolves true once the
+   * follow has seen it stored, false after the confirm timeout.
    */
-  private send(p: Publication, msgId: string): Promise<boolean> {
-    return new Promise<boolean>((resolve) => {
-      const settle = (stored: boolean) => {
-        this.unconfirmed.delete(msgId);
-        resolve(stored);
-      };
-      // A copy of the same message id still unconfirmed (sent again after a restart of the chain) is settled by the same message.
-      this.unconfirmed.get(msgId)?.confirm(false);
-      this.unconfirmed.set(msgId, { hash: p.hash, deadline: performance.now() + this.confirmTimeoutMs, confirm: settle });
-      this.armExpiry();
-      const h = injectTrace(natsHeaders());
-      h.set(headers.msgId, msgId);
-      if (this.outbox.push({ subject: subjects.effectivePolicy(p.service), data: encoder.encode(p.json), headers: h }) === 1)
-        setImmediate(() => this.sendOutbox());
-    });
-  }
-
-  private armExpiry(): void {
-    if (this.expiry) return;
-    const oldest = this.unconfirmed.values().next().value;
-    if (!oldest) return;
-    this.expiry = setTimeout(
-      () => {
-        this.expiry = undefined;
-        const now = performance.now();
-        for (const u of this.unconfirmed.values()) {
-          if (u.deadline > now) break;
-          u.confirm(false);
-        }
-        this.armExpiry();
-      },
-      Math.max(0, oldest.deadline - performance.now()),
-    );
-    this.expiry.unref();
-  }
-
-  /** Sends what the publications queued since the last call; one that cannot be sent is not stored, so it times out. */
-  private sendOutbox(): void {
-    const batch = this.outbox;
-    this.outbox = [];
-    for (const m of batch) {
-      try {
-        this.nc.publish(m.subject, m.data, { headers: m.headers });
-      } catch (err) {
-        this.log.warn({ err, subject: m.subject }, 'effective policy not sent');
-      }
-    }
+  private async send(p: Publication, msgId: string): Promise<boolean> {
+    const outcome = await this.confirms.send(subjects.effectivePolicy(p.service), encoder.encode(p.json), { msgId }, p.hash);
+    return outcome.stored;
   }
 
   private async slot(): Promise<void> {

@@ -8,7 +8,7 @@ export interface ProxyConfigConfig extends CommonConfig {
   debounceMs: number;
   /** Longest a change waits for its rebuild, however often its snapshot is touched again (PROXY_CONFIG_MAX_DELAY_MS, default 100ms). */
   maxDelayMs: number;
-  /** Snapshot publications in flight at once (PROXY_CONFIG_MAX_IN_FLIGHT, default 128). */
+  /** Snapshot publications sent and not yet seen stored, at once (PROXY_CONFIG_MAX_IN_FLIGHT, default 128). */
   maxInFlight: number;
   /** A sidecar silent this long is reported stale (PROXY_CONFIG_STALE_AFTER, default 30s as in the contract). */
   staleAfterMs: number;

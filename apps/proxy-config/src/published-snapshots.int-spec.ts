@@ -8,9 +8,9 @@ import { TestNats, waitFor } from '@novamesh/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PublishedSnapshotsService } from './published-snapshots.service';
 
-// The conditional publish between replicas, made deterministic: replica B is a publisher that
-// does not follow the stream, so it always writes from a stale view — the case two live
-// replicas only hit when they race with different views.
+// The conditional publish between replicas, against a real nats-server: two replicas that both
+// follow the stream, publishing different contents for the same service in the same turn, so both
+// expect the same last sequence and one of them must lose and take the next version.
 
 let nats: TestNats;
 let nc: NatsConnection;
@@ -52,38 +52,49 @@ afterAll(async () => {
 });
 
 describe('PublishedSnapshotsService (two replicas, real JetStream)', () => {
-  it('a replica that lost the race re-reads the subject and publishes the next version only if its content differs', async () => {
-    const a = new PublishedSnapshotsService(js, jsm, logger);
+  it('replicas racing for a version each store theirs under a different version; equal content is stored once', async () => {
+    const a = new PublishedSnapshotsService(js, jsm, nc, logger);
+    const b = new PublishedSnapshotsService(js, jsm, nc, logger);
     await a.start();
-    const b = new PublishedSnapshotsService(js, jsm, logger);
+    await b.start();
 
     expect(await a.publish(content(1))).toEqual({ published: true, version: 1 });
-    // b believes nothing is stored: its publish expects "no message", fails, re-reads v1, differs → v2.
-    expect(await b.publish(content(2))).toEqual({ published: true, version: 2 });
-    await waitFor(() => a.lastHash('web') === content(2).hash, { what: 'a to see v2' });
-    expect(await a.publish(content(3))).toEqual({ published: true, version: 3 });
-    // b still thinks v2 is the last: same content as a's v3 → not stored twice.
-    expect(await b.publish(content(3))).toEqual({ published: false, reason: 'published-by-another-replica' });
-    expect(await b.publish(content(3))).toEqual({ published: false, reason: 'unchanged' });
+    await waitFor(() => b.lastHash('web') === content(1).hash, { what: 'b to see v1' });
+    expect(await b.publish(content(1))).toEqual({ published: false, reason: 'unchanged' });
 
-    // Both at once, different contents: one wins each version, the other takes the next one.
+    // Both at once, different contents, both expecting v1's sequence: the stream stores one, the
+    // other is superseded, learns the winner from its follow and publishes the next version.
     for (let i = 0; i < 5; i++) {
       const results = await Promise.all([a.publish(content(10 + i)), b.publish(content(20 + i))]);
       expect(results.every((r) => r.published)).toBe(true);
+      expect(results.map((r) => (r.published ? r.version : 0)).sort()).toEqual([2 + 2 * i, 3 + 2 * i]);
     }
+    // Both at once, the same content: one message id, stored once, confirmed to both.
+    const same = await Promise.all([a.publish(content(30)), b.publish(content(30))]);
+    expect(same).toEqual([
+      { published: true, version: 12 },
+      { published: true, version: 12 },
+    ]);
+    await waitFor(() => a.lastHash('web') === content(30).hash && b.lastHash('web') === content(30).hash, { what: 'both to see v12' });
+    expect(await b.publish(content(30))).toEqual({ published: false, reason: 'unchanged' });
+
     const stored = await allStored();
-    expect(stored.map((s) => s.version)).toEqual(Array.from({ length: 13 }, (_, i) => i + 1));
+    expect(stored.map((s) => s.version)).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
+    expect(stored.at(-1)?.hash).toBe(content(30).hash);
     for (const s of stored) expect(s.hash).toMatch(/^[0-9a-f]{64}$/);
     await a.stop();
+    await b.stop();
   });
 
-  it('keeps counting up after the subject was purged: no version is reused', async () => {
-    const a = new PublishedSnapshotsService(js, jsm, logger);
+  it('keeps counting up after the subject was purged: the publication expecting the purged one times out, the retry takes the next version', async () => {
+    const a = new PublishedSnapshotsService(js, jsm, nc, logger, 500);
     await a.start();
     await waitFor(() => a.lastHash('web') !== undefined, { what: 'a to load web' });
     const before = (await allStored()).at(-1)?.version ?? 0;
     await jsm.streams.purge(streams.proxy, { filter: subjects.proxyConfig('web') });
+    await expect(a.publish(content(99))).rejects.toThrow(/not seen in stream MESH_PROXY within 500ms/);
     expect(await a.publish(content(99))).toEqual({ published: true, version: before + 1 });
+    expect((await allStored()).map((s) => s.version)).toEqual([before + 1]);
     await a.stop();
   });
 });

@@ -1,11 +1,12 @@
 import { JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
-import { Inject, Injectable } from '@nestjs/common';
-import { followLastValues, publishRaw } from '@novamesh/bus';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { Inject, Injectable, Optional } from '@nestjs/common';
+import { ConfirmedPublisher, followLastValues } from '@novamesh/bus';
 import { headers, ProxySnapshotV1, streams, subjects } from '@novamesh/contracts';
 import type { Logger } from '@novamesh/observability';
 import { type CompiledSnapshot, snapshotMessageJson } from '@novamesh/proxy-config';
 import { lastToken, readInput } from './inbound';
-import { JETSTREAM, JETSTREAM_MANAGER, LOGGER } from './tokens';
+import { JETSTREAM, JETSTREAM_MANAGER, LOGGER, NATS } from './tokens';
 
 /** The last snapshot stored for one service, as far as this replica knows. */
 interface Stored {
@@ -20,6 +21,9 @@ const encoder = new TextEncoder();
 /** Conditional publishes lost to another replica in a row before giving up (the caller retries later). */
 const MAX_ATTEMPTS = 5;
 
+/** Optional provider of the confirm timeout (ms) of a snapshot publication (default 5 s). */
+export const SNAPSHOT_CONFIRM_TIMEOUT_MS = Symbol('SNAPSHOT_CONFIRM_TIMEOUT_MS');
+
 export type PublishOutcome =
   | { published: true; version: number }
   | { published: false; reason: 'unchanged' | 'published-by-another-replica' };
@@ -28,15 +32,17 @@ export type PublishOutcome =
  * The snapshots in MESH_PROXY: follows the stream (so it knows the last version, hash and stream
  * sequence of every service, across restarts and replicas) and publishes new ones. A publish
  * takes the next version and is conditional on the subject's last sequence being the one this
- * replica saw, so two replicas never store two snapshots with the same version: the loser re-reads
- * the subject and tries again only if the stored content still differs from its own.
+ * replica saw, so two replicas never store two snapshots with the same version: the loser learns
+ * the winner's snapshot from the follow and tries again only if the stored content still differs
+ * from its own. Publications go out over core NATS and are confirmed by the follow seeing them
+ * stored (ConfirmedPublisher) rather than by a JetStream ack each: for a mesh-wide change that is
+ * hundreds of requests, replies and timers fewer, in this service and in nats-server.
  * Concurrent `publish` calls must be for different services (PublishQueue guarantees it).
  */
 @Injectable()
 export class PublishedSnapshotsService {
   private readonly stored = new Map<string, Stored>();
-  /** The publication awaiting its ack, per service: its message id and the snapshot it carries. */
-  private readonly publishing = new Map<string, { msgId: string; snapshot: ProxySnapshotV1 }>();
+  private readonly confirms: ConfirmedPublisher<ProxySnapshotV1>;
   private readonly listeners: ((snapshot: ProxySnapshotV1) => void)[] = [];
   private stopFn: (() => Promise<void>) | undefined;
   private readonly log: Logger;
@@ -44,9 +50,12 @@ export class PublishedSnapshotsService {
   constructor(
     @Inject(JETSTREAM) private readonly js: JetStreamClient,
     @Inject(JETSTREAM_MANAGER) private readonly jsm: JetStreamManager,
+    @Inject(NATS) nc: Pick<NatsConnection, 'publish'>,
     @Inject(LOGGER) logger: Logger,
+    @Optional() @Inject(SNAPSHOT_CONFIRM_TIMEOUT_MS) confirmTimeoutMs?: number,
   ) {
     this.log = logger.child({ component: 'published-snapshots' });
+    this.confirms = new ConfirmedPublisher<ProxySnapshotV1>({ nc, confirmTimeoutMs, logger: this.log });
   }
 
   /** Called with every snapshot stored (by any replica), first the retained ones. */
@@ -62,18 +71,19 @@ export class PublishedSnapshotsService {
       filterSubject: subjects.proxyConfigAll,
       logger: this.log,
       onMessage: (m) => {
-        // Our own publications come back here, and are not decoded and validated a second time:
-        // those `publish` recorded already (`see` would ignore them), and one that arrives before
-        // its ack (its message id, `<service>:<version>:<hash>`, names the snapshot we sent).
         const service = lastToken(m.subject);
         if ((this.stored.get(service)?.seq ?? 0) >= m.seq) return;
-        const mine = this.publishing.get(service);
-        if (mine && m.headers?.get(headers.msgId) === mine.msgId) {
-          this.see(m.seq, mine.snapshot);
+        // Our own publications come back here and confirm themselves; they are not decoded and
+        // validated a second time (the message id, `<service>:<version>:<hash>`, names the snapshot sent).
+        const mine = this.confirms.observe(m.subject, (this.confirms.pending && m.headers?.get(headers.msgId)) || undefined, m.seq);
+        if (mine) {
+          this.see(m.seq, mine.context);
           return;
         }
         const s = readInput(this.log, ProxySnapshotV1, 'proxy snapshot', m, { field: 'service', of: (p) => p.service });
         if (s) this.see(m.seq, s);
+        // An unreadable message is still the subject's last: the next conditional publish expects it.
+        else this.stored.set(service, { seq: m.seq, version: this.stored.get(service)?.version ?? 0, hash: '' });
       },
     });
     this.stopFn = view.stop;
@@ -96,33 +106,39 @@ export class PublishedSnapshotsService {
         hash: compiled.hash,
         createdAt: new Date().toISOString(),
       };
-      try {
-        // The content's canonical JSON (what the hash covers) is the message, with the rest appended.
-        const data = encoder.encode(snapshotMessageJson(compiled.canonical, snapshot));
-        // A retry of a publish whose ack was lost is dropped by the stream instead of stored twice.
-        const msgId = `${service}:${snapshot.version}:${snapshot.hash}`;
-        const pending = { msgId, snapshot };
-        this.publishing.set(service, pending);
-        const ack = await publishRaw(this.js, subjects.proxyConfig(service), data, {
-          msgId,
-          // 0 = "no snapshot stored yet for this subject".
-          expectLastSubjectSequence: last?.seq ?? 0,
-        }).finally(() => {
-          if (this.publishing.get(service) === pending) this.publishing.delete(service);
-        });
-        this.see(ack.seq, snapshot);
-        if (ack.duplicate) return { published: false, reason: 'published-by-another-replica' };
+      // The content's canonical JSON (what the hash covers) is the message, with the rest appended.
+      const data = encoder.encode(snapshotMessageJson(compiled.canonical, snapshot));
+      // A copy another replica stored already (same content and version) is dropped by the stream.
+      const msgId = `${service}:${snapshot.version}:${snapshot.hash}`;
+      const outcome = await this.confirms.send(
+        subjects.proxyConfig(service),
+        data,
+        // 0 = "no snapshot stored yet for this subject".
+        { msgId, expectLastSubjectSequence: last?.seq ?? 0 },
+        snapshot,
+      );
+      if (outcome.stored) {
+        this.see(outcome.seq, snapshot);
         return { published: true, version: snapshot.version };
-      } catch (e) {
-        if (!isWrongLastSequence(e) || attempt >= MAX_ATTEMPTS) throw e;
-        this.log.debug({ meshService: service, version: snapshot.version, attempt }, 'another replica published first; re-reading');
-        await this.reread(service);
       }
+      if (outcome.reason === 'timeout') {
+        // Refused or lost; the subject may have been purged (a stale expected sequence): read it
+        // back, so the caller's retry expects what the stream holds.
+        await this.reread(service).catch((err: unknown) =>
+          this.log.warn({ err, meshService: service }, 'could not re-read the stored snapshot'),
+        );
+        throw new Error(`snapshot ${msgId} not seen in stream ${streams.proxy} within ${this.confirms.timeoutMs}ms`);
+      }
+      // Another replica stored a snapshot first: the follow has recorded it; retry if ours still differs.
+      if (attempt >= MAX_ATTEMPTS)
+        throw new Error(`snapshot of ${service} lost ${attempt} conditional publishes in a row to other replicas`);
+      this.log.debug({ meshService: service, version: snapshot.version, attempt }, 'another replica published first');
     }
   }
 
   async stop(): Promise<void> {
     await this.stopFn?.();
+    this.confirms.close();
   }
 
   private async reread(service: string): Promise<void> {
@@ -153,8 +169,4 @@ export class PublishedSnapshotsService {
     this.stored.set(snapshot.service, { seq, version: Math.max(snapshot.version, known?.version ?? 0), hash: snapshot.hash });
     for (const l of this.listeners) l(snapshot);
   }
-}
-
-function isWrongLastSequence(e: unknown): boolean {
-  return e instanceof JetStreamApiError && e.code === JetStreamApiCodes.StreamWrongLastSequence;
 }

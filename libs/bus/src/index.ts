@@ -1,3 +1,4 @@
+export * from './confirmed-publisher';
 export * from './connection';
 export * from './consumer';
 export * from './dead-letter';
