@@ -104,7 +104,7 @@ export class EffectivePublisherService {
     this.log = logger.child({ component: 'effective-publisher' });
     this.maxInFlight = opts.maxInFlight ?? 256;
     this.maxPending = opts.maxPending ?? 4 * this.maxInFlight;
-    this.confirms = new ConfirmedPublisher<string>({ nc, confirmTimeoutMs: opts.confirmTimeoutMs, logger: this.log });
+    this.confirms = new ConfirmedPublisher<string>({ nc, confirmTimeoutMs: opts.confirmTimeoutMs });
     if (!(this.maxInFlight >= 1 && this.maxPending >= 1)) throw new RangeError('maxInFlight and maxPending must be at least 1');
   }
 
@@ -190,15 +190,13 @@ export class EffectivePublisherService {
       // Already in the stream (published by another replica meanwhile, seen by the follow).
       if (this.stopped || this.published.get(service) === hash) return;
       await this.slot();
-      let stored: boolean;
       try {
         // Seen stored while waiting for the slot (another replica's identical copy): the stream would drop ours.
         if (this.stopped || this.published.get(service) === hash) return;
-        stored = await this.send(p, msgId);
+        await this.send(p, msgId);
       } finally {
         this.release();
       }
-      if (!stored) throw new Error(`not seen in stream ${streams.config} within ${this.confirms.timeoutMs}ms`);
       if (this.round) this.round.published++;
       this.log.debug({ meshService: service, revision: p.revision, sources: p.sources }, 'effective policy published');
     } catch (err) {
@@ -212,12 +210,14 @@ export class EffectivePublisherService {
 
   /**
    * Publishes over core NATS with `Nats-Msg-Id` (a copy another replica stored already is dropped
-   * by the stream, and that one's stored message confirms this one) and resolves true once the
-   * follow has seen it stored, false after the confirm timeout.
+   * by the stream, and that one's stored message confirms this one) and resolves once the follow
+   * has seen it stored; rejects when it was not sent or not seen stored within the confirm timeout.
    */
-  private async send(p: Publication, msgId: string): Promise<boolean> {
+  private async send(p: Publication, msgId: string): Promise<void> {
     const outcome = await this.confirms.send(subjects.effectivePolicy(p.service), encoder.encode(p.json), { msgId }, p.hash);
-    return outcome.stored;
+    if (outcome.stored) return;
+    if (outcome.reason === 'unsent') throw outcome.error;
+    throw new Error(`not seen in stream ${streams.config} within ${this.confirms.timeoutMs}ms`);
   }
 
   private async slot(): Promise<void> {

@@ -6,7 +6,7 @@ import { createLogger } from '@novamesh/observability';
 import { type CompiledSnapshot, compileSnapshot, endpointSetFixture } from '@novamesh/proxy-config';
 import { TestNats, waitFor } from '@novamesh/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PublishedSnapshotsService } from './published-snapshots.service';
+import { PublishedSnapshotsService, SnapshotTooLargeError } from './published-snapshots.service';
 
 // The conditional publish between replicas, against a real nats-server: two replicas that both
 // follow the stream, publishing different contents for the same service in the same turn, so both
@@ -96,5 +96,32 @@ describe('PublishedSnapshotsService (two replicas, real JetStream)', () => {
     expect(await a.publish(content(99))).toEqual({ published: true, version: before + 1 });
     expect((await allStored()).map((s) => s.version)).toEqual([before + 1]);
     await a.stop();
+  });
+});
+
+describe('PublishedSnapshotsService (a NATS server with a small max_payload)', () => {
+  it('refuses a snapshot over max_payload at once with the sizes and what to do, and still publishes smaller ones', async () => {
+    const small = await TestNats.start({ config: 'max_payload: 16384\n' });
+    const conn = await connect({ servers: small.url });
+    try {
+      const { jsm: m } = await provisionProxyConfig(conn);
+      const service = new PublishedSnapshotsService(jetstream(conn), m, conn, logger);
+      await service.start();
+      const big = content(200);
+      const started = performance.now();
+      const refused = await service.publish(big).catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(SnapshotTooLargeError);
+      expect(performance.now() - started).toBeLessThan(1_000); // not the 5 s confirm timeout
+      const err = refused as SnapshotTooLargeError;
+      expect(err.bytes).toBeGreaterThan(16_384);
+      expect(err.maxPayload).toBe(16_384);
+      expect(err.message).toMatch(/the snapshot of web is \d+ bytes, over the NATS server's max_payload of 16384 bytes/);
+      expect(err.message).toMatch(/declare the upstreams it calls/);
+      expect(await service.publish(content(2))).toEqual({ published: true, version: 1 });
+      await service.stop();
+    } finally {
+      await conn.close();
+      await small.dispose();
+    }
   });
 });

@@ -21,6 +21,28 @@ const encoder = new TextEncoder();
 /** Conditional publishes lost to another replica in a row before giving up (the caller retries later). */
 const MAX_ATTEMPTS = 5;
 
+/** Bytes of a message beside its snapshot (subject, headers): within this of max_payload, a refused send is taken as "too large". */
+const UNSENT_HEADROOM = 1024;
+
+/**
+ * A snapshot over NATS's max_payload: it cannot be published, and publishing it again would fail
+ * the same way until its content changes (the builder does not retry it).
+ */
+export class SnapshotTooLargeError extends Error {
+  constructor(
+    readonly service: string,
+    readonly hash: string,
+    readonly bytes: number,
+    readonly maxPayload: number,
+  ) {
+    super(
+      `the snapshot of ${service} is ${bytes} bytes, over the NATS server's max_payload of ${maxPayload} bytes: its sidecars keep their current snapshot. ` +
+        'A service without declared upstreams gets every service of the mesh in its snapshot; declare the upstreams it calls, or raise max_payload in the NATS server configuration',
+    );
+    this.name = 'SnapshotTooLargeError';
+  }
+}
+
 /** Optional provider of the confirm timeout (ms) of a snapshot publication (default 5 s). */
 export const SNAPSHOT_CONFIRM_TIMEOUT_MS = Symbol('SNAPSHOT_CONFIRM_TIMEOUT_MS');
 
@@ -50,12 +72,12 @@ export class PublishedSnapshotsService {
   constructor(
     @Inject(JETSTREAM) private readonly js: JetStreamClient,
     @Inject(JETSTREAM_MANAGER) private readonly jsm: JetStreamManager,
-    @Inject(NATS) nc: Pick<NatsConnection, 'publish'>,
+    @Inject(NATS) private readonly nc: Pick<NatsConnection, 'publish' | 'info'>,
     @Inject(LOGGER) logger: Logger,
     @Optional() @Inject(SNAPSHOT_CONFIRM_TIMEOUT_MS) confirmTimeoutMs?: number,
   ) {
     this.log = logger.child({ component: 'published-snapshots' });
-    this.confirms = new ConfirmedPublisher<ProxySnapshotV1>({ nc, confirmTimeoutMs, logger: this.log });
+    this.confirms = new ConfirmedPublisher<ProxySnapshotV1>({ nc, confirmTimeoutMs });
   }
 
   /** Called with every snapshot stored (by any replica), first the retained ones. */
@@ -120,6 +142,12 @@ export class PublishedSnapshotsService {
       if (outcome.stored) {
         this.see(outcome.seq, snapshot);
         return { published: true, version: snapshot.version };
+      }
+      if (outcome.reason === 'unsent') {
+        const maxPayload = this.nc.info?.max_payload;
+        if (maxPayload !== undefined && data.length >= maxPayload - UNSENT_HEADROOM)
+          throw new SnapshotTooLargeError(service, snapshot.hash, data.length, maxPayload);
+        throw outcome.error;
       }
       if (outcome.reason === 'timeout') {
         // Refused or lost; the subject may have been purged (a stale expected sequence): read it

@@ -6,7 +6,7 @@ import type { Logger } from '@novamesh/observability';
 import { type CompiledSnapshot, checkSnapshot, type FlushBatch, FlushScheduler, MeshView, PublishQueue } from '@novamesh/proxy-config';
 import type { ProxyConfigConfig } from './config';
 import { readInput } from './inbound';
-import { PublishedSnapshotsService } from './published-snapshots.service';
+import { PublishedSnapshotsService, SnapshotTooLargeError } from './published-snapshots.service';
 import { CONFIG, JETSTREAM, LOGGER } from './tokens';
 
 /** After a failed publish (NATS away, lost races), the service is rebuilt and retried this much later. */
@@ -54,6 +54,8 @@ export class SnapshotBuilderService {
   private round: Round | undefined;
   /** Last diagnostics/issues logged per service, so a steady problem is logged once. */
   private readonly reported = new Map<string, string>();
+  /** Hash of the snapshot per service that was too large to publish, so it is logged once. */
+  private readonly tooLarge = new Map<string, string>();
   private readonly stops: (() => Promise<void>)[] = [];
   private readonly retries = new Set<NodeJS.Timeout>();
   private readonly log: Logger;
@@ -70,6 +72,7 @@ export class SnapshotBuilderService {
       maxInFlight: config.maxInFlight,
       run: async (service, compiled) => {
         const outcome = await this.published.publish(compiled);
+        this.tooLarge.delete(service);
         if (!outcome.published) return;
         if (this.round) this.round.published++;
         this.log.debug(
@@ -84,6 +87,13 @@ export class SnapshotBuilderService {
       },
       onError: (service, _compiled, err) => {
         if (this.round) this.round.failed++;
+        if (err instanceof SnapshotTooLargeError) {
+          // Retrying cannot help until the content changes (the next input change rebuilds it).
+          if (this.tooLarge.get(service) !== err.hash)
+            this.log.error({ meshService: service, bytes: err.bytes, maxPayload: err.maxPayload }, err.message);
+          this.tooLarge.set(service, err.hash);
+          return;
+        }
         this.log.warn({ meshService: service, err }, `snapshot publish failed; retrying in ${RETRY_AFTER_MS}ms`);
         const t = setTimeout(() => {
           this.retries.delete(t);

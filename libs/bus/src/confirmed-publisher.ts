@@ -1,5 +1,4 @@
 import { type MsgHdrs, type NatsConnection, headers as natsHeaders } from '@nats-io/transport-node';
-import type { Logger } from '@novamesh/observability';
 import { injectTrace } from './trace';
 
 export interface ConfirmedPublisherOptions {
@@ -7,7 +6,6 @@ export interface ConfirmedPublisherOptions {
   nc: Pick<NatsConnection, 'publish'>;
   /** A publication not seen stored after this long has failed (default 5 s, as JetStream's publish timeout). */
   confirmTimeoutMs?: number;
-  logger?: Logger;
 }
 
 export interface ConfirmedPublishOptions {
@@ -24,12 +22,14 @@ export interface ConfirmedPublishOptions {
  * What became of a publication: stored at `seq` (this copy, or another publisher's copy with the
  * same message id); `superseded` when a conditional publication lost to another message stored on
  * its subject (`seq`); `timeout` when it was not seen stored within the confirm timeout (refused
- * by the stream, a stale expected sequence, lost with the connection).
+ * by the stream, a stale expected sequence, lost with the connection); `unsent` when the client
+ * refused to send it (`error`: e.g. over the server's max_payload, or the connection closed).
  */
 export type ConfirmedOutcome<C> =
   | { stored: true; seq: number; context: C }
   | { stored: false; reason: 'superseded'; seq: number }
-  | { stored: false; reason: 'timeout' };
+  | { stored: false; reason: 'timeout' }
+  | { stored: false; reason: 'unsent'; error: Error };
 
 interface Unconfirmed<C> {
   msgId: string;
@@ -60,7 +60,7 @@ export class ConfirmedPublisher<C = undefined> {
   private readonly unconfirmed = new Map<string, Unconfirmed<C>>();
   /** The conditional publication in flight per subject. */
   private readonly conditional = new Map<string, Unconfirmed<C>>();
-  private outbox: { subject: string; data: Uint8Array; headers: MsgHdrs }[] = [];
+  private outbox: { entry: Unconfirmed<C>; data: Uint8Array; headers: MsgHdrs }[] = [];
   /** Fails the publications whose time is up (one timer for all, armed for the oldest). */
   private expiry: NodeJS.Timeout | undefined;
   private readonly confirmTimeoutMs: number;
@@ -110,7 +110,7 @@ export class ConfirmedPublisher<C = undefined> {
       const h = injectTrace(natsHeaders());
       h.set('Nats-Msg-Id', msgId);
       if (expected !== undefined) h.set('Nats-Expected-Last-Subject-Sequence', String(expected));
-      if (this.outbox.push({ subject, data, headers: h }) === 1) setImmediate(() => this.sendOutbox());
+      if (this.outbox.push({ entry, data, headers: h }) === 1) setImmediate(() => this.sendOutbox());
     });
   }
 
@@ -158,15 +158,16 @@ export class ConfirmedPublisher<C = undefined> {
     this.expiry.unref();
   }
 
-  /** Sends what was queued since the last call; a message that cannot be sent is never stored, so it times out. */
+  /** Sends what was queued since the last call; one the client refuses to send is settled as `unsent` at once. */
   private sendOutbox(): void {
     const batch = this.outbox;
     this.outbox = [];
-    for (const m of batch) {
+    for (const { entry, data, headers } of batch) {
+      if (this.unconfirmed.get(entry.msgId) !== entry) continue; // settled meanwhile (closed, sent again)
       try {
-        this.opts.nc.publish(m.subject, m.data, { headers: m.headers });
+        this.opts.nc.publish(entry.subject, data, { headers });
       } catch (err) {
-        this.opts.logger?.warn({ err, subject: m.subject }, 'publication not sent; it will time out');
+        entry.settle({ stored: false, reason: 'unsent', error: err instanceof Error ? err : new Error(String(err)) });
       }
     }
   }

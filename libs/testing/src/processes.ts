@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -122,10 +122,14 @@ function exists(p: string): boolean {
 export class TestNats {
   private proc: ManagedProcess | undefined;
   private readonly dir = mkdtempSync(join(tmpdir(), 'novamesh-nats-'));
-  constructor(readonly port: number) {}
+  constructor(
+    readonly port: number,
+    /** nats-server configuration file content (e.g. `max_payload: 8KB`), besides the command-line flags. */
+    private readonly config?: string,
+  ) {}
 
-  static async start(): Promise<TestNats> {
-    const n = new TestNats(await freePort());
+  static async start(opts: { config?: string } = {}): Promise<TestNats> {
+    const n = new TestNats(await freePort(), opts.config);
     await n.restart();
     return n;
   }
@@ -136,7 +140,13 @@ export class TestNats {
 
   async restart(): Promise<void> {
     const bin = process.env.NATS_SERVER_BIN ?? which(['/usr/sbin/nats-server', '/usr/local/bin/nats-server', 'nats-server']);
-    this.proc = new ManagedProcess('nats-server', bin, ['-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.dir]);
+    const args = ['-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.dir];
+    if (this.config !== undefined) {
+      const file = join(this.dir, 'nats-server.conf');
+      writeFileSync(file, this.config);
+      args.push('-c', file);
+    }
+    this.proc = new ManagedProcess('nats-server', bin, args);
     await this.proc.waitForLine(/Server is ready/);
   }
 
