@@ -22,7 +22,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { installCleanupHandlers } from './lib/cleanup.mjs';
 import { updateDoc } from './lib/doc.mjs';
-import { machineInfo, machineLine } from './lib/machine.mjs';
+import { calibrate, machineInfo, machineLine } from './lib/machine.mjs';
 import { note } from './lib/progress.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -88,7 +88,7 @@ async function intro() {
   }
   lines.push(
     '',
-    'Numbers depend heavily on the machine: the reference machine is small (2 cores, loopback, shared and noisy; see `DESIGN.md`, "Measured on this kind of machine"), so compare runs made on the same machine. Every aim is shown with whether this run met it; a missed aim is reported as missed.',
+    'Numbers depend heavily on the machine: the reference machine is small (2 cores, loopback, shared and noisy; see `DESIGN.md`, "Measured on this kind of machine"), so compare runs made on the same machine. Every section\'s machine line ends with two calibration figures measured at the start of its run: single-thread work items per second (JSON out and in and a SHA-256 of a small object: the control plane\'s per-message work) and the round trip of one byte between two processes over loopback TCP, p50 and p99 (two wake-ups of a sleeping process: what every proxy hop pays); machines of the same description differ in both from day to day. Every aim is shown with whether this run met it; a missed aim is reported as missed.',
     '',
     '<!-- bench:machine:start -->',
     '<!-- bench:machine:end -->',
@@ -111,6 +111,7 @@ async function main() {
   }
   installCleanupHandlers();
   const machine = machineInfo();
+  machine.calibration = await calibrate();
   note(`bench: ${machineLine(machine)}`);
   const results = join(root, 'bench-results');
   mkdirSync(results, { recursive: true });
