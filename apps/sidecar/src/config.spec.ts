@@ -17,7 +17,14 @@ function problems(env: NodeJS.ProcessEnv): string {
 describe('sidecar config', () => {
   it('has working defaults', () => {
     const cfg = loadConfig(required);
-    expect(cfg).toMatchObject({ service: 'orders', appPort: 8080, fastPath: true, inboundFastPath: true, headersTimeoutMs: 60_000 });
+    expect(cfg).toMatchObject({
+      service: 'orders',
+      appPort: 8080,
+      fastPath: true,
+      inboundFastPath: true,
+      headersTimeoutMs: 60_000,
+      listenerFiltersTimeoutMs: 15_000,
+    });
     expect(Object.isFrozen(cfg)).toBe(true);
   });
 
@@ -58,6 +65,33 @@ describe('sidecar config', () => {
       const msg = problems({ ...required, SIDECAR_HEADERS_TIMEOUT: '0', SIDECAR_ACCESS_LOG: 'loud' });
       expect(msg).toContain('SIDECAR_HEADERS_TIMEOUT');
       expect(msg).toContain('SIDECAR_ACCESS_LOG');
+    });
+  });
+
+  describe('SIDECAR_LISTENER_FILTERS_TIMEOUT', () => {
+    it.each([
+      ['300ms', 300],
+      ['5s', 5_000],
+      ['24h', 86_400_000],
+      ['', 15_000], // empty: the default (Envoy's listener_filters_timeout)
+    ])('parses %j', (value, ms) => {
+      expect(loadConfig({ ...required, SIDECAR_LISTENER_FILTERS_TIMEOUT: value }).listenerFiltersTimeoutMs).toBe(ms);
+    });
+
+    it('is independent of SIDECAR_HEADERS_TIMEOUT', () => {
+      const cfg = loadConfig({ ...required, SIDECAR_HEADERS_TIMEOUT: '2s', SIDECAR_LISTENER_FILTERS_TIMEOUT: '1s' });
+      expect(cfg).toMatchObject({ headersTimeoutMs: 2_000, listenerFiltersTimeoutMs: 1_000 });
+    });
+
+    it.each(['0', '0s', '-1s', 'never', '15 s'])('refuses %j as not a positive duration', (value) => {
+      const msg = problems({ ...required, SIDECAR_LISTENER_FILTERS_TIMEOUT: value });
+      expect(msg).toContain(`SIDECAR_LISTENER_FILTERS_TIMEOUT="${value}" is not a positive duration`);
+    });
+
+    it('refuses more than 24h', () => {
+      expect(problems({ ...required, SIDECAR_LISTENER_FILTERS_TIMEOUT: '25h' })).toContain(
+        'SIDECAR_LISTENER_FILTERS_TIMEOUT="25h" must be at most 24h',
+      );
     });
   });
 });

@@ -65,10 +65,23 @@ export interface SidecarConfig extends CommonConfig {
    * this long from its first byte, else 408 and the connection closes (Envoy's request_headers_timeout).
    */
   headersTimeoutMs: number;
+  /**
+   * A connection must show what it speaks (the first bytes the listener sniffs: TLS, the HTTP/2
+   * preface or HTTP/1.x) within this long from its accept, else it is closed (Envoy's
+   * listener_filters_timeout): one that sends nothing, or stops inside the preface, holds no socket forever.
+   */
+  listenerFiltersTimeoutMs: number;
 }
 
-/** Upper bound of SIDECAR_HEADERS_TIMEOUT: well inside what a Node.js timer can hold (about 24.8 days). */
-const MAX_HEADERS_TIMEOUT_MS = 24 * 3_600_000;
+/** Upper bound of the timeouts a timer enforces per connection: well inside what a Node.js timer can hold (about 24.8 days). */
+const MAX_TIMEOUT_MS = 24 * 3_600_000;
+
+/** A positive duration of at most 24h (a longer one would not fit a timer, which then fires at once). */
+function timeoutOf(r: EnvReader, key: string, fallback: string): number {
+  const ms = r.duration(key, fallback);
+  if (ms > MAX_TIMEOUT_MS) r.problem(`${key}="${r.raw(key)}" must be at most 24h`);
+  return ms;
+}
 
 function keyValues(r: EnvReader, key: string, check: (k: string, v: string) => string | undefined): Record<string, string> {
   const raw = r.raw(key);
@@ -131,9 +144,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Sidec
   if (!['true', 'false'].includes(fastPath)) r.problem(`SIDECAR_FAST_PATH="${fastPath}" must be true or false`);
   const inboundFastPath = r.string('SIDECAR_INBOUND_FAST_PATH', 'true');
   if (!['true', 'false'].includes(inboundFastPath)) r.problem(`SIDECAR_INBOUND_FAST_PATH="${inboundFastPath}" must be true or false`);
-  const headersTimeoutMs = r.duration('SIDECAR_HEADERS_TIMEOUT', '60s');
-  if (headersTimeoutMs > MAX_HEADERS_TIMEOUT_MS)
-    r.problem(`SIDECAR_HEADERS_TIMEOUT="${r.raw('SIDECAR_HEADERS_TIMEOUT')}" must be at most 24h`);
   return r.done({
     ...common,
     service,
@@ -168,6 +178,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Sidec
     maxInFlight: r.int('SIDECAR_MAX_IN_FLIGHT', 10_000, 1, 1_000_000),
     fastPath: fastPath === 'true',
     inboundFastPath: fastPath === 'true' && inboundFastPath === 'true',
-    headersTimeoutMs,
+    headersTimeoutMs: timeoutOf(r, 'SIDECAR_HEADERS_TIMEOUT', '60s'),
+    listenerFiltersTimeoutMs: timeoutOf(r, 'SIDECAR_LISTENER_FILTERS_TIMEOUT', '15s'),
   });
 }

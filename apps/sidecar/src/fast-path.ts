@@ -34,6 +34,11 @@ import { admitRetry, type RequestPlan, type RuntimeEndpoint, type UpstreamRuntim
 const REQUEST_TIMEOUT_REPLY = 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n';
 const KEEP_ALIVE_HEADERS = `Connection: keep-alive\r\nKeep-Alive: timeout=${KEEP_ALIVE_MS / 1000}\r\n`;
 const CLOSE_HEADERS = 'Connection: close\r\n';
+/**
+ * Once a connection's last bytes are out, how long the client has to close it before it is cut
+ * (Envoy's delayed_close_timeout): what it sends meanwhile is read and dropped.
+ */
+const CLOSE_LINGER_MS = 1_000;
 /** Pipelined bytes kept while a request is in flight before the client socket is paused. */
 const MAX_BUFFERED = 64 * 1024;
 /** Below this, a head and the body bytes after it go out in one buffer (one write). */
@@ -176,6 +181,8 @@ class FastConnection {
   private advancing = false;
   /** Armed while a head is incomplete: its 408 when it is still incomplete after the headers timeout. */
   private headTimer: NodeJS.Timeout | undefined;
+  /** Armed once the connection is closing and its last bytes are out: cuts it when the client does not close. */
+  private lingerTimer: NodeJS.Timeout | undefined;
   private pausedForBuffer = false;
 
   constructor(
@@ -217,6 +224,7 @@ class FastConnection {
   private readonly onClose = () => {
     this.gone = true;
     this.stopHeadTimer();
+    clearTimeout(this.lingerTimer);
     this.fp.forget(this);
     this.exchange?.clientGone();
   };
@@ -231,11 +239,7 @@ class FastConnection {
   private readonly onHeadTimeout = () => {
     this.headTimer = undefined;
     if (this.gone || this.exchange !== undefined) return;
-    this.gone = true;
-    this.fp.forget(this);
-    this.buf = undefined;
-    this.socket.off('data', this.onData); // whatever else the client sends is dropped
-    this.socket.end(REQUEST_TIMEOUT_REPLY);
+    this.close(REQUEST_TIMEOUT_REPLY);
   };
 
   private stopHeadTimer(): void {
@@ -264,9 +268,7 @@ class FastConnection {
     this.exchange = undefined;
     if (this.gone) return;
     if (!keepAlive || this.fp.closing) {
-      this.gone = true;
-      this.fp.forget(this);
-      this.socket.end();
+      this.close();
       return;
     }
     if (this.socket.isPaused()) this.socket.resume();
@@ -316,13 +318,33 @@ class FastConnection {
     }
   }
 
-  /** A request the parser refused: the local reply, then the connection closes (as llhttp errors do). */
-  private refuse(e: HeadError): void {
-    const started = performance.now();
+  /**
+   * Ends the connection after `reply` (or after the response already written): nothing more is
+   * parsed or buffered — what the client still sends is read and dropped — and once the last bytes
+   * are out, a client that has not closed within {@link CLOSE_LINGER_MS} is cut. So a client that
+   * keeps sending after its request was refused (or after a `Connection: close` response) holds
+   * neither memory nor, for long, the socket; node:http destroys the socket as soon as the reply is written.
+   */
+  private close(reply?: string | Buffer): void {
     this.gone = true;
     this.fp.forget(this);
+    this.stopHeadTimer();
+    this.buf = undefined;
+    const socket = this.socket;
+    socket.off('data', this.onData);
+    socket.resume(); // flowing without a 'data' listener: bytes are dropped, and the client's FIN is seen
+    const linger = () => {
+      if (!socket.destroyed) this.lingerTimer = setTimeout(() => socket.destroy(), CLOSE_LINGER_MS);
+    };
+    if (reply === undefined) socket.end(linger);
+    else socket.end(reply, linger);
+  }
+
+  /** A request the parser refused: the local reply (`Connection: close`), then the connection closes (as llhttp errors do). */
+  private refuse(e: HeadError): void {
+    const started = performance.now();
     const reason = `malformed request: ${e.reason}`;
-    this.socket.end(localReplyBytes(e.error, 'BAD_REQUEST', reason, false, false));
+    this.close(localReplyBytes(e.error, 'BAD_REQUEST', reason, false, false));
     this.fp.host.log({ started, method: '', path: '', upstream: '', requestId: '', status: e.error, error: 'BAD_REQUEST', reason });
   }
 
@@ -766,6 +788,7 @@ class Exchange implements UpstreamUser {
       this.responseDone = true;
       this.socket.end(localReplyBytes(400, 'BAD_REQUEST', reason, false, this.head.method === 'HEAD'));
       this.account(400, 'BAD_REQUEST', reason, this.extra());
+      this.conn.finished(this, false); // the connection closes: nothing after the broken body is read
     } else {
       this.socket.destroy();
       this.account(this.status, 'BAD_REQUEST', reason, this.extra());

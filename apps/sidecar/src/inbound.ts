@@ -143,6 +143,8 @@ export class InboundListener {
       fastPath?: boolean;
       /** SIDECAR_HEADERS_TIMEOUT: a request head incomplete after this long gets 408 (both paths). */
       headersTimeoutMs: number;
+      /** SIDECAR_LISTENER_FILTERS_TIMEOUT: a connection whose protocol is undecided after this long is closed. */
+      listenerFiltersTimeoutMs?: number;
       onPeerRefused: (reason: string, peer: string | undefined, remote: string | undefined) => void;
     },
   ) {
@@ -160,6 +162,7 @@ export class InboundListener {
       h2c: this.h2,
       onTls: (socket) => this.acceptTls(socket),
       http1Front: this.fast?.path,
+      filtersTimeoutMs: deps.listenerFiltersTimeoutMs,
     });
     deps.identity.subscribe((change) => {
       if (change === 'certificate' && !this.tls) this.ensureTls();

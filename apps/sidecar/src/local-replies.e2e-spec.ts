@@ -1,11 +1,19 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { ProxySnapshotV1 } from '@novamesh/contracts';
-import { hashSnapshot } from '@novamesh/proxy-config';
-import { freePort, ManagedProcess, repoRoot, waitFor } from '@novamesh/testing';
+import { join } from 'node:path';
+import { freePort, ManagedProcess, waitFor } from '@novamesh/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { accessLog, EchoApp, metrics, metricValue, type RawResponse, raw, SidecarProcess } from './mesh.e2e-helper';
+import {
+  accessLog,
+  EchoApp,
+  metrics,
+  metricValue,
+  type RawResponse,
+  raw,
+  type SidecarProcess,
+  seedShopSnapshot,
+  startLoneSidecar,
+} from './mesh.e2e-helper';
 
 // Answers the sidecar makes without any control plane, against real sidecar processes whose NATS_URL
 // points at a closed loopback port (no nats-server, so no snapshot can ever arrive), each pair run
@@ -32,53 +40,9 @@ let timedSlow: SidecarProcess;
 const NODE_HTTP = { SIDECAR_FAST_PATH: 'false', SIDECAR_INBOUND_FAST_PATH: 'false' };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function startSidecar(id: string, env: NodeJS.ProcessEnv): Promise<SidecarProcess> {
-  const proc = new ManagedProcess(`sidecar-${id}`, process.execPath, [resolve(repoRoot, 'apps/sidecar/dist/main.js')], {
-    NATS_URL: natsUrl,
-    SIDECAR_SERVICE: 'shop',
-    SIDECAR_APP_PORT: String(workload.port),
-    SIDECAR_ID: id,
-    SIDECAR_INBOUND_PORT: '0',
-    SIDECAR_OUTBOUND_PORT: '0',
-    SIDECAR_ADMIN_PORT: '0',
-    SIDECAR_DATA_DIR: join(dir, id),
-    SIDECAR_DRAIN: '200ms',
-    SIDECAR_ACCESS_LOG: 'errors',
-    SIDECAR_JOIN_TOKEN: '',
-    LOG_LEVEL: 'info',
-    ...env,
-  });
-  procs.push(proc);
-  const line = await proc.waitForLine(/"msg":"sidecar ready"/, 30_000);
-  return new SidecarProcess(id, proc, (JSON.parse(line) as { ports: Record<string, number> }).ports);
-}
-
-/** Writes a valid snapshot of `shop` into `id`'s data dir: inbound permissive/ALLOW, one upstream `orders` at the orders app. */
-function seedSnapshot(id: string): void {
-  const content = {
-    service: 'shop',
-    inbound: { mtls: { mode: 'permissive' }, authorization: { defaultAction: 'ALLOW', policies: [] }, rateLimits: [] },
-    upstreams: [
-      {
-        service: 'orders',
-        type: 'http',
-        port: 80,
-        identity: 'spiffe://novamesh.local/ns/default/svc/orders',
-        mtls: 'permissive',
-        loadBalancing: { algorithm: 'round-robin' },
-        subsets: [],
-        routes: [],
-        endpoints: [{ id: 'orders-1', address: '127.0.0.1', port: orders.port, weight: 1, labels: {}, status: 'healthy' }],
-        endpointsRevision: 1,
-      },
-    ],
-  };
-  const draft = { ...content, version: 1, createdAt: new Date().toISOString() };
-  // The sidecar hashes what the schema makes of the file, so the hash is taken of the same.
-  const hash = hashSnapshot(ProxySnapshotV1.parse({ ...draft, hash: '0'.repeat(64) }));
-  mkdirSync(join(dir, id), { recursive: true });
-  writeFileSync(join(dir, id, 'snapshot.json'), JSON.stringify({ ...draft, hash }));
-}
+const startSidecar = (id: string, env: NodeJS.ProcessEnv): Promise<SidecarProcess> => {
+  return startLoneSidecar({ dir, natsUrl, workloadPort: workload.port, procs }, id, { SIDECAR_ACCESS_LOG: 'errors', ...env });
+};
 
 async function snapshotVersion(s: SidecarProcess): Promise<number | null> {
   const { body } = await s.admin<{ snapshot: { version: number } | null }>('/config_dump');
@@ -103,8 +67,8 @@ beforeAll(async () => {
   // Nothing listens there: the sidecars keep trying to connect in the background and never get a snapshot.
   natsUrl = `nats://127.0.0.1:${await freePort()}`;
   [workload, orders] = await Promise.all([EchoApp.start('shop'), EchoApp.start('orders')]);
-  seedSnapshot('timed');
-  seedSnapshot('timed-slow');
+  seedShopSnapshot(join(dir, 'timed'), orders.port);
+  seedShopSnapshot(join(dir, 'timed-slow'), orders.port);
   const timeout = { SIDECAR_HEADERS_TIMEOUT: '1s' };
   [bare, bareSlow, timed, timedSlow] = await Promise.all([
     startSidecar('bare', {}),

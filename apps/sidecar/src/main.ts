@@ -92,6 +92,7 @@ async function main(): Promise<void> {
     inFlight,
     fastPath: config.inboundFastPath,
     headersTimeoutMs: config.headersTimeoutMs,
+    listenerFiltersTimeoutMs: config.listenerFiltersTimeoutMs,
     onPeerRefused: (reason, peer, remote) => {
       metrics.peerRefusals.inc();
       logger.warn({ reason, peer, remote }, 'inbound connection refused');
@@ -104,6 +105,7 @@ async function main(): Promise<void> {
     inFlight,
     fastPath: config.fastPath,
     headersTimeoutMs: config.headersTimeoutMs,
+    listenerFiltersTimeoutMs: config.listenerFiltersTimeoutMs,
   });
   const ports: Record<string, number> = {};
   const admin = new AdminServer({

@@ -1,9 +1,11 @@
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { ProxySnapshotV1 } from '@novamesh/contracts';
+import { hashSnapshot } from '@novamesh/proxy-config';
 import { MeshManager } from '@novamesh/sdk';
 import {
   ManagedProcess,
@@ -378,4 +380,64 @@ export interface ConfigDump {
   rejected: { reason: string } | null;
   certificate: { spiffeId: string; serial: string; source: string } | null;
   ports: Record<string, number>;
+}
+
+/** Where a control-plane-less sidecar (startLoneSidecar) lives: its data dirs, NATS URL (a closed port), workload, and the process list to stop. */
+export interface LoneSidecarSetup {
+  dir: string;
+  natsUrl: string;
+  workloadPort: number;
+  procs: ManagedProcess[];
+}
+
+/**
+ * Starts a sidecar of service `shop` in front of the workload, without a control plane (its
+ * NATS_URL points at a closed port): it serves the snapshot in its data dir (see seedShopSnapshot)
+ * or, without one, answers 503 NO_SNAPSHOT. Resolves once it is ready.
+ */
+export async function startLoneSidecar(setup: LoneSidecarSetup, id: string, env: NodeJS.ProcessEnv): Promise<SidecarProcess> {
+  const proc = new ManagedProcess(`sidecar-${id}`, process.execPath, [resolve(repoRoot, 'apps/sidecar/dist/main.js')], {
+    NATS_URL: setup.natsUrl,
+    SIDECAR_SERVICE: 'shop',
+    SIDECAR_APP_PORT: String(setup.workloadPort),
+    SIDECAR_ID: id,
+    SIDECAR_INBOUND_PORT: '0',
+    SIDECAR_OUTBOUND_PORT: '0',
+    SIDECAR_ADMIN_PORT: '0',
+    SIDECAR_DATA_DIR: join(setup.dir, id),
+    SIDECAR_DRAIN: '200ms',
+    SIDECAR_JOIN_TOKEN: '',
+    LOG_LEVEL: 'info',
+    ...env,
+  });
+  setup.procs.push(proc);
+  const line = await proc.waitForLine(/"msg":"sidecar ready"/, 30_000);
+  return new SidecarProcess(id, proc, (JSON.parse(line) as { ports: Record<string, number> }).ports);
+}
+
+/** Writes a valid snapshot of `shop` into `dataDir`: inbound permissive/ALLOW, one upstream `orders` at `ordersPort`. */
+export function seedShopSnapshot(dataDir: string, ordersPort: number): void {
+  const content = {
+    service: 'shop',
+    inbound: { mtls: { mode: 'permissive' }, authorization: { defaultAction: 'ALLOW', policies: [] }, rateLimits: [] },
+    upstreams: [
+      {
+        service: 'orders',
+        type: 'http',
+        port: 80,
+        identity: 'spiffe://novamesh.local/ns/default/svc/orders',
+        mtls: 'permissive',
+        loadBalancing: { algorithm: 'round-robin' },
+        subsets: [],
+        routes: [],
+        endpoints: [{ id: 'orders-1', address: '127.0.0.1', port: ordersPort, weight: 1, labels: {}, status: 'healthy' }],
+        endpointsRevision: 1,
+      },
+    ],
+  };
+  const draft = { ...content, version: 1, createdAt: new Date().toISOString() };
+  // The sidecar hashes what the schema makes of the file, so the hash is taken of the same.
+  const hash = hashSnapshot(ProxySnapshotV1.parse({ ...draft, hash: '0'.repeat(64) }));
+  mkdirSync(dataDir, { recursive: true });
+  writeFileSync(join(dataDir, 'snapshot.json'), JSON.stringify({ ...draft, hash }));
 }

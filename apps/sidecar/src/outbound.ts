@@ -89,6 +89,8 @@ export class OutboundProxy {
       fastPath?: boolean;
       /** SIDECAR_HEADERS_TIMEOUT: a request head incomplete after this long gets 408 (both paths). */
       headersTimeoutMs: number;
+      /** SIDECAR_LISTENER_FILTERS_TIMEOUT: a connection whose protocol is undecided after this long is closed. */
+      listenerFiltersTimeoutMs?: number;
     },
   ) {}
 
@@ -120,6 +122,7 @@ export class OutboundProxy {
             fixed: service,
           })
         : undefined,
+      filtersTimeoutMs: this.deps.listenerFiltersTimeoutMs,
     });
     this.listeners.push(listener);
     return listener.listen(port, host);

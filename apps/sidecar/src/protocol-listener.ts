@@ -12,10 +12,22 @@ const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n');
 /**
  * Tells a TLS ClientHello (first byte 0x16), an HTTP/2 prior-knowledge preface (`PRI * HTTP/2.0`,
  * what gRPC clients send in plaintext) and anything else (HTTP/1.x) apart, then puts the bytes back.
- * Waits for more bytes only while they could still be the preface.
+ * Waits for more bytes only while they could still be the preface, and no longer than `timeoutMs`
+ * from now: a connection still undecided then (it sent nothing, or stopped inside the preface) is
+ * destroyed, as Envoy closes one its listener filters have not decided on within listener_filters_timeout.
+ * Once decided, the connection's time limits are those of the server it goes to.
  */
-export function sniffProtocol(socket: Socket, then: (protocol: WireProtocol) => void): void {
+export function sniffProtocol(socket: Socket, timeoutMs: number, then: (protocol: WireProtocol) => void): void {
   let seen: Buffer = Buffer.alloc(0);
+  const stop = () => {
+    clearTimeout(timer);
+    socket.off('readable', onReadable);
+    socket.off('close', stop);
+  };
+  const timer = setTimeout(() => {
+    stop();
+    socket.destroy();
+  }, timeoutMs);
   const onReadable = () => {
     const chunk = socket.read() as Buffer | null;
     if (!chunk) return;
@@ -23,7 +35,7 @@ export function sniffProtocol(socket: Socket, then: (protocol: WireProtocol) => 
     const n = Math.min(seen.length, H2_PREFACE.length);
     const maybeH2 = seen.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
     if (seen[0] !== TLS_HANDSHAKE && maybeH2 && seen.length < H2_PREFACE.length) return; // need more bytes
-    socket.off('readable', onReadable);
+    stop();
     socket.unshift(seen);
     const protocol = seen[0] === TLS_HANDSHAKE ? 'tls' : maybeH2 ? 'h2c' : 'http1';
     then(protocol);
@@ -32,6 +44,7 @@ export function sniffProtocol(socket: Socket, then: (protocol: WireProtocol) => 
     if (protocol !== 'tls') process.nextTick(() => socket.resume());
   };
   socket.on('readable', onReadable);
+  socket.once('close', stop);
 }
 
 /** keepAliveTimeout of the sidecar's listeners (node:http and the fast paths): idle client connections close after it. */
@@ -81,6 +94,8 @@ export class ProtocolListener {
       h2c: Http2Server;
       onTls?: (socket: Socket) => void;
       http1Front?: Http1Front | undefined;
+      /** SIDECAR_LISTENER_FILTERS_TIMEOUT (see {@link sniffProtocol}); 15 s, Envoy's default, when unset. */
+      filtersTimeoutMs?: number;
     },
   ) {
     // noDelay as node:http does by default: without it Nagle's algorithm holds small writes back.
@@ -88,7 +103,7 @@ export class ProtocolListener {
       this.sockets.add(socket);
       socket.once('close', () => this.sockets.delete(socket));
       socket.on('error', () => socket.destroy());
-      sniffProtocol(socket, (protocol) => {
+      sniffProtocol(socket, this.servers.filtersTimeoutMs ?? 15_000, (protocol) => {
         if (protocol === 'tls') {
           if (this.servers.onTls) this.servers.onTls(socket);
           else socket.destroy();
