@@ -77,7 +77,7 @@ async function intro() {
     '`npm run bench` builds the monorepo (`tsc -b`) and runs every benchmark suite; `npm run bench -- <suite>` runs one (e.g. `npm run bench -- discovery`).',
     'Each suite starts its own nats-server (JetStream, file store) and redis-server on free loopback ports and the compiled apps it measures, and stops them afterwards, so nothing else needs to be running.',
     'A suite prints a markdown table, writes its raw numbers to `bench-results/<suite>.json` (not committed) and rewrites its own section of this file, between its `<!-- bench:<suite>:start/end -->` markers; the charts are SVG files under `docs/img/`.',
-    'Each configuration runs 3 times (policy and ca: 2; propagation: one run of 10 changes of each kind; resilience: 2 interleaved rounds in one run) on fresh servers and the table shows the median with the range (`--runs=N` to change). `--quick` runs smaller workloads, `--cpu-prof` profiles the apps under test; both leave this file alone, as does `--no-doc`.',
+    'Each configuration runs several times on fresh servers (3 for discovery, 5 for dataplane, 2 for policy and ca; propagation: one run of 10 changes of each kind after 5 warm-up changes; resilience: 2 interleaved rounds in one run, see its section) and the table shows the median with the range (`--runs=N` to change). `--quick` runs smaller workloads, `--cpu-prof` profiles the apps under test; both leave this file alone, as does `--no-doc`.',
     '',
     '| suite | what it measures |',
     '|---|---|',
