@@ -80,6 +80,7 @@ interface Publication {
 @Injectable()
 export class EffectivePublisherService {
   private readonly published = new Map<string, string>();
+  private readonly resetListeners: (() => void)[] = [];
   private readonly chains = new Map<string, Link>();
   /** Sends over core NATS and confirms from the follow; the context of a publication is its content hash. */
   private readonly confirms: ConfirmedPublisher<string>;
@@ -122,6 +123,11 @@ export class EffectivePublisherService {
         this.stored(m.subject, (this.confirms.pending && m.headers?.get(headers.msgId)) || undefined, m.seq, () =>
           m.json<EffectivePolicyV1>(),
         ),
+      // MESH_CONFIG was created again: what it held is gone, so every service is published anew.
+      onReset: () => {
+        this.published.clear();
+        for (const l of this.resetListeners) l();
+      },
     });
     this.stopFn = view.stop;
   }
@@ -167,6 +173,11 @@ export class EffectivePublisherService {
     this.chains.set(service, link);
     while (this.pending >= this.maxPending) await new Promise<void>((r) => this.roomWaiters.push(r));
     return true;
+  }
+
+  /** Called when MESH_CONFIG turned out to have been created again (it holds none of the effective policies published before). */
+  onReset(listener: () => void): void {
+    this.resetListeners.push(listener);
   }
 
   /** Resolves once every queued publication has settled. */
@@ -217,6 +228,7 @@ export class EffectivePublisherService {
     const outcome = await this.confirms.send(subjects.effectivePolicy(p.service), encoder.encode(p.json), { msgId }, p.hash);
     if (outcome.stored) return;
     if (outcome.reason === 'unsent') throw outcome.error;
+    if (outcome.reason === 'closed') throw new Error('stopped before it was seen stored');
     throw new Error(`not seen in stream ${streams.config} within ${this.confirms.timeoutMs}ms`);
   }
 

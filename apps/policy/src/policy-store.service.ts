@@ -84,8 +84,10 @@ export class PolicyStoreService {
       { logger: this.log },
     );
     this.stopWatch = watch.stop;
-    // Every known service gets its effective policy (also those with no policy: the defaults).
+    // Every known service gets its effective policy (also those with no policy: the defaults) —
+    // again when MESH_CONFIG was created anew.
     await this.refreshAll();
+    this.publisher.onReset(() => void this.refreshAll());
     this.services.onNewService((service) => void this.refreshServices([service], this.lastRevision));
     this.log.info({ policies: this.cache.size }, 'policies loaded');
   }

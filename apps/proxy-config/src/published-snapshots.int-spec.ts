@@ -87,13 +87,35 @@ describe('PublishedSnapshotsService (two replicas, real JetStream)', () => {
   });
 
   it('keeps counting up after the subject was purged: the publication expecting the purged one times out, the retry takes the next version', async () => {
-    const a = new PublishedSnapshotsService(js, jsm, nc, logger, 500);
+    const a = new PublishedSnapshotsService(js, jsm, nc, logger, { confirmTimeoutMs: 500 });
     await a.start();
     await waitFor(() => a.lastHash('web') !== undefined, { what: 'a to load web' });
     const before = (await allStored()).at(-1)?.version ?? 0;
     await jsm.streams.purge(streams.proxy, { filter: subjects.proxyConfig('web') });
     await expect(a.publish(content(99))).rejects.toThrow(/not seen in stream MESH_PROXY within 500ms/);
     expect(await a.publish(content(99))).toEqual({ published: true, version: before + 1 });
+    expect((await allStored()).map((s) => s.version)).toEqual([before + 1]);
+    await a.stop();
+  });
+});
+
+describe('PublishedSnapshotsService (MESH_PROXY deleted and created again)', () => {
+  it('notices the new stream, asks for every snapshot again and keeps counting versions up', async () => {
+    const a = new PublishedSnapshotsService(js, jsm, nc, logger, { streamRecheckMs: 200 });
+    let resets = 0;
+    a.onReset(() => resets++);
+    await a.start();
+    await waitFor(() => a.lastHash('web') !== undefined, { what: 'a to load web' });
+    const before = (await allStored()).at(-1)?.version ?? 0;
+    const config = (await jsm.streams.info(streams.proxy)).config;
+    await jsm.streams.delete(streams.proxy);
+    await jsm.streams.add(config);
+    await waitFor(() => resets === 1, { timeoutMs: 5_000, what: 'a to notice MESH_PROXY was created again' });
+    // The content it held is gone: the same content is published again, under the next version.
+    expect(a.lastHash('web')).toBe('');
+    const started = performance.now();
+    expect(await a.publish(content(99))).toEqual({ published: true, version: before + 1 });
+    expect(performance.now() - started).toBeLessThan(1_000); // confirmed by the follow, not timed out
     expect((await allStored()).map((s) => s.version)).toEqual([before + 1]);
     await a.stop();
   });
@@ -115,7 +137,9 @@ describe('PublishedSnapshotsService (a NATS server with a small max_payload)', (
       const err = refused as SnapshotTooLargeError;
       expect(err.bytes).toBeGreaterThan(16_384);
       expect(err.maxPayload).toBe(16_384);
-      expect(err.message).toMatch(/the snapshot of web is \d+ bytes, over the NATS server's max_payload of 16384 bytes/);
+      expect(err.message).toMatch(
+        /the snapshot of web is \d+ bytes, which with its headers exceeds the NATS server's max_payload of 16384 bytes/,
+      );
       expect(err.message).toMatch(/declare the upstreams it calls/);
       expect(await service.publish(content(2))).toEqual({ published: true, version: 1 });
       await service.stop();

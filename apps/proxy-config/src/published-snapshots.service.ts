@@ -21,12 +21,9 @@ const encoder = new TextEncoder();
 /** Conditional publishes lost to another replica in a row before giving up (the caller retries later). */
 const MAX_ATTEMPTS = 5;
 
-/** Bytes of a message beside its snapshot (subject, headers): within this of max_payload, a refused send is taken as "too large". */
-const UNSENT_HEADROOM = 1024;
-
 /**
- * A snapshot over NATS's max_payload: it cannot be published, and publishing it again would fail
- * the same way until its content changes (the builder does not retry it).
+ * A snapshot over NATS's max_payload (with its headers): it cannot be published, and publishing it
+ * again would fail the same way until its content changes (the builder does not retry it).
  */
 export class SnapshotTooLargeError extends Error {
   constructor(
@@ -36,15 +33,23 @@ export class SnapshotTooLargeError extends Error {
     readonly maxPayload: number,
   ) {
     super(
-      `the snapshot of ${service} is ${bytes} bytes, over the NATS server's max_payload of ${maxPayload} bytes: its sidecars keep their current snapshot. ` +
-        'A service without declared upstreams gets every service of the mesh in its snapshot; declare the upstreams it calls, or raise max_payload in the NATS server configuration',
+      `the snapshot of ${service} is ${bytes} bytes, which with its headers exceeds the NATS server's max_payload of ${maxPayload} bytes: its sidecars keep their current snapshot. ` +
+        'A service without declared upstreams gets every service of the mesh in its snapshot; declare the upstreams it calls, or raise max_payload in the NATS server configuration ' +
+        '(a snapshot refused this way is published at the next change of its inputs, or when proxy-config restarts)',
     );
     this.name = 'SnapshotTooLargeError';
   }
 }
 
-/** Optional provider of the confirm timeout (ms) of a snapshot publication (default 5 s). */
-export const SNAPSHOT_CONFIRM_TIMEOUT_MS = Symbol('SNAPSHOT_CONFIRM_TIMEOUT_MS');
+export interface PublishedSnapshotsOptions {
+  /** A publication not seen stored after this long has failed (ms, default 5 s). */
+  confirmTimeoutMs?: number;
+  /** How often MESH_PROXY is checked for having been created again (ms, default 10 s). */
+  streamRecheckMs?: number;
+}
+
+/** Optional provider of PublishedSnapshotsOptions (the defaults otherwise). */
+export const PUBLISHED_SNAPSHOTS_OPTIONS = Symbol('PUBLISHED_SNAPSHOTS_OPTIONS');
 
 export type PublishOutcome =
   | { published: true; version: number }
@@ -66,6 +71,7 @@ export class PublishedSnapshotsService {
   private readonly stored = new Map<string, Stored>();
   private readonly confirms: ConfirmedPublisher<ProxySnapshotV1>;
   private readonly listeners: ((snapshot: ProxySnapshotV1) => void)[] = [];
+  private readonly resetListeners: (() => void)[] = [];
   private stopFn: (() => Promise<void>) | undefined;
   private readonly log: Logger;
 
@@ -74,15 +80,20 @@ export class PublishedSnapshotsService {
     @Inject(JETSTREAM_MANAGER) private readonly jsm: JetStreamManager,
     @Inject(NATS) private readonly nc: Pick<NatsConnection, 'publish' | 'info'>,
     @Inject(LOGGER) logger: Logger,
-    @Optional() @Inject(SNAPSHOT_CONFIRM_TIMEOUT_MS) confirmTimeoutMs?: number,
+    @Optional() @Inject(PUBLISHED_SNAPSHOTS_OPTIONS) private readonly opts: PublishedSnapshotsOptions = {},
   ) {
     this.log = logger.child({ component: 'published-snapshots' });
-    this.confirms = new ConfirmedPublisher<ProxySnapshotV1>({ nc, confirmTimeoutMs });
+    this.confirms = new ConfirmedPublisher<ProxySnapshotV1>({ nc, confirmTimeoutMs: opts.confirmTimeoutMs });
   }
 
   /** Called with every snapshot stored (by any replica), first the retained ones. */
   onSnapshot(listener: (snapshot: ProxySnapshotV1) => void): void {
     this.listeners.push(listener);
+  }
+
+  /** Called when MESH_PROXY turned out to have been created again: every snapshot needs publishing anew. */
+  onReset(listener: () => void): void {
+    this.resetListeners.push(listener);
   }
 
   /** Loads the retained snapshots; resolves once this replica knows every service's last version. */
@@ -92,6 +103,7 @@ export class PublishedSnapshotsService {
       stream: streams.proxy,
       filterSubject: subjects.proxyConfigAll,
       logger: this.log,
+      recheckMs: this.opts.streamRecheckMs,
       onMessage: (m) => {
         const service = lastToken(m.subject);
         if ((this.stored.get(service)?.seq ?? 0) >= m.seq) return;
@@ -104,8 +116,13 @@ export class PublishedSnapshotsService {
         }
         const s = readInput(this.log, ProxySnapshotV1, 'proxy snapshot', m, { field: 'service', of: (p) => p.service });
         if (s) this.see(m.seq, s);
-        // An unreadable message is still the subject's last: the next conditional publish expects it.
-        else this.stored.set(service, { seq: m.seq, version: this.stored.get(service)?.version ?? 0, hash: '' });
+        else this.seeUnreadable(service, m.seq, m.headers?.get(headers.msgId));
+      },
+      // MESH_PROXY was created again: sequences start over and it may hold none of the snapshots.
+      // Versions keep counting up; every service is built and published again.
+      onReset: () => {
+        for (const [service, known] of this.stored) this.stored.set(service, { seq: 0, version: known.version, hash: '' });
+        for (const l of this.resetListeners) l();
       },
     });
     this.stopFn = view.stop;
@@ -144,11 +161,13 @@ export class PublishedSnapshotsService {
         return { published: true, version: snapshot.version };
       }
       if (outcome.reason === 'unsent') {
+        // The client refuses a message whose payload and headers exceed the server's max_payload.
         const maxPayload = this.nc.info?.max_payload;
-        if (maxPayload !== undefined && data.length >= maxPayload - UNSENT_HEADROOM)
+        if (maxPayload !== undefined && /max_payload/.test(outcome.error.message))
           throw new SnapshotTooLargeError(service, snapshot.hash, data.length, maxPayload);
         throw outcome.error;
       }
+      if (outcome.reason === 'closed') throw new Error(`stopped before snapshot ${msgId} was seen stored`);
       if (outcome.reason === 'timeout') {
         // Refused or lost; the subject may have been purged (a stale expected sequence): read it
         // back, so the caller's retry expects what the stream holds.
@@ -169,21 +188,36 @@ export class PublishedSnapshotsService {
     this.confirms.close();
   }
 
+  /**
+   * Reads the subject's last message back (after a publication was not seen stored). Applied only
+   * if the follow recorded nothing for the service meanwhile: what the follow delivers is as new or newer.
+   */
   private async reread(service: string): Promise<void> {
+    const before = this.stored.get(service);
     const m = await this.jsm.streams.getMessage(streams.proxy, { last_by_subj: subjects.proxyConfig(service) }).catch((e: unknown) => {
       if (e instanceof JetStreamApiError && e.code === JetStreamApiCodes.NoMessageFound) return null;
       throw e;
     });
-    const known = this.stored.get(service);
-    // The stream lost the subject (purged, recreated): expect "none" next, but keep counting up.
+    if (this.stored.get(service) !== before) return;
+    // The stream lost the subject (purged): expect "none" next, but keep counting up.
     if (!m) {
-      this.stored.set(service, { seq: 0, version: known?.version ?? 0, hash: '' });
+      this.stored.set(service, { seq: 0, version: before?.version ?? 0, hash: '' });
       return;
     }
     const s = readInput(this.log, ProxySnapshotV1, 'proxy snapshot', m, { field: 'service', of: (p) => p.service });
     if (s) this.see(m.seq, s, true);
-    // An unreadable stored message still has a sequence to expect; its version is unknown, so keep ours.
-    else this.stored.set(service, { seq: m.seq, version: known?.version ?? 0, hash: '' });
+    else this.seeUnreadable(service, m.seq, m.header?.get(headers.msgId));
+  }
+
+  /**
+   * An unreadable stored message is still the subject's last: the next conditional publish expects
+   * its sequence, and the next version must be above its version — which its message id
+   * (`<service>:<version>:<hash>`) tells when the body cannot.
+   */
+  private seeUnreadable(service: string, seq: number, msgId: string | undefined): void {
+    const known = this.stored.get(service)?.version ?? 0;
+    const fromId = Number(/^.+:(\d+):[0-9a-f]+$/.exec(msgId ?? '')?.[1] ?? 0);
+    this.stored.set(service, { seq, version: Math.max(known, Number.isSafeInteger(fromId) ? fromId : 0), hash: '' });
   }
 
   /**

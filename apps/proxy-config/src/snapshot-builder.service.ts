@@ -86,6 +86,7 @@ export class SnapshotBuilderService {
         );
       },
       onError: (service, _compiled, err) => {
+        if (this.stopped) return;
         if (this.round) this.round.failed++;
         if (err instanceof SnapshotTooLargeError) {
           // Retrying cannot help until the content changes (the next input change rebuilds it).
@@ -131,6 +132,8 @@ export class SnapshotBuilderService {
       if (set) this.scheduler.mark(this.view.applyEndpoints(set), true);
     });
     this.log.info({ services: this.view.services().length }, 'inputs loaded');
+    // MESH_PROXY created again (it holds none of the snapshots): build and publish every one anew.
+    this.published.onReset(() => this.scheduler.mark(this.view.services()));
     this.scheduler.release();
   }
 

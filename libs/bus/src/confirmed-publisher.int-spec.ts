@@ -82,26 +82,28 @@ describe('ConfirmedPublisher (real JetStream)', () => {
     await stop();
   });
 
-  it('settles a conditional publication another message beat as superseded, and one nobody beat as timed out', async () => {
+  it('settles a conditional publication as superseded when another message on its subject comes after the expected sequence, and as timed out when nothing does', async () => {
     const { publisher, stop } = await followed(400);
     const first = await publisher.send('cp.cond', encoder.encode('v1'), { msgId: 'cond-1', expectLastSubjectSequence: 0 }, 'v1');
     if (!first.stored) throw new Error('the first conditional publication was not stored');
-    // Another writer stores v2 after v1; this publisher's v2' still expects v1's sequence.
-    const other = await js.publish('cp.cond', encoder.encode('v2 by another'), { expect: { lastSubjectSequence: first.seq } });
-    const lost = publisher.send('cp.cond', encoder.encode("v2'"), { msgId: 'cond-2', expectLastSubjectSequence: first.seq }, 'v2');
-    // The follow may have seen `other` already; a stale conditional is then refused by the stream and times out.
-    const outcome = await lost;
-    expect(outcome.stored).toBe(false);
-    if (!outcome.stored) expect(['superseded', 'timeout']).toContain(outcome.reason);
-    expect(await lastSeq('cp.cond')).toBe(other.seq);
 
-    // In flight when the other message is stored: superseded at once, with that message's sequence.
-    const pending = publisher.send('cp.cond', encoder.encode('v3'), { msgId: 'cond-3', expectLastSubjectSequence: first.seq }, 'v3');
+    // In flight when another message is stored on the subject first (a plain publish on the same
+    // connection leaves before ours, which goes at the next setImmediate): superseded at once.
+    const pending = publisher.send('cp.cond', encoder.encode('v2'), { msgId: 'cond-2', expectLastSubjectSequence: first.seq }, 'v2');
+    nc.publish('cp.cond', encoder.encode('v2 by another'));
     const started = performance.now();
-    const beat = await js.publish('cp.cond', encoder.encode('v3 by another'));
     const result = await pending;
-    expect(result).toEqual({ stored: false, reason: 'superseded', seq: beat.seq });
+    expect(result).toEqual({ stored: false, reason: 'superseded', seq: await lastSeq('cp.cond') });
+    expect(result.stored === false && result.reason === 'superseded' && result.seq).toBeGreaterThan(first.seq);
     expect(performance.now() - started).toBeLessThan(400);
+    expect(publisher.pending).toBe(0);
+
+    // The message at the expected sequence itself (a follow that lags delivers it late) does not settle it.
+    const last = await lastSeq('cp.cond');
+    const late = publisher.send('cp.cond', encoder.encode('v3'), { msgId: 'cond-3', expectLastSubjectSequence: last }, 'v3');
+    expect(publisher.observe('cp.cond', 'someone-else', last)).toBeUndefined();
+    expect(publisher.pending).toBe(1);
+    expect(await late).toMatchObject({ stored: true, context: 'v3' });
 
     // A stale expectation nobody follows up on: refused by the stream, nothing to observe, timed out.
     expect(await publisher.send('cp.cond', encoder.encode('v4'), { msgId: 'cond-4', expectLastSubjectSequence: 1 }, 'v4')).toEqual({
@@ -110,6 +112,15 @@ describe('ConfirmedPublisher (real JetStream)', () => {
     });
     expect(publisher.pending).toBe(0);
     await stop();
+  });
+
+  it('settles what is pending as closed on close, without waiting for the timeout', async () => {
+    const publisher = new ConfirmedPublisher<string>({ nc, confirmTimeoutMs: 60_000 });
+    // No follow feeds this one: nothing can confirm it.
+    const pending = publisher.send('cp.closed', encoder.encode('x'), { msgId: 'closed-1' }, 'x');
+    publisher.close();
+    expect(await pending).toEqual({ stored: false, reason: 'closed' });
+    expect(publisher.pending).toBe(0);
   });
 
   it('refuses a second conditional publication on a subject while one is in flight', async () => {

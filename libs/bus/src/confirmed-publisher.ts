@@ -20,16 +20,20 @@ export interface ConfirmedPublishOptions {
 
 /**
  * What became of a publication: stored at `seq` (this copy, or another publisher's copy with the
- * same message id); `superseded` when a conditional publication lost to another message stored on
- * its subject (`seq`); `timeout` when it was not seen stored within the confirm timeout (refused
- * by the stream, a stale expected sequence, lost with the connection); `unsent` when the client
- * refused to send it (`error`: e.g. over the server's max_payload, or the connection closed).
+ * same message id); `superseded` when another message stored on the subject of a conditional
+ * publication came after the expected sequence (`seq`): almost always ours was refused — or,
+ * rarely, ours was stored and replaced before the follow read it (see `observe`); `timeout` when
+ * it was not seen stored within the confirm timeout (refused by the stream, a stale expected
+ * sequence, lost with the connection, stored and replaced unseen); `unsent` when the client
+ * refused to send it (`error`: e.g. over the server's max_payload, or the connection closed);
+ * `closed` when `close` was called before it settled.
  */
 export type ConfirmedOutcome<C> =
   | { stored: true; seq: number; context: C }
   | { stored: false; reason: 'superseded'; seq: number }
   | { stored: false; reason: 'timeout' }
-  | { stored: false; reason: 'unsent'; error: Error };
+  | { stored: false; reason: 'unsent'; error: Error }
+  | { stored: false; reason: 'closed' };
 
 interface Unconfirmed<C> {
   msgId: string;
@@ -50,11 +54,15 @@ interface Unconfirmed<C> {
  *
  * The caller feeds `observe` with every message its follow delivers (in stream order). A
  * publication is confirmed by the stored message with its message id — its own copy, or an
- * identical one another replica stored first (the stream drops the second). A conditional
- * publication (expected last subject sequence) that another message beat is settled as
- * `superseded` as soon as that message is seen: it came after the expected sequence, so the
- * stream refused ours. Publications sent in one event-loop turn leave together, at the next
- * `setImmediate` (one socket write). Single-threaded: use from one event loop.
+ * identical one another replica stored while ours was pending (the stream drops the second; one
+ * seen before `send` cannot confirm it, so a caller checks the stream's last value first). A
+ * conditional publication (expected last subject sequence) is settled as `superseded` as soon as
+ * another message on its subject with a higher sequence is seen: the stream refused ours — unless
+ * ours was stored and then replaced before the follow read it, which a follow with pull credit
+ * left (followLastValues keeps a large budget) does not let happen; either way the subject's last
+ * value is now that other message, which is what a caller retries against. Publications sent in
+ * one event-loop turn leave together, at the next `setImmediate` (one socket write).
+ * Single-threaded: use from one event loop.
  */
 export class ConfirmedPublisher<C = undefined> {
   private readonly unconfirmed = new Map<string, Unconfirmed<C>>();
@@ -131,9 +139,9 @@ export class ConfirmedPublisher<C = undefined> {
     return undefined;
   }
 
-  /** Settles everything unconfirmed as timed out (the connection is going away). */
+  /** Settles everything unconfirmed as `closed` (the connection is going away). */
   close(): void {
-    for (const u of [...this.unconfirmed.values()]) u.settle({ stored: false, reason: 'timeout' });
+    for (const u of [...this.unconfirmed.values()]) u.settle({ stored: false, reason: 'closed' });
     if (this.expiry) clearTimeout(this.expiry);
     this.expiry = undefined;
   }

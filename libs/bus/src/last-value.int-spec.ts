@@ -3,7 +3,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { TestNats, waitFor } from '@novamesh/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { drainBus } from './connection';
-import { followLastValue } from './last-values';
+import { followLastValue, followLastValues } from './last-values';
 
 // followLastValue against a real nats-server: a last-value-per-subject stream like MESH_PROXY.
 const STREAM = 'LV_TEST';
@@ -113,6 +113,44 @@ describe('followLastValue', () => {
       f.stop();
     } finally {
       await slow.close();
+    }
+  });
+});
+
+describe('followLastValues', () => {
+  it('follows a stream that was deleted and created again: onReset, then its last values and new messages', async () => {
+    const jsm = await jetstreamManager(nc);
+    const name = 'LV_RECREATED';
+    const config = { name, subjects: ['lvr.>'], max_msgs_per_subject: 1 };
+    await jsm.streams.add(config);
+    for (let i = 0; i < 20; i++) await js.publish(`lvr.s${i % 4}`, `old ${i}`);
+    const seen: string[] = [];
+    let resets = 0;
+    const view = await followLastValues({
+      js,
+      stream: name,
+      filterSubject: 'lvr.>',
+      recheckMs: 100,
+      onMessage: (m) => seen.push(`${m.subject}=${m.string()}@${m.seq}`),
+      onReset: () => {
+        resets++;
+        seen.push('reset');
+      },
+    });
+    try {
+      expect(seen).toEqual(['lvr.s0=old 16@17', 'lvr.s1=old 17@18', 'lvr.s2=old 18@19', 'lvr.s3=old 19@20']);
+      // Created again: its sequences start over at 1, below what the follow has seen.
+      await jsm.streams.delete(name);
+      await jsm.streams.add(config);
+      await js.publish('lvr.s0', 'new 1');
+      await waitFor(() => seen.includes('lvr.s0=new 1@1'), { timeoutMs: 5_000, what: 'the first message of the new stream' });
+      await js.publish('lvr.s1', 'new 2');
+      await waitFor(() => seen.includes('lvr.s1=new 2@2'), { timeoutMs: 5_000, what: 'a later message of the new stream' });
+      expect(resets).toBe(1);
+      expect(seen.slice(seen.indexOf('reset'))).toEqual(['reset', 'lvr.s0=new 1@1', 'lvr.s1=new 2@2']);
+    } finally {
+      await view.stop();
+      await jsm.streams.delete(name);
     }
   });
 });

@@ -10,48 +10,97 @@ export interface LastValuesOptions {
   filterSubject: string;
   /** Called for every message, first the retained last value of each subject, then every new one. */
   onMessage(msg: JsMsg): void;
+  /**
+   * Called when the stream turned out to have been deleted and created again (its sequences start
+   * over), before its retained values are delivered again: what was learned from the old one
+   * (stream sequences above all) no longer holds.
+   */
+  onReset?(): void;
   logger?: Logger;
   /** Give up waiting for the retained values after this long (ms); default 30 s. */
   loadTimeoutMs?: number;
+  /** How often the stream is checked for having been created again (ms); default 10 s. */
+  recheckMs?: number;
 }
+
+/**
+ * Messages an ordered consumer may have pulled and not delivered yet. A follow with no pull
+ * outstanding misses a message that is replaced (one per subject) before it asks for more, so the
+ * budget is large enough for a mesh-wide burst to arrive as it is stored.
+ */
+const PULL_BUDGET = 4_096;
 
 /**
  * Follows a last-value-per-subject stream with an ordered consumer: delivers the current value of
  * every subject, then each change. Resolves once the retained values have been delivered, so a
  * caller starts with a complete view. Survives NATS reconnects (the ordered consumer recreates
- * itself). `stop()` ends it.
+ * itself) and the stream being deleted and created again (an ordered consumer would wait for
+ * sequences the new stream reaches only much later, if ever): every `recheckMs` the stream's
+ * creation time is compared, and on a change the follow starts over from the last values, after
+ * `onReset`. `stop()` ends it.
  */
 export async function followLastValues(opts: LastValuesOptions): Promise<{ stop(): Promise<void> }> {
-  const consumer = await opts.js.consumers.get(opts.stream, {
-    filter_subjects: opts.filterSubject,
-    deliver_policy: DeliverPolicy.LastPerSubject,
-  });
-  const pending = (await consumer.info(true)).num_pending;
-  const messages = await consumer.consume();
   let stopped = false;
-  let seen = 0;
-  let resolveLoaded!: () => void;
-  const loaded = new Promise<void>((r) => {
-    resolveLoaded = r;
-  });
-  if (pending === 0) resolveLoaded();
-  void (async () => {
-    for await (const m of messages) {
-      try {
-        opts.onMessage(m);
-      } catch (err) {
-        opts.logger?.warn({ err, subject: m.subject }, 'unreadable message ignored');
+  let current: { close(): Promise<unknown> } | undefined;
+  const jsm = await opts.js.jetstreamManager(false);
+  /** Starts an ordered consumer from the last values; resolves once they were delivered (or the load timeout passed). */
+  const follow = async (): Promise<string> => {
+    const created = (await jsm.streams.info(opts.stream)).created;
+    const consumer = await opts.js.consumers.get(opts.stream, {
+      filter_subjects: opts.filterSubject,
+      deliver_policy: DeliverPolicy.LastPerSubject,
+    });
+    const pending = (await consumer.info(true)).num_pending;
+    const messages = await consumer.consume({ max_messages: PULL_BUDGET });
+    current = messages;
+    let seen = 0;
+    let resolveLoaded!: () => void;
+    const loaded = new Promise<void>((r) => {
+      resolveLoaded = r;
+    });
+    if (pending === 0) resolveLoaded();
+    void (async () => {
+      for await (const m of messages) {
+        try {
+          opts.onMessage(m);
+        } catch (err) {
+          opts.logger?.warn({ err, subject: m.subject }, 'unreadable message ignored');
+        }
+        if (++seen >= pending) resolveLoaded();
       }
-      if (++seen >= pending) resolveLoaded();
-    }
-  })().catch((err) => {
-    if (!stopped) opts.logger?.error({ err, stream: opts.stream }, 'last-value view stopped');
-  });
-  await Promise.race([loaded, new Promise((r) => setTimeout(r, opts.loadTimeoutMs ?? 30_000))]);
+    })().catch((err) => {
+      if (!stopped && current === messages) opts.logger?.error({ err, stream: opts.stream }, 'last-value view stopped');
+    });
+    const timeout = new Promise((r) => setTimeout(r, opts.loadTimeoutMs ?? 30_000).unref());
+    await Promise.race([loaded, timeout]);
+    return created;
+  };
+  let created = await follow();
+  let checking = false;
+  const recheck = setInterval(() => {
+    if (checking || stopped) return;
+    checking = true;
+    void (async () => {
+      try {
+        const now = (await jsm.streams.info(opts.stream)).created;
+        if (now === created || stopped) return;
+        opts.logger?.warn({ stream: opts.stream }, 'the stream was created again; following it from its last values');
+        await current?.close().catch(() => undefined);
+        opts.onReset?.();
+        created = await follow();
+      } catch {
+        // The stream is missing (deleted, not created again yet) or NATS is unreachable: next time.
+      } finally {
+        checking = false;
+      }
+    })();
+  }, opts.recheckMs ?? 10_000);
+  recheck.unref();
   return {
     stop: async () => {
       stopped = true;
-      await messages.close().catch(() => undefined);
+      clearInterval(recheck);
+      await current?.close().catch(() => undefined);
     },
   };
 }
