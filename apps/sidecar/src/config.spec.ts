@@ -24,6 +24,7 @@ describe('sidecar config', () => {
       inboundFastPath: true,
       headersTimeoutMs: 60_000,
       listenerFiltersTimeoutMs: 15_000,
+      idleTimeoutMs: 65_000,
     });
     expect(Object.isFrozen(cfg)).toBe(true);
   });
@@ -92,6 +93,32 @@ describe('sidecar config', () => {
       expect(problems({ ...required, SIDECAR_LISTENER_FILTERS_TIMEOUT: '25h' })).toContain(
         'SIDECAR_LISTENER_FILTERS_TIMEOUT="25h" must be at most 24h',
       );
+    });
+  });
+
+  describe('SIDECAR_IDLE_TIMEOUT', () => {
+    it.each([
+      ['500ms', 500],
+      ['2s', 2_000],
+      ['10m', 600_000],
+      ['24h', 86_400_000],
+      ['', 65_000], // empty: the default (the HTTP/1.1 keep-alive the listeners had before the setting)
+    ])('parses %j', (value, ms) => {
+      expect(loadConfig({ ...required, SIDECAR_IDLE_TIMEOUT: value }).idleTimeoutMs).toBe(ms);
+    });
+
+    it('is independent of the other listener timeouts', () => {
+      const cfg = loadConfig({ ...required, SIDECAR_IDLE_TIMEOUT: '30s', SIDECAR_HEADERS_TIMEOUT: '2s' });
+      expect(cfg).toMatchObject({ idleTimeoutMs: 30_000, headersTimeoutMs: 2_000, listenerFiltersTimeoutMs: 15_000 });
+    });
+
+    it.each(['0', '0s', '-1s', 'never', 'off', '65 s'])('refuses %j as not a positive duration (there is no "no limit")', (value) => {
+      const msg = problems({ ...required, SIDECAR_IDLE_TIMEOUT: value });
+      expect(msg).toContain(`SIDECAR_IDLE_TIMEOUT="${value}" is not a positive duration`);
+    });
+
+    it('refuses more than 24h', () => {
+      expect(problems({ ...required, SIDECAR_IDLE_TIMEOUT: '25h' })).toContain('SIDECAR_IDLE_TIMEOUT="25h" must be at most 24h');
     });
   });
 });

@@ -71,6 +71,13 @@ export interface SidecarConfig extends CommonConfig {
    * listener_filters_timeout): one that sends nothing, or stops inside the preface, holds no socket forever.
    */
   listenerFiltersTimeoutMs: number;
+  /**
+   * A client connection with nothing in progress is closed after this long (Envoy's idle_timeout),
+   * inbound and outbound: an HTTP/1.1 keep-alive connection idle between requests (advertised in
+   * its `Keep-Alive: timeout=` header), an HTTP/2 session without an open stream (gracefully:
+   * GOAWAY, then close). A stream, however quiet, keeps its session.
+   */
+  idleTimeoutMs: number;
 }
 
 /** Upper bound of the timeouts a timer enforces per connection: well inside what a Node.js timer can hold (about 24.8 days). */
@@ -180,5 +187,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Sidec
     inboundFastPath: fastPath === 'true' && inboundFastPath === 'true',
     headersTimeoutMs: timeoutOf(r, 'SIDECAR_HEADERS_TIMEOUT', '60s'),
     listenerFiltersTimeoutMs: timeoutOf(r, 'SIDECAR_LISTENER_FILTERS_TIMEOUT', '15s'),
+    // 65 s: the HTTP/1.1 keep-alive the listeners always had.
+    idleTimeoutMs: timeoutOf(r, 'SIDECAR_IDLE_TIMEOUT', '65s'),
   });
 }

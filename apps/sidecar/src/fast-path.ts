@@ -26,13 +26,11 @@ import {
 import { ChunkedScanner, type HeadError, parseRequestHead, parseResponseHead, type RequestHead, type ResponseHead } from './http1-wire';
 import { ERROR_HEADER, FAULT_HEADER, headerSafe, LOCAL_REPLIES, type LocalReplyCode, REASON_HEADER } from './local-reply';
 import type { SidecarMetrics } from './metrics';
-import { KEEP_ALIVE_MS } from './protocol-listener';
 import { socketClosedError, type UpstreamConnection, type UpstreamUser } from './raw-pool';
 import { admitRetry, type RequestPlan, type RuntimeEndpoint, type UpstreamRuntime } from './upstream-runtime';
 
 /** What a request head still incomplete after the node:http server's headersTimeout gets, as node:http writes it (then the connection closes). */
 const REQUEST_TIMEOUT_REPLY = 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n';
-const KEEP_ALIVE_HEADERS = `Connection: keep-alive\r\nKeep-Alive: timeout=${KEEP_ALIVE_MS / 1000}\r\n`;
 const CLOSE_HEADERS = 'Connection: close\r\n';
 /**
  * Once a connection's last bytes are out, how long the client has to close it before it is cut
@@ -148,12 +146,20 @@ function headerLines(name: string, value: string | string[] | number | undefined
 export class FastPath {
   private readonly connections = new Set<FastConnection>();
   closing = false;
+  /**
+   * The Connection lines of a response that keeps the connection: the node:http server's
+   * keepAliveTimeout (SIDECAR_IDLE_TIMEOUT) in whole seconds rounded down, as node:http writes it, so
+   * both paths advertise the same and never more than the connection is kept (under 1 s: `timeout=0`).
+   */
+  readonly keepAliveHeaders: string;
 
   constructor(
     readonly host: FastPathHost,
     readonly http1: HttpServer,
     readonly target: OutboundTarget | DirectTarget,
-  ) {}
+  ) {
+    this.keepAliveHeaders = `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(http1.keepAliveTimeout / 1000)}\r\n`;
+  }
 
   accept(socket: Socket): void {
     const conn = new FastConnection(this, socket);
@@ -193,7 +199,7 @@ class FastConnection {
     socket.on('close', this.onClose);
     socket.on('drain', this.onDrain);
     socket.on('timeout', this.onTimeout);
-    socket.setTimeout(KEEP_ALIVE_MS);
+    socket.setTimeout(fp.http1.keepAliveTimeout);
   }
 
   private readonly onData = (chunk: Buffer) => {
@@ -233,7 +239,7 @@ class FastConnection {
 
   private readonly onTimeout = () => {
     if (this.exchange === undefined) this.socket.destroy();
-    else this.socket.setTimeout(KEEP_ALIVE_MS); // requests have no time limit (requestTimeout 0): re-armed
+    else this.socket.setTimeout(this.fp.http1.keepAliveTimeout); // requests have no time limit (requestTimeout 0): re-armed
   };
 
   private readonly onHeadTimeout = () => {
@@ -344,7 +350,7 @@ class FastConnection {
   private refuse(e: HeadError): void {
     const started = performance.now();
     const reason = `malformed request: ${e.reason}`;
-    this.close(localReplyBytes(e.error, 'BAD_REQUEST', reason, false, false));
+    this.close(localReplyBytes(e.error, 'BAD_REQUEST', reason, CLOSE_HEADERS, false));
     this.fp.host.log({ started, method: '', path: '', upstream: '', requestId: '', status: e.error, error: 'BAD_REQUEST', reason });
   }
 
@@ -463,27 +469,27 @@ function planRequest(fp: FastPath, head: RequestHead, socket: Socket, buf: Buffe
   return plan;
 }
 
-/** The bytes of a local reply, as sendLocalReply makes node:http write it. */
+/** The bytes of a local reply, as sendLocalReply makes node:http write it; `connection`: the Connection lines (keep-alive or close). */
 function localReplyBytes(
   status: number,
   code: LocalReplyCode,
   reason: string,
-  keepAlive: boolean,
+  connection: string,
   head: boolean,
   fault?: 'delay' | undefined,
   extraHeaders?: Record<string, string> | undefined,
 ): Buffer {
   let lines = `${ERROR_HEADER}: ${code}\r\n${REASON_HEADER}: ${headerSafe(reason)}\r\n${fault ? `${FAULT_HEADER}: ${fault}\r\n` : ''}`;
   if (extraHeaders) for (const name in extraHeaders) lines += headerLines(name, extraHeaders[name]);
-  return jsonReplyBytes(status, JSON.stringify({ code, message: reason }), lines, keepAlive, head);
+  return jsonReplyBytes(status, JSON.stringify({ code, message: reason }), lines, connection, head);
 }
 
 /** A JSON response as node:http writes `writeHead(status, {content-type, content-length, ...lines})` and `end(body)`. */
-function jsonReplyBytes(status: number, body: string, lines: string, keepAlive: boolean, head: boolean): Buffer {
+function jsonReplyBytes(status: number, body: string, lines: string, connection: string, head: boolean): Buffer {
   const bodyBytes = Buffer.byteLength(body);
   const text =
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'unknown'}\r\ncontent-type: application/json\r\ncontent-length: ${bodyBytes}\r\n` +
-    `${lines}Date: ${utcDate()}\r\n${keepAlive ? KEEP_ALIVE_HEADERS : CLOSE_HEADERS}\r\n`;
+    `${lines}Date: ${utcDate()}\r\n${connection}\r\n`;
   if (head) return Buffer.from(text, 'latin1');
   const out = Buffer.allocUnsafe(Buffer.byteLength(text, 'latin1') + bodyBytes);
   const n = out.write(text, 'latin1');
@@ -786,7 +792,7 @@ class Exchange implements UpstreamUser {
     this.conn.buf = undefined;
     if (this.status === 0 && !this.responseDone) {
       this.responseDone = true;
-      this.socket.end(localReplyBytes(400, 'BAD_REQUEST', reason, false, this.head.method === 'HEAD'));
+      this.socket.end(localReplyBytes(400, 'BAD_REQUEST', reason, CLOSE_HEADERS, this.head.method === 'HEAD'));
       this.account(400, 'BAD_REQUEST', reason, this.extra());
       this.conn.finished(this, false); // the connection closes: nothing after the broken body is read
     } else {
@@ -795,12 +801,19 @@ class Exchange implements UpstreamUser {
     }
   }
 
+  /** The Connection lines of this exchange's response: whether the connection is kept for the next request. */
+  private connectionHeaders(): string {
+    return this.keepAlive ? this.conn.fp.keepAliveHeaders : CLOSE_HEADERS;
+  }
+
   /** Sends a local reply (nothing from the upstream went out), then settles. */
   private localReply(code: LocalReplyCode, reason: string, headers?: Record<string, string>, status: number = LOCAL_REPLIES[code]): void {
     this.responseDone = true;
     this.status = status;
     if (this.conn.fp.closing) this.keepAlive = false;
-    this.socket.write(localReplyBytes(status, code, reason, this.keepAlive, this.head.method === 'HEAD', this.rs?.fault, headers));
+    this.socket.write(
+      localReplyBytes(status, code, reason, this.connectionHeaders(), this.head.method === 'HEAD', this.rs?.fault, headers),
+    );
     this.settle();
   }
 
@@ -871,7 +884,7 @@ class Exchange implements UpstreamUser {
       }
     }
     if (!hasDate) text += `Date: ${utcDate()}\r\n`;
-    text += this.keepAlive ? KEEP_ALIVE_HEADERS : CLOSE_HEADERS;
+    text += this.connectionHeaders();
     if (r.framing === 'chunked' || r.framing === 'close') text += 'Transfer-Encoding: chunked\r\n';
     text += '\r\n';
     this.resLeft = r.contentLength;
@@ -1065,7 +1078,7 @@ class Exchange implements UpstreamUser {
       this.status = status;
       if (this.conn.fp.closing) this.keepAlive = false;
       const lines = `${FAULT_HEADER}: abort\r\n${REASON_HEADER}: ${reason}\r\n`;
-      this.socket.write(jsonReplyBytes(status, body, lines, this.keepAlive, this.head.method === 'HEAD'));
+      this.socket.write(jsonReplyBytes(status, body, lines, this.connectionHeaders(), this.head.method === 'HEAD'));
       this.account(status, undefined, reason, { route: this.routeName(), fault: 'abort' });
       this.settle();
       return;

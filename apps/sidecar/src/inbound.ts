@@ -145,6 +145,8 @@ export class InboundListener {
       headersTimeoutMs: number;
       /** SIDECAR_LISTENER_FILTERS_TIMEOUT: a connection whose protocol is undecided after this long is closed. */
       listenerFiltersTimeoutMs?: number;
+      /** SIDECAR_IDLE_TIMEOUT: an HTTP/1.1 keep-alive connection idle, or an HTTP/2 session without an open stream, this long is closed. */
+      idleTimeoutMs: number;
       onPeerRefused: (reason: string, peer: string | undefined, remote: string | undefined) => void;
     },
   ) {
@@ -154,7 +156,7 @@ export class InboundListener {
         ? { h2: new H2Endpoint(deps.appOrigin, () => connectTcp({ host: hostname.replace(/^\[|\]$/g, ''), port: Number(port) })) }
         : { pool: new Pool(deps.appOrigin, { keepAliveTimeout: 30_000, connect: { timeout: 2_000 } }) };
     const handler = deps.inFlight.guard('inbound', (req, res) => this.handle(req, res));
-    this.http = createHttp1Server(deps.headersTimeoutMs, handler);
+    this.http = createHttp1Server(deps.headersTimeoutMs, deps.idleTimeoutMs, handler);
     this.h2 = createH2Server({}, handler);
     this.fast = deps.fastPath && deps.appProtocol === 'http' ? this.fastPath(hostname.replace(/^\[|\]$/g, ''), Number(port)) : undefined;
     this.listener = new ProtocolListener({
@@ -163,6 +165,7 @@ export class InboundListener {
       onTls: (socket) => this.acceptTls(socket),
       http1Front: this.fast?.path,
       filtersTimeoutMs: deps.listenerFiltersTimeoutMs,
+      idleTimeoutMs: deps.idleTimeoutMs,
     });
     deps.identity.subscribe((change) => {
       if (change === 'certificate' && !this.tls) this.ensureTls();

@@ -93,6 +93,7 @@ async function main(): Promise<void> {
     fastPath: config.inboundFastPath,
     headersTimeoutMs: config.headersTimeoutMs,
     listenerFiltersTimeoutMs: config.listenerFiltersTimeoutMs,
+    idleTimeoutMs: config.idleTimeoutMs,
     onPeerRefused: (reason, peer, remote) => {
       metrics.peerRefusals.inc();
       logger.warn({ reason, peer, remote }, 'inbound connection refused');
@@ -106,6 +107,7 @@ async function main(): Promise<void> {
     fastPath: config.fastPath,
     headersTimeoutMs: config.headersTimeoutMs,
     listenerFiltersTimeoutMs: config.listenerFiltersTimeoutMs,
+    idleTimeoutMs: config.idleTimeoutMs,
   });
   const ports: Record<string, number> = {};
   const admin = new AdminServer({

@@ -91,6 +91,8 @@ export class OutboundProxy {
       headersTimeoutMs: number;
       /** SIDECAR_LISTENER_FILTERS_TIMEOUT: a connection whose protocol is undecided after this long is closed. */
       listenerFiltersTimeoutMs?: number;
+      /** SIDECAR_IDLE_TIMEOUT: an HTTP/1.1 keep-alive connection idle, or an HTTP/2 session without an open stream, this long is closed. */
+      idleTimeoutMs: number;
     },
   ) {}
 
@@ -110,7 +112,7 @@ export class OutboundProxy {
   /** Listens on `port` (HTTP/1.1 and, for gRPC clients, HTTP/2 without TLS) for any mesh service, or (with `service`) for that one only. Returns the bound port. */
   async listen(port: number, host: string, service?: string): Promise<number> {
     const handler = this.deps.inFlight.guard('outbound', (req, res) => this.handle(req, res, service));
-    const http1 = createHttp1Server(this.deps.headersTimeoutMs, handler);
+    const http1 = createHttp1Server(this.deps.headersTimeoutMs, this.deps.idleTimeoutMs, handler);
     const listener = new ProtocolListener({
       http1,
       h2c: createH2Server({}, handler),
@@ -123,6 +125,7 @@ export class OutboundProxy {
           })
         : undefined,
       filtersTimeoutMs: this.deps.listenerFiltersTimeoutMs,
+      idleTimeoutMs: this.deps.idleTimeoutMs,
     });
     this.listeners.push(listener);
     return listener.listen(port, host);

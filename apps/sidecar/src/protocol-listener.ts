@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { createServer as createHttpServer, type Server as HttpServer, type RequestListener } from 'node:http';
-import type { Http2Server } from 'node:http2';
+import type { Http2Server, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 
 /** What a connection speaks, from its first bytes. */
@@ -47,19 +47,19 @@ export function sniffProtocol(socket: Socket, timeoutMs: number, then: (protocol
   socket.once('close', stop);
 }
 
-/** keepAliveTimeout of the sidecar's listeners (node:http and the fast paths): idle client connections close after it. */
-export const KEEP_ALIVE_MS = 65_000;
-
 /**
- * The node:http server behind a {@link ProtocolListener}: keep-alive for 65 s, no limit on a whole
- * request (`requestTimeout` 0, so node:http's rule headersTimeout <= requestTimeout does not apply),
- * and a request head must arrive whole within `headersTimeoutMs` (SIDECAR_HEADERS_TIMEOUT) or gets
- * 408 and the connection closes — the fast paths read the same `headersTimeout` from this server.
+ * The node:http server behind a {@link ProtocolListener}: an idle keep-alive connection closes after
+ * `idleTimeoutMs` (SIDECAR_IDLE_TIMEOUT, advertised in `Keep-Alive: timeout=<whole seconds, rounded
+ * down>`; node:http waits up to a second longer than it advertises, so a client that trusts the
+ * header does not reuse a connection just as it closes), no limit on a whole request (`requestTimeout`
+ * 0, so node:http's rule headersTimeout <= requestTimeout does not apply), and a request head must
+ * arrive whole within `headersTimeoutMs` (SIDECAR_HEADERS_TIMEOUT) or gets 408 and the connection
+ * closes — the fast paths read the same `headersTimeout` and `keepAliveTimeout` from this server.
  */
-export function createHttp1Server(headersTimeoutMs: number, handler: RequestListener): HttpServer {
+export function createHttp1Server(headersTimeoutMs: number, idleTimeoutMs: number, handler: RequestListener): HttpServer {
   const server = createHttpServer(
     {
-      keepAliveTimeout: KEEP_ALIVE_MS,
+      keepAliveTimeout: idleTimeoutMs,
       requestTimeout: 0,
       headersTimeout: headersTimeoutMs,
       // node:http looks for expired heads this often (30 s by default): a quarter of the limit keeps a 408 within 1.25 times it.
@@ -71,6 +71,37 @@ export function createHttp1Server(headersTimeoutMs: number, handler: RequestList
   // event on; this server never listens itself (connections are handed to it), so it is told here.
   server.emit('listening');
   return server;
+}
+
+/**
+ * Closes each HTTP/2 session of `server` once it has had no open stream for `idleMs`, as Envoy closes
+ * a downstream connection after its idle_timeout: gracefully, with `session.close()` (GOAWAY, then the
+ * connection closes). Open streams are counted rather than traffic watched (what the server's
+ * `timeout` does): a stream keeps its session however long it stays quiet (a gRPC stream may wait
+ * minutes for its next message). Live sessions are kept in `sessions` for the drain.
+ */
+function closeIdleSessions(server: Http2Server, idleMs: number, sessions: Set<ServerHttp2Session>): void {
+  server.on('session', (session: ServerHttp2Session) => {
+    sessions.add(session);
+    let open = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const arm = () => {
+      timer = setTimeout(() => session.close(), idleMs);
+    };
+    session.on('stream', (stream: ServerHttp2Stream) => {
+      open++;
+      clearTimeout(timer);
+      stream.once('close', () => {
+        // A closing session (GOAWAY sent, or destroyed) ends by itself once its streams are done.
+        if (--open === 0 && !session.closed && !session.destroyed) arm();
+      });
+    });
+    session.once('close', () => {
+      clearTimeout(timer);
+      sessions.delete(session);
+    });
+    arm();
+  });
 }
 
 /** Takes HTTP/1.1 connections before the node:http server (the outbound fast path), handing some over to it. */
@@ -87,6 +118,8 @@ export interface Http1Front {
 export class ProtocolListener {
   private readonly server: NetServer;
   readonly sockets = new Set<Socket>();
+  /** The h2c server's HTTP/2 sessions (also those over TLS the inbound side hands it), for the drain. */
+  private readonly sessions = new Set<ServerHttp2Session>();
 
   constructor(
     private readonly servers: {
@@ -96,8 +129,11 @@ export class ProtocolListener {
       http1Front?: Http1Front | undefined;
       /** SIDECAR_LISTENER_FILTERS_TIMEOUT (see {@link sniffProtocol}); 15 s, Envoy's default, when unset. */
       filtersTimeoutMs?: number;
+      /** SIDECAR_IDLE_TIMEOUT: an HTTP/2 session without an open stream for this long gets GOAWAY (see {@link closeIdleSessions}). */
+      idleTimeoutMs: number;
     },
   ) {
+    closeIdleSessions(this.servers.h2c, this.servers.idleTimeoutMs, this.sessions);
     // noDelay as node:http does by default: without it Nagle's algorithm holds small writes back.
     this.server = createNetServer({ pauseOnConnect: true, noDelay: true, keepAlive: true }, (socket) => {
       this.sockets.add(socket);
@@ -119,16 +155,19 @@ export class ProtocolListener {
     return (this.server.address() as { port: number }).port;
   }
 
-  /** Stops accepting; closes idle HTTP/1.1 connections and HTTP/2 sessions gracefully, then whatever is left after `graceMs`. */
+  /**
+   * Stops accepting; closes idle HTTP/1.1 connections and HTTP/2 sessions gracefully (GOAWAY: their
+   * open streams finish), then whatever is left after `graceMs`. Repeated while waiting, for
+   * connections that were still being sniffed or in their TLS handshake when the drain began.
+   */
   async close(graceMs: number): Promise<void> {
     this.server.close();
-    this.servers.http1.closeIdleConnections();
-    this.servers.http1Front?.closeIdle();
-    this.servers.h2c.close();
     const deadline = Date.now() + graceMs;
-    while (this.sockets.size > 0 && Date.now() < deadline) {
+    for (;;) {
       this.servers.http1.closeIdleConnections();
       this.servers.http1Front?.closeIdle();
+      for (const session of this.sessions) session.close();
+      if (this.sockets.size === 0 || Date.now() >= deadline) break;
       await new Promise((r) => setTimeout(r, 50));
     }
     for (const s of this.sockets) s.destroy();
