@@ -26,9 +26,10 @@ export interface LastValuesOptions {
 /**
  * Messages an ordered consumer may have pulled and not delivered yet. A follow with no pull
  * outstanding misses a message that is replaced (one per subject) before it asks for more, so the
- * budget is large enough for a mesh-wide burst to arrive as it is stored.
+ * budget is large enough for a mesh-wide burst to arrive as it is stored. (The client takes a
+ * message or a byte budget, not both: a follow that falls behind holds at most this many.)
  */
-const PULL_BUDGET = 4_096;
+const PULL_BUDGET = { max_messages: 4_096 };
 
 /**
  * Follows a last-value-per-subject stream with an ordered consumer: delivers the current value of
@@ -51,7 +52,7 @@ export async function followLastValues(opts: LastValuesOptions): Promise<{ stop(
       deliver_policy: DeliverPolicy.LastPerSubject,
     });
     const pending = (await consumer.info(true)).num_pending;
-    const messages = await consumer.consume({ max_messages: PULL_BUDGET });
+    const messages = await consumer.consume(PULL_BUDGET);
     current = messages;
     let seen = 0;
     let resolveLoaded!: () => void;
