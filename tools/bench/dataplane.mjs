@@ -331,6 +331,13 @@ function aimsOf(aggs) {
   return aims;
 }
 
+/** The machine's own wake-up tail (calibration: one-byte loopback ping-pong between two processes), for the p99 observations. */
+function pingTail(machine) {
+  const c = machine.calibration;
+  if (c?.pingP99Us === undefined) return '';
+  return ` This machine's own floor, measured at the start of the run: a one-byte round trip between two processes over loopback (two wake-ups, no proxy work) took ${Math.round(c.pingP50Us)} µs at p50 and ${Math.round(c.pingP99Us)} µs at p99; a request makes one such round trip direct and three along the mesh path.`;
+}
+
 function observations(aggs, machine, tools, cfg, runs) {
   const obs = [];
   const by = Object.fromEntries(aggs.map((a) => [a.id, a]));
@@ -361,7 +368,7 @@ function observations(aggs, machine, tools, cfg, runs) {
     );
   for (const a of [mesh, mtls].filter((x) => x && !(x.addedP99?.median <= AIMS.meshAddedP99Ms)))
     obs.push(
-      `${a.config.label}: p99 at 1,000 req/s is ${plusMs(a.addedP99?.median)} over direct, above the ${ms(AIMS.meshAddedP99Ms)} aim. One proxy hop alone adds ${[nginx ? `${plusMs(nginx.addedP99?.median)} for nginx` : '', sidecar ? `${plusMs(sidecar.addedP99?.median)} for one sidecar` : ''].filter(Boolean).join(' and ')} at p99 here; the mesh path has two, and four processes (generator, A, B, app) pass each request along on ${machine.cores} cores. At this rate a proxy's cost per request is mostly the kernel waking the next process and switching to it (see "At 1,000 req/s" below), here on a virtual machine whose idle vCPUs halt (CPU idle driver: ${machine.cpuIdle ?? 'unknown'}) and need a hypervisor exit to wake. At the tail a request waits for a core behind the other processes on its way, or behind whatever else those event loops do (garbage collection, timers, the control-plane link).`,
+      `${a.config.label}: p99 at 1,000 req/s is ${plusMs(a.addedP99?.median)} over direct, above the ${ms(AIMS.meshAddedP99Ms)} aim. One proxy hop alone adds ${[nginx ? `${plusMs(nginx.addedP99?.median)} for nginx` : '', sidecar ? `${plusMs(sidecar.addedP99?.median)} for one sidecar` : ''].filter(Boolean).join(' and ')} at p99 here; the mesh path has two, and four processes (generator, A, B, app) pass each request along on ${machine.cores} cores. At this rate a proxy's cost per request is mostly the kernel waking the next process and switching to it (see "At 1,000 req/s" below), here on a virtual machine whose idle vCPUs halt (CPU idle driver: ${machine.cpuIdle ?? 'unknown'}) and need a hypervisor exit to wake. At the tail a request waits for a core behind the other processes on its way, or behind whatever else those event loops do (garbage collection, timers, the control-plane link).${pingTail(machine)}`,
     );
   const pinned = [mesh, mtls].filter((a) => a?.oneCore?.addedP99 && a.addedP99);
   if (pinned.length)
