@@ -26,17 +26,13 @@ import {
 import { ChunkedScanner, type HeadError, parseRequestHead, parseResponseHead, type RequestHead, type ResponseHead } from './http1-wire';
 import { ERROR_HEADER, FAULT_HEADER, headerSafe, LOCAL_REPLIES, type LocalReplyCode, REASON_HEADER } from './local-reply';
 import type { SidecarMetrics } from './metrics';
+import { CLOSE_LINGER_MS } from './protocol-listener';
 import { socketClosedError, type UpstreamConnection, type UpstreamUser } from './raw-pool';
 import { admitRetry, type RequestPlan, type RuntimeEndpoint, type UpstreamRuntime } from './upstream-runtime';
 
 /** What a request head still incomplete after the node:http server's headersTimeout gets, as node:http writes it (then the connection closes). */
 const REQUEST_TIMEOUT_REPLY = 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n';
 const CLOSE_HEADERS = 'Connection: close\r\n';
-/**
- * Once a connection's last bytes are out, how long the client has to close it before it is cut
- * (Envoy's delayed_close_timeout): what it sends meanwhile is read and dropped.
- */
-const CLOSE_LINGER_MS = 1_000;
 /** Pipelined bytes kept while a request is in flight before the client socket is paused. */
 const MAX_BUFFERED = 64 * 1024;
 /** Below this, a head and the body bytes after it go out in one buffer (one write). */
@@ -329,7 +325,8 @@ class FastConnection {
    * parsed or buffered — what the client still sends is read and dropped — and once the last bytes
    * are out, a client that has not closed within {@link CLOSE_LINGER_MS} is cut. So a client that
    * keeps sending after its request was refused (or after a `Connection: close` response) holds
-   * neither memory nor, for long, the socket; node:http destroys the socket as soon as the reply is written.
+   * neither memory nor, for long, the socket (the node:http path does the same after a parse
+   * error: see endAfterParseError in protocol-listener.ts).
    */
   private close(reply?: string | Buffer): void {
     this.gone = true;

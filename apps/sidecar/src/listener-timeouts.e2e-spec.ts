@@ -15,7 +15,9 @@ import { EchoApp, type RawResponse, raw, type SidecarProcess, seedShopSnapshot, 
 //    inbound port; once its first bytes decided the protocol, keep-alive and the headers timeout govern it;
 //  - after a local reply that ends a connection (400 malformed head or chunked body, 431 head too
 //    large, 408 head too slow) the connection closes even when the client keeps writing and never
-//    closes its side, on the fast path (after a 1 s linger) as on node:http (SIDECAR_FAST_PATH=false, at once).
+//    closes its side, on the fast path and on node:http (SIDECAR_FAST_PATH=false): after a parse
+//    error both send the reply and cut the connection 1 s later, so the client reads the reply rather
+//    than a reset; after its 408, node:http closes at once.
 
 const procs: ManagedProcess[] = [];
 const dir = mkdtempSync(join(tmpdir(), 'novamesh-listener-timeouts-'));

@@ -67,10 +67,50 @@ export function createHttp1Server(headersTimeoutMs: number, idleTimeoutMs: numbe
     },
     handler,
   );
+  server.on('clientError', endAfterParseError);
   // node:http tracks connections (for headersTimeout and closeIdleConnections) from its 'listening'
   // event on; this server never listens itself (connections are handed to it), so it is told here.
   server.emit('listening');
   return server;
+}
+
+/**
+ * Once a connection's last bytes are out, how long the client has to close it before it is cut
+ * (Envoy's delayed_close_timeout); what it sends meanwhile is read and dropped.
+ */
+export const CLOSE_LINGER_MS = 1_000;
+
+/** node:http's answers to a request it cannot parse, byte for byte as its default clientError handler writes them. */
+const PARSE_ERROR_REPLIES: Record<string, string> = {
+  HPE_HEADER_OVERFLOW: 'HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n',
+  HPE_CHUNK_EXTENSIONS_OVERFLOW: 'HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\n\r\n',
+};
+const BAD_REQUEST_REPLY = 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n';
+
+/**
+ * node:http's clientError handling, except after a parse error: node:http writes its 400/431 and
+ * destroys the socket at once, and when the client is still sending, the unread bytes make the
+ * kernel answer with a reset that can reach the client before the reply does (it never learns
+ * why). Here the reply is sent with `end`, what still arrives is dropped (node:http has detached
+ * its parser), and the connection is cut CLOSE_LINGER_MS after the reply — as the fast path does.
+ * Other errors (the headers timeout's 408, a socket error) keep node:http's behaviour.
+ */
+function endAfterParseError(err: NodeJS.ErrnoException, socket: Socket): void {
+  const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  const code = err.code ?? '';
+  if (!socket.writable || inFlight?.headersSent) {
+    socket.destroy(err);
+    return;
+  }
+  if (!code.startsWith('HPE_')) {
+    socket.write(code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n' : BAD_REQUEST_REPLY);
+    socket.destroy(err);
+    return;
+  }
+  socket.resume();
+  socket.end(PARSE_ERROR_REPLIES[code] ?? BAD_REQUEST_REPLY, () => {
+    if (!socket.destroyed) setTimeout(() => socket.destroy(), CLOSE_LINGER_MS).unref();
+  });
 }
 
 /**
