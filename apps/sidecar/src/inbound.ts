@@ -165,6 +165,7 @@ export class InboundListener {
       onTls: (socket) => this.acceptTls(socket),
       http1Front: this.fast?.path,
       filtersTimeoutMs: deps.listenerFiltersTimeoutMs,
+      onFiltersTimeout: () => deps.metrics.listenerFiltersTimeouts.labels('inbound').inc(),
       idleTimeoutMs: deps.idleTimeoutMs,
     });
     deps.identity.subscribe((change) => {

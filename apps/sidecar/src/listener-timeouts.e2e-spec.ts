@@ -6,7 +6,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, ManagedProcess, waitFor } from '@novamesh/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EchoApp, type RawResponse, raw, type SidecarProcess, seedShopSnapshot, startLoneSidecar } from './mesh.e2e-helper';
+import {
+  EchoApp,
+  metrics,
+  metricValue,
+  type RawResponse,
+  raw,
+  type SidecarProcess,
+  seedShopSnapshot,
+  startLoneSidecar,
+} from './mesh.e2e-helper';
 
 // How long a connection may hold a sidecar's listener without a request, against real sidecar
 // processes serving the last good snapshot from their data dir (NATS_URL points at a closed port):
@@ -174,7 +183,10 @@ describe('SIDECAR_LISTENER_FILTERS_TIMEOUT: a connection must show what it speak
     ['sends nothing', undefined],
     ['sends only part of the HTTP/2 preface', 'PRI * HT'],
     ['sends only its first byte, which could start the preface', 'P'],
-  ])('closes a connection that %s after 300 ms, outbound and inbound', async (_what, bytes) => {
+  ])('closes a connection that %s after 300 ms, outbound and inbound, and counts it', async (_what, bytes) => {
+    const counted = async (c: { s: SidecarProcess; side: string }) =>
+      metricValue(await metrics(c.s), 'novamesh_sidecar_listener_filters_timeouts_total', `listener="${c.side}"`);
+    const before = await Promise.all(cases().map(counted));
     const results = await Promise.all(cases().map(async (c) => ({ ...c, ...(await closedAfter(port(c.s, c.side), bytes, 3_000)) })));
     for (const r of results) {
       expect(r.ms, `${r.name}: closed by the sidecar`).toBeDefined();
@@ -183,6 +195,8 @@ describe('SIDECAR_LISTENER_FILTERS_TIMEOUT: a connection must show what it speak
       expect(r.ms, r.name).toBeLessThan(1_500);
       expect(r.received, `${r.name}: closed without an answer`).toBe(0);
     }
+    const after = await Promise.all(cases().map(counted));
+    expect(after.map((n, i) => n - (before[i] as number))).toEqual(cases().map(() => 1));
   });
 
   it('keeps the default (15 s) without SIDECAR_LISTENER_FILTERS_TIMEOUT: a silent connection is still open after 1.5 s', async () => {

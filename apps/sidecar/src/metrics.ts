@@ -88,6 +88,12 @@ export class SidecarMetrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  readonly listenerFiltersTimeouts = new Counter({
+    name: 'novamesh_sidecar_listener_filters_timeouts_total',
+    help: "Connections closed because their first bytes did not show what they speak within SIDECAR_LISTENER_FILTERS_TIMEOUT (Envoy's downstream_pre_cx_timeout)",
+    labelNames: ['listener'] as const,
+    registers: [this.registry],
+  });
   readonly peerRefusals = new Counter({
     name: 'novamesh_sidecar_inbound_refused_connections_total',
     help: 'Inbound connections refused before any request (bad or revoked certificate, TLS while disabled)',

@@ -125,6 +125,7 @@ export class OutboundProxy {
           })
         : undefined,
       filtersTimeoutMs: this.deps.listenerFiltersTimeoutMs,
+      onFiltersTimeout: () => this.deps.metrics.listenerFiltersTimeouts.labels('outbound').inc(),
       idleTimeoutMs: this.deps.idleTimeoutMs,
     });
     this.listeners.push(listener);

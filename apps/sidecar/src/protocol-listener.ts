@@ -15,9 +15,10 @@ const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n');
  * Waits for more bytes only while they could still be the preface, and no longer than `timeoutMs`
  * from now: a connection still undecided then (it sent nothing, or stopped inside the preface) is
  * destroyed, as Envoy closes one its listener filters have not decided on within listener_filters_timeout.
- * Once decided, the connection's time limits are those of the server it goes to.
+ * Once decided, the connection's time limits are those of the server it goes to. `onTimeout` is
+ * told of each connection closed this way.
  */
-export function sniffProtocol(socket: Socket, timeoutMs: number, then: (protocol: WireProtocol) => void): void {
+export function sniffProtocol(socket: Socket, timeoutMs: number, then: (protocol: WireProtocol) => void, onTimeout?: () => void): void {
   let seen: Buffer = Buffer.alloc(0);
   const stop = () => {
     clearTimeout(timer);
@@ -27,6 +28,7 @@ export function sniffProtocol(socket: Socket, timeoutMs: number, then: (protocol
   const timer = setTimeout(() => {
     stop();
     socket.destroy();
+    onTimeout?.();
   }, timeoutMs);
   const onReadable = () => {
     const chunk = socket.read() as Buffer | null;
@@ -169,6 +171,8 @@ export class ProtocolListener {
       http1Front?: Http1Front | undefined;
       /** SIDECAR_LISTENER_FILTERS_TIMEOUT (see {@link sniffProtocol}); 15 s, Envoy's default, when unset. */
       filtersTimeoutMs?: number;
+      /** Told of each connection closed by that timeout (for the metric). */
+      onFiltersTimeout?: () => void;
       /** SIDECAR_IDLE_TIMEOUT: an HTTP/2 session without an open stream for this long gets GOAWAY (see {@link closeIdleSessions}). */
       idleTimeoutMs: number;
     },
@@ -179,13 +183,18 @@ export class ProtocolListener {
       this.sockets.add(socket);
       socket.once('close', () => this.sockets.delete(socket));
       socket.on('error', () => socket.destroy());
-      sniffProtocol(socket, this.servers.filtersTimeoutMs ?? 15_000, (protocol) => {
-        if (protocol === 'tls') {
-          if (this.servers.onTls) this.servers.onTls(socket);
-          else socket.destroy();
-        } else if (protocol === 'http1' && this.servers.http1Front) this.servers.http1Front.accept(socket);
-        else (protocol === 'h2c' ? this.servers.h2c : this.servers.http1).emit('connection', socket);
-      });
+      sniffProtocol(
+        socket,
+        this.servers.filtersTimeoutMs ?? 15_000,
+        (protocol) => {
+          if (protocol === 'tls') {
+            if (this.servers.onTls) this.servers.onTls(socket);
+            else socket.destroy();
+          } else if (protocol === 'http1' && this.servers.http1Front) this.servers.http1Front.accept(socket);
+          else (protocol === 'h2c' ? this.servers.h2c : this.servers.http1).emit('connection', socket);
+        },
+        this.servers.onFiltersTimeout,
+      );
     });
   }
 
