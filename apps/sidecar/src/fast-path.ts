@@ -26,7 +26,7 @@ import {
 import { ChunkedScanner, type HeadError, parseRequestHead, parseResponseHead, type RequestHead, type ResponseHead } from './http1-wire';
 import { ERROR_HEADER, FAULT_HEADER, headerSafe, LOCAL_REPLIES, type LocalReplyCode, REASON_HEADER } from './local-reply';
 import type { SidecarMetrics } from './metrics';
-import { CLOSE_LINGER_MS } from './protocol-listener';
+import { endAndLinger } from './protocol-listener';
 import { socketClosedError, type UpstreamConnection, type UpstreamUser } from './raw-pool';
 import { admitRetry, type RequestPlan, type RuntimeEndpoint, type UpstreamRuntime } from './upstream-runtime';
 
@@ -183,8 +183,6 @@ class FastConnection {
   private advancing = false;
   /** Armed while a head is incomplete: its 408 when it is still incomplete after the headers timeout. */
   private headTimer: NodeJS.Timeout | undefined;
-  /** Armed once the connection is closing and its last bytes are out: cuts it when the client does not close. */
-  private lingerTimer: NodeJS.Timeout | undefined;
   private pausedForBuffer = false;
 
   constructor(
@@ -226,7 +224,6 @@ class FastConnection {
   private readonly onClose = () => {
     this.gone = true;
     this.stopHeadTimer();
-    clearTimeout(this.lingerTimer);
     this.fp.forget(this);
     this.exchange?.clientGone();
   };
@@ -322,25 +319,18 @@ class FastConnection {
 
   /**
    * Ends the connection after `reply` (or after the response already written): nothing more is
-   * parsed or buffered — what the client still sends is read and dropped — and once the last bytes
-   * are out, a client that has not closed within {@link CLOSE_LINGER_MS} is cut. So a client that
-   * keeps sending after its request was refused (or after a `Connection: close` response) holds
-   * neither memory nor, for long, the socket (the node:http path does the same after a parse
-   * error: see endAfterParseError in protocol-listener.ts).
+   * parsed or buffered, and {@link endAndLinger} drops what the client still sends and cuts it if it
+   * does not close. So a client that keeps sending after its request was refused (or after a
+   * `Connection: close` response) holds neither memory nor, for long, the socket (the node:http
+   * path ends a connection after a parse error the same way).
    */
   private close(reply?: string | Buffer): void {
     this.gone = true;
     this.fp.forget(this);
     this.stopHeadTimer();
     this.buf = undefined;
-    const socket = this.socket;
-    socket.off('data', this.onData);
-    socket.resume(); // flowing without a 'data' listener: bytes are dropped, and the client's FIN is seen
-    const linger = () => {
-      if (!socket.destroyed) this.lingerTimer = setTimeout(() => socket.destroy(), CLOSE_LINGER_MS);
-    };
-    if (reply === undefined) socket.end(linger);
-    else socket.end(reply, linger);
+    this.socket.off('data', this.onData);
+    endAndLinger(this.socket, reply);
   }
 
   /** A request the parser refused: the local reply (`Connection: close`), then the connection closes (as llhttp errors do). */

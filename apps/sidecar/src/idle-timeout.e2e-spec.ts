@@ -1,11 +1,7 @@
-import { mkdtempSync, rmSync } from 'node:fs';
 import { type ClientHttp2Session, type ClientHttp2Stream, connect as connectH2, type IncomingHttpHeaders } from 'node:http2';
 import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { freePort, type ManagedProcess } from '@novamesh/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EchoApp, type SidecarProcess, seedShopSnapshot, startLoneSidecar } from './mesh.e2e-helper';
+import { LoneSidecars, type SidecarProcess } from './mesh.e2e-helper';
 
 // SIDECAR_IDLE_TIMEOUT, what a client sees, against real sidecar processes serving the last good
 // snapshot from their data dir (NATS_URL points at a closed port), on the outbound and the inbound port:
@@ -19,12 +15,7 @@ import { EchoApp, type SidecarProcess, seedShopSnapshot, startLoneSidecar } from
 //  - by default (65 s) nothing changes; on SIGTERM an idle HTTP/2 session gets GOAWAY at once while an
 //    open stream finishes.
 
-const procs: ManagedProcess[] = [];
-const dir = mkdtempSync(join(tmpdir(), 'novamesh-idle-timeout-'));
-let natsUrl: string;
-/** The workload behind every sidecar (service `shop`), and the upstream `orders` the snapshot names. Both answer once a request body has ended. */
-let workload: EchoApp;
-let orders: EchoApp;
+let lone: LoneSidecars;
 /** SIDECAR_IDLE_TIMEOUT=500ms: fast paths on / node:http only. */
 let quick: SidecarProcess;
 let quickSlow: SidecarProcess;
@@ -44,8 +35,8 @@ const hostOf = (side: Side) => (side === 'outbound' ? 'orders.mesh' : 'shop');
 const appOf = (side: Side) => (side === 'outbound' ? 'orders' : 'shop');
 
 const startSidecar = (id: string, env: NodeJS.ProcessEnv): Promise<SidecarProcess> => {
-  seedShopSnapshot(join(dir, id), orders.port);
-  return startLoneSidecar({ dir, natsUrl, workloadPort: workload.port, procs }, id, env);
+  lone.seed(id);
+  return lone.sidecar(id, env);
 };
 
 /** Polls `ok` every 10 ms until it holds or `ms` passed; whether it held. */
@@ -156,9 +147,8 @@ async function oneThenIdle(port: number, host: string, waitMs: number): Promise<
 }
 
 beforeAll(async () => {
-  // Nothing listens there: the sidecars serve the snapshot from their data dir and never get another.
-  natsUrl = `nats://127.0.0.1:${await freePort()}`;
-  [workload, orders] = await Promise.all([EchoApp.start('shop'), EchoApp.start('orders')]);
+  // No control plane (see LoneSidecars): the sidecars serve the snapshot seeded into their data dir and never get another.
+  lone = await LoneSidecars.start('idle-timeout');
   [quick, quickSlow, seconds, plain, draining] = await Promise.all([
     startSidecar('quick', { SIDECAR_IDLE_TIMEOUT: '500ms' }),
     startSidecar('quick-slow', { SIDECAR_IDLE_TIMEOUT: '500ms', ...NODE_HTTP }),
@@ -169,9 +159,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  await Promise.all(procs.map((p) => p.stop('SIGTERM', 5_000)));
-  await Promise.all([workload?.close(), orders?.close()]);
-  rmSync(dir, { recursive: true, force: true });
+  await lone?.dispose();
 });
 
 describe('SIDECAR_IDLE_TIMEOUT: HTTP/2 sessions without an open stream get GOAWAY', () => {

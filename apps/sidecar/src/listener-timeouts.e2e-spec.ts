@@ -1,21 +1,9 @@
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { connect as connectH2 } from 'node:http2';
 import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { freePort, ManagedProcess, waitFor } from '@novamesh/testing';
+import { waitFor } from '@novamesh/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  EchoApp,
-  metrics,
-  metricValue,
-  type RawResponse,
-  raw,
-  type SidecarProcess,
-  seedShopSnapshot,
-  startLoneSidecar,
-} from './mesh.e2e-helper';
+import { LoneSidecars, metrics, metricValue, type RawResponse, raw, type SidecarProcess } from './mesh.e2e-helper';
 
 // How long a connection may hold a sidecar's listener without a request, against real sidecar
 // processes serving the last good snapshot from their data dir (NATS_URL points at a closed port):
@@ -28,12 +16,7 @@ import {
 //    error both send the reply and cut the connection 1 s later, so the client reads the reply rather
 //    than a reset; after its 408, node:http closes at once.
 
-const procs: ManagedProcess[] = [];
-const dir = mkdtempSync(join(tmpdir(), 'novamesh-listener-timeouts-'));
-let natsUrl: string;
-/** The workload behind every sidecar (service `shop`), and the upstream `orders` the snapshot names. */
-let workload: EchoApp;
-let orders: EchoApp;
+let lone: LoneSidecars;
 /** SIDECAR_LISTENER_FILTERS_TIMEOUT=300ms, SIDECAR_HEADERS_TIMEOUT=1s: fast paths on / node:http only. */
 let quick: SidecarProcess;
 let quickSlow: SidecarProcess;
@@ -48,8 +31,8 @@ const port = (s: SidecarProcess, side: 'outbound' | 'inbound') => s.ports[side] 
 const hostOf = (side: 'outbound' | 'inbound') => (side === 'outbound' ? 'orders.mesh' : 'shop');
 
 const startSidecar = (id: string, env: NodeJS.ProcessEnv): Promise<SidecarProcess> => {
-  seedShopSnapshot(join(dir, id), orders.port);
-  return startLoneSidecar({ dir, natsUrl, workloadPort: workload.port, procs }, id, env);
+  lone.seed(id);
+  return lone.sidecar(id, env);
 };
 
 /**
@@ -154,9 +137,8 @@ async function unstoppable(port: number, head: string, streamFrom: 'start' | 're
 }
 
 beforeAll(async () => {
-  // Nothing listens there: the sidecars serve the snapshot from their data dir and never get another.
-  natsUrl = `nats://127.0.0.1:${await freePort()}`;
-  [workload, orders] = await Promise.all([EchoApp.start('shop'), EchoApp.start('orders')]);
+  // No control plane (see LoneSidecars): the sidecars serve the snapshot seeded into their data dir and never get another.
+  lone = await LoneSidecars.start('listener-timeouts');
   [quick, quickSlow, plain] = await Promise.all([
     startSidecar('quick', FILTERS_TIMEOUT),
     startSidecar('quick-slow', { ...FILTERS_TIMEOUT, ...NODE_HTTP }),
@@ -165,9 +147,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  await Promise.all(procs.map((p) => p.stop('SIGTERM', 5_000)));
-  await Promise.all([workload?.close(), orders?.close()]);
-  rmSync(dir, { recursive: true, force: true });
+  await lone?.dispose();
 });
 
 describe('SIDECAR_LISTENER_FILTERS_TIMEOUT: a connection must show what it speaks in time', () => {
@@ -285,7 +265,7 @@ describe('after a malformed request, the connection closes even while the client
   ] as const;
 
   it.each(heads)('fast path (outbound): %s gets %i with connection: close, then the connection is cut', async (_what, status, head) => {
-    const hits = orders.hits.length;
+    const hits = lone.orders.hits.length;
     const r = await unstoppable(port(quick, 'outbound'), head, 'start');
     expect(r.reply?.status).toBe(status);
     expect(r.reply?.headers.connection).toBe('close');
@@ -294,7 +274,7 @@ describe('after a malformed request, the connection closes even while the client
     expect(r.closedMs, 'closed by the sidecar').toBeDefined();
     // The sidecar waits a second for the client to close after its reply, then cuts it: well before the client's 3 s.
     expect((r.closedMs as number) - (r.replyMs as number)).toBeLessThan(2_000);
-    expect(orders.hits.length).toBe(hits);
+    expect(lone.orders.hits.length).toBe(hits);
   });
 
   it.each(heads)(

@@ -1,19 +1,6 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { freePort, ManagedProcess, waitFor } from '@novamesh/testing';
+import { waitFor } from '@novamesh/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  accessLog,
-  EchoApp,
-  metrics,
-  metricValue,
-  type RawResponse,
-  raw,
-  type SidecarProcess,
-  seedShopSnapshot,
-  startLoneSidecar,
-} from './mesh.e2e-helper';
+import { accessLog, LoneSidecars, metrics, metricValue, type RawResponse, raw, type SidecarProcess } from './mesh.e2e-helper';
 
 // Answers the sidecar makes without any control plane, against real sidecar processes whose NATS_URL
 // points at a closed loopback port (no nats-server, so no snapshot can ever arrive), each pair run
@@ -24,12 +11,7 @@ import {
 //    incomplete after 1 s gets 408 and the connection closes; a complete one sent slowly is served.
 const REASON = 'this sidecar has not received its configuration yet';
 
-const procs: ManagedProcess[] = [];
-const dir = mkdtempSync(join(tmpdir(), 'novamesh-local-replies-'));
-let natsUrl: string;
-/** The workload behind every sidecar (service `shop`), and the upstream `orders` the snapshot names (no sidecar in front). */
-let workload: EchoApp;
-let orders: EchoApp;
+let lone: LoneSidecars;
 /** No snapshot, default SIDECAR_HEADERS_TIMEOUT: fast paths on / node:http only. */
 let bare: SidecarProcess;
 let bareSlow: SidecarProcess;
@@ -40,9 +22,8 @@ let timedSlow: SidecarProcess;
 const NODE_HTTP = { SIDECAR_FAST_PATH: 'false', SIDECAR_INBOUND_FAST_PATH: 'false' };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-const startSidecar = (id: string, env: NodeJS.ProcessEnv): Promise<SidecarProcess> => {
-  return startLoneSidecar({ dir, natsUrl, workloadPort: workload.port, procs }, id, { SIDECAR_ACCESS_LOG: 'errors', ...env });
-};
+const startSidecar = (id: string, env: NodeJS.ProcessEnv): Promise<SidecarProcess> =>
+  lone.sidecar(id, { SIDECAR_ACCESS_LOG: 'errors', ...env });
 
 async function snapshotVersion(s: SidecarProcess): Promise<number | null> {
   const { body } = await s.admin<{ snapshot: { version: number } | null }>('/config_dump');
@@ -64,11 +45,10 @@ async function responsesReached(responses: RawResponse[], n: number): Promise<vo
 }
 
 beforeAll(async () => {
-  // Nothing listens there: the sidecars keep trying to connect in the background and never get a snapshot.
-  natsUrl = `nats://127.0.0.1:${await freePort()}`;
-  [workload, orders] = await Promise.all([EchoApp.start('shop'), EchoApp.start('orders')]);
-  seedShopSnapshot(join(dir, 'timed'), orders.port);
-  seedShopSnapshot(join(dir, 'timed-slow'), orders.port);
+  // No control plane (see LoneSidecars): the sidecars keep trying to connect in the background and never get a snapshot.
+  lone = await LoneSidecars.start('local-replies');
+  lone.seed('timed');
+  lone.seed('timed-slow');
   const timeout = { SIDECAR_HEADERS_TIMEOUT: '1s' };
   [bare, bareSlow, timed, timedSlow] = await Promise.all([
     startSidecar('bare', {}),
@@ -83,9 +63,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  await Promise.all(procs.map((p) => p.stop('SIGTERM', 5_000)));
-  await Promise.all([workload?.close(), orders?.close()]);
-  rmSync(dir, { recursive: true, force: true });
+  await lone?.dispose();
 });
 
 describe('a sidecar without a snapshot answers every request itself: 503 NO_SNAPSHOT', () => {
@@ -102,8 +80,8 @@ describe('a sidecar without a snapshot answers every request itself: 503 NO_SNAP
       const logs: Record<string, unknown> = {};
       for (const [path, s] of pairs()) {
         const from = s.proc.output.length;
-        const workloadHits = workload.hits.length;
-        const ordersHits = orders.hits.length;
+        const workloadHits = lone.workload.hits.length;
+        const ordersHits = lone.orders.hits.length;
         const before = await metrics(s);
         // On one keep-alive connection: a GET, a POST with a body (dropped unread), a HEAD, then the connection is still good.
         const host = side === 'outbound' ? 'orders.mesh' : 'shop';
@@ -143,8 +121,8 @@ describe('a sidecar without a snapshot answers every request itself: 503 NO_SNAP
         expect(got[3], path).toEqual({ ...expected, body });
         answers[path] = got;
         // Nothing reached a workload: the answers are the sidecar's own.
-        expect(workload.hits.length).toBe(workloadHits);
-        expect(orders.hits.length).toBe(ordersHits);
+        expect(lone.workload.hits.length).toBe(workloadHits);
+        expect(lone.orders.hits.length).toBe(ordersHits);
 
         // The access log (SIDECAR_ACCESS_LOG=errors writes every local reply) and the request metrics.
         const records = await waitFor(
@@ -224,7 +202,7 @@ describe('SIDECAR_HEADERS_TIMEOUT: a request head must arrive whole in time', ()
   }
 
   it('answers half a request head with 408 after 1 s and closes the connection (fast path and node:http, outbound and inbound)', async () => {
-    const hits = workload.hits.length + orders.hits.length;
+    const hits = lone.workload.hits.length + lone.orders.hits.length;
     const results = await allAt(cases(), (write) => write('GET /half HTTP/1.1\r\nHost: orders.mesh\r\nx-par'), 1, 6_000);
     for (const r of results) {
       expect(
@@ -237,7 +215,7 @@ describe('SIDECAR_HEADERS_TIMEOUT: a request head must arrive whole in time', ()
       expect(r.ms, r.name).toBeGreaterThanOrEqual(950);
       expect(r.ms, r.name).toBeLessThan(3_000);
     }
-    expect(workload.hits.length + orders.hits.length).toBe(hits);
+    expect(lone.workload.hits.length + lone.orders.hits.length).toBe(hits);
   });
 
   it('counts from the first byte: a head trickling in a byte at a time still gets 408 after 1 s', async () => {
@@ -265,8 +243,8 @@ describe('SIDECAR_HEADERS_TIMEOUT: a request head must arrive whole in time', ()
   });
 
   it('serves complete heads sent slowly within the limit, also after an idle pause longer than the limit on a keep-alive connection', async () => {
-    const ordersHits = orders.hits.length;
-    const workloadHits = workload.hits.length;
+    const ordersHits = lone.orders.hits.length;
+    const workloadHits = lone.workload.hits.length;
     /** A head in 4 parts 200 ms apart (about 600 ms in all, under the 1 s limit). */
     const slowly = async (write: (b: string) => void, head: string) => {
       const parts = [head.slice(0, 10), head.slice(10, 25), head.slice(25, 40), head.slice(40)];
@@ -296,8 +274,8 @@ describe('SIDECAR_HEADERS_TIMEOUT: a request head must arrive whole in time', ()
       expect(apps, r.name).toEqual(r.name.startsWith('outbound') ? ['orders', 'orders'] : ['shop', 'shop']);
       expect(r.responses.map((x) => (JSON.parse(x.body.toString()) as { url: string }).url)).toEqual(['/slow/1', '/slow/2']);
     }
-    expect(orders.hits.length - ordersHits).toBe(4);
-    expect(workload.hits.length - workloadHits).toBe(4);
+    expect(lone.orders.hits.length - ordersHits).toBe(4);
+    expect(lone.workload.hits.length - workloadHits).toBe(4);
   });
 
   it('keeps the default (60 s) without SIDECAR_HEADERS_TIMEOUT: half a head is still waiting after 2 s', async () => {

@@ -8,6 +8,7 @@ import { ProxySnapshotV1 } from '@novamesh/contracts';
 import { hashSnapshot } from '@novamesh/proxy-config';
 import { MeshManager } from '@novamesh/sdk';
 import {
+  freePort,
   ManagedProcess,
   repoRoot,
   startCertificateAuthority,
@@ -382,41 +383,67 @@ export interface ConfigDump {
   ports: Record<string, number>;
 }
 
-/** Where a control-plane-less sidecar (startLoneSidecar) lives: its data dirs, NATS URL (a closed port), workload, and the process list to stop. */
-export interface LoneSidecarSetup {
-  dir: string;
-  natsUrl: string;
-  workloadPort: number;
-  procs: ManagedProcess[];
-}
-
 /**
- * Starts a sidecar of service `shop` in front of the workload, without a control plane (its
- * NATS_URL points at a closed port): it serves the snapshot in its data dir (see seedShopSnapshot)
- * or, without one, answers 503 NO_SNAPSHOT. Resolves once it is ready.
+ * Sidecars of service `shop` without a control plane, for one test file: their NATS_URL points at
+ * a closed loopback port (nothing listens there, so no snapshot ever arrives), each has its data
+ * dir under one temporary directory, and the fixture runs the workload (`shop`) and the upstream
+ * the seeded snapshot names (`orders`). `dispose` stops and removes everything.
  */
-export async function startLoneSidecar(setup: LoneSidecarSetup, id: string, env: NodeJS.ProcessEnv): Promise<SidecarProcess> {
-  const proc = new ManagedProcess(`sidecar-${id}`, process.execPath, [resolve(repoRoot, 'apps/sidecar/dist/main.js')], {
-    NATS_URL: setup.natsUrl,
-    SIDECAR_SERVICE: 'shop',
-    SIDECAR_APP_PORT: String(setup.workloadPort),
-    SIDECAR_ID: id,
-    SIDECAR_INBOUND_PORT: '0',
-    SIDECAR_OUTBOUND_PORT: '0',
-    SIDECAR_ADMIN_PORT: '0',
-    SIDECAR_DATA_DIR: join(setup.dir, id),
-    SIDECAR_DRAIN: '200ms',
-    SIDECAR_JOIN_TOKEN: '',
-    LOG_LEVEL: 'info',
-    ...env,
-  });
-  setup.procs.push(proc);
-  const line = await proc.waitForLine(/"msg":"sidecar ready"/, 30_000);
-  return new SidecarProcess(id, proc, (JSON.parse(line) as { ports: Record<string, number> }).ports);
+export class LoneSidecars {
+  private readonly procs: ManagedProcess[] = [];
+
+  private constructor(
+    private readonly dir: string,
+    private readonly natsUrl: string,
+    readonly workload: EchoApp,
+    readonly orders: EchoApp,
+  ) {}
+
+  static async start(name: string): Promise<LoneSidecars> {
+    const dir = mkdtempSync(join(tmpdir(), `novamesh-${name}-`));
+    const natsUrl = `nats://127.0.0.1:${await freePort()}`;
+    const [workload, orders] = await Promise.all([EchoApp.start('shop'), EchoApp.start('orders')]);
+    return new LoneSidecars(dir, natsUrl, workload, orders);
+  }
+
+  /** Writes a valid snapshot of `shop` into `id`'s data dir (see seedShopSnapshot), which its sidecar serves from start. */
+  seed(id: string): void {
+    seedShopSnapshot(join(this.dir, id), this.orders.port);
+  }
+
+  /**
+   * Starts sidecar `id` in front of the workload: it serves the snapshot in its data dir (`seed`)
+   * or, without one, answers 503 NO_SNAPSHOT. Resolves once it is ready.
+   */
+  async sidecar(id: string, env: NodeJS.ProcessEnv): Promise<SidecarProcess> {
+    const proc = new ManagedProcess(`sidecar-${id}`, process.execPath, [resolve(repoRoot, 'apps/sidecar/dist/main.js')], {
+      NATS_URL: this.natsUrl,
+      SIDECAR_SERVICE: 'shop',
+      SIDECAR_APP_PORT: String(this.workload.port),
+      SIDECAR_ID: id,
+      SIDECAR_INBOUND_PORT: '0',
+      SIDECAR_OUTBOUND_PORT: '0',
+      SIDECAR_ADMIN_PORT: '0',
+      SIDECAR_DATA_DIR: join(this.dir, id),
+      SIDECAR_DRAIN: '200ms',
+      SIDECAR_JOIN_TOKEN: '',
+      LOG_LEVEL: 'info',
+      ...env,
+    });
+    this.procs.push(proc);
+    const line = await proc.waitForLine(/"msg":"sidecar ready"/, 30_000);
+    return new SidecarProcess(id, proc, (JSON.parse(line) as { ports: Record<string, number> }).ports);
+  }
+
+  async dispose(): Promise<void> {
+    await Promise.all(this.procs.map((p) => p.stop('SIGTERM', 5_000)));
+    await Promise.all([this.workload.close(), this.orders.close()]);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
 }
 
 /** Writes a valid snapshot of `shop` into `dataDir`: inbound permissive/ALLOW, one upstream `orders` at `ordersPort`. */
-export function seedShopSnapshot(dataDir: string, ordersPort: number): void {
+function seedShopSnapshot(dataDir: string, ordersPort: number): void {
   const content = {
     service: 'shop',
     inbound: { mtls: { mode: 'permissive' }, authorization: { defaultAction: 'ALLOW', policies: [] }, rateLimits: [] },

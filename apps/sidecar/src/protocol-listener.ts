@@ -80,7 +80,25 @@ export function createHttp1Server(headersTimeoutMs: number, idleTimeoutMs: numbe
  * Once a connection's last bytes are out, how long the client has to close it before it is cut
  * (Envoy's delayed_close_timeout); what it sends meanwhile is read and dropped.
  */
-export const CLOSE_LINGER_MS = 1_000;
+const CLOSE_LINGER_MS = 1_000;
+
+/**
+ * Ends a client connection after `reply` (or what was written already): the socket flows with no
+ * reader left (the caller has detached its own), so what the client still sends is dropped and its
+ * FIN is seen; once the last bytes are out, a client that has not closed within CLOSE_LINGER_MS is
+ * cut. A refused client thus reads its reply instead of a reset, and holds neither memory nor, for
+ * long, the socket.
+ */
+export function endAndLinger(socket: Socket, reply?: string | Buffer): void {
+  socket.resume();
+  const linger = () => {
+    if (socket.destroyed) return;
+    const timer = setTimeout(() => socket.destroy(), CLOSE_LINGER_MS);
+    socket.once('close', () => clearTimeout(timer));
+  };
+  if (reply === undefined) socket.end(linger);
+  else socket.end(reply, linger);
+}
 
 /** node:http's answers to a request it cannot parse, byte for byte as its default clientError handler writes them. */
 const PARSE_ERROR_REPLIES: Record<string, string> = {
@@ -93,8 +111,8 @@ const BAD_REQUEST_REPLY = 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n
  * node:http's clientError handling, except after a parse error: node:http writes its 400/431 and
  * destroys the socket at once, and when the client is still sending, the unread bytes make the
  * kernel answer with a reset that can reach the client before the reply does (it never learns
- * why). Here the reply is sent with `end`, what still arrives is dropped (node:http has detached
- * its parser), and the connection is cut CLOSE_LINGER_MS after the reply — as the fast path does.
+ * why). Here the reply goes out through endAndLinger (node:http has detached its parser), as the
+ * fast path ends its connections.
  * Other errors (the headers timeout's 408, a socket error) keep node:http's behaviour.
  */
 function endAfterParseError(err: NodeJS.ErrnoException, socket: Socket): void {
@@ -109,10 +127,7 @@ function endAfterParseError(err: NodeJS.ErrnoException, socket: Socket): void {
     socket.destroy(err);
     return;
   }
-  socket.resume();
-  socket.end(PARSE_ERROR_REPLIES[code] ?? BAD_REQUEST_REPLY, () => {
-    if (!socket.destroyed) setTimeout(() => socket.destroy(), CLOSE_LINGER_MS).unref();
-  });
+  endAndLinger(socket, PARSE_ERROR_REPLIES[code] ?? BAD_REQUEST_REPLY);
 }
 
 /**

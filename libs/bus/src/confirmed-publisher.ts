@@ -141,7 +141,8 @@ export class ConfirmedPublisher<C = undefined> {
 
   /** Settles everything unconfirmed as `closed` (the connection is going away). */
   close(): void {
-    for (const u of [...this.unconfirmed.values()]) u.settle({ stored: false, reason: 'closed' });
+    // Settling deletes the entry: a Map iterator takes deletions of visited entries in its stride.
+    for (const u of this.unconfirmed.values()) u.settle({ stored: false, reason: 'closed' });
     if (this.expiry) clearTimeout(this.expiry);
     this.expiry = undefined;
   }
@@ -155,7 +156,7 @@ export class ConfirmedPublisher<C = undefined> {
         this.expiry = undefined;
         const now = performance.now();
         // Map order is sending order, so the deadlines are ascending (a re-sent id moves to the end).
-        for (const u of [...this.unconfirmed.values()]) {
+        for (const u of this.unconfirmed.values()) {
           if (u.deadline > now) break;
           u.settle({ stored: false, reason: 'timeout' });
         }
