@@ -3,7 +3,7 @@ import type { JetStreamClient } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Inject, Injectable, Optional } from '@nestjs/common';
 import { ConfirmedPublisher, followLastValues } from '@novamesh/bus';
-import { type EffectivePolicyV1, headers, type Policy, streams, subjects } from '@novamesh/contracts';
+import { appendJsonMembers, type EffectivePolicyV1, headers, lastToken, type Policy, streams, subjects } from '@novamesh/contracts';
 import type { Logger } from '@novamesh/observability';
 import { computeEffective } from '@novamesh/policy';
 import { JETSTREAM, LOGGER, NATS } from './tokens';
@@ -26,8 +26,7 @@ const encoder = new TextEncoder();
  * the content is serialized once, for the hash and the message.
  */
 export function eventJson(contentJson: string, revision: number, updatedAt: string): string {
-  if (!(contentJson.startsWith('{"') && contentJson.endsWith('}'))) throw new RangeError('not the JSON of an effective policy');
-  return `${contentJson.slice(0, -1)},"revision":${JSON.stringify(revision)},"updatedAt":${JSON.stringify(updatedAt)}}`;
+  return appendJsonMembers(contentJson, { revision, updatedAt });
 }
 
 export interface EffectivePublisherOptions {
@@ -140,7 +139,7 @@ export class EffectivePublisherService {
   stored(subject: string, msgId: string | undefined, seq: number, read: () => EffectivePolicyV1): void {
     const mine = this.confirms.observe(subject, msgId, seq);
     if (mine) {
-      this.published.set(subject.slice(subject.lastIndexOf('.') + 1), mine.context);
+      this.published.set(lastToken(subject), mine.context);
       return;
     }
     const e = read();

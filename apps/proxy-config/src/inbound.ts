@@ -1,4 +1,4 @@
-import { decode, MeshValidationError } from '@novamesh/contracts';
+import { decode, lastToken, MeshValidationError } from '@novamesh/contracts';
 import type { Logger } from '@novamesh/observability';
 
 /** Snapshots and endpoint sets of large services are big; refuse only the absurd. */
@@ -32,9 +32,4 @@ export function readInput<S extends AnySchema>(
     log.warn({ subject: msg.subject, seq: msg.seq, code: err.code, issues: err.issues, reason: err.message }, `invalid ${what} skipped`);
     return undefined;
   }
-}
-
-/** The last token of a subject (`mesh.v1.config.policy.cart` → `cart`). */
-export function lastToken(subject: string): string {
-  return subject.slice(subject.lastIndexOf('.') + 1);
 }

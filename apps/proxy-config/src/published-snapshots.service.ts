@@ -2,10 +2,10 @@ import { JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStr
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Inject, Injectable, Optional } from '@nestjs/common';
 import { ConfirmedPublisher, followLastValues } from '@novamesh/bus';
-import { headers, ProxySnapshotV1, streams, subjects } from '@novamesh/contracts';
+import { headers, lastToken, ProxySnapshotV1, streams, subjects } from '@novamesh/contracts';
 import type { Logger } from '@novamesh/observability';
 import { type CompiledSnapshot, snapshotMessageJson } from '@novamesh/proxy-config';
-import { lastToken, readInput } from './inbound';
+import { readInput } from './inbound';
 import { JETSTREAM, JETSTREAM_MANAGER, LOGGER, NATS } from './tokens';
 
 /** The last snapshot stored for one service, as far as this replica knows. */

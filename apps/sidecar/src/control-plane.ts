@@ -135,7 +135,6 @@ export class ControlPlaneLink {
   private followSnapshots(): void {
     const nc = this.nc;
     if (!nc) return;
-    const decoder = new TextDecoder();
     this.follower = followLastValue({
       nc,
       stream: streams.proxy,
@@ -143,7 +142,7 @@ export class ControlPlaneLink {
       reconcileMs: this.cfg.snapshotReconcileMs,
       logger: this.logger,
       onValue: (data, source) => {
-        const outcome = this.store.offer(decoder.decode(data), { live: source === 'live' });
+        const outcome = this.store.offer(data, { live: source === 'live' });
         this.onApplied(outcome);
         if (outcome.applied || outcome.reason) this.ack();
       },

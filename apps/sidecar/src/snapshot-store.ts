@@ -1,7 +1,7 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type ProxyAckV1, ProxySnapshotV1 } from '@novamesh/contracts';
-import { hashSnapshot, takesSnapshot } from '@novamesh/proxy-config';
+import { hashMatchesAsSent, hashSnapshot, takesSnapshot } from '@novamesh/proxy-config';
 
 /** Why a snapshot was not applied; the sidecar keeps serving the one it has. */
 export interface Rejection {
@@ -11,6 +11,7 @@ export interface Rejection {
 }
 
 const FILE = 'snapshot.json';
+const decoder = new TextDecoder();
 const MAX_REASON = 2048;
 
 /**
@@ -52,13 +53,16 @@ export class SnapshotStore {
   }
 
   /**
-   * Validates and applies `raw` (JSON text). `applied` false with no reason means it was not newer
-   * (a redelivery or the same content): nothing to report.
+   * Validates and applies `raw` (JSON, as text or as the message's bytes). `applied` false with no
+   * reason means it was not newer (a redelivery or the same content): nothing to report.
    */
-  offer(raw: string, opts: { persist?: boolean; live?: boolean } = {}): { applied: boolean; reason?: string } {
+  offer(raw: string | Uint8Array, opts: { persist?: boolean; live?: boolean } = {}): { applied: boolean; reason?: string } {
+    // The text, not the bytes, is what gets written to disk later: a message's bytes may be a view
+    // of the client's read buffer, valid only during this call.
+    const text = typeof raw === 'string' ? raw : decoder.decode(raw);
     let json: unknown;
     try {
-      json = JSON.parse(raw);
+      json = JSON.parse(text);
     } catch (e) {
       return this.reject(undefined, `not JSON: ${(e as Error).message}`);
     }
@@ -69,8 +73,12 @@ export class SnapshotStore {
     }
     const snap = parsed.data;
     if (snap.service !== this.service) return this.reject(snap, `is for service "${snap.service}", this sidecar serves "${this.service}"`);
-    const hash = hashSnapshot(snap);
-    if (hash !== snap.hash) return this.reject(snap, `content hash ${hash} does not match the declared hash ${snap.hash}`);
+    // A snapshot as proxy-config sends it is checked over the bytes received (its content part is
+    // the canonical JSON the hash covers); any other layout by canonicalizing the parsed content.
+    if (!hashMatchesAsSent(raw, snap.hash)) {
+      const hash = hashSnapshot(snap);
+      if (hash !== snap.hash) return this.reject(snap, `content hash ${hash} does not match the declared hash ${snap.hash}`);
+    }
     if (!takesSnapshot(snap, this.current, opts.live === true)) return { applied: false };
     try {
       this.apply(snap);
@@ -79,7 +87,7 @@ export class SnapshotStore {
     }
     this.current = snap;
     this.appliedAt = new Date().toISOString();
-    if (opts.persist !== false) void this.persist(raw);
+    if (opts.persist !== false) void this.persist(text);
     return { applied: true };
   }
 

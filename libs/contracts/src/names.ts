@@ -77,6 +77,11 @@ export type CaCommand = (typeof CA_COMMANDS)[number];
 export const POLICY_COMMANDS = ['apply', 'delete', 'get', 'list', 'history', 'rollback', 'analyze'] as const;
 export type PolicyCommand = (typeof POLICY_COMMANDS)[number];
 
+/** The last token of a subject: the service of a per-service subject (`mesh.v1.config.policy.cart` → `cart`). */
+export function lastToken(subject: string): string {
+  return subject.slice(subject.lastIndexOf('.') + 1);
+}
+
 /** Parses a registry subject back into its parts, or returns undefined when it is not one. */
 export function parseRegistrySubject(subject: string): { service: string; action: RegistryAction } | undefined {
   const prefix = `${SUBJECT_ROOT}.registry.`;
@@ -97,7 +102,7 @@ export const streams = {
   endpoints: 'MESH_ENDPOINTS',
   /** Rejected events with their reasons, kept for a week. */
   deadLetter: 'MESH_DEADLETTER',
-  /** Effective configuration per service (policy now; proxy snapshots later), last value per subject. */
+  /** Effective policy per service, last value per subject. */
   config: 'MESH_CONFIG',
   /** Trust bundle and revocation list of the certificate authority, last value per subject. */
   ca: 'MESH_CA',

@@ -17,6 +17,20 @@ export function formatPath(path: readonly PropertyKey[]): string {
   return out;
 }
 
+/**
+ * The JSON of an object with `members` appended, from the object's JSON text: byte for byte
+ * `JSON.stringify({ ...JSON.parse(objectJson), ...members })` when those keys are new names (not
+ * integer-like: an object lists those first), without
+ * serializing the object again (publishers hash the content's JSON and send it with a version or
+ * revision and a time added). `objectJson` must be the JSON of an object with at least one member.
+ */
+export function appendJsonMembers(objectJson: string, members: Record<string, string | number>): string {
+  if (!(objectJson.startsWith('{"') && objectJson.endsWith('}'))) throw new RangeError('not the JSON of an object with members');
+  let out = objectJson.slice(0, -1);
+  for (const [key, value] of Object.entries(members)) out += `,${JSON.stringify(key)}:${JSON.stringify(value)}`;
+  return `${out}}`;
+}
+
 /** Validates an already-parsed value; throws `MeshValidationError` listing every problem. */
 export function validate<S extends z.ZodType>(schema: S, value: unknown, what: string): z.output<S> {
   const r = schema.safeParse(value);

@@ -21,5 +21,12 @@ export {
   DEFAULT_INBOUND,
   DEFAULT_TRUST_DOMAIN,
 } from './snapshot.compiler';
-export { hashSnapshot, joinSnapshotJson, type SnapshotContent, sha256Hex, snapshotMessageJson } from './snapshot.hash';
+export {
+  hashMatchesAsSent,
+  hashSnapshot,
+  joinSnapshotJson,
+  type SnapshotContent,
+  sha256Hex,
+  snapshotMessageJson,
+} from './snapshot.hash';
 export { type SnapshotIdentity, takesSnapshot } from './snapshot.order';

@@ -1,5 +1,5 @@
 import { hash } from 'node:crypto';
-import type { ProxySnapshotV1 } from '@novamesh/contracts';
+import { appendJsonMembers, type ProxySnapshotV1 } from '@novamesh/contracts';
 import { canonicalJson } from './canonical-json';
 
 /** What a snapshot says, without its version, hash and creation time: what the hash covers. */
@@ -32,12 +32,47 @@ export function joinSnapshotJson(service: string, inboundJson: string, upstreamJ
   return `{"inbound":${inboundJson},"service":${JSON.stringify(service)},${trust}"upstreams":[${upstreamJsons.join(',')}]}`;
 }
 
+/** What `snapshotMessageJson` appends to the content's canonical JSON: the members outside the hash. */
+const SENT_SUFFIX = /^,"version":\d{1,16},"hash":"([0-9a-f]{64})","createdAt":"[^"\\]*"\}$/;
+/** How the canonical JSON of a snapshot content begins (its first member in sorted order). */
+const CONTENT_START = '{"inbound":';
+const CONTENT_START_BYTES = Buffer.from(CONTENT_START);
+const SUFFIX_START_BYTES = Buffer.from(',"version":');
+const CLOSING_BRACE = Buffer.from('}');
+/** Longest suffix `snapshotMessageJson` writes, with room for a long createdAt. */
+const MAX_SUFFIX = 256;
+
 /**
  * The JSON of a whole snapshot (ProxySnapshotV1) from its content's canonical JSON and the members
  * outside the hash, appended: what a publisher sends, without serializing the content again.
  */
 export function snapshotMessageJson(canonical: string, meta: { version: number; hash: string; createdAt: string }): string {
-  if (!canonical.startsWith('{"inbound":') || !canonical.endsWith('}'))
+  if (!canonical.startsWith(CONTENT_START) || !canonical.endsWith('}'))
     throw new RangeError('not the canonical JSON of a snapshot content');
-  return `${canonical.slice(0, -1)},"version":${JSON.stringify(meta.version)},"hash":${JSON.stringify(meta.hash)},"createdAt":${JSON.stringify(meta.createdAt)}}`;
+  return appendJsonMembers(canonical, { version: meta.version, hash: meta.hash, createdAt: meta.createdAt });
+}
+
+/**
+ * Whether `message` — a snapshot message's bytes or text — carries `declared` as its hash in the
+ * layout `snapshotMessageJson` sends (the content's canonical JSON, then version, hash and
+ * createdAt appended) and the content part before them hashes to it: the hash check of a received
+ * snapshot, reading the bytes it already has instead of canonicalizing the parsed content again.
+ * False for any other layout (a message built by hand or by another publisher); the caller then
+ * falls back to `hashSnapshot` of the parsed snapshot. For a message proxy-config sent, both checks
+ * agree; a message whose content part is not canonical JSON but hashes to its declared hash passes
+ * here, which a publisher able to write the subject could achieve with `hashSnapshot` anyway.
+ */
+export function hashMatchesAsSent(message: string | Uint8Array, declared: string): boolean {
+  const bytes =
+    typeof message === 'string' ? Buffer.from(message, 'utf8') : Buffer.from(message.buffer, message.byteOffset, message.byteLength);
+  if (
+    bytes.length < CONTENT_START_BYTES.length ||
+    bytes.compare(CONTENT_START_BYTES, 0, CONTENT_START_BYTES.length, 0, CONTENT_START_BYTES.length) !== 0
+  )
+    return false;
+  const at = bytes.lastIndexOf(SUFFIX_START_BYTES);
+  if (at < Math.max(CONTENT_START_BYTES.length, bytes.length - MAX_SUFFIX)) return false;
+  const suffix = SENT_SUFFIX.exec(bytes.toString('latin1', at));
+  if (!suffix || suffix[1] !== declared) return false;
+  return hash('sha256', Buffer.concat([bytes.subarray(0, at), CLOSING_BRACE], at + 1), 'hex') === declared;
 }

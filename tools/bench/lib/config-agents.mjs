@@ -1,22 +1,22 @@
 // Lightweight sidecars for the propagation benchmark, many in one process: each follows one
 // service's snapshot subject `mesh.v1.config.proxy.<service>` exactly as a sidecar's control-plane
 // link does (`followLastValue` of @novamesh/bus: a core NATS subscription for each change as it is
-// published, and the stored last value read back from MESH_PROXY) and checks each snapshot as the
-// sidecar's SnapshotStore does (JSON, the ProxySnapshotV1 schema, the content hash, newer than the
-// one it has; a live one of the same version is left to the stored one) — without a data plane to
-// compile it into or a disk to write it to.
+// published, and the stored last value read back from MESH_PROXY) and offers each snapshot to the
+// sidecar's own SnapshotStore (apps/sidecar: JSON, the ProxySnapshotV1 schema, the service, the
+// content hash, newer than the one it holds; a live one of the same version is left to the stored
+// one) — without a data plane to compile it into or a disk to write it to.
 // Usage: node config-agents.mjs '{"natsUrl":…,"services":[…],"shared":"…"}'. Prints JSON lines:
-//   {"msg":"agents ready"} once every consumer exists, then for each snapshot received
+//   {"msg":"agents ready"} once every consumer exists, then for each snapshot applied
 //   {"s":<service>,"v":<version>,"m":<marker>,"t":<epoch ms, µs precision>}, where the marker says
-//   which benchmark change the snapshot carries (see markerOf).
+//   which benchmark change the snapshot carries (see markerOf), or {"s":…,"bad":true,"t":…} for a refused one.
 import { createRequire } from 'node:module';
 
 const opts = JSON.parse(process.argv[2] ?? '{}');
 const require = createRequire(import.meta.url);
 const { connect } = require('@nats-io/transport-node');
 const { followLastValue } = require('@novamesh/bus');
-const { ProxySnapshotV1, streams, subjects } = require('@novamesh/contracts');
-const { hashSnapshot, takesSnapshot } = require('@novamesh/proxy-config');
+const { streams, subjects } = require('@novamesh/contracts');
+const { SnapshotStore } = require('../../../apps/sidecar/dist/snapshot-store.js');
 
 const now = () => performance.timeOrigin + performance.now();
 const CHANGE = /bench-change-(\d+)/;
@@ -41,25 +41,21 @@ const flush = () => {
 setInterval(flush, 20).unref();
 
 const nc = await connect({ servers: opts.natsUrl, name: `bench-config-agents-${process.pid}` });
-const decoder = new TextDecoder();
 const followers = [];
 for (let i = 0; i < opts.services.length; i += 25) {
   const batch = opts.services.slice(i, i + 25).map((service) => {
-    let current;
+    // No data plane to apply to, and `persist: false`: nothing is written to disk.
+    const store = new SnapshotStore(service, '/nonexistent', () => undefined);
     const follower = followLastValue({
       nc,
       stream: streams.proxy,
       subject: subjects.proxyConfig(service),
       onValue: (data, source) => {
         const t = now();
-        const parsed = ProxySnapshotV1.safeParse(JSON.parse(decoder.decode(data)));
-        if (!parsed.success || parsed.data.service !== service || hashSnapshot(parsed.data) !== parsed.data.hash) {
-          out.push(JSON.stringify({ s: service, bad: true, t }));
-          return;
-        }
-        const snap = parsed.data;
-        if (!takesSnapshot(snap, current, source === 'live')) return;
-        current = snap;
+        const outcome = store.offer(data, { persist: false, live: source === 'live' });
+        if (outcome.reason) out.push(JSON.stringify({ s: service, bad: true, t }));
+        if (!outcome.applied) return;
+        const snap = store.snapshot;
         out.push(JSON.stringify({ s: service, v: snap.version, m: markerOf(snap), t }));
       },
     });
