@@ -156,6 +156,17 @@ async function runOnce(libs, cfg) {
       },
     });
 
+    // Each service's snapshot as it appears on the bus (this suite's own core subscription): the
+    // first one per service after a change was sent, to tell producing the snapshots from
+    // delivering them.
+    let onBus = new Map();
+    nc.subscribe('mesh.v1.config.proxy.>', {
+      callback: (_err, m) => {
+        const service = m.subject.slice(m.subject.lastIndexOf('.') + 1);
+        if (!onBus.has(service)) onBus.set(service, performance.timeOrigin + performance.now());
+      },
+    });
+
     const pids = { ...cp.pids() };
     agents.forEach((a, i) => {
       pids[`agents ${i + 1}`] = a.pid;
@@ -184,6 +195,7 @@ async function runOnce(libs, cfg) {
           };
         });
         effective = [];
+        onBus = new Map();
         const pcLog = cp.apps['proxy-config'].output;
         const pcFrom = pcLog.length;
         const tSent = performance.timeOrigin + performance.now();
@@ -202,6 +214,8 @@ async function runOnce(libs, cfg) {
         }
         const h = libs.newHistogram();
         for (const d of fromAck) h.recordValue(Math.max(1, Math.round(d * 1000)));
+        const busTimes = [...onBus.values()];
+        const behindBus = [...delays].filter(([s]) => onBus.has(s)).map(([s, t]) => t - onBus.get(s));
         changes.push({
           marker,
           applyMs: tAck - tSent,
@@ -213,6 +227,9 @@ async function runOnce(libs, cfg) {
           effective: effective.length,
           effectiveFirstMs: effective.length ? effective[0] - tAck : undefined,
           effectiveLastMs: effective.length ? effective.at(-1) - tAck : undefined,
+          busFirstMs: busTimes.length ? Math.min(...busTimes) - tAck : undefined,
+          busLastMs: busTimes.length ? Math.max(...busTimes) - tAck : undefined,
+          behindBus,
           histogram: h,
         });
         progress.update(c + cfg.warmup + 1);
@@ -260,6 +277,9 @@ function aggregate(libs, runs) {
       effective: stat(changes.map((ch) => ch.effective)),
       effectiveFirst: stat(changes.map((ch) => ch.effectiveFirstMs)),
       effectiveLast: stat(changes.map((ch) => ch.effectiveLastMs)),
+      busFirst: stat(changes.map((ch) => ch.busFirstMs)),
+      busLast: stat(changes.map((ch) => ch.busLastMs)),
+      behindBus: quantiles(changes.flatMap((ch) => ch.behindBus ?? [])),
       rounds: stat(changes.map((ch) => ch.rounds)),
       compiled: stat(changes.map((ch) => ch.compiled)),
       compileMs: stat(changes.map((ch) => ch.compileMs)),
@@ -273,6 +293,14 @@ function aggregate(libs, runs) {
       cpu: medianByKey(runs.map((r) => foldAgents(r[sc.id].cpu))),
     };
   });
+}
+
+/** p50, p99 and max of `values` (nearest rank); undefined when empty. */
+function quantiles(values) {
+  if (!values.length) return undefined;
+  const v = [...values].sort((a, b) => a - b);
+  const at = (q) => v[Math.min(v.length - 1, Math.ceil(q * v.length) - 1)];
+  return { p50: at(0.5), p99: at(0.99), max: v.at(-1) };
 }
 
 /** proxy-config's summary of each round of work (from idle to idle) among `lines` of its log. */
@@ -328,6 +356,16 @@ function table(aggs, cfg) {
       (a) => `${int(a.effective?.median)} / ${ms(a.effectiveFirst?.median)} / ${ms(a.effectiveLast?.median)}`,
     ),
     row(
+      'Snapshots on the bus (this suite’s own subscription to `mesh.v1.config.proxy.>`): first / last, ms after the ack, median',
+      '—',
+      (a) => `${ms(a.busFirst?.median)} / ${ms(a.busLast?.median)}`,
+    ),
+    row(
+      '… a sidecar has its snapshot after it is on the bus, all sidecars × changes: p50 / p99 / max',
+      '—',
+      (a) => `${ms(a.behindBus?.p50)} / ${ms(a.behindBus?.p99)} / ${ms(a.behindBus?.max)}`,
+    ),
+    row(
       "proxy-config per change: rounds of work / snapshots compiled / time compiling (its 'snapshots rebuilt' log), median",
       '—',
       (a) => `${int(a.rounds?.median)} / ${int(a.compiled?.median)} / ${ms(a.compileMs?.median)}`,
@@ -352,7 +390,7 @@ function observations(aggs, cfg, machine) {
   const [traffic, authz] = aggs;
   if (traffic)
     obs.push(
-      `TrafficPolicy on the shared upstream: one effective policy changes (the first and last effective-policy event arrive ${ms(traffic.effectiveFirst?.median)} and ${ms(traffic.effectiveLast?.median)} after the ack); after its 10 ms debounce proxy-config rebuilds the ${int(cfg.services)} callers' snapshots (${int(traffic.compiled?.median)} compiled in ${ms(traffic.compileMs?.median)}, median) — the shared upstream compiled and serialized once, its canonical JSON reused by every snapshot that holds it — and publishes them to MESH_PROXY as they compile, over core NATS, each confirmed when proxy-config's follow of MESH_PROXY sees it stored (at most 128 unconfirmed). Each reaches its sidecar as nats-server takes it in (a core subscription, no consumer to signal), so the spread between the first sidecar (${ms(traffic.delays[0])}) and the last (${ms(traffic.allApplied?.median)}, median of the changes) is mostly nats-server storing ${int(cfg.services)} conditional publications, one after another.`,
+      `TrafficPolicy on the shared upstream: one effective policy changes (the first and last effective-policy event arrive ${ms(traffic.effectiveFirst?.median)} and ${ms(traffic.effectiveLast?.median)} after the ack); after its 10 ms debounce proxy-config rebuilds the ${int(cfg.services)} callers' snapshots (${int(traffic.compiled?.median)} compiled in ${ms(traffic.compileMs?.median)}, median) — the shared upstream compiled and serialized once, its canonical JSON reused by every snapshot that holds it — and publishes them to MESH_PROXY as they compile, over core NATS, each confirmed when proxy-config's follow of MESH_PROXY sees it stored (at most 128 unconfirmed). Each reaches its sidecar as nats-server takes it in (a core subscription, no consumer to signal): the snapshots appeared on the bus between ${ms(traffic.busFirst?.median)} and ${ms(traffic.busLast?.median)} after the ack (median of the changes), and a sidecar had its own ${ms(traffic.behindBus?.p50)} after it appeared there at p50, ${ms(traffic.behindBus?.p99)} at p99. So the spread between the first sidecar (${ms(traffic.delays[0])}) and the last (${ms(traffic.allApplied?.median)}, median of the changes) is the time it takes to produce ${int(cfg.services)} snapshots — proxy-config compiling, publishing and confirming them, nats-server taking each conditional publication into MESH_PROXY — not to deliver them.`,
     );
   if (authz)
     obs.push(
@@ -360,7 +398,7 @@ function observations(aggs, cfg, machine) {
     );
   for (const a of aggs.filter((x) => !(x.pooled?.p99 <= AIMS.p99Ms)))
     obs.push(
-      `${a.scenario.label}: the ${ms(AIMS.p99Ms)} p99 aim is missed (${ms(a.pooled?.p99)}). The delay is not in the sidecars (an agent checks a snapshot in well under a millisecond; they used ${a.cpu['config agents']?.toFixed(2)} cores for ${int(cfg.services)} subscribers) but before them: every snapshot is one conditional publication into one JetStream stream, which nats-server stores one at a time. CPU over the changes was policy ${a.cpu.policy?.toFixed(2)}, proxy-config ${a.cpu['proxy-config']?.toFixed(2)}, nats-server ${a.cpu['nats-server']?.toFixed(2)} cores on ${machine.cores} cores${a.id === 'authz' ? '; the mesh-wide case first waits for the policy service to publish an effective policy per service' : ''}.`,
+      `${a.scenario.label}: the ${ms(AIMS.p99Ms)} p99 aim is missed (${ms(a.pooled?.p99)}). The delay is not in the sidecars (a sidecar had its snapshot ${ms(a.behindBus?.p99)} after it appeared on the bus at p99; the agents used ${a.cpu['config agents']?.toFixed(2)} cores for ${int(cfg.services)} subscribers) but before them: the last snapshot appeared on the bus ${ms(a.busLast?.median)} after the ack (median), each one a conditional publication into one JetStream stream, and every process on the path shares the same cores. CPU over the changes was policy ${a.cpu.policy?.toFixed(2)}, proxy-config ${a.cpu['proxy-config']?.toFixed(2)}, nats-server ${a.cpu['nats-server']?.toFixed(2)} cores on ${machine.cores} cores${a.id === 'authz' ? '; the mesh-wide case first waits for the policy service to publish an effective policy per service' : ''}.`,
     );
   const noise = noiseObservation(aggs.map((a) => a.cpu.other));
   if (noise) obs.push(noise);
@@ -439,7 +477,7 @@ export async function run({ root, quick = false, machine, repetitions, writeDoc 
     '',
     `Measured ${measuredOn(machine)}; ${cfg.repetitions} run${cfg.repetitions > 1 ? 's' : ''} on a fresh control plane, ${cfg.changes} changes of each kind per run (\`--runs=N\` for more runs). Reproduce with \`npm run bench -- propagation\` (raw numbers in \`bench-results/propagation.json\`).`,
     '',
-    `Setup: a fresh nats-server (JetStream, file store), redis-server, discovery, policy and proxy-config with their defaults (proxy-config: 10 ms debounce per snapshot, at most 100 ms, 128 publications awaiting their confirmation; policy: at most 256 effective-policy publications awaiting their confirmation). ${int(cfg.services)} services (\`${serviceName(0)}\` …) are registered, each with one endpoint and one declared upstream, \`${SHARED}\`, so every snapshot holds that upstream. ${int(cfg.services)} lightweight sidecars, one per service, in ${cfg.agentProcesses} processes (\`tools/bench/lib/config-agents.mjs\`), follow \`mesh.v1.config.proxy.<service>\` as the sidecar does (\`followLastValue\`: a core NATS subscription for each change as it is published, and the stored value read back from MESH_PROXY at start) and check each snapshot as the sidecar's SnapshotStore does (JSON, the ProxySnapshotV1 schema, the content hash, newer than the one held), without compiling a data plane or writing it to disk. Once all hold their first snapshot and nothing has changed for 1 s, the suite applies ${cfg.warmup} unrecorded warm-up changes (the first changes after a start run policy's and proxy-config's per-service code before V8 has optimized it; their times are in the table, apart) and then ${cfg.changes} recorded changes of each kind with \`mesh.applyPolicy\` (${cfg.pauseMs} ms apart after each completes), and for each recorded change records, per sidecar, the time from the apply's acknowledgement until that sidecar received a snapshot carrying the change:`,
+    `Setup: a fresh nats-server (JetStream, file store), redis-server, discovery, policy and proxy-config with their defaults (proxy-config: 10 ms debounce per snapshot, at most 100 ms, 128 publications awaiting their confirmation; policy: at most 256 effective-policy publications awaiting their confirmation). ${int(cfg.services)} services (\`${serviceName(0)}\` …) are registered, each with one endpoint and one declared upstream, \`${SHARED}\`, so every snapshot holds that upstream. ${int(cfg.services)} lightweight sidecars, one per service, in ${cfg.agentProcesses} processes (\`tools/bench/lib/config-agents.mjs\`), follow \`mesh.v1.config.proxy.<service>\` as the sidecar does (\`followLastValue\`: a core NATS subscription for each change as it is published, and the stored value read back from MESH_PROXY at start) and offer each snapshot to the sidecar's own SnapshotStore (JSON, the ProxySnapshotV1 schema, the service, the content hash, newer than the one held), without compiling a data plane or writing it to disk. Once all hold their first snapshot and nothing has changed for 1 s, the suite applies ${cfg.warmup} unrecorded warm-up changes (the first changes after a start run policy's and proxy-config's per-service code before V8 has optimized it; their times are in the table, apart) and then ${cfg.changes} recorded changes of each kind with \`mesh.applyPolicy\` (${cfg.pauseMs} ms apart after each completes), and for each recorded change records, per sidecar, the time from the apply's acknowledgement until that sidecar received a snapshot carrying the change:`,
     '',
     `- **${SCENARIOS[0].label}**: a new request timeout on \`${SHARED}\` each time. One effective policy changes; proxy-config rebuilds the ${int(cfg.services)} snapshots that include \`${SHARED}\`.`,
     `- **${SCENARIOS[1].label}**: a DENY rule for a new namespace each time. Every service's effective policy changes (${int(cfg.services + 1)}), so every snapshot is rebuilt.`,
