@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type ServiceInput, type StoredPolicy, validService } from '@novamesh/contracts';
+import { type StoredPolicy, validService } from '@novamesh/contracts';
 import { MeshManager } from '@novamesh/sdk';
 import { type ManagedProcess, runMeshctl, startDiscovery, startPolicy, TestNats, TestRedis } from '@novamesh/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -35,7 +35,7 @@ beforeAll(async () => {
   procs.push(await startPolicy({ natsUrl: nats.url, instance: 'p1' }));
   mesh = new MeshManager({ servers: nats.url, heartbeat: false, timeoutMs: 10_000 });
   await mesh.initialize();
-  await mesh.registerService(validService('payment') as ServiceInput, { wait: true });
+  await mesh.registerService(validService('payment'), { wait: true });
   env = { NATS_URL: nats.url };
 });
 

@@ -252,7 +252,7 @@ describe('meshctl run and meshctl sidecar', () => {
         'version=v2',
         '--create-token',
       ]);
-      const ready = await waitFor(() => /"msg":"sidecar ready"/.test(sc.stdout()) && sc.stdout(), {
+      const ready = await waitFor(() => (/"msg":"sidecar ready"/.test(sc.stdout()) ? sc.stdout() : undefined), {
         timeoutMs: 20_000,
         what: 'the sidecar to be ready',
       }).catch((e) => {

@@ -61,7 +61,11 @@ describe('discovery killed mid-ingest', () => {
     const d1 = await start('d1');
     const js = jetstream(nc);
     const applied = new Set<string>();
-    const sub = nc.subscribe(subjects.endpointsAll, { callback: (_e, m) => applied.add(m.json<EndpointSetV1>().service) });
+    const sub = nc.subscribe(subjects.endpointsAll, {
+      callback: (_e, m) => {
+        applied.add(m.json<EndpointSetV1>().service);
+      },
+    });
     const N = 1000;
     const publishing = (async () => {
       for (let i = 0; i < N; i += 50) {

@@ -138,20 +138,27 @@ describe('registration and watching', () => {
   it('publishes nothing when a registration changes nothing', async () => {
     await mesh.registerService(validService('steady'), { wait: true });
     const jsm = await jetstreamManager(nc);
-    const before = (await jsm.streams.getMessage(streams.endpoints, { last_by_subj: 'mesh.v1.discovery.endpoints.steady' })).seq;
+    const lastPublished = async () => {
+      const m = await jsm.streams.getMessage(streams.endpoints, { last_by_subj: 'mesh.v1.discovery.endpoints.steady' });
+      if (!m) throw new Error('no endpoint set of steady in the stream');
+      return m;
+    };
+    const before = (await lastPublished()).seq;
     await mesh.registerService(validService('steady'));
     await mesh.registerService(validService('steady'));
-    await mesh.registerService({ ...validService('steady'), endpoints: [validService('steady').endpoints[0]] }, { wait: true });
-    const after = await jsm.streams.getMessage(streams.endpoints, { last_by_subj: 'mesh.v1.discovery.endpoints.steady' });
+    await mesh.registerService({ ...validService('steady'), endpoints: validService('steady').endpoints.slice(0, 1) }, { wait: true });
+    const after = await lastPublished();
     expect(after.json<EndpointSetV1>().endpoints).toHaveLength(1);
     expect(after.seq).toBeGreaterThan(before);
     // identical re-registrations publish nothing
     const published: number[] = [];
     const sub = nc.subscribe('mesh.v1.discovery.endpoints.steady', {
-      callback: (_e, m) => published.push(m.json<EndpointSetV1>().revision),
+      callback: (_e, m) => {
+        published.push(m.json<EndpointSetV1>().revision);
+      },
     });
-    await mesh.registerService({ ...validService('steady'), endpoints: [validService('steady').endpoints[0]] });
-    await mesh.registerService({ ...validService('steady'), endpoints: [validService('steady').endpoints[0]] });
+    await mesh.registerService({ ...validService('steady'), endpoints: validService('steady').endpoints.slice(0, 1) });
+    await mesh.registerService({ ...validService('steady'), endpoints: validService('steady').endpoints.slice(0, 1) });
     await new Promise((r) => setTimeout(r, 500));
     sub.unsubscribe();
     expect(published).toEqual([]);

@@ -312,7 +312,8 @@ describe('the outbound fast path', () => {
   it('hands Upgrade and Expect: 100-continue requests to node:http, which still answers them', async () => {
     // node:http answers an Upgrade nobody accepts as a plain request (Upgrade and Connection are hop-by-hop).
     const upgradeHead = get('/', 'wire.mesh', 'Connection: Upgrade\r\nUpgrade: example/1\r\n');
-    const [upgrade, slow] = await Promise.all([web, webslow].map((s) => raw(s, (write) => write(upgradeHead), { count: 1 })));
+    const sendUpgrade = (s: SidecarProcess) => raw(s, (write) => write(upgradeHead), { count: 1 });
+    const [upgrade, slow] = await Promise.all([sendUpgrade(web), sendUpgrade(webslow)]);
     expect(upgrade.responses[0]?.status).toBe(200);
     expect(JSON.parse(upgrade.responses[0]?.body.toString() ?? '{}').headers.upgrade).toBeUndefined();
     expect(upgrade.responses.map((r) => r.status)).toEqual(slow.responses.map((r) => r.status));
@@ -433,15 +434,14 @@ describe('the outbound fast path', () => {
     const extra =
       'X-Custom: v\r\nKeep-Alive: timeout=1\r\nX-Hop: drop me\r\nConnection: x-hop\r\nProxy-Connection: keep-alive\r\n' +
       'TE: trailers\r\nX-Request-Id: rid-1\r\nCookie: a=1\r\nCookie: b=2\r\nX-Dup: 1\r\nX-Dup: 2\r\n';
-    const [fast, slow] = await Promise.all(
-      [web, webslow].map(async (s) => {
-        const { responses } = await raw(s, (write) => write(get('/h?q=1', 'wire.mesh', extra)), { count: 1 });
-        const r = responses[0] as RawResponse;
-        const json = JSON.parse(r.body.toString()) as { headers: Record<string, string> };
-        const { date: _d, ...responseHeaders } = r.headers;
-        return { status: r.status, seen: json.headers, responseHeaders };
-      }),
-    );
+    const forward = async (s: SidecarProcess) => {
+      const { responses } = await raw(s, (write) => write(get('/h?q=1', 'wire.mesh', extra)), { count: 1 });
+      const r = responses[0] as RawResponse;
+      const json = JSON.parse(r.body.toString()) as { headers: Record<string, string> };
+      const { date: _d, ...responseHeaders } = r.headers;
+      return { status: r.status, seen: json.headers, responseHeaders };
+    };
+    const [fast, slow] = await Promise.all([forward(web), forward(webslow)]);
     expect(fast.seen).toEqual(slow.seen);
     expect(fast.seen['x-hop']).toBeUndefined();
     expect(fast.seen['x-request-id']).toBe('rid-1');

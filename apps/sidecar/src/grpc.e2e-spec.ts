@@ -8,7 +8,8 @@ import { type SidecarProcess, TestMesh } from './mesh.e2e-helper';
 let m: TestMesh;
 let web: SidecarProcess;
 const servers: grpc.Server[] = [];
-let client: grpc.Client & Record<string, (req: Buffer, cb: (err: grpc.ServiceError | null, res?: Buffer) => void) => void>;
+type Unary = (req: Buffer, cb: (err: grpc.ServiceError | null, res?: Buffer) => void) => void;
+let client: grpc.Client & Record<string, Unary>;
 
 const raw = (path: string) => ({
   path,
@@ -20,6 +21,13 @@ const raw = (path: string) => ({
   responseDeserialize: (b: Buffer) => b,
 });
 const definition = { echo: raw('/inventory.Inventory/Echo'), fail: raw('/inventory.Inventory/Fail') };
+
+/** A method of a generic client made from `definition`, bound to that client. */
+function rpc(c: typeof client, method: keyof typeof definition): Unary {
+  const fn = c[method];
+  if (!fn) throw new Error(`the client has no ${method} method`);
+  return fn.bind(c);
+}
 
 async function inventoryServer(name: string): Promise<{ name: string; port: number }> {
   const server = new grpc.Server();
@@ -44,7 +52,7 @@ function unary(
   body: string,
 ): Promise<{ err: grpc.ServiceError | null; res?: { app: string; got: string; xfcc?: string } }> {
   return new Promise((resolve) =>
-    client[method](Buffer.from(body), (err, res) => resolve({ err, ...(res ? { res: JSON.parse(res.toString()) } : {}) })),
+    rpc(client, method)(Buffer.from(body), (err, res) => resolve({ err, ...(res ? { res: JSON.parse(res.toString()) } : {}) })),
   );
 }
 
@@ -109,7 +117,7 @@ describe('gRPC through two sidecars', () => {
     const other = new Client(`127.0.0.1:${web.ports.outbound}`, grpc.credentials.createInsecure(), {
       'grpc.default_authority': 'nowhere.mesh',
     }) as typeof client;
-    const err = await new Promise<grpc.ServiceError | null>((resolve) => other.echo(Buffer.from('x'), (e) => resolve(e)));
+    const err = await new Promise<grpc.ServiceError | null>((resolve) => rpc(other, 'echo')(Buffer.from('x'), (e) => resolve(e)));
     other.close();
     expect(err?.code).toBe(grpc.status.UNIMPLEMENTED);
     expect(err?.details).toContain('"nowhere" is not a service this sidecar may call');

@@ -195,7 +195,7 @@ describe('parseRequestHead against node:http (property)', () => {
     fc.constantFrom('keep-alive', 'close', 'text/plain'),
   );
   const eol = fc.constantFrom('\r\n', '\r\n', '\r\n', '\r\n', '\n', '\r\n ');
-  const framing = fc.constantFrom(
+  const framing = fc.constantFrom<[name: string, value: string][]>(
     [],
     [['Content-Length', '3']],
     [['Content-Length', ' 3 ']],

@@ -46,7 +46,11 @@ describe('a sidecar refuses a bad snapshot and keeps serving with the good one',
     const nc = await connect({ servers: m.nats.url });
     try {
       const acks: string[] = [];
-      const sub = nc.subscribe(subjects.proxyAck('web', web.id), { callback: (_e, msg) => acks.push(msg.string()) });
+      const sub = nc.subscribe(subjects.proxyAck('web', web.id), {
+        callback: (_e, msg) => {
+          acks.push(msg.string());
+        },
+      });
       const { body } = await web.admin<{ snapshot: Record<string, unknown> }>('/config_dump');
       const forged = { ...body.snapshot, version: before + 1, upstreams: [] }; // hash no longer matches the content
       await jetstream(nc).publish(subjects.proxyConfig('web'), JSON.stringify(forged));

@@ -270,7 +270,11 @@ describe('signWorkloadCsr refuses, saying where and why', () => {
       dnsNames: ['evil.com'],
       keyPair: { kind: 'rsa', bits: 1024 },
     });
-    const err = await sign(csrPem).catch((e: MeshValidationError) => e);
+    const err = await sign(csrPem).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    if (!(err instanceof MeshValidationError)) throw new Error(`expected a MeshValidationError, got ${String(err)}`);
     expect(err.issues.map((i) => i.path)).toEqual(['csr.key', 'csr.san', 'csr.san']);
     expect(err.message).toBe(
       'certificate signing request refused: csr.key: RSA 1024 bits is weaker than 2048; ' +

@@ -1,18 +1,19 @@
 import { ErrorCode } from './errors';
+import type { ServiceInput } from './service.schema';
 
 /** A realistic registration used by tests and benchmarks. */
 export function validService(name = 'payment') {
   return {
     name,
-    type: 'http',
+    type: 'http' as const,
     port: 8080,
     endpoints: [
       { id: `${name}-1`, address: '10.0.0.11', port: 9101, weight: 1, labels: { version: 'v1', zone: 'a' } },
       { id: `${name}-2`, address: '10.0.0.12', port: 9102, weight: 1, labels: { version: 'v2', zone: 'b' } },
     ],
     settings: { owner: 'payments-team' },
-    healthCheck: { protocol: 'http', path: '/healthz', interval: '5s', timeout: '1s' },
-  };
+    healthCheck: { protocol: 'http' as const, path: '/healthz', interval: '5s', timeout: '1s' },
+  } satisfies ServiceInput;
 }
 
 export interface MalformedCase {

@@ -16,17 +16,20 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
+/** What `waitFor` can return: `T` without the falsy values it waits past. */
+export type Truthy<T> = Exclude<T, false | 0 | '' | null | undefined>;
+
 /** Polls `fn` until it returns a truthy value (returned) or `timeoutMs` passes (throws with `what`). */
 export async function waitFor<T>(
   fn: () => T | Promise<T>,
   opts: { timeoutMs?: number; intervalMs?: number; what?: string } = {},
-): Promise<NonNullable<T>> {
+): Promise<Truthy<T>> {
   const deadline = Date.now() + (opts.timeoutMs ?? 15_000);
   let last: unknown;
   for (;;) {
     try {
       const v = await fn();
-      if (v) return v as NonNullable<T>;
+      if (v) return v as Truthy<T>;
     } catch (e) {
       last = e;
     }

@@ -65,7 +65,9 @@ describe('the load generator raw HTTP/1.1 client', () => {
     expect(pending.length).toBe(2); // the other three wait for a connection
     for (let done = 0; done < 5; done++) {
       await served(done + Math.min(2, 5 - done));
-      pending[done]();
+      const release = pending[done];
+      if (!release) throw new Error(`request ${done} never reached the server`);
+      release();
     }
     expect(await Promise.all(answers)).toEqual([200, 200, 200, 200, 200]);
     expect(sockets.size).toBe(2);
@@ -83,6 +85,7 @@ describe('the load generator raw HTTP/1.1 client', () => {
     const server = createNetServer((socket) => {
       socket.once('data', () => {
         const answer = answers[n++];
+        if (answer === undefined) throw new Error(`connection ${n} was not expected`);
         socket.end(answer);
       });
     });
