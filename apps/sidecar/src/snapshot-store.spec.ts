@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ProxySnapshotV1 } from '@novamesh/contracts';
-import { hashSnapshot } from '@novamesh/proxy-config';
+import { canonicalJson, hashSnapshot, sha256Hex, snapshotMessageJson } from '@novamesh/proxy-config';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SnapshotStore } from './snapshot-store';
 
@@ -59,5 +59,43 @@ describe('SnapshotStore.offer: live (just published) vs stored snapshots', () =>
     expect(s.offer(snapshot(4, 'DENY'), { persist: false })).toEqual({ applied: false });
     expect(s.offer(snapshot(4, 'DENY'), { persist: false, live: true })).toEqual({ applied: false });
     expect(s.snapshot?.version).toBe(5);
+  });
+});
+
+describe('SnapshotStore.offer: the content hash', () => {
+  /** A snapshot's bytes exactly as proxy-config publishes them (canonical content, then version, hash, createdAt). */
+  function asSent(version: number, defaultAction: 'ALLOW' | 'DENY' = 'ALLOW'): Uint8Array {
+    const parsed = JSON.parse(snapshot(version, defaultAction)) as { inbound: unknown; service: string; upstreams: unknown[] };
+    const canonical = canonicalJson({ inbound: parsed.inbound, service: parsed.service, upstreams: parsed.upstreams });
+    return new TextEncoder().encode(
+      snapshotMessageJson(canonical, { version, hash: sha256Hex(canonical), createdAt: '2026-01-01T00:00:00.000Z' }),
+    );
+  }
+
+  it('takes a snapshot as proxy-config sends it, as bytes, checked over those bytes', () => {
+    const { store: s, applied } = store();
+    expect(s.offer(asSent(1), { persist: false, live: true })).toEqual({ applied: true });
+    expect(s.snapshot?.hash).toBe(hashSnapshot(s.snapshot as ProxySnapshotV1));
+    expect(applied).toHaveLength(1);
+  });
+
+  it('refuses content that is not what the declared hash covers, in the layout proxy-config sends and in any other', () => {
+    const { store: s, applied } = store();
+    const sent = new TextDecoder().decode(asSent(2));
+    // Still valid JSON and a valid snapshot, but the content changed after hashing.
+    const tampered = new TextEncoder().encode(sent.replace('"defaultAction":"ALLOW"', '"defaultAction":"DENY"'));
+    const outcome = s.offer(tampered, { persist: false, live: true });
+    expect(outcome.applied).toBe(false);
+    expect(outcome.reason).toMatch(/^content hash [0-9a-f]{64} does not match the declared hash [0-9a-f]{64}$/);
+    // The same change in another layout (members in another order): checked by canonicalizing.
+    const { service, ...rest } = JSON.parse(sent) as { service: string; inbound: object };
+    const otherLayout = JSON.stringify({
+      ...rest,
+      service,
+      inbound: { ...rest.inbound, authorization: { defaultAction: 'DENY', policies: [] } },
+    });
+    expect(s.offer(otherLayout, { persist: false }).reason).toMatch(/^content hash [0-9a-f]{64} does not match the declared hash/);
+    expect(applied).toHaveLength(0);
+    expect(s.rejection?.version).toBe(2);
   });
 });
