@@ -15,7 +15,7 @@ import { withCleanup } from './lib/cleanup.mjs';
 import { measuredOn } from './lib/machine.mjs';
 import { MESH_BUILT, registerPlain, startControlPlane } from './lib/mesh.mjs';
 import { boundedAll } from './lib/pace.mjs';
-import { cpuMeter } from './lib/proc.mjs';
+import { cpuMeter, windowCpuMeter } from './lib/proc.mjs';
 import { note, Progress } from './lib/progress.mjs';
 import { cpuCell, int, ms, noiseObservation, spread, verdict } from './lib/report.mjs';
 import { imgDirOf, natsLibs, requireBuilt } from './lib/stack.mjs';
@@ -177,6 +177,8 @@ async function runOnce(libs, cfg) {
       const changes = [];
       const warmups = [];
       let meter;
+      // CPU while the recorded changes propagate (apply sent → every sidecar has it), pauses left out.
+      const during = windowCpuMeter(pids);
       const progress = new Progress(`  ${sc.label}`, cfg.warmup + cfg.changes);
       // The first changes of a kind are warm-ups, applied and awaited like the others but not
       // recorded: they run the change's code paths (policy, proxy-config, the agents) through
@@ -198,11 +200,13 @@ async function runOnce(libs, cfg) {
         onBus = new Map();
         const pcLog = cp.apps['proxy-config'].output;
         const pcFrom = pcLog.length;
+        if (c >= 0) during.open();
         const tSent = performance.timeOrigin + performance.now();
         const reply = await cp.mesh.applyPolicy(sc.doc(marker));
         const tAck = performance.timeOrigin + performance.now();
         if (!reply.ok) throw new Error(`apply refused: ${JSON.stringify(reply)}`);
         await Promise.race([allIn, new Promise((r) => setTimeout(r, cfg.changeTimeoutMs))]);
+        during.close();
         waiter = undefined;
         const fromAck = [...delays.values()].map((t) => t - tAck);
         const allAppliedMs = delays.size === services.length ? Math.max(...fromAck) : undefined;
@@ -244,7 +248,7 @@ async function runOnce(libs, cfg) {
       }
       const cpu = meter.stop();
       progress.finish();
-      out[sc.id] = { changes, cpu, warmups };
+      out[sc.id] = { changes, cpu, cpuDuring: during.result(), warmups };
       const pooled = libs.newHistogram();
       for (const ch of changes) pooled.add(ch.histogram);
       const s = summarize(pooled);
@@ -291,6 +295,7 @@ function aggregate(libs, runs) {
         return summarize(h)?.p99;
       }),
       cpu: medianByKey(runs.map((r) => foldAgents(r[sc.id].cpu))),
+      cpuDuring: medianByKey(runs.map((r) => foldAgents(r[sc.id].cpuDuring ?? {}))),
     };
   });
 }
@@ -370,6 +375,9 @@ function table(aggs, cfg) {
       '—',
       (a) => `${int(a.rounds?.median)} / ${int(a.compiled?.median)} / ${ms(a.compileMs?.median)}`,
     ),
+    row('CPU while the changes propagate (apply sent → all applied, summed over the changes), cores busy', '—', (a) =>
+      cpuCell(a.cpuDuring),
+    ),
     row('CPU over the changes (incl. pauses), cores busy', '—', (a) => cpuCell(a.cpu)),
   ].join('\n');
 }
@@ -398,7 +406,7 @@ function observations(aggs, cfg, machine) {
     );
   for (const a of aggs.filter((x) => !(x.pooled?.p99 <= AIMS.p99Ms)))
     obs.push(
-      `${a.scenario.label}: the ${ms(AIMS.p99Ms)} p99 aim is missed (${ms(a.pooled?.p99)}). The delay is not in the sidecars (a sidecar had its snapshot ${ms(a.behindBus?.p99)} after it appeared on the bus at p99; the agents used ${a.cpu['config agents']?.toFixed(2)} cores for ${int(cfg.services)} subscribers) but before them: the last snapshot appeared on the bus ${ms(a.busLast?.median)} after the ack (median), each one a conditional publication into one JetStream stream, and every process on the path shares the same cores. CPU over the changes was policy ${a.cpu.policy?.toFixed(2)}, proxy-config ${a.cpu['proxy-config']?.toFixed(2)}, nats-server ${a.cpu['nats-server']?.toFixed(2)} cores on ${machine.cores} cores${a.id === 'authz' ? '; the mesh-wide case first waits for the policy service to publish an effective policy per service' : ''}.`,
+      `${a.scenario.label}: the ${ms(AIMS.p99Ms)} p99 aim is missed (${ms(a.pooled?.p99)}). The delay is not in the sidecars (a sidecar had its snapshot ${ms(a.behindBus?.p99)} after it appeared on the bus at p99; the agents used ${a.cpu['config agents']?.toFixed(2)} cores for ${int(cfg.services)} subscribers) but before them: the last snapshot appeared on the bus ${ms(a.busLast?.median)} after the ack (median), each one a conditional publication into one JetStream stream, and every process on the path shares the same cores. While the changes propagated (apply sent → all applied) the whole machine was ${a.cpuDuring['whole machine']?.toFixed(2)} of ${machine.cores} cores busy: policy ${a.cpuDuring.policy?.toFixed(2)}, proxy-config ${a.cpuDuring['proxy-config']?.toFixed(2)}, nats-server ${a.cpuDuring['nats-server']?.toFixed(2)}, the agents ${a.cpuDuring['config agents']?.toFixed(2)}, this suite ${a.cpuDuring.bench?.toFixed(2)}${a.id === 'authz' ? '; the mesh-wide case first waits for the policy service to publish an effective policy per service' : ''}.`,
     );
   const noise = noiseObservation(aggs.map((a) => a.cpu.other));
   if (noise) obs.push(noise);

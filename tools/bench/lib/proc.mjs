@@ -1,6 +1,6 @@
 // Reads a process's memory and CPU time from /proc (Linux only; returns undefined elsewhere).
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 let clkTck;
 function ticksPerSecond() {
@@ -38,6 +38,30 @@ export function cpuSecondsOf(pid) {
     return (utime + stime) / ticksPerSecond();
   } catch {
     return undefined;
+  }
+}
+
+/**
+ * CPU seconds `pid` has used so far with nanosecond resolution: the run time of each of its
+ * threads from /proc/<pid>/task/<tid>/schedstat (the clock-tick figures of `cpuSecondsOf` are
+ * 10 ms coarse, too coarse for windows of tens of milliseconds). Threads that ended are missing
+ * from the sum, so compare two readings only over a window in which none ends. Falls back to
+ * `cpuSecondsOf` where schedstat is not available.
+ */
+export function preciseCpuSecondsOf(pid) {
+  if (!pid) return undefined;
+  try {
+    let ns = 0;
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+      } catch {
+        // the thread ended between the listing and the read
+      }
+    }
+    return ns / 1e9;
+  } catch {
+    return cpuSecondsOf(pid);
   }
 }
 
@@ -89,4 +113,50 @@ export function cpuMeter(pids) {
 function round(x, digits) {
   const f = 10 ** digits;
   return Math.round(x * f) / f;
+}
+
+/**
+ * CPU used by a set of named processes during chosen windows only (e.g. while a change
+ * propagates, leaving out the pauses between changes): `const w = windowCpuMeter(pids);
+ * w.open(); …; w.close();` any number of times, then `w.result()` → cores busy on average over
+ * the open time, per process (`preciseCpuSecondsOf`), for this process ('bench'), 'other' and the
+ * 'whole machine' (/proc/stat: 10 ms ticks, so only a sum over several windows is meaningful).
+ */
+export function windowCpuMeter(pids) {
+  const used = {};
+  let wall = 0;
+  let machineBusy = 0;
+  let opened;
+  return {
+    open() {
+      opened = {
+        at: performance.now(),
+        procs: Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, preciseCpuSecondsOf(pid)])),
+        self: process.cpuUsage(),
+        machine: machineCpuSeconds(),
+      };
+    },
+    close() {
+      if (!opened) return;
+      const o = opened;
+      opened = undefined;
+      for (const [k, pid] of Object.entries(pids)) {
+        const end = preciseCpuSecondsOf(pid);
+        if (end !== undefined && o.procs[k] !== undefined) used[k] = (used[k] ?? 0) + Math.max(0, end - o.procs[k]);
+      }
+      const self = process.cpuUsage(o.self);
+      used.bench = (used.bench ?? 0) + (self.user + self.system) / 1e6;
+      const machine = machineCpuSeconds();
+      if (machine && o.machine) machineBusy += machine.busy - o.machine.busy;
+      wall += (performance.now() - o.at) / 1000;
+    },
+    result() {
+      if (!wall) return {};
+      const out = Object.fromEntries(Object.entries(used).map(([k, v]) => [k, round(v / wall, 2)]));
+      const ours = Object.values(used).reduce((a, b) => a + b, 0);
+      out.other = round(Math.max(0, machineBusy - ours) / wall, 2);
+      out['whole machine'] = round(machineBusy / wall, 2);
+      return out;
+    },
+  };
 }
