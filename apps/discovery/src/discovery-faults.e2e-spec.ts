@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:http';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { buckets, consumers, type EndpointSetV1, streams, subjects } from '@novamesh/contracts';
+import { buckets, consumers, type EndpointSetV1, streams, subjects, validService } from '@novamesh/contracts';
 import { MeshManager } from '@novamesh/sdk';
 import { type ManagedProcess, startDiscovery, TestNats, TestRedis, waitFor } from '@novamesh/testing';
 import { Redis } from 'ioredis';
@@ -15,12 +15,12 @@ let nc: NatsConnection;
 let mesh: MeshManager;
 const replicas: ManagedProcess[] = [];
 
-const start = async (instance: string) => {
+const start = async (instance: string, env: Record<string, string> = {}) => {
   const p = await startDiscovery({
     natsUrl: nats.url,
     redisUrl: redis.url,
     instance,
-    env: { DISCOVERY_SWEEP_INTERVAL: '200ms', DISCOVERY_MEMBER_TTL: '1s' },
+    env: { DISCOVERY_SWEEP_INTERVAL: '200ms', DISCOVERY_MEMBER_TTL: '1s', ...env },
   });
   replicas.push(p);
   return p;
@@ -207,3 +207,41 @@ describe('two discovery replicas', () => {
     }
   });
 });
+
+describe('endpoints stream deleted and created again', () => {
+  it('republishes every registered set to the new stream, and queries answer from it again', async () => {
+    await start('d1', { DISCOVERY_STREAM_RECHECK: '300ms' });
+    const names = ['recreated-a', 'recreated-b'];
+    // No health checks and no heartbeats: nothing about these services changes by itself, so only
+    // the reset can put their sets into the new stream.
+    for (const name of names) await mesh.registerService({ ...validService(name), healthCheck: undefined }, { wait: true });
+    const jsm = await jetstreamManager(nc);
+    const stored = async (name: string) =>
+      (await jsm.streams.getMessage(streams.endpoints, { last_by_subj: subjects.endpoints(name) }))?.json<EndpointSetV1>();
+    const before = await Promise.all(names.map(stored));
+
+    // An operator deletes the stream and it is created again (or nats-server lost its stream but
+    // not the registry): the new stream holds no set, and nothing about the services changed.
+    const { config } = await jsm.streams.info(streams.endpoints);
+    await jsm.streams.delete(streams.endpoints);
+    await jsm.streams.add(config);
+    expect((await jsm.streams.info(streams.endpoints)).state.messages).toBe(0);
+
+    const after = await waitFor(
+      async () => {
+        const sets = await Promise.all(names.map((n) => stored(n).catch(() => undefined)));
+        return sets.every((x) => x !== undefined) ? sets : undefined;
+      },
+      { timeoutMs: 10_000, what: 'both endpoint sets in the new stream' },
+    );
+    for (const [i, set] of after.entries()) {
+      expect(set?.service).toBe(names[i]);
+      // Republished as a new revision of the same registration (revisions are the registry's KV sequence).
+      expect(set?.revision).toBeGreaterThan(before[i]?.revision ?? Number.POSITIVE_INFINITY);
+      expect(set?.endpoints).toEqual(before[i]?.endpoints);
+    }
+    expect((await mesh.getService('recreated-a')).endpoints).toHaveLength(2);
+    expect((await mesh.listServices()).map((s) => s.service)).toEqual(expect.arrayContaining(names));
+  });
+});
+

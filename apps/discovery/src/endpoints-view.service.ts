@@ -3,12 +3,15 @@ import { Inject, Injectable } from '@nestjs/common';
 import { followLastValues } from '@novamesh/bus';
 import { type EndpointSetV1, streams, subjects } from '@novamesh/contracts';
 import type { Logger } from '@novamesh/observability';
-import { JETSTREAM, LOGGER } from './tokens';
+import type { DiscoveryConfig } from './config';
+import { CONFIG, JETSTREAM, LOGGER } from './tokens';
 
 /**
  * The published endpoint sets, as any watcher sees them: an ordered consumer over the
  * endpoints stream starting at the last message of each service. Queries are answered from
- * here, so a query and a watch never disagree.
+ * here, so a query and a watch never disagree. When the stream turns out to have been deleted and
+ * created again (it may hold none of the sets), the view starts over from what the new stream
+ * holds and `resets` counts up: the sweeper then republishes every set the registry has.
  */
 @Injectable()
 export class EndpointsViewService {
@@ -16,9 +19,12 @@ export class EndpointsViewService {
   private readonly sent = new Map<string, EndpointSetV1>();
   private stopFn: (() => Promise<void>) | undefined;
   private readonly log: Logger;
+  /** How many times the stream was found created again. */
+  resets = 0;
 
   constructor(
     @Inject(JETSTREAM) private readonly js: JetStreamClient,
+    @Inject(CONFIG) private readonly cfg: DiscoveryConfig,
     @Inject(LOGGER) logger: Logger,
   ) {
     this.log = logger.child({ component: 'endpoints-view' });
@@ -30,6 +36,12 @@ export class EndpointsViewService {
       stream: streams.endpoints,
       filterSubject: subjects.endpointsAll,
       logger: this.log,
+      recheckMs: this.cfg.streamRecheckMs,
+      onReset: () => {
+        this.sets.clear();
+        this.sent.clear();
+        this.resets++;
+      },
       onMessage: (m) => {
         const msgId = m.headers?.get('Nats-Msg-Id');
         const own = msgId ? this.sent.get(msgId) : undefined;

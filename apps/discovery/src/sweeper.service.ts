@@ -11,8 +11,9 @@ import { CONFIG, HEALTH_STORE, LOGGER } from './tokens';
 /**
  * Time-driven registry changes, each service handled by the replica that owns it: heartbeat
  * TTLs (unhealthy, then removed), finished drains, tombstone pruning. On its first pass, when
- * replicas come or go, and every reconcile interval it also republishes any set whose publication
- * was lost (a crash between store and publish, or NATS dropping a fire-and-forget publish).
+ * replicas come or go, when the endpoints stream was created again, and every reconcile interval it
+ * also republishes any set whose publication was lost (a crash between store and publish, NATS
+ * dropping a fire-and-forget publish, a stream deleted and created again).
  * Pauses TTL expiry while Redis is unreachable: no heartbeat data is not a dead endpoint.
  */
 @Injectable()
@@ -21,6 +22,7 @@ export class SweeperService {
   private running = false;
   private lastReconcile = 0;
   private reconciledGeneration = -1;
+  private reconciledResets = 0;
   private readonly log: Logger;
 
   constructor(
@@ -47,13 +49,19 @@ export class SweeperService {
     if (this.running) return;
     this.running = true;
     try {
-      // Reconcile on start, periodically, and whenever replicas come or go: a new owner must
-      // check the services it just took over (their previous owner may have died mid-publish).
+      // Reconcile on start, periodically, whenever replicas come or go (a new owner must check
+      // the services it just took over: their previous owner may have died mid-publish) and when
+      // the endpoints stream was created again (it lost every set).
       const generation = this.membership.generation;
-      const reconcile = generation !== this.reconciledGeneration || Date.now() - this.lastReconcile >= this.cfg.reconcileIntervalMs;
+      const resets = this.view.resets;
+      const reconcile =
+        generation !== this.reconciledGeneration ||
+        resets !== this.reconciledResets ||
+        Date.now() - this.lastReconcile >= this.cfg.reconcileIntervalMs;
       if (reconcile) {
         this.lastReconcile = Date.now();
         this.reconciledGeneration = generation;
+        this.reconciledResets = resets;
       }
       for (const [name, { record }] of this.registry.entries()) {
         if (!reconcile && !this.timeMatters(record)) continue; // most services: nothing time-driven
