@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { type KV, Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { buckets, type CaCertRecordV1, type RevocationListV1, streams, subjects } from '@novamesh/contracts';
+import { buckets, type CaCertRecordV1, type RevocationListV1, streams, subjects, type TrustBundleV1 } from '@novamesh/contracts';
 import { MeshManager } from '@novamesh/sdk';
-import { type ManagedProcess, startCertificateAuthority, TestNats, waitFor } from '@novamesh/testing';
+import { type ManagedProcess, recreateStream, startCertificateAuthority, TestNats, waitFor } from '@novamesh/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 // Pruning with the compiled app as processes and a real nats-server. The CA refuses lifetimes under
@@ -111,5 +111,34 @@ describe('pruning expired certificates', () => {
     const later = expiredRecord(5, 3 * HOUR);
     await kv.create(later.serial, JSON.stringify(later));
     await waitFor(async () => !(await storedSerials()).includes(later.serial), { timeoutMs: 10_000, what: 'the periodic prune' });
+  });
+});
+
+describe('MESH_CA deleted and created again', () => {
+  it('publishes the trust bundle again and rebuilds the revocation list from the certificate records', async () => {
+    replicas.push(await startCertificateAuthority({ natsUrl: nats.url, instance: 'ca3', caDir, env: { CA_STREAM_RECHECK: '300ms' } }));
+    const cert = await mesh.requestCertificate({ service: 'orders', token: (await mesh.createJoinToken('orders')).token });
+    await mesh.revokeCertificate(cert.serial, { reason: 'key leaked' });
+    const jsm = await jetstreamManager(nc);
+    const bundle = async () =>
+      (await jsm.streams.getMessage(streams.ca, { last_by_subj: subjects.caBundle }))?.json<TrustBundleV1>() ?? undefined;
+    const rootsBefore = (await bundle())?.roots.map((r) => r.fingerprint256);
+    const listBefore = await revocationList();
+    expect(listBefore).toContain(cert.serial);
+
+    // The stream holding the bundle and the only published copy of the revocation list is lost.
+    await recreateStream(jsm, streams.ca);
+
+    const back = await waitFor(
+      async () => {
+        const [b, list] = await Promise.all([bundle().catch(() => undefined), revocationList().catch(() => [])]);
+        return b && list.length ? { roots: b.roots.map((r) => r.fingerprint256), list } : undefined;
+      },
+      { timeoutMs: 10_000, what: 'the bundle and revocation list in the new stream' },
+    );
+    expect(back.roots).toEqual(rootsBefore);
+    expect(back.list).toEqual(listBefore);
+    // The revoked certificate stays refused where it is checked: it is on the list again.
+    expect(back.list).toContain(cert.serial);
   });
 });

@@ -33,6 +33,18 @@ export function planPrune(entries: readonly StoredCertRecord[], now: number, ret
 }
 
 /**
+ * The serials the revocation list must hold according to the records of `mesh_ca_certs`: every
+ * revoked certificate not expired (with the allowance). What a list lost with its stream is
+ * rebuilt from. Pure.
+ */
+export function serialsToList(entries: readonly StoredCertRecord[], now: number): string[] {
+  return entries
+    .filter((e) => e.record.state === 'revoked' && now <= Date.parse(e.record.notAfter) + LISTED_AFTER_EXPIRY_MS)
+    .map((e) => e.record.serial)
+    .sort();
+}
+
+/**
  * Keeps the CA's state small: removes expired certificates' serials from `mesh.v1.ca.revoked`
  * (a revoked certificate that expired is refused for being expired) and deletes certificate records
  * {@link CaSettings.prune} `retentionMs` after their notAfter. Runs at start and every `intervalMs`

@@ -17,6 +17,8 @@ export interface CaConfig extends CommonConfig {
   pruneIntervalMs: number;
   /** How long a certificate's record is kept after its notAfter before it is deleted (CA_EXPIRED_CERT_RETENTION, default 24h). */
   expiredCertRetentionMs: number;
+  /** How often MESH_CA is checked for having been deleted and created again (CA_STREAM_RECHECK, default 10s): the bundle and revocation list are then published anew. */
+  streamRecheckMs: number;
 }
 
 export { ConfigError };
@@ -53,5 +55,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<CaCon
     metricsPort,
     pruneIntervalMs: r.duration('CA_PRUNE_INTERVAL', '1h'),
     expiredCertRetentionMs: r.duration('CA_EXPIRED_CERT_RETENTION', '24h'),
+    streamRecheckMs: r.duration('CA_STREAM_RECHECK', '10s'),
   });
 }

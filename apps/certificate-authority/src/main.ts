@@ -82,6 +82,7 @@ async function main(): Promise<void> {
         ...(config.passphrase ? { passphrase: config.passphrase } : {}),
         instance: config.instance,
         prune: { intervalMs: config.pruneIntervalMs, retentionMs: config.expiredCertRetentionMs },
+        streamRecheckMs: config.streamRecheckMs,
       },
       logger,
       metrics,

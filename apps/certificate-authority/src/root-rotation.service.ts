@@ -24,6 +24,7 @@ import {
   type TrustBundleV1,
 } from '@novamesh/contracts';
 import type { Logger } from '@novamesh/observability';
+import { serialsToList } from './cert-prune.service';
 import { CertRegistryService } from './cert-registry.service';
 import { RotationLock } from './rotation-lock';
 import { CA_INFO, CA_SETTINGS, type CaSettings, JETSTREAM, LOADED_CA, LOGGER } from './tokens';
@@ -31,6 +32,9 @@ import { rootsKey, TrustPublisherService } from './trust-publisher.service';
 
 /** How many old-root certificates a refused `finish` names. */
 const MAX_NAMED = 10;
+/** Publishing the bundle and list anew after MESH_CA was created again: tries, one second apart (a restart publishes them too). */
+const REPUBLISH_ATTEMPTS = 10;
+const REPUBLISH_RETRY_MS = 1_000;
 
 export function describeCa(info: CertificateInfo): CaCertificateInfoV1 {
   return {
@@ -68,6 +72,7 @@ export class RootRotationService implements OnModuleDestroy {
   private readonly log: Logger;
   private queue: Promise<unknown> = Promise.resolve();
   private stopFollowing: (() => Promise<void>) | undefined;
+  private stopped = false;
 
   constructor(
     @Inject(LOADED_CA) private readonly ca: LoadedCa,
@@ -107,11 +112,37 @@ export class RootRotationService implements OnModuleDestroy {
       },
       logger: this.log,
       loadTimeoutMs: 5_000,
+      recheckMs: this.settings.streamRecheckMs,
+      // MESH_CA was deleted and created again: it holds neither the bundle nor the revocation list.
+      onReset: () => void this.publishAnew(),
     });
     this.stopFollowing = stop;
   }
 
+  /**
+   * Publishes the bundle and the revocation list again after MESH_CA was created again: the list
+   * is rebuilt from the certificate records (every revoked certificate not yet expired), so no
+   * revocation is lost with the stream. Safe on every replica at once (deduplicated bundle,
+   * compare-and-set list).
+   */
+  private async publishAnew(): Promise<void> {
+    for (let attempt = 1; attempt <= REPUBLISH_ATTEMPTS && !this.stopped; attempt++) {
+      try {
+        await this.serialized(async () => {
+          await this.trust.restoreRevoked(serialsToList(await this.certs.entries(), Date.now()));
+          await this.trust.start(this.settings.trustDomain);
+        });
+        this.log.warn({ stream: streams.ca }, 'trust bundle and revocation list published again to a stream created anew');
+        return;
+      } catch (e) {
+        this.log.error({ err: (e as Error).message, attempt }, 'trust bundle and revocation list not published again yet');
+        await new Promise((r) => setTimeout(r, REPUBLISH_RETRY_MS).unref());
+      }
+    }
+  }
+
   async onModuleDestroy(): Promise<void> {
+    this.stopped = true;
     await this.stopFollowing?.();
   }
 

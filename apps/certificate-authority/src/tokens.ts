@@ -22,4 +22,6 @@ export interface CaSettings {
   instance: string;
   /** CA_PRUNE_INTERVAL and CA_EXPIRED_CERT_RETENTION (ms). */
   prune: { intervalMs: number; retentionMs: number };
+  /** CA_STREAM_RECHECK (ms). */
+  streamRecheckMs: number;
 }

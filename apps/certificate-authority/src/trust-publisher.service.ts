@@ -86,6 +86,17 @@ export class TrustPublisherService {
     if (added) this.log.info({ serial, revoked: added.length }, 'revocation list published');
   }
 
+  /** Puts back on the published revocation list every one of `serials` it lacks (a list lost with its stream). Returns those added. */
+  async restoreRevoked(serials: readonly string[]): Promise<string[]> {
+    let missing: string[] = [];
+    await this.updateRevoked((listed) => {
+      missing = serials.filter((s) => !listed.includes(s));
+      return missing.length ? [...listed, ...missing] : undefined;
+    });
+    if (missing.length) this.log.warn({ restored: missing.length, serials: missing }, 'revoked serials put back on the revocation list');
+    return missing;
+  }
+
   /**
    * Removes from the published revocation list every serial `keep` says no longer needs to be there
    * (its certificate expired: peers refuse it for that anyway). Returns the serials removed.

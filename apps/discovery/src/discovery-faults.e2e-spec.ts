@@ -5,7 +5,7 @@ import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { buckets, consumers, type EndpointSetV1, streams, subjects, validService } from '@novamesh/contracts';
 import { MeshManager } from '@novamesh/sdk';
-import { type ManagedProcess, startDiscovery, TestNats, TestRedis, waitFor } from '@novamesh/testing';
+import { type ManagedProcess, recreateStream, startDiscovery, TestNats, TestRedis, waitFor } from '@novamesh/testing';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
@@ -222,10 +222,7 @@ describe('endpoints stream deleted and created again', () => {
 
     // An operator deletes the stream and it is created again (or nats-server lost its stream but
     // not the registry): the new stream holds no set, and nothing about the services changed.
-    const { config } = await jsm.streams.info(streams.endpoints);
-    await jsm.streams.delete(streams.endpoints);
-    await jsm.streams.add(config);
-    expect((await jsm.streams.info(streams.endpoints)).state.messages).toBe(0);
+    await recreateStream(jsm, streams.endpoints);
 
     const after = await waitFor(
       async () => {
@@ -244,4 +241,3 @@ describe('endpoints stream deleted and created again', () => {
     expect((await mesh.listServices()).map((s) => s.service)).toEqual(expect.arrayContaining(names));
   });
 });
-

@@ -4,7 +4,7 @@ import { provisionProxyConfig } from '@novamesh/bus';
 import { ProxySnapshotV1, streams, subjects } from '@novamesh/contracts';
 import { createLogger } from '@novamesh/observability';
 import { type CompiledSnapshot, compileSnapshot, endpointSetFixture } from '@novamesh/proxy-config';
-import { TestNats, waitFor } from '@novamesh/testing';
+import { recreateStream, TestNats, waitFor } from '@novamesh/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PublishedSnapshotsService, SnapshotTooLargeError } from './published-snapshots.service';
 
@@ -107,9 +107,7 @@ describe('PublishedSnapshotsService (MESH_PROXY deleted and created again)', () 
     await a.start();
     await waitFor(() => a.lastHash('web') !== undefined, { what: 'a to load web' });
     const before = (await allStored()).at(-1)?.version ?? 0;
-    const config = (await jsm.streams.info(streams.proxy)).config;
-    await jsm.streams.delete(streams.proxy);
-    await jsm.streams.add(config);
+    await recreateStream(jsm, streams.proxy);
     await waitFor(() => resets === 1, { timeoutMs: 5_000, what: 'a to notice MESH_PROXY was created again' });
     // The content it held is gone: the same content is published again, under the next version.
     expect(a.lastHash('web')).toBe('');

@@ -4,6 +4,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { JetStreamManager } from '@nats-io/jetstream';
 
 /** A port nobody listens on right now (loopback). */
 export async function freePort(): Promise<number> {
@@ -43,6 +44,18 @@ const live = new Set<ChildProcess>();
 process.once('exit', () => {
   for (const c of live) c.kill('SIGKILL');
 });
+
+/**
+ * Deletes stream `name` and creates it again with the same configuration, as an operator or a
+ * nats-server that lost the stream would: same name, sequences starting over, no messages.
+ */
+export async function recreateStream(jsm: JetStreamManager, name: string): Promise<void> {
+  const { config } = await jsm.streams.info(name);
+  await jsm.streams.delete(name);
+  await jsm.streams.add(config);
+  const { messages } = (await jsm.streams.info(name)).state;
+  if (messages !== 0) throw new Error(`stream ${name} holds ${messages} messages after being created again`);
+}
 
 /** A child process whose output is kept for assertions and diagnostics; killed when this process exits. */
 export class ManagedProcess {
