@@ -1,8 +1,9 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ProxySnapshotV1 } from '@novamesh/contracts';
 import { canonicalJson, hashSnapshot, sha256Hex, snapshotMessageJson } from '@novamesh/proxy-config';
+import { waitFor } from '@novamesh/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SnapshotStore } from './snapshot-store';
 
@@ -63,10 +64,14 @@ describe('SnapshotStore.offer: live (just published) vs stored snapshots', () =>
 });
 
 describe('SnapshotStore.offer: the content hash', () => {
-  /** A snapshot's bytes exactly as proxy-config publishes them (canonical content, then version, hash, createdAt). */
-  function asSent(version: number, defaultAction: 'ALLOW' | 'DENY' = 'ALLOW'): Uint8Array {
-    const parsed = JSON.parse(snapshot(version, defaultAction)) as { inbound: unknown; service: string; upstreams: unknown[] };
-    const canonical = canonicalJson({ inbound: parsed.inbound, service: parsed.service, upstreams: parsed.upstreams });
+  /**
+   * A snapshot's bytes exactly as proxy-config publishes them (canonical content, then version,
+   * hash, createdAt); `inboundExtra` adds members to `inbound`, as a newer proxy-config might.
+   */
+  function asSent(version: number, defaultAction: 'ALLOW' | 'DENY' = 'ALLOW', inboundExtra: object = {}): Uint8Array {
+    const parsed = JSON.parse(snapshot(version, defaultAction)) as { inbound: object; service: string; upstreams: unknown[] };
+    const inbound = { ...parsed.inbound, ...inboundExtra };
+    const canonical = canonicalJson({ inbound, service: parsed.service, upstreams: parsed.upstreams });
     return new TextEncoder().encode(
       snapshotMessageJson(canonical, { version, hash: sha256Hex(canonical), createdAt: '2026-01-01T00:00:00.000Z' }),
     );
@@ -97,5 +102,40 @@ describe('SnapshotStore.offer: the content hash', () => {
     expect(s.offer(otherLayout, { persist: false }).reason).toMatch(/^content hash [0-9a-f]{64} does not match the declared hash/);
     expect(applied).toHaveLength(0);
     expect(s.rejection?.version).toBe(2);
+  });
+  it('refuses a member its schema does not know, even when the bytes hash to the declared hash (a newer publisher must not be half-applied)', () => {
+    const { store: s, applied } = store();
+    const outcome = s.offer(asSent(3, 'ALLOW', { futureDeny: ['*'] }), { persist: false, live: true });
+    expect(outcome.applied).toBe(false);
+    expect(outcome.reason).toMatch(/^content hash [0-9a-f]{64} does not match the declared hash/);
+    expect(applied).toHaveLength(0);
+  });
+
+  it('refuses bytes that are not UTF-8, whatever their hash', () => {
+    const { store: s } = store();
+    const sent = asSent(4);
+    const at = new TextDecoder().decode(sent).indexOf('"svc"') + 2;
+    const broken = Uint8Array.from(sent);
+    broken[at] = 0xff; // inside the service name
+    expect(s.offer(broken, { persist: false, live: true })).toEqual({ applied: false, reason: 'not UTF-8' });
+  });
+
+  it('writes to disk exactly what it checked, and a restarted sidecar starts from it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'novamesh-snapshot-store-'));
+    dirs.push(dir);
+    const first = new SnapshotStore('svc', dir, () => undefined);
+    const sent = asSent(5, 'DENY');
+    expect(first.offer(sent, { live: true })).toEqual({ applied: true });
+    await waitFor(() => {
+      try {
+        return readFileSync(join(dir, 'snapshot.json'), 'utf8') === new TextDecoder().decode(sent);
+      } catch {
+        return false;
+      }
+    });
+    const restarted = new SnapshotStore('svc', dir, () => undefined);
+    expect(await restarted.loadFromDisk()).toEqual({ loaded: true });
+    expect(restarted.snapshot?.version).toBe(5);
+    expect(restarted.snapshot?.inbound.authorization.defaultAction).toBe('DENY');
   });
 });

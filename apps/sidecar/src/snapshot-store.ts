@@ -1,7 +1,7 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type ProxyAckV1, ProxySnapshotV1 } from '@novamesh/contracts';
-import { hashMatchesAsSent, hashSnapshot, takesSnapshot } from '@novamesh/proxy-config';
+import { hashMatchesAsSent, hashSnapshot, keptAsIs, takesSnapshot } from '@novamesh/proxy-config';
 
 /** Why a snapshot was not applied; the sidecar keeps serving the one it has. */
 export interface Rejection {
@@ -11,7 +11,8 @@ export interface Rejection {
 }
 
 const FILE = 'snapshot.json';
-const decoder = new TextDecoder();
+/** Refuses invalid UTF-8 instead of replacing it: the text saved to disk must be the bytes that were checked. */
+const decoder = new TextDecoder('utf-8', { fatal: true });
 const MAX_REASON = 2048;
 
 /**
@@ -25,6 +26,7 @@ export class SnapshotStore {
   private current: ProxySnapshotV1 | undefined;
   private appliedAt: string | undefined;
   private lastRejection: Rejection | undefined;
+  private writing: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly service: string,
@@ -59,7 +61,12 @@ export class SnapshotStore {
   offer(raw: string | Uint8Array, opts: { persist?: boolean; live?: boolean } = {}): { applied: boolean; reason?: string } {
     // The text, not the bytes, is what gets written to disk later: a message's bytes may be a view
     // of the client's read buffer, valid only during this call.
-    const text = typeof raw === 'string' ? raw : decoder.decode(raw);
+    let text: string;
+    try {
+      text = typeof raw === 'string' ? raw : decoder.decode(raw);
+    } catch {
+      return this.reject(undefined, 'not UTF-8');
+    }
     let json: unknown;
     try {
       json = JSON.parse(text);
@@ -74,8 +81,10 @@ export class SnapshotStore {
     const snap = parsed.data;
     if (snap.service !== this.service) return this.reject(snap, `is for service "${snap.service}", this sidecar serves "${this.service}"`);
     // A snapshot as proxy-config sends it is checked over the bytes received (its content part is
-    // the canonical JSON the hash covers); any other layout by canonicalizing the parsed content.
-    if (!hashMatchesAsSent(raw, snap.hash)) {
+    // the canonical JSON the hash covers), provided the schema kept exactly what they say (no
+    // member dropped, no default added: a newer publisher's member is refused as before); anything
+    // else by canonicalizing the parsed content.
+    if (!(hashMatchesAsSent(raw, snap.hash) && keptAsIs(json, snap))) {
       const hash = hashSnapshot(snap);
       if (hash !== snap.hash) return this.reject(snap, `content hash ${hash} does not match the declared hash ${snap.hash}`);
     }
@@ -115,15 +124,21 @@ export class SnapshotStore {
     return { applied: false, reason };
   }
 
-  /** Atomic write (temp file + rename): a crash never leaves half a snapshot behind. */
-  private async persist(raw: string): Promise<void> {
-    try {
-      await mkdir(this.dataDir, { recursive: true, mode: 0o700 });
-      const tmp = join(this.dataDir, `${FILE}.${process.pid}.tmp`);
-      await writeFile(tmp, raw, { mode: 0o600 });
-      await rename(tmp, join(this.dataDir, FILE));
-    } catch {
-      // Serving does not depend on the disk copy; the next snapshot tries again.
-    }
+  /**
+   * Atomic write (temp file + rename): a crash never leaves half a snapshot behind. Writes run one
+   * after another, so a quick succession of snapshots ends with the last one on disk.
+   */
+  private persist(raw: string): Promise<void> {
+    this.writing = this.writing.then(async () => {
+      try {
+        await mkdir(this.dataDir, { recursive: true, mode: 0o700 });
+        const tmp = join(this.dataDir, `${FILE}.${process.pid}.tmp`);
+        await writeFile(tmp, raw, { mode: 0o600 });
+        await rename(tmp, join(this.dataDir, FILE));
+      } catch {
+        // Serving does not depend on the disk copy; the next snapshot tries again.
+      }
+    });
+    return this.writing;
   }
 }

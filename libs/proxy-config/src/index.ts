@@ -25,6 +25,7 @@ export {
   hashMatchesAsSent,
   hashSnapshot,
   joinSnapshotJson,
+  keptAsIs,
   type SnapshotContent,
   sha256Hex,
   snapshotMessageJson,

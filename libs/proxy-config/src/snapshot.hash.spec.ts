@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { canaryRuleFixture, effectivePolicyFixture, endpointSetFixture, rateLimitFixture, trafficPolicyFixture } from './fixtures';
 import { MeshView } from './mesh.view';
-import { hashMatchesAsSent, hashSnapshot, snapshotMessageJson } from './snapshot.hash';
+import { hashMatchesAsSent, hashSnapshot, keptAsIs, snapshotMessageJson } from './snapshot.hash';
 
 /** Messages exactly as proxy-config publishes them, for a small mesh with routes, rate limits, authorization and trust. */
 function sentMessages(): { text: string; hash: string }[] {
@@ -36,6 +36,10 @@ describe('hashMatchesAsSent: the hash check over a received snapshot’s bytes',
     for (const { text, hash } of messages) {
       expect(hashSnapshot(ProxySnapshotV1.parse(JSON.parse(text)))).toBe(hash);
       expect(hashMatchesAsSent(text, hash)).toBe(true);
+      // The schema keeps exactly what proxy-config sends (no member dropped, no default added), so
+      // a sidecar may rely on the bytes' hash for what it applies.
+      const json: unknown = JSON.parse(text);
+      expect(keptAsIs(json, ProxySnapshotV1.parse(json))).toBe(true);
       // A view into a larger buffer, as a NATS client hands a message's payload over.
       const bytes = utf8.encode(text);
       const inside = new Uint8Array(bytes.length + 20);
@@ -81,5 +85,18 @@ describe('hashMatchesAsSent: the hash check over a received snapshot’s bytes',
     }
     expect(hashMatchesAsSent('', hash)).toBe(false);
     expect(hashMatchesAsSent('{"inbound":', hash)).toBe(false);
+  });
+});
+
+describe('keptAsIs', () => {
+  it('is true only when nothing was dropped, added or changed at any level', () => {
+    const input = { a: 1, b: [{ c: 'x', d: null }, 2], e: { f: true } };
+    expect(keptAsIs(input, structuredClone(input))).toBe(true);
+    expect(keptAsIs(input, { ...input, e: {} })).toBe(false); // a member dropped
+    expect(keptAsIs(input, { ...input, g: 'default' })).toBe(false); // a member added
+    expect(keptAsIs(input, { ...input, b: [{ c: 'x', d: null }] })).toBe(false); // an item dropped
+    expect(keptAsIs(input, { ...input, a: '1' })).toBe(false); // a value changed
+    expect(keptAsIs({ a: undefined }, {})).toBe(false);
+    expect(keptAsIs([], {})).toBe(false);
   });
 });

@@ -1,4 +1,4 @@
-import { hash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import { appendJsonMembers, type ProxySnapshotV1 } from '@novamesh/contracts';
 import { canonicalJson } from './canonical-json';
 
@@ -41,6 +41,8 @@ const SUFFIX_START_BYTES = Buffer.from(',"version":');
 const CLOSING_BRACE = Buffer.from('}');
 /** Longest suffix `snapshotMessageJson` writes, with room for a long createdAt. */
 const MAX_SUFFIX = 256;
+/** From this content size on, the content is hashed in place instead of copied with its closing brace. */
+const STREAM_HASH_FROM = 16 * 1024;
 
 /**
  * The JSON of a whole snapshot (ProxySnapshotV1) from its content's canonical JSON and the members
@@ -56,11 +58,11 @@ export function snapshotMessageJson(canonical: string, meta: { version: number; 
  * Whether `message` — a snapshot message's bytes or text — carries `declared` as its hash in the
  * layout `snapshotMessageJson` sends (the content's canonical JSON, then version, hash and
  * createdAt appended) and the content part before them hashes to it: the hash check of a received
- * snapshot, reading the bytes it already has instead of canonicalizing the parsed content again.
+ * snapshot over the bytes it already has, instead of canonicalizing the parsed content again.
  * False for any other layout (a message built by hand or by another publisher); the caller then
- * falls back to `hashSnapshot` of the parsed snapshot. For a message proxy-config sent, both checks
- * agree; a message whose content part is not canonical JSON but hashes to its declared hash passes
- * here, which a publisher able to write the subject could achieve with `hashSnapshot` anyway.
+ * falls back to `hashSnapshot` of the parsed snapshot. It proves only that the bytes are what was
+ * hashed: a caller must also know that what it applies is exactly what the bytes say (see
+ * `keptAsIs`), or a member its schema drops or a default it fills in would go unnoticed.
  */
 export function hashMatchesAsSent(message: string | Uint8Array, declared: string): boolean {
   const bytes =
@@ -74,5 +76,35 @@ export function hashMatchesAsSent(message: string | Uint8Array, declared: string
   if (at < Math.max(CONTENT_START_BYTES.length, bytes.length - MAX_SUFFIX)) return false;
   const suffix = SENT_SUFFIX.exec(bytes.toString('latin1', at));
   if (!suffix || suffix[1] !== declared) return false;
-  return hash('sha256', Buffer.concat([bytes.subarray(0, at), CLOSING_BRACE], at + 1), 'hex') === declared;
+  const content = bytes.subarray(0, at);
+  // Small messages: one copy and a one-shot hash is cheaper than a streaming hash object.
+  const digest =
+    at < STREAM_HASH_FROM
+      ? hash('sha256', Buffer.concat([content, CLOSING_BRACE], at + 1), 'hex')
+      : createHash('sha256').update(content).update(CLOSING_BRACE).digest('hex');
+  return digest === declared;
+}
+
+/**
+ * Whether `output` (what a schema made of a parsed message) holds exactly what `input` (the parsed
+ * message) held: the same members at every level, none dropped and none added, and equal values.
+ * Then the applied snapshot is the received content, and a hash over the received bytes covers it.
+ */
+export function keptAsIs(input: unknown, output: unknown): boolean {
+  if (input === output) return true;
+  if (typeof input !== 'object' || typeof output !== 'object' || input === null || output === null) return false;
+  if (Array.isArray(input)) {
+    if (!Array.isArray(output) || output.length !== input.length) return false;
+    for (let i = 0; i < input.length; i++) if (!keptAsIs(input[i], output[i])) return false;
+    return true;
+  }
+  if (Array.isArray(output)) return false;
+  const a = input as Record<string, unknown>;
+  const b = output as Record<string, unknown>;
+  let count = 0;
+  for (const key in b) {
+    if (!Object.hasOwn(a, key) || !keptAsIs(a[key], b[key])) return false;
+    count++;
+  }
+  return count === Object.keys(a).length;
 }
