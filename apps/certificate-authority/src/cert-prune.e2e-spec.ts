@@ -141,4 +141,14 @@ describe('MESH_CA deleted and created again', () => {
     // The revoked certificate stays refused where it is checked: it is on the list again.
     expect(back.list).toContain(cert.serial);
   });
+
+  it('rebuilds the revocation list at start when the stream was lost while no CA ran', async () => {
+    const listBefore = await revocationList();
+    expect(listBefore.length).toBeGreaterThan(0);
+    await Promise.all(replicas.splice(0).map((p) => p.stop()));
+    await recreateStream(await jetstreamManager(nc), streams.ca);
+    replicas.push(await startCertificateAuthority({ natsUrl: nats.url, instance: 'ca4', caDir }));
+    // Published before the CA reports ready: not an empty list, the one the records call for.
+    expect(await revocationList()).toEqual(listBefore);
+  });
 });

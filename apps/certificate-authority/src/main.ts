@@ -8,7 +8,8 @@ import { certificateInfo, loadOrCreateCa } from '@novamesh/ca';
 import { queueGroups } from '@novamesh/contracts';
 import { createLogger, onShutdown, setupTelemetry } from '@novamesh/observability';
 import { CaModule } from './ca.module';
-import { CertPruneService } from './cert-prune.service';
+import { CertPruneService, serialsToList } from './cert-prune.service';
+import { CertRegistryService } from './cert-registry.service';
 import { type ConfigError, loadConfig } from './config';
 import { CaMetrics, startMetricsServer } from './metrics';
 import { describeCa, RootRotationService } from './root-rotation.service';
@@ -108,7 +109,9 @@ async function main(): Promise<void> {
   );
   app.useGlobalFilters(new PassThroughRpcFilter());
 
-  await app.get(TrustPublisherService).start(config.trustDomain);
+  // The revocation list is rebuilt from the certificate records when the stream lost it.
+  const revoked = serialsToList(await app.get(CertRegistryService).entries(), Date.now());
+  await app.get(TrustPublisherService).start(config.trustDomain, revoked);
   // A root rotation handled by another replica reaches this one through the trust bundle.
   await app.get(RootRotationService).follow();
   // Expired serials leave the revocation list, expired records the bucket: now, then periodically.

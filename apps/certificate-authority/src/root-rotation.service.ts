@@ -32,9 +32,9 @@ import { rootsKey, TrustPublisherService } from './trust-publisher.service';
 
 /** How many old-root certificates a refused `finish` names. */
 const MAX_NAMED = 10;
-/** Publishing the bundle and list anew after MESH_CA was created again: tries, one second apart (a restart publishes them too). */
-const REPUBLISH_ATTEMPTS = 10;
+/** Publishing the bundle and list anew after MESH_CA was created again: retried until it works, 1 s then doubling up to 30 s apart. */
 const REPUBLISH_RETRY_MS = 1_000;
+const REPUBLISH_RETRY_MAX_MS = 30_000;
 
 export function describeCa(info: CertificateInfo): CaCertificateInfoV1 {
   return {
@@ -126,17 +126,24 @@ export class RootRotationService implements OnModuleDestroy {
    * compare-and-set list).
    */
   private async publishAnew(): Promise<void> {
-    for (let attempt = 1; attempt <= REPUBLISH_ATTEMPTS && !this.stopped; attempt++) {
+    let waitMs = REPUBLISH_RETRY_MS;
+    for (let attempt = 1; !this.stopped; attempt++) {
       try {
         await this.serialized(async () => {
-          await this.trust.restoreRevoked(serialsToList(await this.certs.entries(), Date.now()));
-          await this.trust.start(this.settings.trustDomain);
+          const revoked = serialsToList(await this.certs.entries(), Date.now());
+          // The bundle only if the new stream has none: a rotation another replica published there
+          // meanwhile must not be undone by this replica's older roots.
+          await this.trust.start(this.settings.trustDomain, revoked, { bundleOnlyIfNone: true });
         });
         this.log.warn({ stream: streams.ca }, 'trust bundle and revocation list published again to a stream created anew');
         return;
       } catch (e) {
-        this.log.error({ err: (e as Error).message, attempt }, 'trust bundle and revocation list not published again yet');
-        await new Promise((r) => setTimeout(r, REPUBLISH_RETRY_MS).unref());
+        this.log.error(
+          { err: (e as Error).message, attempt, retryInMs: waitMs },
+          'trust bundle and revocation list not published again yet',
+        );
+        await new Promise((r) => setTimeout(r, waitMs).unref());
+        waitMs = Math.min(waitMs * 2, REPUBLISH_RETRY_MAX_MS);
       }
     }
   }

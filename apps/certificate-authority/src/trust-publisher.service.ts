@@ -53,9 +53,36 @@ export class TrustPublisherService {
     return this.ca.trustBundlePem;
   }
 
-  /** Publishes the bundle unless the stream already holds one with the same roots; makes sure a revocation list exists. */
-  async start(trustDomain: string): Promise<void> {
-    await this.publishBundle(trustDomain);
+  /**
+   * Publishes the bundle unless the stream already holds one with the same roots (with
+   * `bundleOnlyIfNone`: unless it holds any bundle) and makes sure the revocation list exists and
+   * holds every one of `revoked` (the serials the certificate records say must be listed): a list
+   * lost with its stream is rebuilt, never started over empty.
+   */
+  async start(trustDomain: string, revoked: readonly string[], opts: { bundleOnlyIfNone?: boolean } = {}): Promise<void> {
+    if (opts.bundleOnlyIfNone) await this.publishFirstBundle(trustDomain);
+    else await this.publishBundle(trustDomain);
+    await this.restoreRevoked(revoked);
+    await this.ensureRevocationList();
+  }
+
+  /**
+   * Publishes this CA's bundle only into a stream that holds none (compare-and-set on "no bundle
+   * yet"). For a stream created anew: this replica's roots may be behind a rotation another replica
+   * already published there, and the follow brings that one in.
+   */
+  private async publishFirstBundle(trustDomain: string): Promise<void> {
+    const bundle = bundleOf(this.ca, trustDomain);
+    try {
+      await publishJson(this.js, subjects.caBundle, bundle, { expectLastSubjectSequence: 0 });
+      this.log.info({ roots: bundle.roots.map((r) => r.fingerprint256) }, 'trust bundle published');
+    } catch (e) {
+      if (!isCasConflict(e)) throw e; // a bundle is there already: left as it is
+    }
+  }
+
+  /** Publishes an empty revocation list unless the stream holds one. */
+  private async ensureRevocationList(): Promise<void> {
     const revoked = await this.jsm.streams.getMessage(streams.ca, { last_by_subj: subjects.caRevoked });
     if (!revoked) {
       const empty: RevocationListV1 = { serials: [], updatedAt: new Date().toISOString() };
