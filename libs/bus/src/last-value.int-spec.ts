@@ -153,4 +153,50 @@ describe('followLastValues', () => {
       await jsm.streams.delete(name);
     }
   });
+
+  it('keeps following when the stream stays missing a while and when the reset handler throws', async () => {
+    const jsm = await jetstreamManager(nc);
+    const name = 'LV_MISSING';
+    const config = { name, subjects: ['lvm.>'], max_msgs_per_subject: 1 };
+    await jsm.streams.add(config);
+    await js.publish('lvm.a', 'old');
+    const seen: string[] = [];
+    const logged: string[] = [];
+    const logger = {
+      warn: (_o: unknown, msg: string) => logged.push(msg),
+      info: (_o: unknown, msg: string) => logged.push(msg),
+      error: (_o: unknown, msg: string) => logged.push(msg),
+      debug: () => undefined,
+    };
+    let resets = 0;
+    const view = await followLastValues({
+      js,
+      stream: name,
+      filterSubject: 'lvm.>',
+      recheckMs: 100,
+      logger: logger as unknown as Parameters<typeof followLastValues>[0]['logger'], // only these four levels are used
+      onMessage: (m) => seen.push(m.string()),
+      onReset: () => {
+        resets++;
+        throw new Error('handler bug');
+      },
+    });
+    try {
+      await jsm.streams.delete(name);
+      await waitFor(() => logged.includes('the stream is missing; following it again once it is created'), { timeoutMs: 5_000 });
+      await new Promise((r) => setTimeout(r, 500)); // several checks while it is missing: one warning
+      expect(logged.filter((l) => l.startsWith('the stream is missing'))).toHaveLength(1);
+      await jsm.streams.add(config);
+      await js.publish('lvm.a', 'new');
+      await waitFor(() => seen.includes('new'), { timeoutMs: 5_000, what: 'the message of the new stream' });
+      expect(resets).toBe(1);
+      expect(logged).toContain('reset handler failed; following the new stream anyway');
+      await js.publish('lvm.a', 'newer');
+      await waitFor(() => seen.includes('newer'), { timeoutMs: 5_000, what: 'a later message' });
+      expect(resets).toBe(1);
+    } finally {
+      await view.stop();
+      await jsm.streams.delete(name).catch(() => undefined);
+    }
+  });
 });

@@ -1,4 +1,11 @@
-import { DeliverPolicy, type JetStreamClient, type JsMsg, jetstreamManager } from '@nats-io/jetstream';
+import {
+  DeliverPolicy,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  type JetStreamClient,
+  type JsMsg,
+  jetstreamManager,
+} from '@nats-io/jetstream';
 import type { KV, KvWatchEntry } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '@novamesh/observability';
@@ -30,6 +37,10 @@ export interface LastValuesOptions {
  * message or a byte budget, not both: a follow that falls behind holds at most this many.)
  */
 const PULL_BUDGET = { max_messages: 4_096 };
+
+function isStreamNotFound(err: unknown): boolean {
+  return err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound;
+}
 
 /**
  * Follows a last-value-per-subject stream with an ordered consumer: delivers the current value of
@@ -78,19 +89,36 @@ export async function followLastValues(opts: LastValuesOptions): Promise<{ stop(
   };
   let created = await follow();
   let checking = false;
+  // A reset whose new follow has not started yet (it failed): retried without resetting again.
+  let refollow = false;
+  let missing = false;
   const recheck = setInterval(() => {
     if (checking || stopped) return;
     checking = true;
     void (async () => {
       try {
-        const now = (await jsm.streams.info(opts.stream)).created;
-        if (now === created || stopped) return;
-        opts.logger?.warn({ stream: opts.stream }, 'the stream was created again; following it from its last values');
-        await current?.close().catch(() => undefined);
-        opts.onReset?.();
+        if (!refollow) {
+          const now = (await jsm.streams.info(opts.stream)).created;
+          if (missing) opts.logger?.info({ stream: opts.stream }, 'the stream is there again');
+          missing = false;
+          if (now === created || stopped) return;
+          opts.logger?.warn({ stream: opts.stream }, 'the stream was created again; following it from its last values');
+          await current?.close().catch(() => undefined);
+          refollow = true;
+          try {
+            opts.onReset?.();
+          } catch (err) {
+            opts.logger?.error({ err, stream: opts.stream }, 'reset handler failed; following the new stream anyway');
+          }
+        }
+        if (stopped) return;
         created = await follow();
-      } catch {
+        refollow = false;
+      } catch (err) {
         // The stream is missing (deleted, not created again yet) or NATS is unreachable: next time.
+        if (!missing && isStreamNotFound(err))
+          opts.logger?.warn({ stream: opts.stream }, 'the stream is missing; following it again once it is created');
+        missing ||= isStreamNotFound(err);
       } finally {
         checking = false;
       }
