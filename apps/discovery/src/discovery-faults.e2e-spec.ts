@@ -222,6 +222,15 @@ describe('endpoints stream deleted and created again', () => {
 
     // An operator deletes the stream and it is created again (or nats-server lost its stream but
     // not the registry): the new stream holds no set, and nothing about the services changed.
+    // Queries keep answering while the sets are republished (polled every 20 ms meanwhile).
+    let polling = true;
+    const answers: number[] = [];
+    const poll = (async () => {
+      while (polling) {
+        answers.push((await mesh.getService('recreated-a')).endpoints.length);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
     await recreateStream(jsm, streams.endpoints);
 
     const after = await waitFor(
@@ -231,6 +240,10 @@ describe('endpoints stream deleted and created again', () => {
       },
       { timeoutMs: 10_000, what: 'both endpoint sets in the new stream' },
     );
+    polling = false;
+    await poll; // a query refused meanwhile (not found) fails the test here
+    expect(answers.length).toBeGreaterThan(5);
+    expect(new Set(answers)).toEqual(new Set([2]));
     for (const [i, set] of after.entries()) {
       expect(set?.service).toBe(names[i]);
       // Republished as a new revision of the same registration (revisions are the registry's KV sequence).

@@ -11,11 +11,15 @@ import { CONFIG, JETSTREAM, LOGGER } from './tokens';
  * endpoints stream starting at the last message of each service. Queries are answered from
  * here, so a query and a watch never disagree. When the stream turns out to have been deleted and
  * created again (it may hold none of the sets), the view starts over from what the new stream
- * holds and `resets` counts up: the sweeper then republishes every set the registry has.
+ * holds and `resets` counts up: the sweeper then republishes every set the registry has. Until a
+ * service's set is in the new stream, queries still answer with the set it had before.
  */
 @Injectable()
 export class EndpointsViewService {
+  /** What the stream holds. */
   private readonly sets = new Map<string, EndpointSetV1>();
+  /** Sets from before the stream was created again that the new stream does not hold yet. */
+  private readonly carried = new Map<string, EndpointSetV1>();
   private readonly sent = new Map<string, EndpointSetV1>();
   private stopFn: (() => Promise<void>) | undefined;
   private readonly log: Logger;
@@ -38,6 +42,7 @@ export class EndpointsViewService {
       logger: this.log,
       recheckMs: this.cfg.streamRecheckMs,
       onReset: () => {
+        for (const [name, set] of this.sets) this.carried.set(name, set);
         this.sets.clear();
         this.sent.clear();
         this.resets++;
@@ -49,6 +54,7 @@ export class EndpointsViewService {
         const set = own ?? m.json<EndpointSetV1>(); // our own publish: no need to parse it again
         const cur = this.sets.get(set.service);
         if (!cur || cur.revision <= set.revision) this.sets.set(set.service, set);
+        this.carried.delete(set.service);
       },
     });
     this.stopFn = view.stop;
@@ -64,12 +70,18 @@ export class EndpointsViewService {
     this.sent.set(msgId, set);
   }
 
+  /** The service's set, from the stream or, just after the stream was created again, from before. */
   get(name: string): EndpointSetV1 | undefined {
-    return this.sets.get(name);
+    return this.sets.get(name) ?? this.carried.get(name);
   }
 
   all(): EndpointSetV1[] {
-    return [...this.sets.values()];
+    return [...this.sets.values(), ...this.carried.values()];
+  }
+
+  /** The service's set as the stream holds it (what the sweeper compares with the registry). */
+  stored(name: string): EndpointSetV1 | undefined {
+    return this.sets.get(name);
   }
 
   async stop(): Promise<void> {

@@ -100,7 +100,7 @@ export class SweeperService {
   /** True when the stream does not hold the set the registry says was published. */
   private needsRepublish(name: string, record: ServiceRecord): boolean {
     if (!record.published) return false;
-    const last = this.view.get(name);
+    const last = this.view.stored(name);
     return !last || hashEndpointSet(last) !== record.published.hash;
   }
 }
