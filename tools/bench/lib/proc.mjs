@@ -59,7 +59,8 @@ export function preciseCpuSecondsOf(pid) {
         // the thread ended between the listing and the read
       }
     }
-    return ns / 1e9;
+    // A kernel without schedstats reports zeros: the clock ticks are all there is then.
+    return ns > 0 ? ns / 1e9 : cpuSecondsOf(pid);
   } catch {
     return cpuSecondsOf(pid);
   }
