@@ -32,7 +32,10 @@ export function joinSnapshotJson(service: string, inboundJson: string, upstreamJ
   return `{"inbound":${inboundJson},"service":${JSON.stringify(service)},${trust}"upstreams":[${upstreamJsons.join(',')}]}`;
 }
 
-/** What `snapshotMessageJson` appends to the content's canonical JSON: the members outside the hash. */
+/**
+ * What `snapshotMessageJson` appends to the content's canonical JSON (through `appendJsonMembers`, in
+ * this order): the members outside the hash. The spec of `hashMatchesAsSent` holds the two together.
+ */
 const SENT_SUFFIX = /^,"version":\d{1,16},"hash":"([0-9a-f]{64})","createdAt":"[^"\\]*"\}$/;
 /** How the canonical JSON of a snapshot content begins (its first member in sorted order). */
 const CONTENT_START = '{"inbound":';
