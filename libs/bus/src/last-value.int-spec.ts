@@ -1,9 +1,9 @@
 import { type JetStreamClient, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { TestNats, waitFor } from '@novamesh/testing';
+import { recreateStream, TestNats, waitFor } from '@novamesh/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { drainBus } from './connection';
-import { followLastValue, followLastValues } from './last-values';
+import { followLastValue, followLastValues, lastValues } from './last-values';
 
 // followLastValue against a real nats-server: a last-value-per-subject stream like MESH_PROXY.
 const STREAM = 'LV_TEST';
@@ -197,6 +197,33 @@ describe('followLastValues', () => {
     } finally {
       await view.stop();
       await jsm.streams.delete(name).catch(() => undefined);
+    }
+  });
+});
+
+describe('lastValues (SDK watchers)', () => {
+  it('yields the retained value, then changes, also after the stream was deleted and created again; ends on abort', async () => {
+    const jsm = await jetstreamManager(nc);
+    const name = 'LV_WATCH';
+    await jsm.streams.add({ name, subjects: ['lvw.>'], max_msgs_per_subject: 1 });
+    await js.publish('lvw.a', JSON.stringify({ n: 1 }));
+    const abort = new AbortController();
+    const seen: number[] = [];
+    const watching = (async () => {
+      for await (const v of lastValues<{ n: number }>(js, name, 'lvw.a', abort.signal, { recheckMs: 100 })) seen.push(v.n);
+    })();
+    try {
+      await waitFor(() => seen.includes(1), { timeoutMs: 5_000, what: 'the retained value' });
+      await js.publish('lvw.a', JSON.stringify({ n: 2 }));
+      await waitFor(() => seen.includes(2), { timeoutMs: 5_000, what: 'a change' });
+      await recreateStream(jsm, name);
+      await js.publish('lvw.a', JSON.stringify({ n: 3 }));
+      await waitFor(() => seen.includes(3), { timeoutMs: 5_000, what: 'a value of the new stream' });
+      expect(seen).toEqual([1, 2, 3]);
+    } finally {
+      abort.abort();
+      await watching;
+      await jsm.streams.delete(name);
     }
   });
 });

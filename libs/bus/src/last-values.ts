@@ -229,18 +229,48 @@ export function followLastValue(opts: LastValueOptions): { stop(): void; refresh
   };
 }
 
-/** The same as an async iterator of parsed values (for SDK watchers); ends when `signal` aborts. */
-export async function* lastValues<T>(js: JetStreamClient, stream: string, filterSubject: string, signal?: AbortSignal): AsyncGenerator<T> {
-  const consumer = await js.consumers.get(stream, { filter_subjects: filterSubject, deliver_policy: DeliverPolicy.LastPerSubject });
-  const messages = await consumer.consume();
-  const onAbort = () => void messages.close();
+/**
+ * The same as an async iterator of parsed values (for SDK watchers): the retained value of each
+ * subject, then every change, also across the stream being deleted and created again (the new
+ * stream's values follow). A message that is not JSON is skipped. Ends when `signal` aborts.
+ */
+export async function* lastValues<T>(
+  js: JetStreamClient,
+  stream: string,
+  filterSubject: string,
+  signal?: AbortSignal,
+  opts: { recheckMs?: number } = {},
+): AsyncGenerator<T> {
+  if (signal?.aborted) return;
+  const queue: T[] = [];
+  let wake: (() => void) | undefined;
+  const view = await followLastValues({
+    js,
+    stream,
+    filterSubject,
+    ...(opts.recheckMs ? { recheckMs: opts.recheckMs } : {}),
+    onMessage: (m) => {
+      queue.push(m.json<T>());
+      wake?.();
+    },
+  });
+  const onAbort = () => wake?.();
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    if (signal?.aborted) return;
-    for await (const m of messages) yield m.json<T>();
+    while (!signal?.aborted) {
+      const next = queue.shift();
+      if (next !== undefined) {
+        yield next;
+        continue;
+      }
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+      });
+      wake = undefined;
+    }
   } finally {
     signal?.removeEventListener('abort', onAbort);
-    await messages.close().catch(() => undefined);
+    await view.stop();
   }
 }
 
