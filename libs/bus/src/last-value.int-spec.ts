@@ -226,4 +226,62 @@ describe('lastValues (SDK watchers)', () => {
       await jsm.streams.delete(name);
     }
   });
+
+  it('skips a message that is not JSON, keeps only the newest value of a subject the caller has not taken, and ends when the connection closes', async () => {
+    const jsm = await jetstreamManager(nc);
+    const name = 'LV_WATCH_END';
+    await jsm.streams.add({ name, subjects: ['lve.>'] });
+    const own = await connect({ servers: nats.url });
+    const seen: unknown[] = [];
+    let finished = false;
+    try {
+      const values = lastValues<{ n: number }>(jetstream(own), name, 'lve.>');
+      await js.publish('lve.a', 'not json');
+      await js.publish('lve.b', JSON.stringify({ n: 1 }));
+      await js.publish('lve.b', JSON.stringify({ n: 2 }));
+      await js.publish('lve.c', JSON.stringify({ n: 3 }));
+      await new Promise((r) => setTimeout(r, 300)); // all delivered before the caller takes any
+      const watching = (async () => {
+        for await (const v of values) seen.push(v.n);
+        finished = true;
+      })();
+      await waitFor(() => seen.includes(3), { timeoutMs: 5_000, what: 'the values' });
+      expect(seen).toEqual([2, 3]);
+      await own.close();
+      await waitFor(() => finished, { timeoutMs: 5_000, what: 'the watch to end with its connection' });
+      await watching;
+    } finally {
+      if (!own.isClosed()) await own.close();
+      await jsm.streams.delete(name);
+    }
+  });
+
+  it('resets once for each new stream, however often the stream is created again', async () => {
+    const jsm = await jetstreamManager(nc);
+    const name = 'LV_TWICE';
+    await jsm.streams.add({ name, subjects: ['lvt.>'], max_msgs_per_subject: 1 });
+    let resets = 0;
+    const seen: string[] = [];
+    const view = await followLastValues({
+      js,
+      stream: name,
+      filterSubject: 'lvt.>',
+      recheckMs: 100,
+      onMessage: (m) => seen.push(m.string()),
+      onReset: () => resets++,
+    });
+    try {
+      for (const round of [1, 2]) {
+        await recreateStream(jsm, name);
+        await js.publish('lvt.a', `round ${round}`);
+        await waitFor(() => seen.includes(`round ${round}`), { timeoutMs: 5_000, what: `round ${round}` });
+        expect(resets).toBe(round);
+      }
+      await new Promise((r) => setTimeout(r, 400)); // several more checks: no spurious reset
+      expect(resets).toBe(2);
+    } finally {
+      await view.stop();
+      await jsm.streams.delete(name);
+    }
+  });
 });

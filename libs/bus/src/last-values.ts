@@ -26,8 +26,10 @@ export interface LastValuesOptions {
   logger?: Logger;
   /** Give up waiting for the retained values after this long (ms); default 30 s. */
   loadTimeoutMs?: number;
-  /** How often the stream is checked for having been created again (ms); default 10 s. */
+  /** How often the stream is checked for having been created again (ms, ±10 %); default 10 s. */
   recheckMs?: number;
+  /** Called once when the follow ends by itself (the connection closed), never after `stop()`. */
+  onEnd?(err: unknown): void;
 }
 
 /**
@@ -42,93 +44,146 @@ function isStreamNotFound(err: unknown): boolean {
   return err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound;
 }
 
+/** The connection is closed or draining: nothing this follow does can work again. */
+function isConnectionClosed(err: unknown): boolean {
+  return err instanceof Error && (err.name === 'ClosedConnectionError' || err.name === 'DrainingConnectionError');
+}
+
 /**
  * Follows a last-value-per-subject stream with an ordered consumer: delivers the current value of
  * every subject, then each change. Resolves once the retained values have been delivered, so a
  * caller starts with a complete view. Survives NATS reconnects (the ordered consumer recreates
- * itself) and the stream being deleted and created again (an ordered consumer would wait for
- * sequences the new stream reaches only much later, if ever): every `recheckMs` the stream's
- * creation time is compared, and on a change the follow starts over from the last values, after
- * `onReset`. `stop()` ends it.
+ * itself), a consumer that ends by itself (it is started again) and the stream being deleted and
+ * created again (an ordered consumer would wait for sequences the new stream reaches only much
+ * later, if ever): every `recheckMs` (±10 %) the stream's creation time is compared, and on a
+ * change the follow starts over from the last values, after `onReset` — once per new stream,
+ * however many tries starting the new follow takes. `stop()` ends it; a closed connection ends it
+ * by itself, with `onEnd`.
  */
 export async function followLastValues(opts: LastValuesOptions): Promise<{ stop(): Promise<void> }> {
   let stopped = false;
   let current: { close(): Promise<unknown> } | undefined;
+  /** Creation time of the stream being followed (the one `onReset` was last called for). */
+  let created: string | undefined;
+  /** The follow ended (a reset, a consumer that stopped by itself) and a new one has not started yet. */
+  let needFollow = false;
+  let missing = false;
+  let checking = false;
+  let recheck: NodeJS.Timeout | undefined;
   const jsm = await opts.js.jetstreamManager(false);
-  /** Starts an ordered consumer from the last values; resolves once they were delivered (or the load timeout passed). */
-  const follow = async (): Promise<string> => {
-    const created = (await jsm.streams.info(opts.stream)).created;
+  const log = opts.logger;
+
+  const reset = () => {
+    log?.warn({ stream: opts.stream }, 'the stream was created again; following it from its last values');
+    try {
+      opts.onReset?.();
+    } catch (err) {
+      log?.error({ err, stream: opts.stream }, 'reset handler failed; following the new stream anyway');
+    }
+  };
+
+  const end = (err: unknown) => {
+    if (stopped) return;
+    stopped = true;
+    clearTimeout(recheck);
+    void current?.close().catch(() => undefined);
+    opts.onEnd?.(err);
+  };
+
+  /**
+   * Starts an ordered consumer from the last values of the stream as it is now (a stream created
+   * anew since the last follow is reset first); resolves once they were delivered (or the load
+   * timeout passed).
+   */
+  const follow = async (): Promise<void> => {
+    const now = (await jsm.streams.info(opts.stream)).created;
+    if (created !== undefined && now !== created) reset();
+    created = now;
     const consumer = await opts.js.consumers.get(opts.stream, {
       filter_subjects: opts.filterSubject,
       deliver_policy: DeliverPolicy.LastPerSubject,
     });
     const pending = (await consumer.info(true)).num_pending;
     const messages = await consumer.consume(PULL_BUDGET);
+    if (stopped) {
+      await messages.close().catch(() => undefined);
+      return;
+    }
     current = messages;
+    needFollow = false;
     let seen = 0;
     let resolveLoaded!: () => void;
     const loaded = new Promise<void>((r) => {
       resolveLoaded = r;
     });
     if (pending === 0) resolveLoaded();
+    const ended = (err?: unknown) => {
+      resolveLoaded();
+      if (stopped || current !== messages) return; // stopped, or closed for a reset
+      current = undefined;
+      if (isConnectionClosed(err)) return end(err);
+      log?.warn({ err, stream: opts.stream }, 'the follow ended; starting it again');
+      needFollow = true;
+      void check();
+    };
     void (async () => {
       for await (const m of messages) {
         try {
           opts.onMessage(m);
         } catch (err) {
-          opts.logger?.warn({ err, subject: m.subject }, 'unreadable message ignored');
+          log?.warn({ err, subject: m.subject }, 'unreadable message ignored');
         }
         if (++seen >= pending) resolveLoaded();
       }
-    })().catch((err) => {
-      if (!stopped && current === messages) opts.logger?.error({ err, stream: opts.stream }, 'last-value view stopped');
-    });
+    })().then(() => ended(), ended);
     const timeout = new Promise((r) => setTimeout(r, opts.loadTimeoutMs ?? 30_000).unref());
     await Promise.race([loaded, timeout]);
-    return created;
   };
-  let created = await follow();
-  let checking = false;
-  // A reset whose new follow has not started yet (it failed): retried without resetting again.
-  let refollow = false;
-  let missing = false;
-  const recheck = setInterval(() => {
+
+  const check = async (): Promise<void> => {
     if (checking || stopped) return;
     checking = true;
-    void (async () => {
-      try {
-        if (!refollow) {
-          const now = (await jsm.streams.info(opts.stream)).created;
-          if (missing) opts.logger?.info({ stream: opts.stream }, 'the stream is there again');
-          missing = false;
-          if (now === created || stopped) return;
-          opts.logger?.warn({ stream: opts.stream }, 'the stream was created again; following it from its last values');
-          await current?.close().catch(() => undefined);
-          refollow = true;
-          try {
-            opts.onReset?.();
-          } catch (err) {
-            opts.logger?.error({ err, stream: opts.stream }, 'reset handler failed; following the new stream anyway');
-          }
-        }
-        if (stopped) return;
-        created = await follow();
-        refollow = false;
-      } catch (err) {
-        // The stream is missing (deleted, not created again yet) or NATS is unreachable: next time.
-        if (!missing && isStreamNotFound(err))
-          opts.logger?.warn({ stream: opts.stream }, 'the stream is missing; following it again once it is created');
-        missing ||= isStreamNotFound(err);
-      } finally {
-        checking = false;
+    try {
+      if (!needFollow) {
+        const now = (await jsm.streams.info(opts.stream)).created;
+        if (missing) log?.info({ stream: opts.stream }, 'the stream is there again');
+        missing = false;
+        if (now === created || stopped) return;
+        // Created again: the old follow stops here; `follow` resets and starts the new one.
+        const old = current;
+        current = undefined;
+        needFollow = true;
+        await old?.close().catch(() => undefined);
       }
-    })();
-  }, opts.recheckMs ?? 10_000);
-  recheck.unref();
+      if (!stopped) await follow();
+    } catch (err) {
+      if (isConnectionClosed(err)) return end(err);
+      // The stream is missing (deleted, not created again yet) or NATS is unreachable: next time.
+      if (!missing && isStreamNotFound(err))
+        log?.warn({ stream: opts.stream }, 'the stream is missing; following it again once it is created');
+      missing ||= isStreamNotFound(err);
+    } finally {
+      checking = false;
+    }
+  };
+
+  await follow();
+  const every = opts.recheckMs ?? 10_000;
+  const schedule = () => {
+    if (stopped) return;
+    recheck = setTimeout(
+      () => {
+        void check().finally(schedule);
+      },
+      every * (0.9 + Math.random() * 0.2),
+    );
+    recheck.unref();
+  };
+  schedule();
   return {
     stop: async () => {
       stopped = true;
-      clearInterval(recheck);
+      clearTimeout(recheck);
       await current?.close().catch(() => undefined);
     },
   };
@@ -229,10 +284,15 @@ export function followLastValue(opts: LastValueOptions): { stop(): void; refresh
   };
 }
 
+/** How often an SDK watcher checks its stream for having been created again: every sidecar has two. */
+const WATCH_RECHECK_MS = 60_000;
+
 /**
  * The same as an async iterator of parsed values (for SDK watchers): the retained value of each
  * subject, then every change, also across the stream being deleted and created again (the new
- * stream's values follow). A message that is not JSON is skipped. Ends when `signal` aborts.
+ * stream's values follow, noticed within `recheckMs`, default 60 s). A caller that falls behind
+ * gets each subject's newest value (older ones it has not taken yet are dropped). A message that
+ * is not JSON is skipped. Ends when `signal` aborts or the connection closes.
  */
 export async function* lastValues<T>(
   js: JetStreamClient,
@@ -242,15 +302,22 @@ export async function* lastValues<T>(
   opts: { recheckMs?: number } = {},
 ): AsyncGenerator<T> {
   if (signal?.aborted) return;
-  const queue: T[] = [];
+  const waiting = new Map<string, T>();
+  let ended = false;
   let wake: (() => void) | undefined;
   const view = await followLastValues({
     js,
     stream,
     filterSubject,
-    ...(opts.recheckMs ? { recheckMs: opts.recheckMs } : {}),
+    recheckMs: opts.recheckMs ?? WATCH_RECHECK_MS,
     onMessage: (m) => {
-      queue.push(m.json<T>());
+      const value = m.json<T>();
+      waiting.delete(m.subject); // re-inserted last: subjects keep the order of their newest change
+      waiting.set(m.subject, value);
+      wake?.();
+    },
+    onEnd: () => {
+      ended = true;
       wake?.();
     },
   });
@@ -258,11 +325,14 @@ export async function* lastValues<T>(
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
     while (!signal?.aborted) {
-      const next = queue.shift();
-      if (next !== undefined) {
-        yield next;
+      const first = waiting.entries().next();
+      if (!first.done) {
+        const [subject, value] = first.value;
+        waiting.delete(subject);
+        yield value;
         continue;
       }
+      if (ended) return;
       await new Promise<void>((resolve) => {
         wake = resolve;
       });
