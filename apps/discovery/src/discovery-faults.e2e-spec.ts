@@ -219,6 +219,10 @@ describe('endpoints stream deleted and created again', () => {
     const stored = async (name: string) =>
       (await jsm.streams.getMessage(streams.endpoints, { last_by_subj: subjects.endpoints(name) }))?.json<EndpointSetV1>();
     const before = await Promise.all(names.map(stored));
+    // A set in the stream that the registry does not have (published by hand): after the reset
+    // nobody republishes it, so it must stop answering queries instead of lingering on this replica.
+    await jetstream(nc).publish(subjects.endpoints('ghost'), JSON.stringify({ ...before[0], service: 'ghost' }));
+    await waitFor(async () => (await mesh.getService('ghost').catch(() => undefined)) !== undefined, { what: 'the hand-made set' });
 
     // An operator deletes the stream and it is created again (or nats-server lost its stream but
     // not the registry): the new stream holds no set, and nothing about the services changed.
@@ -252,5 +256,8 @@ describe('endpoints stream deleted and created again', () => {
     }
     expect((await mesh.getService('recreated-a')).endpoints).toHaveLength(2);
     expect((await mesh.listServices()).map((s) => s.service)).toEqual(expect.arrayContaining(names));
+    await waitFor(async () => (await mesh.getService('ghost').catch((e: { code?: string }) => e.code)) === 'MESH_NOT_FOUND', {
+      what: 'the hand-made set to be forgotten',
+    });
   });
 });

@@ -79,6 +79,11 @@ export class EndpointsViewService {
     return [...this.sets.values(), ...this.carried.values()];
   }
 
+  /** Drops the sets carried over a reset for which `gone` is true (they will not be republished). */
+  forgetCarried(gone: (name: string) => boolean): void {
+    for (const name of this.carried.keys()) if (gone(name)) this.carried.delete(name);
+  }
+
   /** The service's set as the stream holds it (what the sweeper compares with the registry). */
   stored(name: string): EndpointSetV1 | undefined {
     return this.sets.get(name);

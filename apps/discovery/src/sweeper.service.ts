@@ -86,6 +86,13 @@ export class SweeperService {
           this.log.warn({ err, meshService: name }, 'sweep failed; will retry');
         }
       }
+      // Sets carried over a stream reset for services nobody will republish (not in the registry,
+      // or never published) stop answering queries: every replica then answers the same.
+      if (reconcile) {
+        const republished = new Set<string>();
+        for (const [name, { record }] of this.registry.entries()) if (record.published) republished.add(name);
+        this.view.forgetCarried((name) => !republished.has(name));
+      }
     } finally {
       this.running = false;
     }
