@@ -109,7 +109,8 @@ async function main(): Promise<void> {
   );
   app.useGlobalFilters(new PassThroughRpcFilter());
 
-  // The revocation list is rebuilt from the certificate records when the stream lost it.
+  // Every revoked certificate not yet expired is on the revocation list (which is rebuilt from the
+  // certificate records when the stream lost it); the bundle is published when it changed.
   const revoked = serialsToList(await app.get(CertRegistryService).entries(), Date.now());
   await app.get(TrustPublisherService).start(config.trustDomain, revoked);
   // A root rotation handled by another replica reaches this one through the trust bundle.

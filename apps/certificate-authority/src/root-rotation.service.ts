@@ -73,6 +73,8 @@ export class RootRotationService implements OnModuleDestroy {
   private queue: Promise<unknown> = Promise.resolve();
   private stopFollowing: (() => Promise<void>) | undefined;
   private stopped = false;
+  /** Ends the wait between two tries of `publishAnew` (on stop). */
+  private wakeRetry: (() => void) | undefined;
 
   constructor(
     @Inject(LOADED_CA) private readonly ca: LoadedCa,
@@ -122,8 +124,9 @@ export class RootRotationService implements OnModuleDestroy {
   /**
    * Publishes the bundle and the revocation list again after MESH_CA was created again: the list
    * is rebuilt from the certificate records (every revoked certificate not yet expired), so no
-   * revocation is lost with the stream. Safe on every replica at once (deduplicated bundle,
-   * compare-and-set list).
+   * revocation is lost with the stream. Safe on every replica at once: compare-and-set on both (the
+   * bundle goes only into a stream without one, the list only adds what it lacks). Retried until
+   * it works or the CA stops; a stop cuts the wait between tries short.
    */
   private async publishAnew(): Promise<void> {
     let waitMs = REPUBLISH_RETRY_MS;
@@ -138,11 +141,21 @@ export class RootRotationService implements OnModuleDestroy {
         this.log.warn({ stream: streams.ca }, 'trust bundle and revocation list published again to a stream created anew');
         return;
       } catch (e) {
+        if (this.stopped) return;
         this.log.error(
           { err: (e as Error).message, attempt, retryInMs: waitMs },
           'trust bundle and revocation list not published again yet',
         );
-        await new Promise((r) => setTimeout(r, waitMs).unref());
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(() => {
+            this.wakeRetry = undefined;
+            resolve();
+          }, waitMs);
+          this.wakeRetry = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
         waitMs = Math.min(waitMs * 2, REPUBLISH_RETRY_MAX_MS);
       }
     }
@@ -150,6 +163,7 @@ export class RootRotationService implements OnModuleDestroy {
 
   async onModuleDestroy(): Promise<void> {
     this.stopped = true;
+    this.wakeRetry?.();
     await this.stopFollowing?.();
   }
 

@@ -138,4 +138,21 @@ describe('SnapshotStore.offer: the content hash', () => {
     expect(restarted.snapshot?.version).toBe(5);
     expect(restarted.snapshot?.inbound.authorization.defaultAction).toBe('DENY');
   });
+
+  it('ends with the last of several snapshots applied in quick succession on disk', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'novamesh-snapshot-store-'));
+    dirs.push(dir);
+    const s = new SnapshotStore('svc', dir, () => undefined);
+    for (let v = 1; v <= 20; v++) expect(s.offer(asSent(v, v % 2 ? 'ALLOW' : 'DENY'), { live: true })).toEqual({ applied: true });
+    const last = new TextDecoder().decode(asSent(20, 'DENY'));
+    await waitFor(() => {
+      try {
+        return readFileSync(join(dir, 'snapshot.json'), 'utf8') === last;
+      } catch {
+        return false;
+      }
+    });
+    await new Promise((r) => setTimeout(r, 200)); // nothing older lands afterwards
+    expect(readFileSync(join(dir, 'snapshot.json'), 'utf8')).toBe(last);
+  });
 });
