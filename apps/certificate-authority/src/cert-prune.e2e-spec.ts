@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { type KV, Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { buckets, type CaCertRecordV1, type RevocationListV1, streams, subjects, type TrustBundleV1 } from '@novamesh/contracts';
@@ -150,5 +150,37 @@ describe('MESH_CA deleted and created again', () => {
     replicas.push(await startCertificateAuthority({ natsUrl: nats.url, instance: 'ca4', caDir }));
     // Published before the CA reports ready: not an empty list, the one the records call for.
     expect(await revocationList()).toEqual(listBefore);
+  });
+
+  it('leaves a bundle another replica already published into the new stream (a rotation it made meanwhile) in place', async () => {
+    await Promise.all(replicas.splice(0).map((p) => p.stop()));
+    replicas.push(await startCertificateAuthority({ natsUrl: nats.url, instance: 'ca5', caDir, env: { CA_STREAM_RECHECK: '1500ms' } }));
+    const jsm = await jetstreamManager(nc);
+    const current = (await jsm.streams.getMessage(streams.ca, { last_by_subj: subjects.caBundle }))?.json<TrustBundleV1>();
+    if (!current) throw new Error('no bundle published');
+    const cert = await mesh.requestCertificate({ service: 'ledger', token: (await mesh.createJoinToken('ledger')).token });
+    await mesh.revokeCertificate(cert.serial);
+    const listBefore = await revocationList();
+    expect(listBefore).toContain(cert.serial);
+    // Another replica's bundle with a root this CA does not hold in memory (as after a rotation it
+    // has not seen yet), published into the new stream before this CA notices the reset.
+    const rotated: TrustBundleV1 = {
+      ...current,
+      roots: [
+        ...current.roots,
+        { pem: current.roots[0]?.pem ?? '', fingerprint256: 'ab'.repeat(32), notAfter: current.roots[0]?.notAfter ?? '' },
+      ],
+    };
+    await recreateStream(jsm, streams.ca);
+    await jetstream(nc).publish(subjects.caBundle, JSON.stringify(rotated));
+    // The CA noticed the reset (the list is back) and left that bundle as it was.
+    await waitFor(async () => (await revocationList().catch((): string[] => [])).includes(cert.serial), {
+      timeoutMs: 10_000,
+      what: 'the revocation list to be rebuilt',
+    });
+    await new Promise((r) => setTimeout(r, 500));
+    const last = (await jsm.streams.getMessage(streams.ca, { last_by_subj: subjects.caBundle }))?.json<TrustBundleV1>();
+    expect(last?.roots.map((r) => r.fingerprint256)).toEqual(rotated.roots.map((r) => r.fingerprint256));
+    expect((await jsm.streams.info(streams.ca)).state.messages).toBe(2); // the bundle and the list, nothing republished over them
   });
 });
