@@ -73,22 +73,27 @@ export class TrustPublisherService {
    */
   private async publishFirstBundle(trustDomain: string): Promise<void> {
     const bundle = bundleOf(this.ca, trustDomain);
-    try {
-      await publishJson(this.js, subjects.caBundle, bundle, { expectLastSubjectSequence: 0 });
+    if (await this.publishIfNone(subjects.caBundle, bundle))
       this.log.info({ roots: bundle.roots.map((r) => r.fingerprint256) }, 'trust bundle published');
-    } catch (e) {
-      if (!isCasConflict(e)) throw e; // a bundle is there already: left as it is
-    }
   }
 
   /** Publishes an empty revocation list unless the stream holds one. */
   private async ensureRevocationList(): Promise<void> {
-    const revoked = await this.jsm.streams.getMessage(streams.ca, { last_by_subj: subjects.caRevoked });
-    if (!revoked) {
-      const empty: RevocationListV1 = { serials: [], updatedAt: new Date().toISOString() };
-      await publishJson(this.js, subjects.caRevoked, empty, { expectLastSubjectSequence: 0 }).catch((e) => {
-        if (!isCasConflict(e)) throw e; // another replica published it first
-      });
+    const empty: RevocationListV1 = { serials: [], updatedAt: new Date().toISOString() };
+    await this.publishIfNone(subjects.caRevoked, empty);
+  }
+
+  /**
+   * Publishes `value` on `subject` only if the stream holds nothing there (compare-and-set on "no
+   * message yet"); false when something is there already (another replica's), which is left as it is.
+   */
+  private async publishIfNone(subject: string, value: unknown): Promise<boolean> {
+    try {
+      await publishJson(this.js, subject, value, { expectLastSubjectSequence: 0 });
+      return true;
+    } catch (e) {
+      if (!isCasConflict(e)) throw e;
+      return false;
     }
   }
 

@@ -3,7 +3,7 @@ import type { JetStreamClient } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Inject, Injectable, Optional } from '@nestjs/common';
 import { ConfirmedPublisher, followLastValues } from '@novamesh/bus';
-import { appendJsonMembers, type EffectivePolicyV1, headers, lastToken, type Policy, streams, subjects } from '@novamesh/contracts';
+import { appendJsonMembers, type EffectivePolicyV1, lastToken, type Policy, streams, subjects } from '@novamesh/contracts';
 import type { Logger } from '@novamesh/observability';
 import { computeEffective } from '@novamesh/policy';
 import { JETSTREAM, LOGGER, NATS } from './tokens';
@@ -118,10 +118,7 @@ export class EffectivePublisherService {
       stream: streams.config,
       filterSubject: subjects.effectivePolicyAll,
       logger: this.log,
-      onMessage: (m) =>
-        this.stored(m.subject, (this.confirms.pending && m.headers?.get(headers.msgId)) || undefined, m.seq, () =>
-          m.json<EffectivePolicyV1>(),
-        ),
+      onMessage: (m) => this.stored(m.subject, this.confirms.msgIdOf(m.headers), m.seq, () => m.json<EffectivePolicyV1>()),
       // MESH_CONFIG was created again: what it held is gone, so every service is published anew.
       onReset: () => {
         this.published.clear();

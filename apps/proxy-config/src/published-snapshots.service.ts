@@ -109,7 +109,7 @@ export class PublishedSnapshotsService {
         if ((this.stored.get(service)?.seq ?? 0) >= m.seq) return;
         // Our own publications come back here and confirm themselves; they are not decoded and
         // validated a second time (the message id, `<service>:<version>:<hash>`, names the snapshot sent).
-        const mine = this.confirms.observe(m.subject, (this.confirms.pending && m.headers?.get(headers.msgId)) || undefined, m.seq);
+        const mine = this.confirms.observe(m.subject, this.confirms.msgIdOf(m.headers), m.seq);
         if (mine) {
           this.see(m.seq, mine.context);
           return;

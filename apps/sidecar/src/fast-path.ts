@@ -26,12 +26,10 @@ import {
 import { ChunkedScanner, type HeadError, parseRequestHead, parseResponseHead, type RequestHead, type ResponseHead } from './http1-wire';
 import { ERROR_HEADER, FAULT_HEADER, headerSafe, LOCAL_REPLIES, type LocalReplyCode, REASON_HEADER } from './local-reply';
 import type { SidecarMetrics } from './metrics';
-import { endAndLinger } from './protocol-listener';
+import { endAndLinger, REQUEST_TIMEOUT_REPLY } from './protocol-listener';
 import { socketClosedError, type UpstreamConnection, type UpstreamUser } from './raw-pool';
 import { admitRetry, type RequestPlan, type RuntimeEndpoint, type UpstreamRuntime } from './upstream-runtime';
 
-/** What a request head still incomplete after the node:http server's headersTimeout gets, as node:http writes it (then the connection closes). */
-const REQUEST_TIMEOUT_REPLY = 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n';
 const CLOSE_HEADERS = 'Connection: close\r\n';
 /** Pipelined bytes kept while a request is in flight before the client socket is paused. */
 const MAX_BUFFERED = 64 * 1024;

@@ -106,6 +106,8 @@ const PARSE_ERROR_REPLIES: Record<string, string> = {
   HPE_CHUNK_EXTENSIONS_OVERFLOW: 'HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\n\r\n',
 };
 const BAD_REQUEST_REPLY = 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n';
+/** What a request head still incomplete after the headers timeout gets, as node:http writes it (then the connection closes). */
+export const REQUEST_TIMEOUT_REPLY = 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n';
 
 /**
  * node:http's clientError handling, except after a parse error: node:http writes its 400/431 and
@@ -123,7 +125,7 @@ function endAfterParseError(err: NodeJS.ErrnoException, socket: Socket): void {
     return;
   }
   if (!code.startsWith('HPE_')) {
-    socket.write(code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n' : BAD_REQUEST_REPLY);
+    socket.write(code === 'ERR_HTTP_REQUEST_TIMEOUT' ? REQUEST_TIMEOUT_REPLY : BAD_REQUEST_REPLY);
     socket.destroy(err);
     return;
   }

@@ -1,6 +1,8 @@
 import { type MsgHdrs, type NatsConnection, headers as natsHeaders } from '@nats-io/transport-node';
 import { injectTrace } from './trace';
 
+const MSG_ID = 'Nats-Msg-Id';
+
 export interface ConfirmedPublisherOptions {
   /** The connection the messages go out on (core NATS publish). */
   nc: Pick<NatsConnection, 'publish'>;
@@ -88,6 +90,14 @@ export class ConfirmedPublisher<C = undefined> {
   }
 
   /**
+   * The message id of a message the follow delivered, for `observe` — read only while something is
+   * pending: with nothing in flight no message can be this publisher's, and the headers stay unparsed.
+   */
+  msgIdOf(headers: MsgHdrs | undefined): string | undefined {
+    return (this.unconfirmed.size && headers?.get(MSG_ID)) || undefined;
+  }
+
+  /**
    * Queues `data` for `subject` (sent at the next `setImmediate`) and resolves with its outcome.
    * `context` comes back with the confirmation (and from `observe`). Rejects only when another
    * conditional publication on the same subject is still in flight (a caller's bug).
@@ -116,7 +126,7 @@ export class ConfirmedPublisher<C = undefined> {
       if (expected !== undefined) this.conditional.set(subject, entry);
       this.armExpiry();
       const h = injectTrace(natsHeaders());
-      h.set('Nats-Msg-Id', msgId);
+      h.set(MSG_ID, msgId);
       if (expected !== undefined) h.set('Nats-Expected-Last-Subject-Sequence', String(expected));
       if (this.outbox.push({ entry, data, headers: h }) === 1) setImmediate(() => this.sendOutbox());
     });

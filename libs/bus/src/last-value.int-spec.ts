@@ -140,8 +140,7 @@ describe('followLastValues', () => {
     try {
       expect(seen).toEqual(['lvr.s0=old 16@17', 'lvr.s1=old 17@18', 'lvr.s2=old 18@19', 'lvr.s3=old 19@20']);
       // Created again: its sequences start over at 1, below what the follow has seen.
-      await jsm.streams.delete(name);
-      await jsm.streams.add(config);
+      await recreateStream(jsm, name);
       await js.publish('lvr.s0', 'new 1');
       await waitFor(() => seen.includes('lvr.s0=new 1@1'), { timeoutMs: 5_000, what: 'the first message of the new stream' });
       await js.publish('lvr.s1', 'new 2');
