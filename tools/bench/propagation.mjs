@@ -18,7 +18,7 @@ import { boundedAll } from './lib/pace.mjs';
 import { cpuMeter, windowCpuMeter } from './lib/proc.mjs';
 import { note, Progress } from './lib/progress.mjs';
 import { cpuCell, int, ms, noiseObservation, spread, verdict } from './lib/report.mjs';
-import { imgDirOf, natsLibs, requireBuilt } from './lib/stack.mjs';
+import { imgDirOf, natsLibs, profileDirOf, requireBuilt } from './lib/stack.mjs';
 import { histogramFactory, medianByKey, stat, summarize } from './lib/stats.mjs';
 import { lineChart } from './lib/svg.mjs';
 import { serviceName } from './lib/workload.mjs';
@@ -28,6 +28,8 @@ export const describe =
   'a policy change reaching 500 subscribed sidecars (lightweight agents following `mesh.v1.config.proxy.<svc>` like the sidecar): per-sidecar delay p50/p99 and time until all applied, from the apply acknowledgement, for a TrafficPolicy on a shared upstream and a mesh-wide AuthorizationPolicy, 10 changes each';
 
 const AIMS = { p99Ms: 100 };
+/** The processes whose run and run-queue times the table shows, in this order. */
+const SCHED_SHOWN = ['policy', 'proxy-config', 'nats-server', 'config agents'];
 const FULL = { services: 500, agentProcesses: 4, warmup: 5, changes: 10, changeTimeoutMs: 15_000, pauseMs: 500, repetitions: 1 };
 const QUICK = { ...FULL, services: 100, agentProcesses: 2, changes: 3 };
 const SHARED = 'prop-shared';
@@ -62,7 +64,11 @@ async function startAgents(scope, cfg, natsUrl, services, onLine) {
     const mine = services.slice(i * per, (i + 1) * per);
     const child = spawn(
       process.execPath,
-      [join(import.meta.dirname, 'lib/config-agents.mjs'), JSON.stringify({ natsUrl, services: mine, shared: SHARED })],
+      [
+        ...(cfg.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${cfg.profileDir}`, `--cpu-prof-name=config-agents-${i + 1}.cpuprofile`] : []),
+        join(import.meta.dirname, 'lib/config-agents.mjs'),
+        JSON.stringify({ natsUrl, services: mine, shared: SHARED }),
+      ],
       {
         stdio: ['ignore', 'pipe', 'pipe'],
       },
@@ -102,7 +108,11 @@ async function startAgents(scope, cfg, natsUrl, services, onLine) {
 async function runOnce(libs, cfg) {
   return withCleanup(async (scope) => {
     const { testing } = libs;
-    const cp = await startControlPlane(scope, testing, { ca: false, env: JSON.parse(process.env.BENCH_CP_ENV ?? '{}') });
+    const cp = await startControlPlane(scope, testing, {
+      ca: false,
+      env: JSON.parse(process.env.BENCH_CP_ENV ?? '{}'),
+      profileDir: cfg.profileDir,
+    });
     const services = Array.from({ length: cfg.services }, (_, i) => serviceName(i));
     const started = performance.now();
     await registerPlain(cp.mesh, SHARED, 18080);
@@ -250,7 +260,7 @@ async function runOnce(libs, cfg) {
       }
       const cpu = meter.stop();
       progress.finish();
-      out[sc.id] = { changes, cpu, cpuDuring: during.result(), warmups };
+      out[sc.id] = { changes, cpu, cpuDuring: during.result(), sched: during.perWindow(), warmups };
       const pooled = libs.newHistogram();
       for (const ch of changes) pooled.add(ch.histogram);
       const s = summarize(pooled);
@@ -298,6 +308,7 @@ function aggregate(libs, runs) {
       }),
       cpu: medianByKey(runs.map((r) => foldAgents(r[sc.id].cpu))),
       cpuDuring: medianByKey(runs.map((r) => foldAgents(r[sc.id].cpuDuring ?? {}))),
+      sched: foldSched(runs.map((r) => r[sc.id].sched ?? {})),
     };
   });
 }
@@ -335,6 +346,24 @@ function foldAgents(cpu) {
   }
   out['config agents'] = Math.round(agents * 100) / 100;
   return out;
+}
+
+/**
+ * Per process, the ms per change its threads ran and waited runnable for a CPU, the agent
+ * processes summed as one, median of the runs.
+ */
+function foldSched(perRun) {
+  const pick = (field) => medianByKey(perRun.map((r) => foldAgents(Object.fromEntries(Object.entries(r).map(([k, v]) => [k, v[field]])))));
+  const ran = pick('ran');
+  const waited = pick('waited');
+  return Object.fromEntries(Object.keys(ran).map((k) => [k, { ran: ran[k], waited: waited[k] }]));
+}
+
+/** "proxy-config 38 / 36 ms, …" for the processes on the path. */
+function schedCell(sched) {
+  return SCHED_SHOWN.filter((k) => sched?.[k])
+    .map((k) => `${k} ${sched[k].ran.toFixed(0)} / ${sched[k].waited.toFixed(0)} ms`)
+    .join(', ');
 }
 
 function table(aggs, cfg) {
@@ -381,6 +410,11 @@ function table(aggs, cfg) {
       cpuCell(a.cpuDuring),
     ),
     row('CPU over the changes (incl. pauses), cores busy', '—', (a) => cpuCell(a.cpu)),
+    row(
+      'Per change while it propagates: time each process ran / was runnable but waiting for a CPU (all its threads, from schedstat), median',
+      '—',
+      (a) => schedCell(a.sched),
+    ),
   ].join('\n');
 }
 
@@ -412,9 +446,24 @@ function howBusy(a, machine) {
   const whole = c['whole machine'];
   if (whole === undefined) return '';
   const parts = `policy ${c.policy?.toFixed(2)}, proxy-config ${c['proxy-config']?.toFixed(2)}, nats-server ${c['nats-server']?.toFixed(2)}, the agents ${c['config agents']?.toFixed(2)}, this suite ${c.bench?.toFixed(2)}`;
-  return whole >= 0.75 * machine.cores
-    ? `While the changes propagated the machine was close to saturated, ${whole.toFixed(2)} of ${machine.cores} cores busy (${parts}): every process on the path competes for the same cores, including the agents, which stand in for sidecars that run on other machines in a real mesh.`
-    : `While the changes propagated the machine was ${whole.toFixed(2)} of ${machine.cores} cores busy (${parts}): the time is spent waiting as much as computing.`;
+  const busy =
+    whole >= 0.75 * machine.cores
+      ? `While the changes propagated the machine was close to saturated, ${whole.toFixed(2)} of ${machine.cores} cores busy (${parts}): every process on the path competes for the same cores, including the agents, which stand in for sidecars that run on other machines in a real mesh.`
+      : `While the changes propagated the machine was ${whole.toFixed(2)} of ${machine.cores} cores busy (${parts}).`;
+  return `${busy} ${queued(a.sched)}`;
+}
+
+/** What the run-queue figures say: how long the producers of the snapshots waited for a CPU. */
+function queued(sched) {
+  const pc = sched?.['proxy-config'];
+  const nats = sched?.['nats-server'];
+  if (!pc || !nats) return '';
+  const waited = pc.waited + nats.waited;
+  const ran = pc.ran + nats.ran;
+  const lead = `Per change, proxy-config ran ${ms(pc.ran)} and waited runnable for a CPU ${ms(pc.waited)}; nats-server's threads ran ${ms(nats.ran)} and waited ${ms(nats.waited)} (medians).`;
+  return waited >= ran / 2
+    ? `${lead} Waiting for a CPU is as large a part of producing the snapshots as the work itself; where the control plane has cores of its own, as in a real mesh, that part would shrink (not measured here).`
+    : `${lead} They rarely waited for a CPU: the time is their own work.`;
 }
 
 function observations(aggs, cfg, machine) {
@@ -439,10 +488,11 @@ function observations(aggs, cfg, machine) {
   return obs;
 }
 
-export async function run({ root, quick = false, machine, repetitions, writeDoc = !quick }) {
+export async function run({ root, quick = false, machine, cpuProf = false, repetitions, writeDoc = !quick }) {
   requireBuilt(root, [...MESH_BUILT, 'libs/bus/dist/index.js', 'libs/proxy-config/dist/index.js']);
   const libs = { ...natsLibs(), newHistogram: histogramFactory() };
   const cfg = { ...(quick ? QUICK : FULL) };
+  if (cpuProf) cfg.profileDir = profileDirOf(root, 'propagation');
   if (repetitions) cfg.repetitions = repetitions;
   const started = Date.now();
   const runs = [];
@@ -528,6 +578,8 @@ export async function run({ root, quick = false, machine, repetitions, writeDoc 
     'Observations from this run:',
     '',
     ...obs.map((o) => `- ${o}`),
+    '',
+    "To see where the time goes, `node tools/bench/run.mjs propagation --cpu-prof` writes V8 CPU profiles of discovery, policy, proxy-config and the agent processes to `bench-results/profiles/` (open them in Chrome DevTools or speedscope). The run-queue row comes from each process's threads' `/proc/<pid>/task/<tid>/schedstat` (time on a CPU, time runnable but waiting for one), averaged over the recorded changes (apply sent → all applied).",
   ]
     .join('\n')
     .replace(/\n{3,}/g, '\n\n');

@@ -24,16 +24,23 @@ export const MESH_BUILT = [
 /**
  * Starts the control plane; resolves with `{ nats, redis, apps: { name: ManagedProcess }, mesh,
  * dir, pids() }` where `mesh` is an SDK MeshManager connected to it. `ca: false` leaves the
- * certificate authority out (nothing then gets a mesh certificate). `env` reaches every app.
+ * certificate authority out (nothing then gets a mesh certificate). `env` reaches every app. With
+ * `profileDir` every app writes a V8 CPU profile there (`<app>.cpuprofile`).
  */
-export async function startControlPlane(scope, testing, { ca = true, env = {} } = {}) {
+export async function startControlPlane(scope, testing, { ca = true, env = {}, profileDir } = {}) {
   const { nats, redis } = await startServers(scope, testing);
   const dir = mkdtempSync(join(tmpdir(), 'novamesh-bench-mesh-'));
   scope.tempDir(dir);
   const logLevel = process.env.LOG_LEVEL ?? 'info';
   const base = { NATS_URL: nats.url, LOG_LEVEL: logLevel, ...env };
   const start = (app, extra) => {
-    const p = spawnApp(scope, testing, { name: app, script: `apps/${app}/dist/main.js`, env: { ...base, ...extra } });
+    const p = spawnApp(scope, testing, {
+      name: app,
+      script: `apps/${app}/dist/main.js`,
+      env: { ...base, ...extra },
+      profileDir,
+      profileName: `${app}.cpuprofile`,
+    });
     return p.waitForLine(new RegExp(`"msg":"${app} ready"`), 30_000).then(() => p);
   };
   const apps = {};

@@ -42,28 +42,38 @@ export function cpuSecondsOf(pid) {
 }
 
 /**
- * CPU seconds `pid` has used so far with nanosecond resolution: the run time of each of its
- * threads from /proc/<pid>/task/<tid>/schedstat (the clock-tick figures of `cpuSecondsOf` are
- * 10 ms coarse, too coarse for windows of tens of milliseconds). Threads that ended are missing
- * from the sum, so compare two readings only over a window in which none ends. Falls back to
- * `cpuSecondsOf` where schedstat is not available.
+ * Time `pid`'s threads have spent so far running and runnable but waiting for a CPU (the run
+ * queue), in seconds with nanosecond resolution, summed from /proc/<pid>/task/<tid>/schedstat.
+ * Threads that ended are missing from the sums, so compare two readings only over a window in
+ * which none ends. Undefined where the kernel keeps no schedstats (it then reports zeros).
  */
-export function preciseCpuSecondsOf(pid) {
+export function schedOf(pid) {
   if (!pid) return undefined;
+  let run = 0;
+  let wait = 0;
   try {
-    let ns = 0;
     for (const tid of readdirSync(`/proc/${pid}/task`)) {
       try {
-        ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+        const [r, w] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ');
+        run += Number(r);
+        wait += Number(w);
       } catch {
         // the thread ended between the listing and the read
       }
     }
-    // A kernel without schedstats reports zeros: the clock ticks are all there is then.
-    return ns > 0 ? ns / 1e9 : cpuSecondsOf(pid);
   } catch {
-    return cpuSecondsOf(pid);
+    return undefined;
   }
+  return run > 0 ? { run: run / 1e9, wait: wait / 1e9 } : undefined;
+}
+
+/**
+ * CPU seconds `pid` has used so far with nanosecond resolution (`schedOf`; the clock-tick figures
+ * of `cpuSecondsOf` are 10 ms coarse, too coarse for windows of tens of milliseconds), or
+ * `cpuSecondsOf` where schedstat is not available.
+ */
+export function preciseCpuSecondsOf(pid) {
+  return schedOf(pid)?.run ?? cpuSecondsOf(pid);
 }
 
 /** Busy and total CPU seconds of the whole machine (all cores), from /proc/stat. */
@@ -121,10 +131,14 @@ function round(x, digits) {
  * propagates, leaving out the pauses between changes): `const w = windowCpuMeter(pids);
  * w.open(); …; w.close();` any number of times, then `w.result()` → cores busy on average over
  * the open time, per process (`preciseCpuSecondsOf`), for this process ('bench'), 'other' and the
- * 'whole machine' (/proc/stat: 10 ms ticks, so only a sum over several windows is meaningful).
+ * 'whole machine' (/proc/stat: 10 ms ticks, so only a sum over several windows is meaningful);
+ * and `w.perWindow()` → per process, the milliseconds per window its threads ran and waited
+ * runnable for a CPU (`schedOf`; processes without schedstats are left out).
  */
 export function windowCpuMeter(pids) {
   const used = {};
+  const sched = {};
+  let windows = 0;
   let wall = 0;
   let machineBusy = 0;
   let opened;
@@ -133,6 +147,7 @@ export function windowCpuMeter(pids) {
       opened = {
         at: performance.now(),
         procs: Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, preciseCpuSecondsOf(pid)])),
+        sched: Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, schedOf(pid)])),
         self: process.cpuUsage(),
         machine: machineCpuSeconds(),
       };
@@ -144,12 +159,19 @@ export function windowCpuMeter(pids) {
       for (const [k, pid] of Object.entries(pids)) {
         const end = preciseCpuSecondsOf(pid);
         if (end !== undefined && o.procs[k] !== undefined) used[k] = (used[k] ?? 0) + Math.max(0, end - o.procs[k]);
+        const s = schedOf(pid);
+        if (s && o.sched[k]) {
+          sched[k] ??= { ran: 0, waited: 0 };
+          sched[k].ran += Math.max(0, s.run - o.sched[k].run);
+          sched[k].waited += Math.max(0, s.wait - o.sched[k].wait);
+        }
       }
       const self = process.cpuUsage(o.self);
       used.bench = (used.bench ?? 0) + (self.user + self.system) / 1e6;
       const machine = machineCpuSeconds();
       if (machine && o.machine) machineBusy += machine.busy - o.machine.busy;
       wall += (performance.now() - o.at) / 1000;
+      windows++;
     },
     result() {
       if (!wall) return {};
@@ -158,6 +180,15 @@ export function windowCpuMeter(pids) {
       out.other = round(Math.max(0, machineBusy - ours) / wall, 2);
       out['whole machine'] = round(machineBusy / wall, 2);
       return out;
+    },
+    perWindow() {
+      if (!windows) return {};
+      return Object.fromEntries(
+        Object.entries(sched).map(([k, v]) => [
+          k,
+          { ran: round((v.ran * 1000) / windows, 1), waited: round((v.waited * 1000) / windows, 1) },
+        ]),
+      );
     },
   };
 }
