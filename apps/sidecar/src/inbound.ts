@@ -24,7 +24,7 @@ import type { IdentityHolder } from './identity-holder';
 import type { InFlightLimit } from './in-flight';
 import { LOCAL_REPLIES, sendLocalReply } from './local-reply';
 import type { SidecarMetrics } from './metrics';
-import { createHttp1Server, ProtocolListener } from './protocol-listener';
+import { createHttp1Server, DEFAULT_FILTERS_TIMEOUT_MS, ProtocolListener } from './protocol-listener';
 import { RawPool } from './raw-pool';
 import { openSocket } from './upstream-runtime';
 
@@ -143,7 +143,10 @@ export class InboundListener {
       fastPath?: boolean;
       /** SIDECAR_HEADERS_TIMEOUT: a request head incomplete after this long gets 408 (both paths). */
       headersTimeoutMs: number;
-      /** SIDECAR_LISTENER_FILTERS_TIMEOUT: a connection whose protocol is undecided after this long is closed. */
+      /**
+       * SIDECAR_LISTENER_FILTERS_TIMEOUT: a connection whose protocol is undecided after this long is
+       * closed; so is one whose TLS handshake has not completed after this long.
+       */
       listenerFiltersTimeoutMs?: number;
       /** SIDECAR_IDLE_TIMEOUT: an HTTP/1.1 keep-alive connection idle, or an HTTP/2 session without an open stream, this long is closed. */
       idleTimeoutMs: number;
@@ -194,6 +197,9 @@ export class InboundListener {
       requestCert: true,
       rejectUnauthorized: true,
       ALPNProtocols: ['h2', 'http/1.1'],
+      // A peer that stops in the middle of its handshake holds the socket no longer than one that
+      // sends nothing at all (node's own default is 120 s).
+      handshakeTimeout: this.deps.listenerFiltersTimeoutMs ?? DEFAULT_FILTERS_TIMEOUT_MS,
     });
     const { accepted, detach } = attachIdentity(tls, this.deps.identity, {
       onRefused: (r) => this.deps.onPeerRefused(r.reason, r.peer.spiffeId, r.remoteAddress),
@@ -208,8 +214,11 @@ export class InboundListener {
         this.fast.path.accept(socket);
       } else this.http.emit('connection', socket);
     });
-    tls.on('tlsClientError', (err, socket) => {
-      this.deps.onPeerRefused(`TLS handshake failed: ${err.message}`, undefined, socket.remoteAddress);
+    tls.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
+      if (err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT') this.deps.metrics.listenerFiltersTimeouts.labels('inbound').inc();
+      else this.deps.onPeerRefused(`TLS handshake failed: ${err.message}`, undefined, socket.remoteAddress);
+      // A failed handshake ends its connection; a timed-out one node only reports.
+      socket.destroy();
     });
     this.tls = tls;
     this.detachTls = detach;

@@ -1,15 +1,28 @@
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { connect as connectH2 } from 'node:http2';
 import { connect } from 'node:net';
+import { connect as connectTls } from 'node:tls';
 import { waitFor } from '@novamesh/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LoneSidecars, metrics, metricValue, type RawResponse, raw, type SidecarProcess } from './mesh.e2e-helper';
+import {
+  type ConfigDump,
+  LoneSidecars,
+  metrics,
+  metricValue,
+  type OwnCertificateFiles,
+  type RawResponse,
+  raw,
+  type SidecarProcess,
+} from './mesh.e2e-helper';
 
 // How long a connection may hold a sidecar's listener without a request, against real sidecar
 // processes serving the last good snapshot from their data dir (NATS_URL points at a closed port):
 //  - SIDECAR_LISTENER_FILTERS_TIMEOUT (300 ms here): a connection that sends nothing, or stops
 //    inside the HTTP/2 preface the listener sniffs, is closed after it, on the outbound and the
 //    inbound port; once its first bytes decided the protocol, keep-alive and the headers timeout govern it;
+//    on the inbound port a TLS handshake must also complete within it (bring-your-own certificates
+//    made with openssl, so the lone sidecar terminates mutual TLS);
 //  - after a local reply that ends a connection (400 malformed head or chunked body, 431 head too
 //    large, 408 head too slow) the connection closes even when the client keeps writing and never
 //    closes its side, on the fast path and on node:http (SIDECAR_FAST_PATH=false): after a parse
@@ -22,6 +35,9 @@ let quick: SidecarProcess;
 let quickSlow: SidecarProcess;
 /** The defaults (15 s to decide the protocol). */
 let plain: SidecarProcess;
+/** SIDECAR_LISTENER_FILTERS_TIMEOUT=300ms, terminating mutual TLS with `tlsFiles`. */
+let quickTls: SidecarProcess;
+let tlsFiles: OwnCertificateFiles;
 
 const FILTERS_TIMEOUT = { SIDECAR_LISTENER_FILTERS_TIMEOUT: '300ms', SIDECAR_HEADERS_TIMEOUT: '1s' };
 const NODE_HTTP = { SIDECAR_FAST_PATH: 'false', SIDECAR_INBOUND_FAST_PATH: 'false' };
@@ -34,6 +50,9 @@ const startSidecar = (id: string, env: NodeJS.ProcessEnv): Promise<SidecarProces
   lone.seed(id);
   return lone.sidecar(id, env);
 };
+
+/** The first bytes of a TLS ClientHello: a record header and the start of the handshake message, then nothing. */
+const PARTIAL_CLIENT_HELLO = Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]);
 
 /**
  * Opens a raw connection to `port`, writes `bytes` (if any) and waits, at most `timeoutMs`, for the
@@ -139,11 +158,17 @@ async function unstoppable(port: number, head: string, streamFrom: 'start' | 're
 beforeAll(async () => {
   // No control plane (see LoneSidecars): the sidecars serve the snapshot seeded into their data dir and never get another.
   lone = await LoneSidecars.start('listener-timeouts');
-  [quick, quickSlow, plain] = await Promise.all([
+  tlsFiles = lone.seed('quick-tls', { certificates: true }) as OwnCertificateFiles;
+  [quick, quickSlow, plain, quickTls] = await Promise.all([
     startSidecar('quick', FILTERS_TIMEOUT),
     startSidecar('quick-slow', { ...FILTERS_TIMEOUT, ...NODE_HTTP }),
     startSidecar('plain', {}),
+    lone.sidecar('quick-tls', FILTERS_TIMEOUT),
   ]);
+  await waitFor(async () => (await quickTls.admin<ConfigDump>('/config_dump')).body.certificate?.source === 'files', {
+    timeoutMs: 15_000,
+    what: 'the bring-your-own certificate in use',
+  });
 }, 60_000);
 
 afterAll(async () => {
@@ -177,6 +202,48 @@ describe('SIDECAR_LISTENER_FILTERS_TIMEOUT: a connection must show what it speak
     }
     const after = await Promise.all(cases().map(counted));
     expect(after.map((n, i) => n - (before[i] as number))).toEqual(cases().map(() => 1));
+  });
+
+  it('closes an inbound connection whose TLS handshake stops half-way after 300 ms, and counts it', async () => {
+    const inbound = () =>
+      metrics(quickTls).then((m) => metricValue(m, 'novamesh_sidecar_listener_filters_timeouts_total', 'listener="inbound"'));
+    const before = await inbound();
+    const r = await closedAfter(port(quickTls, 'inbound'), PARTIAL_CLIENT_HELLO.toString('latin1'), 3_000);
+    expect(r.ms, 'closed by the sidecar').toBeDefined();
+    // The first byte decided "TLS" at once; the handshake then had its own 300 ms (not node's 120 s).
+    expect(r.ms).toBeGreaterThanOrEqual(250);
+    expect(r.ms).toBeLessThan(1_500);
+    expect(r.received).toBe(0);
+    expect((await inbound()) - before).toBe(1);
+  });
+
+  it('leaves a completed mutual TLS handshake alone past the limit and serves its request', async () => {
+    const socket = connectTls({
+      host: '127.0.0.1',
+      port: port(quickTls, 'inbound'),
+      cert: readFileSync(tlsFiles.certPath),
+      key: readFileSync(tlsFiles.keyPath),
+      ca: readFileSync(tlsFiles.caPath),
+      servername: 'shop',
+      checkServerIdentity: () => undefined,
+      ALPNProtocols: ['http/1.1'],
+    });
+    socket.on('error', () => undefined);
+    try {
+      await once(socket, 'secureConnect');
+      await sleep(800);
+      expect(socket.destroyed, 'still open after the handshake').toBe(false);
+      let reply = '';
+      socket.on('data', (d: Buffer) => {
+        reply += d.toString('latin1');
+      });
+      socket.write('GET /over-tls HTTP/1.1\r\nHost: shop\r\n\r\n');
+      await waitFor(() => reply.includes('\r\n\r\n'), { timeoutMs: 5_000, intervalMs: 10, what: 'the response over TLS' });
+      expect(reply.slice(0, 12)).toBe('HTTP/1.1 200');
+      expect(reply.toLowerCase()).toContain('x-app: shop');
+    } finally {
+      socket.destroy();
+    }
   });
 
   it('keeps the default (15 s) without SIDECAR_LISTENER_FILTERS_TIMEOUT: a silent connection is still open after 1.5 s', async () => {

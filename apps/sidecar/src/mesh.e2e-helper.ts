@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
@@ -406,9 +407,18 @@ export class LoneSidecars {
     return new LoneSidecars(dir, natsUrl, workload, orders);
   }
 
-  /** Writes a valid snapshot of `shop` into `id`'s data dir (see seedShopSnapshot), which its sidecar serves from start. */
-  seed(id: string): void {
-    seedShopSnapshot(join(this.dir, id), this.orders.port);
+  /**
+   * Writes a valid snapshot of `shop` into `id`'s data dir (see seedShopSnapshot), which its sidecar
+   * serves from start. With `certificates`, the snapshot names bring-your-own certificate files made
+   * with openssl (see opensslCertificates), so the sidecar terminates mutual TLS without a CA; returns their paths.
+   */
+  seed(id: string, opts: { certificates?: boolean } = {}): OwnCertificateFiles | undefined {
+    const dataDir = join(this.dir, id);
+    const certificates = opts.certificates
+      ? opensslCertificates(join(dataDir, 'byo'), 'spiffe://novamesh.local/ns/default/svc/shop')
+      : undefined;
+    seedShopSnapshot(dataDir, this.orders.port, certificates);
+    return certificates;
   }
 
   /**
@@ -442,11 +452,75 @@ export class LoneSidecars {
   }
 }
 
-/** Writes a valid snapshot of `shop` into `dataDir`: inbound permissive/ALLOW, one upstream `orders` at `ordersPort`. */
-function seedShopSnapshot(dataDir: string, ordersPort: number): void {
+export interface OwnCertificateFiles {
+  certPath: string;
+  keyPath: string;
+  caPath: string;
+}
+
+/**
+ * A CA and a workload certificate for `spiffeId` signed by it (ECDSA P-256, valid one day, usable
+ * as server and client certificate), made with openssl in `dir`.
+ */
+export function opensslCertificates(dir: string, spiffeId: string): OwnCertificateFiles {
+  mkdirSync(dir, { recursive: true });
+  const at = (f: string) => join(dir, f);
+  const openssl = (...args: string[]) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+  openssl(
+    'req',
+    '-x509',
+    ...ec,
+    '-keyout',
+    at('ca.key'),
+    '-out',
+    at('ca.pem'),
+    '-days',
+    '1',
+    '-subj',
+    '/CN=novamesh test CA',
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
+  );
+  openssl('req', ...ec, '-keyout', at('key.pem'), '-out', at('leaf.csr'), '-subj', '/CN=workload');
+  writeFileSync(
+    at('leaf.ext'),
+    `subjectAltName=URI:${spiffeId}\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=critical,CA:FALSE\n`,
+  );
+  openssl(
+    'x509',
+    '-req',
+    '-in',
+    at('leaf.csr'),
+    '-CA',
+    at('ca.pem'),
+    '-CAkey',
+    at('ca.key'),
+    '-CAcreateserial',
+    '-days',
+    '1',
+    '-out',
+    at('cert.pem'),
+    '-extfile',
+    at('leaf.ext'),
+  );
+  return { certPath: at('cert.pem'), keyPath: at('key.pem'), caPath: at('ca.pem') };
+}
+
+/**
+ * Writes a valid snapshot of `shop` into `dataDir`: inbound permissive/ALLOW (with `certificates`,
+ * terminating mTLS with those files), one upstream `orders` at `ordersPort`.
+ */
+function seedShopSnapshot(dataDir: string, ordersPort: number, certificates?: OwnCertificateFiles): void {
   const content = {
     service: 'shop',
-    inbound: { mtls: { mode: 'permissive' }, authorization: { defaultAction: 'ALLOW', policies: [] }, rateLimits: [] },
+    inbound: {
+      mtls: { mode: 'permissive', ...(certificates ? { certificates } : {}) },
+      authorization: { defaultAction: 'ALLOW', policies: [] },
+      rateLimits: [],
+    },
     upstreams: [
       {
         service: 'orders',

@@ -90,7 +90,7 @@ export class SidecarMetrics {
   });
   readonly listenerFiltersTimeouts = new Counter({
     name: 'novamesh_sidecar_listener_filters_timeouts_total',
-    help: "Connections closed because their first bytes did not show what they speak within SIDECAR_LISTENER_FILTERS_TIMEOUT (Envoy's downstream_pre_cx_timeout)",
+    help: "Connections closed because their first bytes did not show what they speak, or (inbound) their TLS handshake did not complete, within SIDECAR_LISTENER_FILTERS_TIMEOUT (Envoy's downstream_pre_cx_timeout)",
     labelNames: ['listener'] as const,
     registers: [this.registry],
   });

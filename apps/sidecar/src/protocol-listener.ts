@@ -170,6 +170,9 @@ export interface Http1Front {
   closeIdle(): void;
 }
 
+/** SIDECAR_LISTENER_FILTERS_TIMEOUT's default: 15 s, Envoy's listener filter timeout. */
+export const DEFAULT_FILTERS_TIMEOUT_MS = 15_000;
+
 /**
  * One TCP port serving HTTP/1.1 and plaintext HTTP/2 (and, through `onTls`, TLS): connections are
  * sniffed and handed to the right server. Tracks sockets so `close` can drain them.
@@ -202,7 +205,7 @@ export class ProtocolListener {
       socket.on('error', () => socket.destroy());
       sniffProtocol(
         socket,
-        this.servers.filtersTimeoutMs ?? 15_000,
+        this.servers.filtersTimeoutMs ?? DEFAULT_FILTERS_TIMEOUT_MS,
         (protocol) => {
           if (protocol === 'tls') {
             if (this.servers.onTls) this.servers.onTls(socket);
