@@ -183,4 +183,33 @@ describe('MESH_CA deleted and created again', () => {
     expect(last?.roots.map((r) => r.fingerprint256)).toEqual(rotated.roots.map((r) => r.fingerprint256));
     expect((await jsm.streams.info(streams.ca)).state.messages).toBe(2); // the bundle and the list, nothing republished over them
   });
+
+  it('creates the stream again when it was deleted and nobody created it, with the bundle and the rebuilt revocation list', async () => {
+    await Promise.all(replicas.splice(0).map((p) => p.stop()));
+    replicas.push(await startCertificateAuthority({ natsUrl: nats.url, instance: 'ca6', caDir, env: { CA_STREAM_RECHECK: '300ms' } }));
+    const cert = await mesh.requestCertificate({ service: 'billing', token: (await mesh.createJoinToken('billing')).token });
+    await mesh.revokeCertificate(cert.serial);
+    const jsm = await jetstreamManager(nc);
+    const listBefore = await revocationList();
+    expect(listBefore).toContain(cert.serial);
+    const { created } = await jsm.streams.info(streams.ca);
+
+    // Deleted and left deleted: the CA, which publishes into it, creates it again.
+    await jsm.streams.delete(streams.ca);
+    const list = await waitFor(
+      async () => {
+        const [b, l] = await Promise.all([
+          jsm.streams.getMessage(streams.ca, { last_by_subj: subjects.caBundle }).catch(() => undefined),
+          revocationList().catch((): string[] => []),
+        ]);
+        return b && l.length ? l : undefined;
+      },
+      { timeoutMs: 10_000, what: 'the bundle and the revocation list in the stream the CA created again' },
+    );
+    expect(list).toEqual(listBefore);
+    const info = await jsm.streams.info(streams.ca);
+    expect(info.created).not.toBe(created);
+    expect(info.config).toMatchObject({ subjects: [subjects.caBundle, subjects.caRevoked], max_msgs_per_subject: 1 });
+    expect(replicas[0]?.output.join('\n')).toMatch(/"msg":"the stream was missing; created it again"/);
+  });
 });

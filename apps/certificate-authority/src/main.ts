@@ -84,6 +84,7 @@ async function main(): Promise<void> {
         instance: config.instance,
         prune: { intervalMs: config.pruneIntervalMs, retentionMs: config.expiredCertRetentionMs },
         streamRecheckMs: config.streamRecheckMs,
+        replicas: config.replicas,
       },
       logger,
       metrics,
@@ -96,12 +97,10 @@ async function main(): Promise<void> {
       },
     }),
     {
-      strategy: new JetStreamServer({
+      strategy: JetStreamServer.requestReply({
         nc,
         js,
-        durables: [],
         queueGroup: queueGroups.certificateAuthority,
-        deadLetter: async () => undefined, // no durable consumers: commands are request/reply
         logger: logger.child({ component: 'transport' }),
       }),
       logger: new NestPinoLogger(logger),

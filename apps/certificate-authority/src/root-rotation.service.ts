@@ -115,6 +115,7 @@ export class RootRotationService implements OnModuleDestroy {
       logger: this.log,
       loadTimeoutMs: 5_000,
       recheckMs: this.settings.streamRecheckMs,
+      provision: { replicas: this.settings.replicas },
       // MESH_CA was deleted and created again: it holds neither the bundle nor the revocation list.
       onReset: () => void this.publishAnew(),
     });

@@ -24,4 +24,6 @@ export interface CaSettings {
   prune: { intervalMs: number; retentionMs: number };
   /** CA_STREAM_RECHECK (ms). */
   streamRecheckMs: number;
+  /** NATS_REPLICAS: a MESH_CA found missing is created again (by the CA, its publisher) with this many. */
+  replicas: number;
 }

@@ -208,6 +208,42 @@ describe('two discovery replicas', () => {
   });
 });
 
+/** The endpoint set of `name` stored in MESH_ENDPOINTS. */
+async function storedSet(name: string): Promise<EndpointSetV1 | undefined> {
+  const jsm = await jetstreamManager(nc);
+  return (await jsm.streams.getMessage(streams.endpoints, { last_by_subj: subjects.endpoints(name) }))?.json<EndpointSetV1>();
+}
+
+/** Waits until every one of `names` has a set in MESH_ENDPOINTS; resolves with them. */
+function allStored(names: string[], what: string): Promise<(EndpointSetV1 | undefined)[]> {
+  return waitFor(
+    async () => {
+      const sets = await Promise.all(names.map((n) => storedSet(n).catch(() => undefined)));
+      return sets.every((x) => x !== undefined) ? sets : undefined;
+    },
+    { timeoutMs: 10_000, what },
+  );
+}
+
+/** Queries `service` every 20 ms until `stop()`, which resolves with how many endpoints each answer had (a refused query fails it). */
+function pollEndpoints(service: string): { stop(): Promise<number[]> } {
+  let polling = true;
+  const answers: number[] = [];
+  const poll = (async () => {
+    while (polling) {
+      answers.push((await mesh.getService(service)).endpoints.length);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  })();
+  return {
+    stop: async () => {
+      polling = false;
+      await poll;
+      return answers;
+    },
+  };
+}
+
 describe('endpoints stream deleted and created again', () => {
   it('republishes every registered set to the new stream, and queries answer from it again', async () => {
     await start('d1', { DISCOVERY_STREAM_RECHECK: '300ms' });
@@ -216,9 +252,7 @@ describe('endpoints stream deleted and created again', () => {
     // the reset can put their sets into the new stream.
     for (const name of names) await mesh.registerService({ ...validService(name), healthCheck: undefined }, { wait: true });
     const jsm = await jetstreamManager(nc);
-    const stored = async (name: string) =>
-      (await jsm.streams.getMessage(streams.endpoints, { last_by_subj: subjects.endpoints(name) }))?.json<EndpointSetV1>();
-    const before = await Promise.all(names.map(stored));
+    const before = await Promise.all(names.map(storedSet));
     // A set in the stream that the registry does not have (published by hand): after the reset
     // nobody republishes it, so it must stop answering queries instead of lingering on this replica.
     await jetstream(nc).publish(subjects.endpoints('ghost'), JSON.stringify({ ...before[0], service: 'ghost' }));
@@ -227,25 +261,11 @@ describe('endpoints stream deleted and created again', () => {
     // An operator deletes the stream and it is created again (or nats-server lost its stream but
     // not the registry): the new stream holds no set, and nothing about the services changed.
     // Queries keep answering while the sets are republished (polled every 20 ms meanwhile).
-    let polling = true;
-    const answers: number[] = [];
-    const poll = (async () => {
-      while (polling) {
-        answers.push((await mesh.getService('recreated-a')).endpoints.length);
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    })();
+    const poll = pollEndpoints('recreated-a');
     await recreateStream(jsm, streams.endpoints);
 
-    const after = await waitFor(
-      async () => {
-        const sets = await Promise.all(names.map((n) => stored(n).catch(() => undefined)));
-        return sets.every((x) => x !== undefined) ? sets : undefined;
-      },
-      { timeoutMs: 10_000, what: 'both endpoint sets in the new stream' },
-    );
-    polling = false;
-    await poll; // a query refused meanwhile (not found) fails the test here
+    const after = await allStored(names, 'both endpoint sets in the new stream');
+    const answers = await poll.stop(); // a query refused meanwhile (not found) fails the test here
     expect(answers.length).toBeGreaterThan(5);
     expect(new Set(answers)).toEqual(new Set([2]));
     for (const [i, set] of after.entries()) {
@@ -259,5 +279,29 @@ describe('endpoints stream deleted and created again', () => {
     await waitFor(async () => (await mesh.getService('ghost').catch((e: { code?: string }) => e.code)) === 'MESH_NOT_FOUND', {
       what: 'the hand-made set to be forgotten',
     });
+  });
+
+  it('creates the stream again when it was deleted and nobody created it, then republishes every registered set into it', async () => {
+    await start('d1', { DISCOVERY_STREAM_RECHECK: '300ms' });
+    const names = ['deleted-a', 'deleted-b'];
+    for (const name of names) await mesh.registerService({ ...validService(name), healthCheck: undefined }, { wait: true });
+    const jsm = await jetstreamManager(nc);
+    const before = await Promise.all(names.map(storedSet));
+    const { config, created } = await jsm.streams.info(streams.endpoints);
+
+    // Deleted and left deleted (an operator's mistake, or nats-server lost it): discovery, which
+    // publishes into it, creates it again with the mesh's configuration.
+    const poll = pollEndpoints('deleted-a');
+    await jsm.streams.delete(streams.endpoints);
+    const after = await allStored(names, 'both endpoint sets in the stream discovery created again');
+    const answers = await poll.stop();
+    expect(answers.length).toBeGreaterThan(5);
+    expect(new Set(answers)).toEqual(new Set([2]));
+    const info = await jsm.streams.info(streams.endpoints);
+    expect(info.created).not.toBe(created);
+    const { created: _c, ...want } = config as typeof config & { created?: string };
+    expect(info.config).toMatchObject({ ...want, subjects: config.subjects, max_msgs_per_subject: 1 });
+    for (const [i, set] of after.entries()) expect(set?.endpoints).toEqual(before[i]?.endpoints);
+    expect((await mesh.getService('deleted-b')).endpoints).toHaveLength(2);
   });
 });

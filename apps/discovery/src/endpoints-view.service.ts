@@ -41,6 +41,8 @@ export class EndpointsViewService {
       filterSubject: subjects.endpointsAll,
       logger: this.log,
       recheckMs: this.cfg.streamRecheckMs,
+      // Discovery publishes the endpoint sets: a MESH_ENDPOINTS found missing is created again here.
+      provision: { replicas: this.cfg.replicas },
       onReset: () => {
         for (const [name, set] of this.sets) this.carried.set(name, set);
         this.sets.clear();

@@ -36,6 +36,10 @@ export interface EffectivePublisherOptions {
   maxPending?: number;
   /** A publication not seen stored after this long has failed (default 5 s, as JetStream's publish timeout). */
   confirmTimeoutMs?: number;
+  /** NATS_REPLICAS: a MESH_CONFIG found missing is created again (by this service, its publisher) with this many (default 1). */
+  replicas?: number;
+  /** POLICY_STREAM_RECHECK: how often MESH_CONFIG is checked for having been deleted or created again (ms, default 10 s). */
+  streamRecheckMs?: number;
 }
 
 /** Optional provider of EffectivePublisherOptions (the defaults otherwise). */
@@ -85,6 +89,8 @@ export class EffectivePublisherService {
   private readonly confirms: ConfirmedPublisher<string>;
   private readonly maxInFlight: number;
   private readonly maxPending: number;
+  private readonly replicas: number;
+  private readonly streamRecheckMs: number | undefined;
   private pending = 0;
   private inFlight = 0;
   private readonly slotWaiters: (() => void)[] = [];
@@ -105,6 +111,8 @@ export class EffectivePublisherService {
     this.maxInFlight = opts.maxInFlight ?? 256;
     this.maxPending = opts.maxPending ?? 4 * this.maxInFlight;
     this.confirms = new ConfirmedPublisher<string>({ nc, confirmTimeoutMs: opts.confirmTimeoutMs });
+    this.replicas = opts.replicas ?? 1;
+    this.streamRecheckMs = opts.streamRecheckMs;
     if (!(this.maxInFlight >= 1 && this.maxPending >= 1)) throw new RangeError('maxInFlight and maxPending must be at least 1');
   }
 
@@ -118,6 +126,8 @@ export class EffectivePublisherService {
       stream: streams.config,
       filterSubject: subjects.effectivePolicyAll,
       logger: this.log,
+      provision: { replicas: this.replicas },
+      recheckMs: this.streamRecheckMs,
       onMessage: (m) => this.stored(m.subject, this.confirms.msgIdOf(m.headers), m.seq, () => m.json<EffectivePolicyV1>()),
       // MESH_CONFIG was created again: what it held is gone, so every service is published anew.
       onReset: () => {

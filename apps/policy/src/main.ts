@@ -35,17 +35,19 @@ async function main(): Promise<void> {
   const { kv } = await provisionPolicy(nc, { replicas: config.replicas });
   const js = jetstream(nc);
 
-  const app = await NestFactory.createMicroservice<MicroserviceOptions>(PolicyModule.forRoot({ nc, js, kv, logger }), {
-    strategy: new JetStreamServer({
+  const app = await NestFactory.createMicroservice<MicroserviceOptions>(
+    PolicyModule.forRoot({
       nc,
       js,
-      durables: [],
-      queueGroup: queueGroups.policy,
-      deadLetter: async () => undefined, // no durable consumers: commands are request/reply
-      logger: logger.child({ component: 'transport' }),
+      kv,
+      logger,
+      publisher: { replicas: config.replicas, streamRecheckMs: config.streamRecheckMs },
     }),
-    logger: new NestPinoLogger(logger),
-  });
+    {
+      strategy: JetStreamServer.requestReply({ nc, js, queueGroup: queueGroups.policy, logger: logger.child({ component: 'transport' }) }),
+      logger: new NestPinoLogger(logger),
+    },
+  );
   app.useGlobalFilters(new PassThroughRpcFilter());
 
   await app.get(ServicesViewService).start();

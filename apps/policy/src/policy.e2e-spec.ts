@@ -249,3 +249,34 @@ describe('effective policy', () => {
     expect(findings.some((f) => f.level === 'warning' && /ghost/.test(f.message))).toBe(true);
   });
 });
+
+describe('MESH_CONFIG deleted', () => {
+  it('a replica creates it again with the mesh configuration and publishes every service’s effective policy into it', async () => {
+    const p3 = await startPolicy({ natsUrl: nats.url, instance: 'p3', env: { POLICY_STREAM_RECHECK: '300ms' } });
+    procs.push(p3);
+    const jsm = await jetstreamManager(nc);
+    const stored = async (service: string) =>
+      (await jsm.streams.getMessage(streams.config, { last_by_subj: subjects.effectivePolicy(service) }))?.json<EffectivePolicyV1>();
+    const before = await stored('payment');
+    if (!before) throw new Error('no effective policy of payment stored');
+    const { created } = await jsm.streams.info(streams.config);
+
+    // Deleted and left deleted: policy, which publishes into it, creates it again.
+    await jsm.streams.delete(streams.config);
+    const after = await waitFor(async () => stored('payment').catch(() => undefined), {
+      timeoutMs: 10_000,
+      what: 'the effective policy of payment in the stream policy created again',
+    });
+    const info = await jsm.streams.info(streams.config);
+    expect(info.created).not.toBe(created);
+    expect(info.config).toMatchObject({ subjects: [subjects.effectivePolicyAll], max_msgs_per_subject: 1 });
+    // The same effective policy as before (what the policies say has not changed).
+    const { updatedAt: _u, revision: _r, ...was } = before as EffectivePolicyV1 & { updatedAt?: string };
+    expect(after).toMatchObject(was);
+    expect(p3.output.join('\n')).toMatch(/"msg":"the stream was missing; created it again"/);
+    await waitFor(async () => (await stored('catalog').catch(() => undefined)) !== undefined, {
+      timeoutMs: 10_000,
+      what: 'another service’s effective policy republished too',
+    });
+  });
+});

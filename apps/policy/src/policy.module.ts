@@ -3,7 +3,7 @@ import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { type DynamicModule, Module } from '@nestjs/common';
 import type { Logger } from '@novamesh/observability';
-import { EffectivePublisherService } from './effective-publisher.service';
+import { EFFECTIVE_PUBLISHER_OPTIONS, type EffectivePublisherOptions, EffectivePublisherService } from './effective-publisher.service';
 import { PolicyController } from './policy.controller';
 import { PolicyStoreService } from './policy-store.service';
 import { ServicesViewService } from './services-view.service';
@@ -14,6 +14,8 @@ export interface PolicyInfra {
   js: JetStreamClient;
   kv: KV;
   logger: Logger;
+  /** NATS_REPLICAS and POLICY_STREAM_RECHECK, for MESH_CONFIG (see EffectivePublisherOptions). */
+  publisher: EffectivePublisherOptions;
 }
 
 @Module({})
@@ -27,6 +29,7 @@ export class PolicyModule {
         { provide: JETSTREAM, useValue: infra.js },
         { provide: POLICIES_KV, useValue: infra.kv },
         { provide: LOGGER, useValue: infra.logger },
+        { provide: EFFECTIVE_PUBLISHER_OPTIONS, useValue: infra.publisher },
         ServicesViewService,
         EffectivePublisherService,
         PolicyStoreService,

@@ -12,6 +12,8 @@ export interface ProxyConfigConfig extends CommonConfig {
   maxInFlight: number;
   /** A sidecar silent this long is reported stale (PROXY_CONFIG_STALE_AFTER, default 30s as in the contract). */
   staleAfterMs: number;
+  /** How often each followed stream is checked for having been deleted or created again (PROXY_CONFIG_STREAM_RECHECK, default 10s). */
+  streamRecheckMs: number;
 }
 
 /** Parses the environment; throws one error naming every bad key. Nothing else reads process.env. */
@@ -28,5 +30,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Proxy
     maxDelayMs,
     maxInFlight: r.int('PROXY_CONFIG_MAX_IN_FLIGHT', 128, 1, 1024),
     staleAfterMs: r.duration('PROXY_CONFIG_STALE_AFTER', '30s'),
+    streamRecheckMs: r.duration('PROXY_CONFIG_STREAM_RECHECK', '10s'),
   });
 }

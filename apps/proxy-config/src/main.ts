@@ -36,12 +36,10 @@ async function main(): Promise<void> {
   const js = jetstream(nc);
 
   const app = await NestFactory.createMicroservice<MicroserviceOptions>(ProxyConfigModule.forRoot({ nc, js, jsm, config, logger }), {
-    strategy: new JetStreamServer({
+    strategy: JetStreamServer.requestReply({
       nc,
       js,
-      durables: [],
       queueGroup: queueGroups.proxyConfig,
-      deadLetter: async () => undefined, // no durable consumers: inputs are followed as last values
       logger: logger.child({ component: 'transport' }),
     }),
     logger: new NestPinoLogger(logger),

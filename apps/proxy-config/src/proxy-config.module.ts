@@ -4,7 +4,7 @@ import { type DynamicModule, Module } from '@nestjs/common';
 import type { Logger } from '@novamesh/observability';
 import type { ProxyConfigConfig } from './config';
 import { ProxyStatusController } from './proxy-status.controller';
-import { PublishedSnapshotsService } from './published-snapshots.service';
+import { PUBLISHED_SNAPSHOTS_OPTIONS, PublishedSnapshotsService } from './published-snapshots.service';
 import { SidecarStatusService } from './sidecar-status.service';
 import { SnapshotBuilderService } from './snapshot-builder.service';
 import { CONFIG, JETSTREAM, JETSTREAM_MANAGER, LOGGER, NATS } from './tokens';
@@ -29,6 +29,10 @@ export class ProxyConfigModule {
         { provide: JETSTREAM_MANAGER, useValue: infra.jsm },
         { provide: CONFIG, useValue: infra.config },
         { provide: LOGGER, useValue: infra.logger },
+        {
+          provide: PUBLISHED_SNAPSHOTS_OPTIONS,
+          useValue: { replicas: infra.config.replicas, streamRecheckMs: infra.config.streamRecheckMs },
+        },
         PublishedSnapshotsService,
         SnapshotBuilderService,
         SidecarStatusService,

@@ -46,6 +46,8 @@ export interface PublishedSnapshotsOptions {
   confirmTimeoutMs?: number;
   /** How often MESH_PROXY is checked for having been created again (ms, default 10 s). */
   streamRecheckMs?: number;
+  /** NATS_REPLICAS: a MESH_PROXY found missing is created again (by this service, its publisher) with this many (default 1). */
+  replicas?: number;
 }
 
 /** Optional provider of PublishedSnapshotsOptions (the defaults otherwise). */
@@ -104,6 +106,7 @@ export class PublishedSnapshotsService {
       filterSubject: subjects.proxyConfigAll,
       logger: this.log,
       recheckMs: this.opts.streamRecheckMs,
+      provision: { replicas: this.opts.replicas ?? 1 },
       onMessage: (m) => {
         const service = lastToken(m.subject);
         if ((this.stored.get(service)?.seq ?? 0) >= m.seq) return;

@@ -59,6 +59,7 @@ export class SnapshotBuilderService {
   private readonly stops: (() => Promise<void>)[] = [];
   private readonly retries = new Set<NodeJS.Timeout>();
   private readonly log: Logger;
+  private readonly streamRecheckMs: number | undefined;
 
   constructor(
     @Inject(JETSTREAM) private readonly js: JetStreamClient,
@@ -67,6 +68,7 @@ export class SnapshotBuilderService {
     private readonly published: PublishedSnapshotsService,
   ) {
     this.log = logger.child({ component: 'snapshot-builder' });
+    this.streamRecheckMs = config.streamRecheckMs;
     this.scheduler = new FlushScheduler({ debounceMs: config.debounceMs, maxDelayMs: config.maxDelayMs, flush: (b) => this.flush(b) });
     this.queue = new PublishQueue<CompiledSnapshot>({
       maxInFlight: config.maxInFlight,
@@ -112,7 +114,14 @@ export class SnapshotBuilderService {
   async start(): Promise<void> {
     this.scheduler.hold();
     const follow = async (stream: string, filterSubject: string, onMessage: (m: JsMsg) => void) => {
-      const f = await followLastValues({ js: this.js, stream, filterSubject, logger: this.log, onMessage });
+      const f = await followLastValues({
+        js: this.js,
+        stream,
+        filterSubject,
+        logger: this.log,
+        onMessage,
+        recheckMs: this.streamRecheckMs,
+      });
       this.stops.push(f.stop);
     };
     await follow(streams.ca, subjects.caBundle, (m) => {

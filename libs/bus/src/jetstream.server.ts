@@ -74,6 +74,11 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
     super();
   }
 
+  /** A server that only answers requests (`@MessagePattern`): no durable consumers, so nothing to dead-letter. */
+  static requestReply(opts: Pick<JetStreamServerOptions, 'nc' | 'js' | 'queueGroup' | 'logger'>): JetStreamServer {
+    return new JetStreamServer({ ...opts, durables: [], deadLetter: async () => undefined });
+  }
+
   listen(callback: (...optionalParams: unknown[]) => unknown): void {
     for (const b of this.options.durables) {
       const runner = new DurableConsumerRunner({

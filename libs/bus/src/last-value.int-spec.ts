@@ -1,9 +1,11 @@
 import { type JetStreamClient, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { streams, subjects } from '@novamesh/contracts';
 import { recreateStream, TestNats, waitFor } from '@novamesh/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { drainBus } from './connection';
 import { followLastValue, followLastValues, lastValues } from './last-values';
+import { provisionStream, proxyStream } from './provision';
 
 // followLastValue against a real nats-server: a last-value-per-subject stream like MESH_PROXY.
 const STREAM = 'LV_TEST';
@@ -26,6 +28,16 @@ afterAll(async () => {
 });
 
 type Seen = { value: string; source: 'live' | 'stored' };
+
+/** A logger that records the messages a follow logs (it uses only these four levels). */
+function recordingLogger() {
+  const logged: string[] = [];
+  const record = (_o: unknown, msg: string) => {
+    logged.push(msg);
+  };
+  const logger = { warn: record, info: record, error: record, debug: () => undefined };
+  return { logged, logger: logger as unknown as Parameters<typeof followLastValues>[0]['logger'] };
+}
 
 function follow(conn: NatsConnection, subject: string, reconcileMs = 60_000) {
   const seen: Seen[] = [];
@@ -160,20 +172,14 @@ describe('followLastValues', () => {
     await jsm.streams.add(config);
     await js.publish('lvm.a', 'old');
     const seen: string[] = [];
-    const logged: string[] = [];
-    const logger = {
-      warn: (_o: unknown, msg: string) => logged.push(msg),
-      info: (_o: unknown, msg: string) => logged.push(msg),
-      error: (_o: unknown, msg: string) => logged.push(msg),
-      debug: () => undefined,
-    };
+    const { logged, logger } = recordingLogger();
     let resets = 0;
     const view = await followLastValues({
       js,
       stream: name,
       filterSubject: 'lvm.>',
       recheckMs: 100,
-      logger: logger as unknown as Parameters<typeof followLastValues>[0]['logger'], // only these four levels are used
+      logger,
       onMessage: (m) => seen.push(m.string()),
       onReset: () => {
         resets++;
@@ -197,6 +203,60 @@ describe('followLastValues', () => {
       await view.stop();
       await jsm.streams.delete(name).catch(() => undefined);
     }
+  });
+});
+
+describe('followLastValues of the stream’s owner (provision)', () => {
+  it('creates its stream again when it is found deleted, with the mesh configuration, then resets and follows it', async () => {
+    const jsm = await jetstreamManager(nc);
+    await provisionStream(jsm, streams.proxy);
+    await js.publish(subjects.proxyConfig('a'), 'old');
+    const seen: string[] = [];
+    const { logged, logger } = recordingLogger();
+    let resets = 0;
+    const view = await followLastValues({
+      js,
+      stream: streams.proxy,
+      filterSubject: subjects.proxyConfigAll,
+      recheckMs: 100,
+      provision: {},
+      logger,
+      onMessage: (m) => seen.push(m.string()),
+      onReset: () => {
+        resets++;
+      },
+    });
+    try {
+      expect(seen).toEqual(['old']);
+      const before = (await jsm.streams.info(streams.proxy)).created;
+      await jsm.streams.delete(streams.proxy);
+      await waitFor(() => resets === 1, { timeoutMs: 5_000, what: 'the reset after the stream was created again' });
+      const info = await jsm.streams.info(streams.proxy);
+      expect(info.created).not.toBe(before);
+      const want = proxyStream();
+      expect(info.config).toMatchObject({
+        subjects: want.subjects,
+        storage: want.storage,
+        max_msgs_per_subject: 1,
+        duplicate_window: want.duplicate_window,
+        num_replicas: 1,
+      });
+      expect(logged).toContain('the stream was missing; created it again');
+      expect(logged.some((l) => l.startsWith('the stream is missing; following it again'))).toBe(false);
+      await js.publish(subjects.proxyConfig('a'), 'new');
+      await waitFor(() => seen.includes('new'), { timeoutMs: 5_000, what: 'a message of the new stream' });
+      expect(seen).toEqual(['old', 'new']);
+      expect(resets).toBe(1);
+    } finally {
+      await view.stop();
+      await jsm.streams.delete(streams.proxy).catch(() => undefined);
+    }
+  });
+
+  it('refuses to provision a stream that is not the mesh’s', async () => {
+    await expect(provisionStream(await jetstreamManager(nc), 'NOT_A_MESH_STREAM')).rejects.toThrow(
+      'NOT_A_MESH_STREAM is not a stream of the mesh',
+    );
   });
 });
 

@@ -9,6 +9,7 @@ import {
 import type { KV, KvWatchEntry } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '@novamesh/observability';
+import { provisionStream, type TopologyOptions } from './provision';
 
 export interface LastValuesOptions {
   js: JetStreamClient;
@@ -30,6 +31,13 @@ export interface LastValuesOptions {
   recheckMs?: number;
   /** Called once when the follow ends by itself (the connection closed), never after `stop()`. */
   onEnd?(err: unknown): void;
+  /**
+   * Set by the stream's owner (the service that publishes into it): a check that finds the stream
+   * missing creates it again with its mesh configuration (`provisionStream`, these replicas) and
+   * follows the new stream at once — `onReset`, then its last values (none yet) — instead of
+   * waiting for someone to create it. Without it, a missing stream is only waited for.
+   */
+  provision?: TopologyOptions;
 }
 
 /**
@@ -140,28 +148,54 @@ export async function followLastValues(opts: LastValuesOptions): Promise<{ stop(
     await Promise.race([loaded, timeout]);
   };
 
+  /** Follows the stream anew if it was created again since (or the follow ended); throws what reading it throws. */
+  const followIfNew = async (): Promise<void> => {
+    if (!needFollow) {
+      const now = (await jsm.streams.info(opts.stream)).created;
+      if (missing) log?.info({ stream: opts.stream }, 'the stream is there again');
+      missing = false;
+      if (now === created || stopped) return;
+      // Created again: the old follow stops here; `follow` resets and starts the new one.
+      const old = current;
+      current = undefined;
+      needFollow = true;
+      await old?.close().catch(() => undefined);
+    }
+    if (!stopped) await follow();
+  };
+
+  /** The owner's part (see `provision`): creates the missing stream again; false when that failed. */
+  const provisionAgain = async (): Promise<boolean> => {
+    try {
+      await provisionStream(jsm, opts.stream, opts.provision);
+      log?.warn({ stream: opts.stream }, 'the stream was missing; created it again');
+      return true;
+    } catch (err) {
+      if (isConnectionClosed(err)) end(err);
+      else log?.warn({ err, stream: opts.stream }, 'the stream is missing and could not be created again; trying again at the next check');
+      return false;
+    }
+  };
+
   const check = async (): Promise<void> => {
     if (checking || stopped) return;
     checking = true;
     try {
-      if (!needFollow) {
-        const now = (await jsm.streams.info(opts.stream)).created;
-        if (missing) log?.info({ stream: opts.stream }, 'the stream is there again');
-        missing = false;
-        if (now === created || stopped) return;
-        // Created again: the old follow stops here; `follow` resets and starts the new one.
-        const old = current;
-        current = undefined;
-        needFollow = true;
-        await old?.close().catch(() => undefined);
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await followIfNew();
+          return;
+        } catch (err) {
+          if (isConnectionClosed(err)) return end(err);
+          // The stream is missing (deleted, not created again yet) or NATS is unreachable: next time,
+          // unless this follower owns the stream and creates it again now.
+          const notFound = isStreamNotFound(err);
+          if (!missing && notFound && !opts.provision)
+            log?.warn({ stream: opts.stream }, 'the stream is missing; following it again once it is created');
+          missing ||= notFound;
+          if (!(notFound && opts.provision && attempt === 1 && !stopped && (await provisionAgain()))) return;
+        }
       }
-      if (!stopped) await follow();
-    } catch (err) {
-      if (isConnectionClosed(err)) return end(err);
-      // The stream is missing (deleted, not created again yet) or NATS is unreachable: next time.
-      if (!missing && isStreamNotFound(err))
-        log?.warn({ stream: opts.stream }, 'the stream is missing; following it again once it is created');
-      missing ||= isStreamNotFound(err);
     } finally {
       checking = false;
     }

@@ -216,3 +216,19 @@ export async function provisionProxyConfig(nc: NatsConnection, opts: TopologyOpt
   await ensureStream(jsm, proxyStream(opts));
   return { jsm };
 }
+
+/** Every stream of the mesh as provisioned: the registry, endpoints, config and dead-letter streams, MESH_CA and MESH_PROXY. */
+export function allMeshStreams(opts: TopologyOptions = {}): StreamConfig[] {
+  return [...meshStreams(opts), caStream(opts), proxyStream(opts)];
+}
+
+/**
+ * Creates stream `name` of the mesh with its provisioned configuration when it is missing (an
+ * operator deleted it, or nats-server lost it), else updates it to that configuration; safe from
+ * every replica at once. Throws for a name that is not a stream of the mesh.
+ */
+export async function provisionStream(jsm: JetStreamManager, name: string, opts: TopologyOptions = {}): Promise<void> {
+  const cfg = allMeshStreams(opts).find((s) => s.name === name);
+  if (!cfg) throw new Error(`${name} is not a stream of the mesh`);
+  await ensureStream(jsm, cfg);
+}
