@@ -3,6 +3,7 @@ import { createServer, type Server } from 'node:http';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { allMeshStreams } from '@novamesh/bus';
 import { buckets, consumers, type EndpointSetV1, streams, subjects, validService } from '@novamesh/contracts';
 import { MeshManager } from '@novamesh/sdk';
 import { type ManagedProcess, recreateStream, startDiscovery, TestNats, TestRedis, waitFor } from '@novamesh/testing';
@@ -214,7 +215,10 @@ async function storedSet(name: string): Promise<EndpointSetV1 | undefined> {
   return (await jsm.streams.getMessage(streams.endpoints, { last_by_subj: subjects.endpoints(name) }))?.json<EndpointSetV1>();
 }
 
-/** Waits until every one of `names` has a set in MESH_ENDPOINTS; resolves with them. */
+/**
+ * Waits until every one of `names` has a set in MESH_ENDPOINTS; resolves with them. A timeout says
+ * what the discovery replicas logged last.
+ */
 function allStored(names: string[], what: string): Promise<(EndpointSetV1 | undefined)[]> {
   return waitFor(
     async () => {
@@ -222,16 +226,29 @@ function allStored(names: string[], what: string): Promise<(EndpointSetV1 | unde
       return sets.every((x) => x !== undefined) ? sets : undefined;
     },
     { timeoutMs: 10_000, what },
-  );
+  ).catch((e: Error) => {
+    throw new Error(
+      `${e.message}; the discovery replicas logged last:\n${replicas.map((r) => r.output.slice(-30).join('\n')).join('\n---\n')}`,
+    );
+  });
 }
 
-/** Queries `service` every 20 ms until `stop()`, which resolves with how many endpoints each answer had (a refused query fails it). */
+/**
+ * Queries `service` every 20 ms until `stop()`, which resolves with how many endpoints each answer
+ * had, or rejects with the first query that failed (refused or unanswered).
+ */
 function pollEndpoints(service: string): { stop(): Promise<number[]> } {
   let polling = true;
   const answers: number[] = [];
+  let failed: unknown;
   const poll = (async () => {
-    while (polling) {
-      answers.push((await mesh.getService(service)).endpoints.length);
+    while (polling && failed === undefined) {
+      await mesh.getService(service).then(
+        (s) => answers.push(s.endpoints.length),
+        (e: unknown) => {
+          failed = e;
+        },
+      );
       await new Promise((r) => setTimeout(r, 20));
     }
   })();
@@ -239,6 +256,7 @@ function pollEndpoints(service: string): { stop(): Promise<number[]> } {
     stop: async () => {
       polling = false;
       await poll;
+      if (failed !== undefined) throw failed;
       return answers;
     },
   };
@@ -299,8 +317,20 @@ describe('endpoints stream deleted and created again', () => {
     expect(new Set(answers)).toEqual(new Set([2]));
     const info = await jsm.streams.info(streams.endpoints);
     expect(info.created).not.toBe(created);
-    const { created: _c, ...want } = config as typeof config & { created?: string };
-    expect(info.config).toMatchObject({ ...want, subjects: config.subjects, max_msgs_per_subject: 1 });
+    // The mesh's configuration for the stream, as provisioned (the same as before it was deleted).
+    const want = allMeshStreams().find((c) => c.name === streams.endpoints);
+    expect(info.config).toMatchObject({
+      subjects: want?.subjects,
+      storage: want?.storage,
+      retention: want?.retention,
+      max_msgs_per_subject: 1,
+      duplicate_window: want?.duplicate_window,
+    });
+    expect(info.config).toMatchObject({
+      subjects: config.subjects,
+      storage: config.storage,
+      max_msgs_per_subject: config.max_msgs_per_subject,
+    });
     for (const [i, set] of after.entries()) expect(set?.endpoints).toEqual(before[i]?.endpoints);
     expect((await mesh.getService('deleted-b')).endpoints).toHaveLength(2);
   });

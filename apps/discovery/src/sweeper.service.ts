@@ -63,13 +63,15 @@ export class SweeperService {
         this.reconciledGeneration = generation;
         this.reconciledResets = resets;
       }
+      let republished = 0;
       for (const [name, { record }] of this.registry.entries()) {
         if (!reconcile && !this.timeMatters(record)) continue; // most services: nothing time-driven
         if (!this.membership.owns(`service/${name}`)) continue;
         try {
           if (reconcile && this.needsRepublish(name, record)) {
-            this.log.info({ meshService: name }, 'republishing endpoint set missing from the stream');
+            this.log.debug({ meshService: name }, 'republishing endpoint set missing from the stream');
             await this.registry.mutate(name, () => ({ kind: 'unchanged', why: 'no-op' }), { forcePublish: true });
+            republished++;
             continue;
           }
           if (!this.timeMatters(record)) continue;
@@ -89,9 +91,11 @@ export class SweeperService {
       // Sets carried over a stream reset for services nobody will republish (not in the registry,
       // or never published) stop answering queries: every replica then answers the same.
       if (reconcile) {
-        const republished = new Set<string>();
-        for (const [name, { record }] of this.registry.entries()) if (record.published) republished.add(name);
-        this.view.forgetCarried((name) => !republished.has(name));
+        // One line for the whole reconcile (after a stream reset that is every service), each one at debug.
+        if (republished) this.log.info({ services: republished }, 'republished endpoint sets missing from the stream');
+        const published = new Set<string>();
+        for (const [name, { record }] of this.registry.entries()) if (record.published) published.add(name);
+        this.view.forgetCarried((name) => !published.has(name));
       }
     } finally {
       this.running = false;

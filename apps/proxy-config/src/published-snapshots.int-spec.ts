@@ -125,19 +125,23 @@ describe('PublishedSnapshotsService (MESH_PROXY deleted and not created again)',
     let resets = 0;
     a.onReset(() => resets++);
     await a.start();
-    await a.publish(content(7));
-    await waitFor(() => a.lastHash('web') !== undefined, { what: 'a to load web' });
-    const before = (await allStored()).at(-1)?.version ?? 0;
-    await jsm.streams.delete(streams.proxy);
-    await waitFor(() => resets === 1, { timeoutMs: 5_000, what: 'a to create MESH_PROXY again' });
-    const info = await jsm.streams.info(streams.proxy);
-    expect(info.config).toMatchObject({ subjects: [subjects.proxyConfigAll], max_msgs_per_subject: 1, num_replicas: 1 });
-    expect(a.lastHash('web')).toBe('');
-    expect(await a.publish(content(7))).toEqual({ published: true, version: before + 1 });
-    expect((await allStored()).map((s) => s.version)).toEqual([before + 1]);
-    await a.stop();
-    // Back to keeping every snapshot, as the other tests expect.
-    await jsm.streams.update(streams.proxy, { ...info.config, max_msgs_per_subject: -1 });
+    const kept = (await jsm.streams.info(streams.proxy)).config;
+    try {
+      await a.publish(content(7));
+      await waitFor(() => a.lastHash('web') !== undefined, { what: 'a to load web' });
+      const before = (await allStored()).at(-1)?.version ?? 0;
+      await jsm.streams.delete(streams.proxy);
+      await waitFor(() => resets === 1, { timeoutMs: 5_000, what: 'a to create MESH_PROXY again' });
+      const info = await jsm.streams.info(streams.proxy);
+      expect(info.config).toMatchObject({ subjects: [subjects.proxyConfigAll], max_msgs_per_subject: 1, num_replicas: 1 });
+      expect(a.lastHash('web')).toBe('');
+      expect(await a.publish(content(7))).toEqual({ published: true, version: before + 1 });
+      expect((await allStored()).map((s) => s.version)).toEqual([before + 1]);
+    } finally {
+      await a.stop();
+      // Back to keeping every snapshot, as the other tests expect.
+      await jsm.streams.update(streams.proxy, kept).catch(() => undefined);
+    }
   });
 });
 

@@ -5,7 +5,7 @@ import { recreateStream, TestNats, waitFor } from '@novamesh/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { drainBus } from './connection';
 import { followLastValue, followLastValues, lastValues } from './last-values';
-import { provisionStream, proxyStream } from './provision';
+import { createMeshStream, proxyStream } from './provision';
 
 // followLastValue against a real nats-server: a last-value-per-subject stream like MESH_PROXY.
 const STREAM = 'LV_TEST';
@@ -209,7 +209,7 @@ describe('followLastValues', () => {
 describe('followLastValues of the stream’s owner (provision)', () => {
   it('creates its stream again when it is found deleted, with the mesh configuration, then resets and follows it', async () => {
     const jsm = await jetstreamManager(nc);
-    await provisionStream(jsm, streams.proxy);
+    expect(await createMeshStream(jsm, streams.proxy)).toBe(true);
     await js.publish(subjects.proxyConfig('a'), 'old');
     const seen: string[] = [];
     const { logged, logger } = recordingLogger();
@@ -253,10 +253,22 @@ describe('followLastValues of the stream’s owner (provision)', () => {
     }
   });
 
-  it('refuses to provision a stream that is not the mesh’s', async () => {
-    await expect(provisionStream(await jetstreamManager(nc), 'NOT_A_MESH_STREAM')).rejects.toThrow(
-      'NOT_A_MESH_STREAM is not a stream of the mesh',
-    );
+  it('creates a mesh stream only where none exists: one that someone created with another configuration is left as it is', async () => {
+    const jsm = await jetstreamManager(nc);
+    await expect(createMeshStream(jsm, 'NOT_A_MESH_STREAM')).rejects.toThrow('NOT_A_MESH_STREAM is not a stream of the mesh');
+    // An operator's stream of that name, made between the check that found it missing and this call.
+    await jsm.streams.add({ ...proxyStream(), max_msgs_per_subject: 5 });
+    try {
+      expect(await createMeshStream(jsm, streams.proxy)).toBe(false);
+      expect((await jsm.streams.info(streams.proxy)).config.max_msgs_per_subject).toBe(5);
+      await jsm.streams.delete(streams.proxy);
+      expect(await createMeshStream(jsm, streams.proxy)).toBe(true);
+      // Another replica creating it with the same configuration at the same moment: both succeed.
+      expect(await createMeshStream(jsm, streams.proxy)).toBe(true);
+      expect((await jsm.streams.info(streams.proxy)).config.max_msgs_per_subject).toBe(1);
+    } finally {
+      await jsm.streams.delete(streams.proxy).catch(() => undefined);
+    }
   });
 });
 

@@ -9,7 +9,7 @@ import {
 import type { KV, KvWatchEntry } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '@novamesh/observability';
-import { provisionStream, type TopologyOptions } from './provision';
+import { createMeshStream, type TopologyOptions } from './provision';
 
 export interface LastValuesOptions {
   js: JetStreamClient;
@@ -33,7 +33,7 @@ export interface LastValuesOptions {
   onEnd?(err: unknown): void;
   /**
    * Set by the stream's owner (the service that publishes into it): a check that finds the stream
-   * missing creates it again with its mesh configuration (`provisionStream`, these replicas) and
+   * missing creates it again with its mesh configuration (`createMeshStream`, these replicas) and
    * follows the new stream at once — `onReset`, then its last values (none yet) — instead of
    * waiting for someone to create it. Without it, a missing stream is only waited for.
    */
@@ -164,11 +164,20 @@ export async function followLastValues(opts: LastValuesOptions): Promise<{ stop(
     if (!stopped) await follow();
   };
 
-  /** The owner's part (see `provision`): creates the missing stream again; false when that failed. */
+  /**
+   * The owner's part (see `provision`): creates the missing stream again; true when the stream
+   * exists now (created here, or by someone else meanwhile), false when creating it failed.
+   */
   const provisionAgain = async (): Promise<boolean> => {
+    if (stopped) return false;
     try {
-      await provisionStream(jsm, opts.stream, opts.provision);
-      log?.warn({ stream: opts.stream }, 'the stream was missing; created it again');
+      if (await createMeshStream(jsm, opts.stream, opts.provision))
+        log?.warn({ stream: opts.stream }, 'the stream was missing; created it again');
+      else
+        log?.warn(
+          { stream: opts.stream },
+          'the stream was missing; someone created it again meanwhile, with another configuration, which is left as it is',
+        );
       return true;
     } catch (err) {
       if (isConnectionClosed(err)) end(err);

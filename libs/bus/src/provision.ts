@@ -16,6 +16,8 @@ import { buckets, consumers, MAX_JOIN_TOKEN_TTL_MS, streams, subjects } from '@n
 
 const NS_PER_MS = 1_000_000;
 const STREAM_NOT_FOUND = 10059;
+/** A stream of that name exists with another configuration. */
+const STREAM_NAME_IN_USE = 10058;
 const CONSUMER_NOT_FOUND = 10014;
 
 export interface TopologyOptions {
@@ -223,12 +225,20 @@ export function allMeshStreams(opts: TopologyOptions = {}): StreamConfig[] {
 }
 
 /**
- * Creates stream `name` of the mesh with its provisioned configuration when it is missing (an
- * operator deleted it, or nats-server lost it), else updates it to that configuration; safe from
- * every replica at once. Throws for a name that is not a stream of the mesh.
+ * Creates stream `name` of the mesh with its provisioned configuration, for a stream found missing
+ * (an operator deleted it, or nats-server lost it). Resolves true when this call created it (or
+ * another replica did, with the same configuration, at the same moment), false when a stream of
+ * that name exists with another configuration: someone created it meanwhile, and it is left as it
+ * is (never updated, unlike `ensureStream`). Throws for a name that is not a stream of the mesh.
  */
-export async function provisionStream(jsm: JetStreamManager, name: string, opts: TopologyOptions = {}): Promise<void> {
+export async function createMeshStream(jsm: JetStreamManager, name: string, opts: TopologyOptions = {}): Promise<boolean> {
   const cfg = allMeshStreams(opts).find((s) => s.name === name);
   if (!cfg) throw new Error(`${name} is not a stream of the mesh`);
-  await ensureStream(jsm, cfg);
+  try {
+    await jsm.streams.add(cfg);
+    return true;
+  } catch (e) {
+    if (isCode(e, STREAM_NAME_IN_USE)) return false;
+    throw e;
+  }
 }

@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { JetStreamManager } from '@nats-io/jetstream';
+import { JetStreamApiError, type JetStreamManager } from '@nats-io/jetstream';
 
 /** A port nobody listens on right now (loopback). */
 export async function freePort(): Promise<number> {
@@ -47,12 +47,19 @@ process.once('exit', () => {
 
 /**
  * Deletes stream `name` and creates it again with the same configuration, as an operator or a
- * nats-server that lost the stream would: same name, sequences starting over, no messages.
+ * nats-server that lost the stream would: same name, sequences starting over, no messages. A
+ * service that owns the stream may notice it missing in between and create it first (with the
+ * mesh's configuration for it); the stream then gets this configuration back.
  */
 export async function recreateStream(jsm: JetStreamManager, name: string): Promise<void> {
   const { config } = await jsm.streams.info(name);
   await jsm.streams.delete(name);
-  await jsm.streams.add(config);
+  try {
+    await jsm.streams.add(config);
+  } catch (e) {
+    if (!(e instanceof JetStreamApiError && e.code === 10058)) throw e; // 10058: the name is in use (another configuration)
+    await jsm.streams.update(name, config);
+  }
   const { messages } = (await jsm.streams.info(name)).state;
   if (messages !== 0) throw new Error(`stream ${name} holds ${messages} messages after being created again`);
 }

@@ -13,17 +13,17 @@ afterEach(() => {
  * A node process that spins until it has used `busyMs` more of CPU time (whatever else the
  * machine runs) whenever it reads a line on stdin, and sleeps otherwise.
  */
-function spinner(busyMs: number): Promise<ChildProcess> {
-  const child = spawn(
+function spinner(busyMs: number, cpu?: number): Promise<ChildProcess> {
+  const node = [
     process.execPath,
-    [
-      '-e',
-      `const cpu = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
+    '-e',
+    `const cpu = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
        process.stdin.on('data', () => { const end = cpu() + ${busyMs}; while (cpu() < end); process.stdout.write('done\\n'); });
        process.stdout.write('ready\\n');`,
-    ],
-    { stdio: ['pipe', 'pipe', 'inherit'] },
-  );
+  ];
+  // Pinned to one CPU with taskset, so that two spinners take turns on it.
+  const [cmd, ...args] = cpu === undefined ? node : ['taskset', '-c', String(cpu), ...node];
+  const child = spawn(cmd as string, args, { stdio: ['pipe', 'pipe', 'inherit'] });
   children.push(child);
   return new Promise((resolve) => child.stdout?.once('data', () => resolve(child)));
 }
@@ -47,26 +47,30 @@ describe.runIf(schedstats)('run and run-queue times from schedstat', () => {
     await spin(child);
     const after = schedOf(child.pid);
     expect(after.run - idle.run).toBeGreaterThan(0.12);
-    expect(after.wait).toBeGreaterThanOrEqual(before.wait);
     expect(schedOf(0)).toBeUndefined();
   });
 
-  it('reports per window the ms each process ran and waited, averaged over the windows, and nothing for the pauses', async () => {
-    const busy = await spinner(120);
+  it('reports per window the ms each process ran and waited for a CPU, averaged over the windows, and nothing for the pauses', async () => {
+    // Two spinners on the same CPU: while one runs, the other waits runnable.
+    const a = await spinner(120, 0);
+    const b = await spinner(120, 0);
     const quiet = await spinner(0);
-    const meter = windowCpuMeter({ busy: busy.pid, quiet: quiet.pid });
+    const meter = windowCpuMeter({ a: a.pid, b: b.pid, quiet: quiet.pid });
     for (let i = 0; i < 2; i++) {
       meter.open();
-      await spin(busy);
+      await Promise.all([spin(a), spin(b)]);
       meter.close();
       // Spinning outside a window is not counted.
-      await spin(busy);
+      await spin(a);
     }
     const w = meter.perWindow();
-    expect(w.busy.ran).toBeGreaterThan(90);
-    expect(w.busy.ran).toBeLessThan(200);
-    expect(w.busy.waited).toBeGreaterThanOrEqual(0);
+    for (const k of ['a', 'b']) {
+      expect(w[k].ran, k).toBeGreaterThan(100);
+      expect(w[k].ran, k).toBeLessThan(200);
+    }
+    // Each spent a good part of its window waiting for the CPU the other held.
+    expect(w.a.waited + w.b.waited).toBeGreaterThan(60);
     expect(w.quiet.ran).toBeLessThan(20);
-    expect(meter.result().busy).toBeGreaterThan(0.5);
+    expect(meter.result().a).toBeLessThan(1.05); // one CPU between them: neither ran more than the window
   });
 });
