@@ -1,9 +1,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { buckets, type CaCertRecordV1 } from '@novamesh/contracts';
+import { buckets, type CaCertRecordV1, streams } from '@novamesh/contracts';
 import { MeshManager, type WorkloadCertificate } from '@novamesh/sdk';
 import {
   freePort,
@@ -12,13 +13,14 @@ import {
   startCertificateAuthority,
   startDiscovery,
   startPolicy,
+  startProxyConfig,
   TestNats,
   TestRedis,
 } from '@novamesh/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 // Drives the compiled meshctl (`npx tsc -b` first) against real NATS, Redis, one discovery, one
-// policy and one certificate-authority replica: `meshctl check` as an operator runs it.
+// policy, one certificate-authority and one proxy-config replica: `meshctl check` as an operator runs it.
 
 let nats: TestNats;
 let redis: TestRedis;
@@ -49,6 +51,7 @@ beforeAll(async () => {
       env: { CA_CERT_TTL: '30m', CA_METRICS_PORT: String(await freePort()) },
     }),
   );
+  procs.push(await startProxyConfig({ natsUrl: nats.url, instance: 'pc1' }));
   nc = await connect({ servers: nats.url });
   mesh = new MeshManager({ servers: nats.url, heartbeat: false, timeoutMs: 10_000 });
   await mesh.initialize();
@@ -81,6 +84,13 @@ describe('meshctl check', () => {
       expect.stringMatching(
         /^✔ certificate authority is answering on mesh\.v1\.ca\.info \(\d+ ms; replica ca1, trust domain novamesh\.local\)$/,
       ),
+      expect.stringMatching(/^✔ proxy-config is answering on mesh\.v1\.proxy\.status \(\d+ ms\)$/),
+      '',
+      'streams',
+      '-------',
+      expect.stringMatching(
+        /^✔ 6 of 6 streams of the mesh exist: MESH_REGISTRY \(\d+ messages?\), MESH_ENDPOINTS \(\d+ messages?\), MESH_DEADLETTER \(\d+ messages?\), MESH_CONFIG \(\d+ messages?\), MESH_CA \(\d+ messages?\), MESH_PROXY \(\d+ messages?\)$/,
+      ),
       '',
       'certificate authority',
       '---------------------',
@@ -94,7 +104,7 @@ describe('meshctl check', () => {
       '✔ no certificate in use has expired or expires within 1 hour',
       '✔ 0 revoked (0 on the published revocation list)',
       '',
-      'Status check results are ✔  (10 passed, 0 warnings, 0 failed)',
+      'Status check results are ✔  (12 passed, 0 warnings, 0 failed)',
     ]);
     // NO_COLOR (runMeshctl sets it) and a pipe: no escape sequences.
     expect(r.stdout).not.toContain('\x1b[');
@@ -151,7 +161,7 @@ describe('meshctl check', () => {
     expect(out[soon + 1]).not.toContain(b.serial);
     expect(out[soon + 2]).not.toMatch(/^ {4}/);
     expect(out).toContain('✔ 1 revoked (1 on the published revocation list)');
-    expect(out.at(-1)).toBe('Status check results are ‼  (9 passed, 2 warnings, 0 failed)');
+    expect(out.at(-1)).toBe('Status check results are ‼  (11 passed, 2 warnings, 0 failed)');
   });
 
   it('fails with a clear line and exit code 1 when the policy service is stopped', async () => {
@@ -164,6 +174,25 @@ describe('meshctl check', () => {
     expect(out[at + 1]).toBe('    start a policy service replica');
     expect(out).toContainEqual(expect.stringMatching(/^✔ discovery is answering/));
     expect(out.at(-1)).toMatch(/^Status check results are ✘ {2}\(\d+ passed, 2 warnings, 1 failed\)$/);
+  });
+
+  it('fails for a stream of the mesh that is missing, saying who creates it again, until it is back', async () => {
+    const jsm = await jetstreamManager(nc);
+    const { config } = await jsm.streams.info(streams.deadLetter);
+    // Nothing recreates the dead-letter stream before discovery restarts: it stays missing.
+    await jsm.streams.delete(streams.deadLetter);
+    try {
+      const r = await check();
+      expect(r.code).toBe(1);
+      const out = lines(r.stdout);
+      expect(out).toContainEqual(expect.stringMatching(/^✔ 5 of 6 streams of the mesh exist: MESH_REGISTRY /));
+      const at = out.indexOf('✘ stream MESH_DEADLETTER is missing');
+      expect(at, r.stdout).toBeGreaterThan(0);
+      expect(out[at + 1]).toBe('    discovery creates it again when it starts: restart a discovery replica');
+    } finally {
+      await jsm.streams.add(config);
+    }
+    expect(lines((await check()).stdout)).toContainEqual(expect.stringMatching(/^✔ 6 of 6 streams of the mesh exist/));
   });
 
   it('fails at once, with exit code 1, when NATS is not reachable', async () => {

@@ -1,6 +1,6 @@
 import type { CaCertV1, CaRotateResultV1 } from '@novamesh/contracts';
 import { describe, expect, it } from 'vitest';
-import { type CheckFacts, evaluateChecks, inUseCertificates, renderChecks } from './check';
+import { type CheckFacts, evaluateChecks, inUseCertificates, MESH_STREAM_OWNERS, renderChecks } from './check';
 
 const NOW = Date.parse('2026-06-01T00:00:00.000Z');
 const DAY = 86_400_000;
@@ -36,6 +36,8 @@ function facts(rootLeft: number, intermediateLeft: number): CheckFacts {
     },
     certs: { ok: true, ms: 1, reply: { ok: true, certs: [] } },
     revoked: { serials: [], updatedAt: iso(NOW) },
+    proxyConfig: { ok: true, ms: 1, reply: {} },
+    streams: MESH_STREAM_OWNERS.map((o, i) => ({ stream: o.stream, ok: true, messages: i })),
   };
 }
 
@@ -198,6 +200,54 @@ describe('meshctl check: root rotation', () => {
 
   it('says nothing about rotation with one root', () => {
     expect(rotationLine(withCerts([]))).toBeUndefined();
+  });
+
+  it('lists the streams of the mesh in one line, and fails for each one missing, naming who creates it again', () => {
+    const f = facts(365 * DAY, 300 * DAY);
+    const lines = evaluateChecks(f, NOW).filter((l) => l.section === 'streams');
+    expect(lines).toEqual([
+      {
+        section: 'streams',
+        status: 'ok',
+        text: '6 of 6 streams of the mesh exist: MESH_REGISTRY (0 messages), MESH_ENDPOINTS (1 message), MESH_DEADLETTER (2 messages), MESH_CONFIG (3 messages), MESH_CA (4 messages), MESH_PROXY (5 messages)',
+      },
+    ]);
+    f.streams = (f.streams ?? []).map((s) =>
+      s.stream === 'MESH_PROXY'
+        ? { stream: s.stream, ok: false, missing: true, error: 'not found' }
+        : s.stream === 'MESH_DEADLETTER'
+          ? { stream: s.stream, ok: false, missing: true, error: 'not found' }
+          : s.stream === 'MESH_CA'
+            ? { stream: s.stream, ok: false, missing: false, error: 'no answer within 5000 ms' }
+            : s,
+    );
+    const failed = evaluateChecks(f, NOW).filter((l) => l.section === 'streams');
+    expect(failed.map((l) => [l.status, l.text, l.details])).toEqual([
+      [
+        'ok',
+        '3 of 6 streams of the mesh exist: MESH_REGISTRY (0 messages), MESH_ENDPOINTS (1 message), MESH_CONFIG (3 messages)',
+        undefined,
+      ],
+      ['fail', 'stream MESH_DEADLETTER is missing', ['discovery creates it again when it starts: restart a discovery replica']],
+      ['fail', 'stream MESH_CA could not be read: no answer within 5000 ms', undefined],
+      [
+        'fail',
+        'stream MESH_PROXY is missing',
+        ['proxy-config creates it again within its stream recheck (10 s by default) and publishes into it anew: is proxy-config running?'],
+      ],
+    ]);
+  });
+
+  it('fails when proxy-config does not answer', () => {
+    const f = facts(365 * DAY, 300 * DAY);
+    f.proxyConfig = { ok: false, error: 'no responders' };
+    const line = evaluateChecks(f, NOW).find((l) => l.text.startsWith('proxy-config'));
+    expect(line).toEqual({
+      section: 'control plane',
+      status: 'fail',
+      text: 'proxy-config is not answering on mesh.v1.proxy.status: no responders',
+      details: ['start a proxy-config replica'],
+    });
   });
 
   it('renders the whole checklist during a rotation (golden file)', async () => {

@@ -6,9 +6,11 @@ import type {
   DiscoveryQueryInputV1,
   ErrorBody,
   PolicyListRequestV1,
+  ProxyStatusRequestV1,
   RevocationListV1,
   TrustBundleV1,
 } from '@novamesh/contracts';
+import { streams as meshStreams } from '@novamesh/contracts';
 import type { Command } from 'commander';
 import { type CliContext, globalOptions } from '../context';
 import { CommandExit, ExitCode } from '../errors';
@@ -30,7 +32,25 @@ const SUBJECTS = {
   ca: 'mesh.v1.ca.info',
   certs: 'mesh.v1.ca.certs.list',
   rotate: 'mesh.v1.ca.rotate',
+  proxyConfig: 'mesh.v1.proxy.status',
 } as const;
+
+/**
+ * Every JetStream stream of the mesh and the service that provisions it: at its start, and, for
+ * the streams it publishes last values into, again within its stream recheck (10 s) when it finds
+ * the stream deleted.
+ */
+export const MESH_STREAM_OWNERS: readonly { stream: string; owner: string; recheck: boolean }[] = [
+  { stream: meshStreams.registry, owner: 'discovery', recheck: false },
+  { stream: meshStreams.endpoints, owner: 'discovery', recheck: true },
+  { stream: meshStreams.deadLetter, owner: 'discovery', recheck: false },
+  { stream: meshStreams.config, owner: 'the policy service', recheck: true },
+  { stream: meshStreams.ca, owner: 'the certificate authority', recheck: true },
+  { stream: meshStreams.proxy, owner: 'proxy-config', recheck: true },
+];
+
+/** What `streams.info` said of one stream of the mesh. */
+export type StreamFact = { stream: string } & ({ ok: true; messages: number } | { ok: false; missing: boolean; error: string });
 
 /** The answer (or the failure) of one request/reply probe. */
 export type Probe<T = unknown> = { ok: true; ms: number; reply: T } | { ok: false; error: string };
@@ -47,12 +67,16 @@ export interface CheckFacts {
   revoked?: RevocationListV1;
   /** `mesh.v1.ca.rotate` status: live certificates per root. */
   rotation?: Probe<CaRotateResultV1 | { ok: false; error: ErrorBody }>;
+  /** `mesh.v1.proxy.status`: proxy-config answering. */
+  proxyConfig?: Probe;
+  /** Each of MESH_STREAM_OWNERS' streams. */
+  streams?: StreamFact[];
 }
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 
 export interface CheckLine {
-  section: 'NATS' | 'control plane' | 'certificate authority' | 'workload certificates';
+  section: 'NATS' | 'control plane' | 'streams' | 'certificate authority' | 'workload certificates';
   status: CheckStatus;
   text: string;
   /** Indented lines under it: what is wrong, and what to do. */
@@ -149,6 +173,40 @@ function rotationLine(f: CheckFacts, section: CheckLine['section']): CheckLine |
   };
 }
 
+const messages = (n: number) => `${n} message${n === 1 ? '' : 's'}`;
+
+/** One line for the streams that exist, one per stream that is missing or could not be read. */
+function streamLines(facts: StreamFact[] | undefined): CheckLine[] {
+  const section = 'streams';
+  if (!facts) return [{ section, status: 'fail', text: 'the streams could not be read (JetStream unavailable)' }];
+  const present = facts.filter((s) => s.ok);
+  const out: CheckLine[] = [];
+  if (present.length)
+    out.push({
+      section,
+      status: 'ok',
+      text: `${present.length} of ${facts.length} streams of the mesh exist: ${present.map((s) => `${s.stream} (${messages(s.ok ? s.messages : 0)})`).join(', ')}`,
+    });
+  for (const s of facts) {
+    if (s.ok) continue;
+    const owner = MESH_STREAM_OWNERS.find((o) => o.stream === s.stream);
+    out.push({
+      section,
+      status: 'fail',
+      text: s.missing ? `stream ${s.stream} is missing` : `stream ${s.stream} could not be read: ${s.error}`,
+      details:
+        s.missing && owner
+          ? [
+              owner.recheck
+                ? `${owner.owner} creates it again within its stream recheck (10 s by default) and publishes into it anew: is ${owner.owner} running?`
+                : `${owner.owner} creates it again when it starts: restart a ${owner.owner} replica`,
+            ]
+          : undefined,
+    });
+  }
+  return out;
+}
+
 /** Judges what `gatherFacts` found at `now`: the checklist, in order. Pure. */
 export function evaluateChecks(f: CheckFacts, now = Date.now()): CheckLine[] {
   const lines: CheckLine[] = [];
@@ -186,6 +244,8 @@ export function evaluateChecks(f: CheckFacts, now = Date.now()): CheckLine[] {
   } else {
     lines.push(probeLine('control plane', 'certificate authority', SUBJECTS.ca, ca, 'start a certificate-authority replica'));
   }
+  lines.push(probeLine('control plane', 'proxy-config', SUBJECTS.proxyConfig, f.proxyConfig, 'start a proxy-config replica'));
+  lines.push(...streamLines(f.streams));
 
   const section = 'certificate authority';
   if (!f.bundle?.ok) {
@@ -343,7 +403,16 @@ export async function gatherFacts(servers: string[], timeoutMs: number): Promise
       const m = await jsm?.streams.getMessage('MESH_CA', { last_by_subj: subject });
       return m ? m.json<T>() : undefined;
     };
-    const [discovery, policy, ca, certs, bundle, revoked, rotation] = await Promise.all([
+    const streamFact = async (stream: string): Promise<StreamFact> => {
+      if (!jsm) return { stream, ok: false, missing: false, error: 'JetStream unavailable' };
+      try {
+        return { stream, ok: true, messages: (await jsm.streams.info(stream)).state.messages };
+      } catch (e) {
+        const missing = (e as { code?: number }).code === 10059 || /stream not found/i.test((e as Error).message);
+        return { stream, ok: false, missing, error: missing ? 'not found' : describeRequestError(e, timeoutMs) };
+      }
+    };
+    const [discovery, policy, ca, certs, bundle, revoked, rotation, proxyConfig, streams] = await Promise.all([
       probe(SUBJECTS.discovery, { name: 'meshctl-check' } satisfies DiscoveryQueryInputV1),
       probe(SUBJECTS.policy, {} satisfies PolicyListRequestV1),
       probe<CaInfoResultV1 | { ok: false; error: ErrorBody }>(SUBJECTS.ca, {}),
@@ -354,9 +423,23 @@ export async function gatherFacts(servers: string[], timeoutMs: number): Promise
       ),
       last<RevocationListV1>('mesh.v1.ca.revoked').catch(() => undefined),
       probe<CaRotateResultV1 | { ok: false; error: ErrorBody }>(SUBJECTS.rotate, { phase: 'status' } satisfies CaRotateRequestV1),
+      probe(SUBJECTS.proxyConfig, {} satisfies ProxyStatusRequestV1),
+      Promise.all(MESH_STREAM_OWNERS.map((o) => streamFact(o.stream))),
     ]);
     const server = nc.info ? `nats-server ${nc.info.version}` : 'connected';
-    return { servers, nats: { ok: true, server }, discovery, policy, ca, certs, bundle, rotation, ...(revoked ? { revoked } : {}) };
+    return {
+      servers,
+      nats: { ok: true, server },
+      discovery,
+      policy,
+      ca,
+      certs,
+      bundle,
+      rotation,
+      proxyConfig,
+      streams,
+      ...(revoked ? { revoked } : {}),
+    };
   } finally {
     await nc.close().catch(() => undefined);
   }
@@ -364,14 +447,16 @@ export async function gatherFacts(servers: string[], timeoutMs: number): Promise
 
 /**
  * `meshctl check`: like `linkerd check`, a checklist of the mesh's health — NATS, the control plane
- * services answering, the trust bundle's roots and the intermediate not close to expiry, a root
+ * services answering, the JetStream streams of the mesh present, the trust bundle's roots and the intermediate not close to expiry, a root
  * rotation in progress, certificates in use expired or about to, revocations. Exit 0 when nothing failed (warnings allowed), 1
  * when a check failed.
  */
 export function checkCommand(program: Command, ctx: CliContext): void {
   program
     .command('check')
-    .description('check the mesh: NATS, discovery, policy and the CA answering; CA and workload certificate expiry')
+    .description(
+      'check the mesh: NATS, discovery, policy, the CA and proxy-config answering, the streams there; CA and workload certificate expiry',
+    )
     .addHelpText(
       'after',
       `
