@@ -92,6 +92,10 @@ describe('meshctl check', () => {
         /^✔ 6 of 6 streams of the mesh exist: MESH_REGISTRY \(\d+ messages?\), MESH_ENDPOINTS \(\d+ messages?\), MESH_DEADLETTER \(\d+ messages?\), MESH_CONFIG \(\d+ messages?\), MESH_CA \(\d+ messages?\), MESH_PROXY \(\d+ messages?\)$/,
       ),
       '',
+      'data plane',
+      '----------',
+      '✔ no sidecar has reported yet',
+      '',
       'certificate authority',
       '---------------------',
       expect.stringMatching(/^✔ trust bundle for novamesh\.local holds 1 root \(updated \S+\)$/),
@@ -104,7 +108,7 @@ describe('meshctl check', () => {
       '✔ no certificate in use has expired or expires within 1 hour',
       '✔ 0 revoked (0 on the published revocation list)',
       '',
-      'Status check results are ✔  (12 passed, 0 warnings, 0 failed)',
+      'Status check results are ✔  (13 passed, 0 warnings, 0 failed)',
     ]);
     // NO_COLOR (runMeshctl sets it) and a pipe: no escape sequences.
     expect(r.stdout).not.toContain('\x1b[');
@@ -161,7 +165,7 @@ describe('meshctl check', () => {
     expect(out[soon + 1]).not.toContain(b.serial);
     expect(out[soon + 2]).not.toMatch(/^ {4}/);
     expect(out).toContain('✔ 1 revoked (1 on the published revocation list)');
-    expect(out.at(-1)).toBe('Status check results are ‼  (11 passed, 2 warnings, 0 failed)');
+    expect(out.at(-1)).toBe('Status check results are ‼  (12 passed, 2 warnings, 0 failed)');
   });
 
   it('fails with a clear line and exit code 1 when the policy service is stopped', async () => {

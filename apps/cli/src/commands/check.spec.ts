@@ -1,4 +1,4 @@
-import type { CaCertV1, CaRotateResultV1 } from '@novamesh/contracts';
+import type { CaCertV1, CaRotateResultV1, ProxyStatusEntryV1 } from '@novamesh/contracts';
 import { describe, expect, it } from 'vitest';
 import { type CheckFacts, evaluateChecks, inUseCertificates, MESH_STREAM_OWNERS, renderChecks } from './check';
 
@@ -36,7 +36,7 @@ function facts(rootLeft: number, intermediateLeft: number): CheckFacts {
     },
     certs: { ok: true, ms: 1, reply: { ok: true, certs: [] } },
     revoked: { serials: [], updatedAt: iso(NOW) },
-    proxyConfig: { ok: true, ms: 1, reply: {} },
+    proxyConfig: { ok: true, ms: 1, reply: { ok: true, sidecars: [] } },
     streams: MESH_STREAM_OWNERS.map((o, i) => ({ stream: o.stream, ok: true, messages: i })),
   };
 }
@@ -236,6 +236,52 @@ describe('meshctl check: root rotation', () => {
         ['proxy-config creates it again within its stream recheck (10 s by default) and publishes into it anew: is proxy-config running?'],
       ],
     ]);
+  });
+
+  it('shows the sidecars in sync, and warns or fails, listing them, for those behind, silent or refusing the latest snapshot', () => {
+    const f = facts(365 * DAY, 300 * DAY);
+    const dataPlane = () => evaluateChecks(f, NOW).filter((l) => l.section === 'data plane');
+    expect(dataPlane()).toEqual([{ section: 'data plane', status: 'ok', text: 'no sidecar has reported yet' }]);
+    const entry = (sidecar: string, over: Partial<ProxyStatusEntryV1> = {}): ProxyStatusEntryV1 => ({
+      service: 'orders',
+      sidecar,
+      version: 7,
+      latestVersion: 7,
+      inSync: true,
+      lagMs: 0,
+      lastSeenMs: 2_000,
+      stale: false,
+      ...over,
+    });
+    const sidecars = [entry('o1'), entry('o2')];
+    f.proxyConfig = { ok: true, ms: 1, reply: { ok: true, sidecars } };
+    expect(dataPlane()).toEqual([
+      { section: 'data plane', status: 'ok', text: "2 of 2 sidecars in sync with their service's latest snapshot" },
+    ]);
+    sidecars.push(
+      entry('o3', { version: 6, inSync: false, lagMs: 1_500 }),
+      entry('o4', { version: 5, inSync: false, lagMs: 45_000, lastSeenMs: 41_000, stale: true }),
+      entry('o5', {
+        version: 6,
+        inSync: false,
+        lagMs: 3_000,
+        rejected: { version: 7, hash: 'h', reason: 'content hash x does not match' },
+      }),
+      // A refusal of an older version, since superseded by one it applied: in sync, nothing to report.
+      entry('o6', { rejected: { version: 6, hash: 'h', reason: 'old' } }),
+    );
+    expect(dataPlane().map((l) => [l.status, l.text, l.details])).toEqual([
+      ['ok', "3 of 6 sidecars in sync with their service's latest snapshot", undefined],
+      [
+        'fail',
+        "1 sidecar refused its service's latest snapshot and keeps serving an older one",
+        ['orders/o5  refused v7: content hash x does not match'],
+      ],
+      ['warn', '1 sidecar has not acknowledged the latest snapshot yet', ['orders/o3  v6 of v7, behind for 1.5 s']],
+      ['warn', '1 sidecar has been silent for 30 s or more (gone, or cut off from NATS)', ['orders/o4  last seen 41 s ago, at v5 of v7']],
+    ]);
+    f.proxyConfig = { ok: false, error: 'no responders' };
+    expect(dataPlane()).toEqual([]);
   });
 
   it('fails when proxy-config does not answer', () => {

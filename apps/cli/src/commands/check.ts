@@ -6,6 +6,8 @@ import type {
   DiscoveryQueryInputV1,
   ErrorBody,
   PolicyListRequestV1,
+  ProxyStatusEntryV1,
+  ProxyStatusReplyV1,
   ProxyStatusRequestV1,
   RevocationListV1,
   TrustBundleV1,
@@ -67,8 +69,8 @@ export interface CheckFacts {
   revoked?: RevocationListV1;
   /** `mesh.v1.ca.rotate` status: live certificates per root. */
   rotation?: Probe<CaRotateResultV1 | { ok: false; error: ErrorBody }>;
-  /** `mesh.v1.proxy.status`: proxy-config answering. */
-  proxyConfig?: Probe;
+  /** `mesh.v1.proxy.status`: proxy-config answering, with every sidecar's acknowledged version. */
+  proxyConfig?: Probe<ProxyStatusReplyV1>;
   /** Each of MESH_STREAM_OWNERS' streams. */
   streams?: StreamFact[];
 }
@@ -76,7 +78,7 @@ export interface CheckFacts {
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 
 export interface CheckLine {
-  section: 'NATS' | 'control plane' | 'streams' | 'certificate authority' | 'workload certificates';
+  section: 'NATS' | 'control plane' | 'streams' | 'data plane' | 'certificate authority' | 'workload certificates';
   status: CheckStatus;
   text: string;
   /** Indented lines under it: what is wrong, and what to do. */
@@ -207,6 +209,66 @@ function streamLines(facts: StreamFact[] | undefined): CheckLine[] {
   return out;
 }
 
+/**
+ * What the sidecars acknowledged, as `meshctl proxy-status` shows it: all in sync, or which are not
+ * (warn: the change may still be on its way), silent (warn: the process may be gone), or refused
+ * their service's snapshot (fail: they keep serving an older configuration).
+ */
+function dataPlaneLines(probe: Probe<ProxyStatusReplyV1> | undefined): CheckLine[] {
+  const section = 'data plane';
+  // Without proxy-config's answer nothing is known; its control-plane line already failed.
+  if (!probe?.ok) return [];
+  if (!probe.reply.ok)
+    return [
+      {
+        section,
+        status: 'fail',
+        text: `proxy-config refused ${SUBJECTS.proxyConfig}: ${probe.reply.error.code} ${probe.reply.error.message}`,
+      },
+    ];
+  const sidecars = probe.reply.sidecars;
+  if (!sidecars.length) return [{ section, status: 'ok', text: 'no sidecar has reported yet' }];
+  const name = (s: ProxyStatusEntryV1) => `${s.service}/${s.sidecar}`;
+  const list = (ss: ProxyStatusEntryV1[], line: (s: ProxyStatusEntryV1) => string) => [
+    ...ss.slice(0, MAX_LISTED).map(line),
+    ...(ss.length > MAX_LISTED ? [`… and ${ss.length - MAX_LISTED} more (meshctl proxy-status)`] : []),
+  ];
+  const out: CheckLine[] = [];
+  const rejected = sidecars.filter((s) => s.rejected && s.rejected.version === s.latestVersion);
+  const stale = sidecars.filter((s) => s.stale && !rejected.includes(s));
+  const behind = sidecars.filter((s) => !s.inSync && !s.stale && !rejected.includes(s));
+  const fine = sidecars.length - rejected.length - stale.length - behind.length;
+  out.push({
+    section,
+    status: 'ok',
+    text: `${fine} of ${sidecars.length} sidecar${sidecars.length === 1 ? '' : 's'} in sync with their service's latest snapshot`,
+  });
+  if (rejected.length)
+    out.push({
+      section,
+      status: 'fail',
+      text: `${rejected.length} sidecar${rejected.length === 1 ? ' refused its' : 's refused their'} service's latest snapshot and ${rejected.length === 1 ? 'keeps' : 'keep'} serving an older one`,
+      details: list(rejected, (s) => `${name(s)}  refused v${s.rejected?.version}: ${s.rejected?.reason}`),
+    });
+  if (behind.length)
+    out.push({
+      section,
+      status: 'warn',
+      text: `${behind.length} sidecar${behind.length === 1 ? ' has' : 's have'} not acknowledged the latest snapshot yet`,
+      details: list(behind, (s) => `${name(s)}  v${s.version} of v${s.latestVersion}, behind for ${inSeconds(s.lagMs)}`),
+    });
+  if (stale.length)
+    out.push({
+      section,
+      status: 'warn',
+      text: `${stale.length} sidecar${stale.length === 1 ? ' has' : 's have'} been silent for 30 s or more (gone, or cut off from NATS)`,
+      details: list(stale, (s) => `${name(s)}  last seen ${inSeconds(s.lastSeenMs)} ago, at v${s.version} of v${s.latestVersion}`),
+    });
+  return out;
+}
+
+const inSeconds = (ms: number) => `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)} s`;
+
 /** Judges what `gatherFacts` found at `now`: the checklist, in order. Pure. */
 export function evaluateChecks(f: CheckFacts, now = Date.now()): CheckLine[] {
   const lines: CheckLine[] = [];
@@ -246,6 +308,7 @@ export function evaluateChecks(f: CheckFacts, now = Date.now()): CheckLine[] {
   }
   lines.push(probeLine('control plane', 'proxy-config', SUBJECTS.proxyConfig, f.proxyConfig, 'start a proxy-config replica'));
   lines.push(...streamLines(f.streams));
+  lines.push(...dataPlaneLines(f.proxyConfig));
 
   const section = 'certificate authority';
   if (!f.bundle?.ok) {
@@ -423,7 +486,7 @@ export async function gatherFacts(servers: string[], timeoutMs: number): Promise
       ),
       last<RevocationListV1>('mesh.v1.ca.revoked').catch(() => undefined),
       probe<CaRotateResultV1 | { ok: false; error: ErrorBody }>(SUBJECTS.rotate, { phase: 'status' } satisfies CaRotateRequestV1),
-      probe(SUBJECTS.proxyConfig, {} satisfies ProxyStatusRequestV1),
+      probe<ProxyStatusReplyV1>(SUBJECTS.proxyConfig, {} satisfies ProxyStatusRequestV1),
       Promise.all(MESH_STREAM_OWNERS.map((o) => streamFact(o.stream))),
     ]);
     const server = nc.info ? `nats-server ${nc.info.version}` : 'connected';
@@ -447,7 +510,7 @@ export async function gatherFacts(servers: string[], timeoutMs: number): Promise
 
 /**
  * `meshctl check`: like `linkerd check`, a checklist of the mesh's health — NATS, the control plane
- * services answering, the JetStream streams of the mesh present, the trust bundle's roots and the intermediate not close to expiry, a root
+ * services answering, the JetStream streams of the mesh present, the sidecars in sync, the trust bundle's roots and the intermediate not close to expiry, a root
  * rotation in progress, certificates in use expired or about to, revocations. Exit 0 when nothing failed (warnings allowed), 1
  * when a check failed.
  */
@@ -455,7 +518,7 @@ export function checkCommand(program: Command, ctx: CliContext): void {
   program
     .command('check')
     .description(
-      'check the mesh: NATS, discovery, policy, the CA and proxy-config answering, the streams there; CA and workload certificate expiry',
+      'check the mesh: NATS, discovery, policy, the CA and proxy-config answering, the streams there, sidecars in sync; CA and workload certificate expiry',
     )
     .addHelpText(
       'after',
@@ -463,7 +526,9 @@ export function checkCommand(program: Command, ctx: CliContext): void {
 Marks: ✔ passed, ‼ warning, ✘ failed (colored on a terminal unless NO_COLOR is set).
 Warnings: a root expiring within 90 days, the intermediate within 30 days, a root rotation in
 progress (with live certificates per root and the next step), workload certificates in use (the
-latest of their identity, not renewed) expired or expiring within 1 hour. Exit code 0 when no check
+latest of their identity, not renewed) expired or expiring within 1 hour, sidecars that have not
+acknowledged their service's latest snapshot or have been silent for 30 s. Failures also include a
+stream of the mesh missing and a sidecar that refused its latest snapshot. Exit code 0 when no check
 failed, 1 when one did.`,
     )
     .action(async (_opts: unknown, cmd: Command) => {
