@@ -6,7 +6,7 @@ import { connectBus, drainBus, provisionCa } from '@novamesh/bus';
 import { JetStreamServer, NestPinoLogger, PassThroughRpcFilter } from '@novamesh/bus/nest';
 import { certificateInfo, loadOrCreateCa } from '@novamesh/ca';
 import { queueGroups } from '@novamesh/contracts';
-import { createLogger, onShutdown, setupTelemetry } from '@novamesh/observability';
+import { createLogger, onShutdown, setupTelemetry, watchEventLoop } from '@novamesh/observability';
 import { CaModule } from './ca.module';
 import { CertPruneService, serialsToList } from './cert-prune.service';
 import { CertRegistryService } from './cert-registry.service';
@@ -25,6 +25,7 @@ async function main(): Promise<void> {
     process.exit(78);
   }
   const logger = createLogger({ service: 'certificate-authority', instance: config.instance, level: config.logLevel });
+  watchEventLoop(logger);
   setupTelemetry({ service: 'certificate-authority', instance: config.instance, otlpEndpoint: config.otlpEndpoint });
 
   // Keys are written 0600 (encrypted when CA_PASSPHRASE is set) and stay in this process's memory.

@@ -5,7 +5,7 @@ import type { MicroserviceOptions } from '@nestjs/microservices';
 import { connectBus, drainBus, provisionDiscovery, publishDeadLetter, REGISTRY_MAX_DELIVER } from '@novamesh/bus';
 import { JetStreamServer, NestPinoLogger, PassThroughRpcFilter } from '@novamesh/bus/nest';
 import { consumers, queueGroups, streams } from '@novamesh/contracts';
-import { createLogger, onShutdown, setupTelemetry } from '@novamesh/observability';
+import { createLogger, onShutdown, setupTelemetry, watchEventLoop } from '@novamesh/observability';
 import { createRedis, HealthStore } from '@novamesh/state';
 import { ConfigError, loadConfig } from './config';
 import { DiscoveryModule } from './discovery.module';
@@ -25,6 +25,7 @@ async function main(): Promise<void> {
     process.exit(78);
   }
   const logger = createLogger({ service: 'discovery', instance: config.instance, level: config.logLevel });
+  watchEventLoop(logger);
   setupTelemetry({ service: 'discovery', instance: config.instance, otlpEndpoint: config.otlpEndpoint });
 
   const nc = await connectBus({

@@ -5,7 +5,7 @@ import type { MicroserviceOptions } from '@nestjs/microservices';
 import { connectBus, drainBus, provisionPolicy } from '@novamesh/bus';
 import { JetStreamServer, NestPinoLogger, PassThroughRpcFilter } from '@novamesh/bus/nest';
 import { queueGroups } from '@novamesh/contracts';
-import { createLogger, onShutdown, setupTelemetry } from '@novamesh/observability';
+import { createLogger, onShutdown, setupTelemetry, watchEventLoop } from '@novamesh/observability';
 import { type ConfigError, loadConfig } from './config';
 import { EffectivePublisherService } from './effective-publisher.service';
 import { PolicyModule } from './policy.module';
@@ -22,6 +22,7 @@ async function main(): Promise<void> {
     process.exit(78);
   }
   const logger = createLogger({ service: 'policy', instance: config.instance, level: config.logLevel });
+  watchEventLoop(logger);
   setupTelemetry({ service: 'policy', instance: config.instance, otlpEndpoint: config.otlpEndpoint });
 
   // No stack trace per request: it cost a tenth of the service's CPU while publishing effective policies.

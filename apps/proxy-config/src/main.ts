@@ -5,7 +5,7 @@ import type { MicroserviceOptions } from '@nestjs/microservices';
 import { connectBus, drainBus, provisionProxyConfig } from '@novamesh/bus';
 import { JetStreamServer, NestPinoLogger, PassThroughRpcFilter } from '@novamesh/bus/nest';
 import { queueGroups } from '@novamesh/contracts';
-import { createLogger, onShutdown, setupTelemetry } from '@novamesh/observability';
+import { createLogger, onShutdown, setupTelemetry, watchEventLoop } from '@novamesh/observability';
 import { type ConfigError, loadConfig } from './config';
 import { ProxyConfigModule } from './proxy-config.module';
 import { PublishedSnapshotsService } from './published-snapshots.service';
@@ -22,6 +22,7 @@ async function main(): Promise<void> {
     process.exit(78);
   }
   const logger = createLogger({ service: 'proxy-config', instance: config.instance, level: config.logLevel });
+  watchEventLoop(logger);
   setupTelemetry({ service: 'proxy-config', instance: config.instance, otlpEndpoint: config.otlpEndpoint });
 
   // No stack trace captured per request: a snapshot publish is one, and a flush makes hundreds.
