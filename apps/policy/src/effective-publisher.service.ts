@@ -89,8 +89,6 @@ export class EffectivePublisherService {
   private readonly confirms: ConfirmedPublisher<string>;
   private readonly maxInFlight: number;
   private readonly maxPending: number;
-  private readonly replicas: number;
-  private readonly streamRecheckMs: number | undefined;
   private pending = 0;
   private inFlight = 0;
   private readonly slotWaiters: (() => void)[] = [];
@@ -105,14 +103,12 @@ export class EffectivePublisherService {
     @Inject(JETSTREAM) private readonly js: JetStreamClient,
     @Inject(NATS) nc: Pick<NatsConnection, 'publish'>,
     @Inject(LOGGER) logger: Logger,
-    @Optional() @Inject(EFFECTIVE_PUBLISHER_OPTIONS) opts: EffectivePublisherOptions = {},
+    @Optional() @Inject(EFFECTIVE_PUBLISHER_OPTIONS) private readonly opts: EffectivePublisherOptions = {},
   ) {
     this.log = logger.child({ component: 'effective-publisher' });
     this.maxInFlight = opts.maxInFlight ?? 256;
     this.maxPending = opts.maxPending ?? 4 * this.maxInFlight;
     this.confirms = new ConfirmedPublisher<string>({ nc, confirmTimeoutMs: opts.confirmTimeoutMs });
-    this.replicas = opts.replicas ?? 1;
-    this.streamRecheckMs = opts.streamRecheckMs;
     if (!(this.maxInFlight >= 1 && this.maxPending >= 1)) throw new RangeError('maxInFlight and maxPending must be at least 1');
   }
 
@@ -126,8 +122,8 @@ export class EffectivePublisherService {
       stream: streams.config,
       filterSubject: subjects.effectivePolicyAll,
       logger: this.log,
-      provision: { replicas: this.replicas },
-      recheckMs: this.streamRecheckMs,
+      provision: { replicas: this.opts.replicas ?? 1 },
+      recheckMs: this.opts.streamRecheckMs,
       onMessage: (m) => this.stored(m.subject, this.confirms.msgIdOf(m.headers), m.seq, () => m.json<EffectivePolicyV1>()),
       // MESH_CONFIG was created again: what it held is gone, so every service is published anew.
       onReset: () => {

@@ -59,16 +59,14 @@ export class SnapshotBuilderService {
   private readonly stops: (() => Promise<void>)[] = [];
   private readonly retries = new Set<NodeJS.Timeout>();
   private readonly log: Logger;
-  private readonly streamRecheckMs: number | undefined;
 
   constructor(
     @Inject(JETSTREAM) private readonly js: JetStreamClient,
-    @Inject(CONFIG) config: ProxyConfigConfig,
+    @Inject(CONFIG) private readonly config: ProxyConfigConfig,
     @Inject(LOGGER) logger: Logger,
     private readonly published: PublishedSnapshotsService,
   ) {
     this.log = logger.child({ component: 'snapshot-builder' });
-    this.streamRecheckMs = config.streamRecheckMs;
     this.scheduler = new FlushScheduler({ debounceMs: config.debounceMs, maxDelayMs: config.maxDelayMs, flush: (b) => this.flush(b) });
     this.queue = new PublishQueue<CompiledSnapshot>({
       maxInFlight: config.maxInFlight,
@@ -120,7 +118,7 @@ export class SnapshotBuilderService {
         filterSubject,
         logger: this.log,
         onMessage,
-        recheckMs: this.streamRecheckMs,
+        recheckMs: this.config.streamRecheckMs,
       });
       this.stops.push(f.stop);
     };

@@ -202,7 +202,7 @@ export async function followLastValues(opts: LastValuesOptions): Promise<{ stop(
           if (!missing && notFound && !opts.provision)
             log?.warn({ stream: opts.stream }, 'the stream is missing; following it again once it is created');
           missing ||= notFound;
-          if (!(notFound && opts.provision && attempt === 1 && !stopped && (await provisionAgain()))) return;
+          if (!(notFound && opts.provision && attempt === 1 && (await provisionAgain()))) return;
         }
       }
     } finally {

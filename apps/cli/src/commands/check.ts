@@ -177,6 +177,14 @@ function rotationLine(f: CheckFacts, section: CheckLine['section']): CheckLine |
 
 const messages = (n: number) => `${n} message${n === 1 ? '' : 's'}`;
 
+/** Detail lines: at most MAX_LISTED of `items`, then how many more `command` shows. */
+function listed<T>(items: readonly T[], line: (item: T) => string, command: string): string[] {
+  return [
+    ...items.slice(0, MAX_LISTED).map(line),
+    ...(items.length > MAX_LISTED ? [`… and ${items.length - MAX_LISTED} more (${command})`] : []),
+  ];
+}
+
 /** One line for the streams that exist, one per stream that is missing or could not be read. */
 function streamLines(facts: StreamFact[] | undefined): CheckLine[] {
   const section = 'streams';
@@ -229,10 +237,7 @@ function dataPlaneLines(probe: Probe<ProxyStatusReplyV1> | undefined): CheckLine
   const sidecars = probe.reply.sidecars;
   if (!sidecars.length) return [{ section, status: 'ok', text: 'no sidecar has reported yet' }];
   const name = (s: ProxyStatusEntryV1) => `${s.service}/${s.sidecar}`;
-  const list = (ss: ProxyStatusEntryV1[], line: (s: ProxyStatusEntryV1) => string) => [
-    ...ss.slice(0, MAX_LISTED).map(line),
-    ...(ss.length > MAX_LISTED ? [`… and ${ss.length - MAX_LISTED} more (meshctl proxy-status)`] : []),
-  ];
+  const list = (ss: ProxyStatusEntryV1[], line: (s: ProxyStatusEntryV1) => string) => listed(ss, line, 'meshctl proxy-status');
   const out: CheckLine[] = [];
   const rejected = sidecars.filter((s) => s.rejected && s.rejected.version === s.latestVersion);
   const stale = sidecars.filter((s) => s.stale && !rejected.includes(s));
@@ -374,10 +379,7 @@ export function evaluateChecks(f: CheckFacts, now = Date.now()): CheckLine[] {
   const soon = inUse.filter((c) => c.state === 'issued' && Date.parse(c.notAfter) - now < CHECK_THRESHOLDS.certWarnMs);
   const issued = all.filter((c) => c.state === 'issued').length;
   const expiredTotal = all.filter((c) => c.state === 'expired').length;
-  const list = (cs: CaCertV1[]) => [
-    ...cs.slice(0, MAX_LISTED).map((c) => `${c.serial}  ${c.spiffeId}  not after ${c.notAfter}`),
-    ...(cs.length > MAX_LISTED ? [`… and ${cs.length - MAX_LISTED} more (meshctl cert list)`] : []),
-  ];
+  const list = (cs: CaCertV1[]) => listed(cs, (c) => `${c.serial}  ${c.spiffeId}  not after ${c.notAfter}`, 'meshctl cert list');
   lines.push({ section: wc, status: 'ok', text: `${all.length} issued by this CA: ${issued} valid, ${expiredTotal} expired` });
   if (expired.length)
     lines.push({
@@ -444,7 +446,7 @@ function describeRequestError(e: unknown, timeoutMs: number): string {
 /** Connects and asks every part of the mesh, in parallel. Never throws: failures become facts. */
 export async function gatherFacts(servers: string[], timeoutMs: number): Promise<CheckFacts> {
   const { connect } = await import('@nats-io/transport-node');
-  const { jetstreamManager } = await import('@nats-io/jetstream');
+  const { JetStreamApiCodes, JetStreamApiError, jetstreamManager } = await import('@nats-io/jetstream');
   let nc: Awaited<ReturnType<typeof connect>>;
   try {
     nc = await connect({ servers, name: 'meshctl-check', timeout: timeoutMs, reconnect: false });
@@ -471,7 +473,7 @@ export async function gatherFacts(servers: string[], timeoutMs: number): Promise
       try {
         return { stream, ok: true, messages: (await jsm.streams.info(stream)).state.messages };
       } catch (e) {
-        const missing = (e as { code?: number }).code === 10059 || /stream not found/i.test((e as Error).message);
+        const missing = e instanceof JetStreamApiError && e.code === JetStreamApiCodes.StreamNotFound;
         return { stream, ok: false, missing, error: missing ? 'not found' : describeRequestError(e, timeoutMs) };
       }
     };
