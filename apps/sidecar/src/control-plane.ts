@@ -20,6 +20,12 @@ export class ControlPlaneLink {
   private manager: MeshManager | undefined;
   private follower: { stop(): void } | undefined;
   private timers: NodeJS.Timeout[] = [];
+  /** Registration and heartbeat timers: stopped on `deregister()`, so a draining sidecar stays out. */
+  private registrationTimers: NodeJS.Timeout[] = [];
+  /** The registration check in progress (one at a time). */
+  private registering: Promise<void> | undefined;
+  /** `deregister()` was called: the endpoint is never added again. */
+  private leaving = false;
   private closed = false;
   private inboundPort = 0;
 
@@ -68,18 +74,20 @@ export class ControlPlaneLink {
     if (this.cfg.register) {
       // Checked every 2 s for the first minute (several workloads of a new service may race to
       // register it; the losers' endpoints come back within one check), then every ack interval.
-      void this.ensureRegistered();
-      const early = setInterval(() => void this.ensureRegistered(), 2_000);
+      this.checkRegistration();
+      const early = setInterval(() => this.checkRegistration(), 2_000);
       const late = setTimeout(() => {
         clearInterval(early);
-        const steady = setInterval(() => void this.ensureRegistered(), Math.max(this.cfg.ackIntervalMs, 2_000));
+        if (this.leaving) return;
+        const steady = setInterval(() => this.checkRegistration(), Math.max(this.cfg.ackIntervalMs, 2_000));
         steady.unref();
-        this.timers.push(steady);
+        this.registrationTimers.push(steady);
       }, 60_000);
-      this.timers.push(early, late);
       // Liveness: a sidecar that dies without deregistering (SIGKILL, power loss) turns unhealthy
       // after the service's heartbeat TTL and leaves every caller's load-balancing set.
-      this.timers.push(setInterval(() => void this.heartbeat(), Math.max(Math.floor(this.cfg.heartbeatTtlMs / 3), 100)));
+      const heartbeat = setInterval(() => void this.heartbeat(), Math.max(Math.floor(this.cfg.heartbeatTtlMs / 3), 100));
+      this.registrationTimers.push(early, late, heartbeat);
+      for (const t of this.registrationTimers) t.unref();
     }
     for (const t of this.timers) t.unref();
   }
@@ -104,8 +112,15 @@ export class ControlPlaneLink {
     });
   }
 
-  /** Removes this workload's endpoint (SIGTERM), so callers stop picking it before the listeners close. */
+  /**
+   * Removes this workload's endpoint (SIGTERM), so callers stop picking it before the listeners
+   * close. From here on it is never added again and no heartbeat is sent: a registration check
+   * still running is awaited first, so that it cannot put the endpoint back after its removal.
+   */
   async deregister(): Promise<void> {
+    this.leaving = true;
+    this.stopRegistrationTimers();
+    await this.registering;
     if (!this.cfg.register || !this.manager) return;
     await this.manager.removeEndpoint(this.cfg.service, this.cfg.sidecarId, { drain: 0 }).catch((err) => {
       this.logger.warn({ err: (err as Error).message }, 'could not deregister the endpoint');
@@ -114,12 +129,26 @@ export class ControlPlaneLink {
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const t of this.timers) {
+    this.stopRegistrationTimers();
+    for (const t of this.timers) clearInterval(t);
+    this.follower?.stop();
+    await drainBus(this.nc);
+  }
+
+  private stopRegistrationTimers(): void {
+    for (const t of this.registrationTimers) {
       clearInterval(t);
       clearTimeout(t);
     }
-    this.follower?.stop();
-    await drainBus(this.nc);
+    this.registrationTimers = [];
+  }
+
+  /** Starts a registration check unless one is running or the sidecar is leaving. */
+  private checkRegistration(): void {
+    if (this.registering || this.leaving) return;
+    this.registering = this.ensureRegistered().finally(() => {
+      this.registering = undefined;
+    });
   }
 
   private endpointAddress(): string {
@@ -164,7 +193,7 @@ export class ControlPlaneLink {
    */
   private async ensureRegistered(): Promise<void> {
     const m = this.manager;
-    if (!m || this.closed) return;
+    if (!m || this.closed || this.leaving) return;
     const endpoint = {
       id: this.cfg.sidecarId,
       address: this.cfg.address,

@@ -139,20 +139,25 @@ async function main(): Promise<void> {
       .catch((err) => logger.error({ err: (err as Error).message }, 'no mesh certificate: the CA refused the join token'));
   } else logger.warn('no SIDECAR_JOIN_TOKEN: this sidecar has no mesh certificate and speaks plaintext only');
 
-  onShutdown(logger, async () => {
-    const t0 = performance.now();
-    // Leave the load-balancing sets first, give callers time to see it, then finish what is in flight.
-    // Steps that need NATS are bounded: with the control plane down, shutdown must not hang on it.
-    await within(1_000, link.deregister());
-    await new Promise((r) => setTimeout(r, Math.min(config.drainMs, 1_000)));
-    await Promise.all([inbound.close(config.drainMs), outbound.close(config.drainMs)]);
-    admin.close();
-    dataPlane.close();
-    rateLimitStore.close();
-    identity.close();
-    await within(1_000, link.close());
-    logger.info({ ms: Math.round(performance.now() - t0) }, 'drained');
-  });
+  onShutdown(
+    logger,
+    async () => {
+      const t0 = performance.now();
+      // Leave the load-balancing sets first, give callers time to see it, then finish what is in flight.
+      // Steps that need NATS are bounded: with the control plane down, shutdown must not hang on it.
+      await within(1_000, link.deregister());
+      await new Promise((r) => setTimeout(r, Math.min(config.drainMs, 1_000)));
+      await Promise.all([inbound.close(config.drainMs), outbound.close(config.drainMs)]);
+      admin.close();
+      dataPlane.close();
+      rateLimitStore.close();
+      identity.close();
+      await within(1_000, link.close());
+      logger.info({ ms: Math.round(performance.now() - t0) }, 'drained');
+      // Cut off only well after the drain: every other step above is bounded by 1 s.
+    },
+    config.drainMs + 10_000,
+  );
 }
 
 /** Waits for `p`, but no longer than `ms`. */

@@ -522,3 +522,45 @@ describe('a sidecar that dies without deregistering', () => {
     expect(counts(ordersApps(), before).o2).toBe(0);
   });
 });
+
+describe('a sidecar stopped with SIGTERM', () => {
+  it('leaves its service’s endpoint set at once, stays out while it drains a request in flight, and drains longer than 10 s when SIDECAR_DRAIN says so', async () => {
+    const app = await m.app('ledger-1');
+    // The request in flight keeps the drain going past several registration checks (every 2 s) and
+    // past the 10 s a stop of any other app may take.
+    app.delayMs = 11_000;
+    const sidecar = await m.sidecar('ledger', app, { env: { SIDECAR_DRAIN: '14s' } });
+    const endpointIds = async () => {
+      try {
+        const set = await m.mesh.getService('ledger');
+        return set.deregistered ? [] : set.endpoints.map((e) => e.id);
+      } catch {
+        return []; // not registered (any more)
+      }
+    };
+    await waitFor(async () => (await endpointIds()).includes(sidecar.id) || undefined, { timeoutMs: 15_000, what: 'ledger registered' });
+    await m.until(sidecar, 'its own snapshot', (d) => d.snapshot !== null);
+    const inFlight = request(`${sidecar.inbound}/slow`).then(async (r) => ({ status: r.statusCode, body: await r.body.text() }));
+    await waitFor(() => app.hits.length > 0 || undefined, { timeoutMs: 5_000, what: 'the request to reach ledger-1' });
+    const exited = sidecar.proc.stop('SIGTERM', 30_000).then(() => true);
+    let done = false;
+    void exited.then(() => {
+      done = true;
+    });
+    // Seen every 100 ms from SIGTERM until the process exits: once gone, the endpoint never comes back.
+    const seen: boolean[] = [];
+    const started = Date.now();
+    while (!done && Date.now() - started < 25_000) {
+      seen.push((await endpointIds()).includes(sidecar.id));
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await exited;
+    const goneAt = seen.indexOf(false);
+    expect(goneAt).toBeGreaterThanOrEqual(0);
+    expect(seen.slice(goneAt).filter(Boolean)).toEqual([]);
+    expect(Date.now() - started).toBeGreaterThan(10_000); // it did drain past the registration checks
+    expect(await inFlight).toEqual({ status: 200, body: expect.stringContaining('"app":"ledger-1"') });
+    expect(sidecar.proc.output.some((l) => l.includes('"msg":"stopped"'))).toBe(true); // not cut off (exit 1)
+    expect(await endpointIds()).not.toContain(sidecar.id);
+  }, 60_000);
+});

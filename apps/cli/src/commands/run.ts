@@ -144,7 +144,7 @@ async function run(ctx: CliContext, cmd: Command, command: string[], flags: RunF
     ]);
     if (first.who === 'app') {
       say(`the app exited (code ${first.code}); stopping the sidecar`);
-      await sc.stop('SIGTERM');
+      await sc.stop('SIGTERM', launch.stopLimitMs);
       return first.code;
     }
     if (first.who === 'sidecar') {
@@ -153,7 +153,7 @@ async function run(ctx: CliContext, cmd: Command, command: string[], flags: RunF
       return first.code || code;
     }
     // The sidecar first: it deregisters and finishes in-flight requests, which still need the app.
-    await sc.stop(first.signal);
+    await sc.stop(first.signal, launch.stopLimitMs);
     return await app.stop(first.signal);
   } finally {
     release();

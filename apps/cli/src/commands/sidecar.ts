@@ -1,3 +1,4 @@
+import { parseDuration } from '@novamesh/contracts';
 import type { Command } from 'commander';
 import { type CliContext, globalOptions, withMesh } from '../context';
 import { CommandExit, ExitCode } from '../errors';
@@ -11,6 +12,16 @@ export interface SidecarLaunch {
   nodeArgs: string[];
   /** The full environment of the sidecar process (this process's, with the flags' SIDECAR_* over it). */
   env: NodeJS.ProcessEnv;
+  /**
+   * How long a stop may take before the sidecar is killed: its drain (SIDECAR_DRAIN, default 2 s)
+   * plus the bounded steps around it, so a long drain is never cut off.
+   */
+  stopLimitMs: number;
+}
+
+/** The sidecar's own stop limit is its drain + 10 s (apps/sidecar main.ts); this waits 5 s longer. */
+export function sidecarStopLimitMs(env: NodeJS.ProcessEnv): number {
+  return (parseDuration(env.SIDECAR_DRAIN) ?? 2_000) + 15_000;
 }
 
 /**
@@ -62,11 +73,8 @@ export async function prepareSidecar(ctx: CliContext, cmd: Command, flags: Sidec
     token = created.token;
   }
   // The sidecar reads only its environment. A token travels there, never in argv (visible in `ps`).
-  return {
-    entry,
-    nodeArgs: SIDECAR_NODE_FLAGS,
-    env: { ...process.env, ...sidecarEnv(flags, { natsUrl: servers.join(','), appPort, ...(token ? { token } : {}) }) },
-  };
+  const env = { ...process.env, ...sidecarEnv(flags, { natsUrl: servers.join(','), appPort, ...(token ? { token } : {}) }) };
+  return { entry, nodeArgs: SIDECAR_NODE_FLAGS, env, stopLimitMs: sidecarStopLimitMs(env) };
 }
 
 /**
