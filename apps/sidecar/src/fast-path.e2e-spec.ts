@@ -19,6 +19,8 @@ let webslow: SidecarProcess;
 let wire: Server;
 let rawapp: NetServer;
 const seen: { method: string; url: string; headers: IncomingHttpHeaders }[] = [];
+/** Request targets `rawapp` received, in order. */
+const rawSeen: string[] = [];
 /** Ids of /slow requests whose connection closed before the answer. */
 const aborted = new Set<string>();
 /** Tries per `key` of /flaky requests (the first `fail` of a key are answered 503). */
@@ -119,6 +121,7 @@ function startRawApp(): NetServer {
       const end = buf.indexOf('\r\n\r\n');
       if (end < 0) return;
       const path = buf.slice(0, end).split(' ')[1];
+      rawSeen.push(path ?? '');
       buf = buf.slice(end + 4);
       // After /drop-next the connection is closed at the next request, as if its keep-alive timeout had just run out.
       if (dropNext) sock.destroy();
@@ -383,6 +386,52 @@ describe('the outbound fast path', () => {
     const second = await request(`${web.outbound}/`, { headers: { host: 'rawapp.mesh' } });
     expect(second.statusCode).toBe(200);
     expect(await second.body.text()).toBe('raw');
+  });
+
+  it('never sends a bodiless POST twice when its reused connection was closed: the caller gets the failure', async () => {
+    const first = await request(`${web.outbound}/drop-next`, { headers: { host: 'rawapp.mesh' } });
+    expect(await first.body.text()).toBe('once');
+    const before = rawSeen.length;
+    const second = await request(`${web.outbound}/orders/42/cancel`, { method: 'POST', headers: { host: 'rawapp.mesh' } });
+    await second.body.text();
+    expect(second.statusCode).toBeGreaterThanOrEqual(502);
+    expect(second.headers['x-novamesh-error']).toMatch(/^UPSTREAM_/);
+    expect(rawSeen.slice(before)).toEqual(['/orders/42/cancel']);
+  });
+
+  it('decides the body framing itself: a Connection header naming Content-Length cannot smuggle a second request', async () => {
+    const smuggled = get('/smuggled');
+    for (const s of [web, webslow]) {
+      const before = seen.length;
+      const r = await raw(
+        s,
+        (write) =>
+          write(
+            `POST /echo HTTP/1.1\r\nHost: wire.mesh\r\nConnection: content-length\r\nContent-Length: ${smuggled.length}\r\n\r\n${smuggled}`,
+          ),
+        { count: 1 },
+      );
+      expect(r.responses[0]?.status, s.id).toBe(200);
+      expect(r.responses[0]?.headers['x-request-bytes'], s.id).toBe(String(smuggled.length));
+      expect(r.responses[0]?.headers['x-request-sha256'], s.id).toBe(sha256(smuggled));
+      await new Promise((res) => setTimeout(res, 200)); // a smuggled request would have arrived by now
+      expect(
+        seen.slice(before).map((x) => `${x.method} ${x.url}`),
+        s.id,
+      ).toEqual(['POST /echo']);
+    }
+  });
+
+  it('an absolute-form request goes to the URL’s service with the URL’s authority as its Host, on both paths', async () => {
+    for (const s of [web, webslow]) {
+      const before = seen.length;
+      const r = await raw(s, (write) => write(get('http://wire.mesh:80/status?code=200', 'twin.mesh')), { count: 1 });
+      expect(r.responses[0]?.status, s.id).toBe(200);
+      expect(
+        seen.slice(before).map((x) => [x.url, x.headers.host]),
+        s.id,
+      ).toEqual([['/status?code=200', 'wire.mesh:80']]);
+    }
   });
 
   it('drops the request body of a local reply and serves the next request on the connection', async () => {

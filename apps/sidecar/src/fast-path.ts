@@ -6,6 +6,7 @@ import {
   type CircuitBreaker,
   decideFault,
   type FaultDecision,
+  isIdempotent,
   type MatchedRoute,
   type OutlierOutcome,
   outcomeOfStatus,
@@ -81,7 +82,7 @@ export interface OutboundTarget {
   kind: 'outbound';
   upstreams: () => ReadonlyMap<string, UpstreamRuntime> | undefined;
   /** The service and path a request is for (outbound.ts `serviceOfRequest`). */
-  serviceOf(req: Pick<DownstreamRequest, 'url' | 'headers'>): { service?: string; path: string };
+  serviceOf(req: Pick<DownstreamRequest, 'url' | 'headers'>): { service?: string; path: string; authority?: string };
   /** The service of a per-upstream listener; undefined for the mesh-wide one. */
   fixed: string | undefined;
 }
@@ -361,7 +362,7 @@ class FastConnection {
 /** Where an eligible request goes, or the local reply it gets. */
 interface Plan {
   started: number;
-  target: { service?: string; path: string };
+  target: { service?: string; path: string; authority?: string };
   path: string;
   query: string;
   requestId: string;
@@ -409,7 +410,7 @@ function planRequest(fp: FastPath, head: RequestHead, socket: Socket, buf: Buffe
       direct: t,
     };
   }
-  const target = t.fixed ? { service: t.fixed, path: head.url } : t.serviceOf({ url: head.url, headers: h });
+  const target = t.fixed ? { ...t.serviceOf({ url: head.url, headers: h }), service: t.fixed } : t.serviceOf({ url: head.url, headers: h });
   const { path, query } = splitUrl(target.path);
   const requestId = (h['x-request-id'] as string | undefined) ?? randomUUID();
   const plan: Plan = {
@@ -638,6 +639,7 @@ class Exchange implements UpstreamUser {
       return;
     }
     const headers = forwardableHeaders(this.head.headers);
+    if (plan.target.authority !== undefined) headers.host = plan.target.authority; // RFC 9112 §3.2.2: the URL's authority is the host
     headers['x-request-id'] = plan.requestId;
     if (route?.requestHeaders) route.applyRequestHeaders(headers);
     const upstreamPath = route ? `${route.rewritePath(plan.path)}${plan.query ? `?${plan.query}` : ''}` : plan.target.path;
@@ -656,11 +658,14 @@ class Exchange implements UpstreamUser {
   /** The request head for the upstream, as undici writes it (keep-alive, the body's framing). */
   private requestHead(path: string, headers: Record<string, string | string[]>): string {
     let text = `${this.head.method} ${path} HTTP/1.1\r\n`;
-    for (const name in headers) text += headerLines(name, headers[name]);
+    // The framing is the one this sidecar parsed and forwards the body by, whatever the headers
+    // say now (a Connection nomination or a header change must not make the body a second request).
+    for (const name in headers) if (name !== 'content-length' && name !== 'transfer-encoding') text += headerLines(name, headers[name]);
     text += 'connection: keep-alive\r\n';
-    if (this.head.framing === 'chunked') text += 'transfer-encoding: chunked\r\n';
-    else if (this.head.framing === 'none' && headers['content-length'] === undefined && EXPECTS_PAYLOAD.has(this.head.method))
-      text += 'content-length: 0\r\n';
+    const framing = this.head.framing;
+    if (framing === 'chunked') text += 'transfer-encoding: chunked\r\n';
+    else if (framing === 'length') text += `content-length: ${this.head.contentLength}\r\n`;
+    else if (EXPECTS_PAYLOAD.has(this.head.method) || this.head.headers['content-length'] !== undefined) text += 'content-length: 0\r\n';
     return `${text}\r\n`;
   }
 
@@ -848,6 +853,9 @@ class Exchange implements UpstreamUser {
     const route = this.plan.route;
     let text = `HTTP/1.1 ${r.status} ${STATUS_CODES[r.status] ?? 'unknown'}\r\n`;
     let hasDate = false;
+    // The body's framing is written below from what was parsed; the upstream's Content-Length is
+    // passed on only where it describes no body here (HEAD, 204, 304).
+    const ownLength = r.status !== 204 && r.status !== 304 && this.head.method !== 'HEAD';
     const added = this.decision?.responseHeaders;
     if (route?.responseHeaders || rs?.fault || added) {
       const headers: Record<string, string | string[] | undefined> = {};
@@ -859,11 +867,12 @@ class Exchange implements UpstreamUser {
       if (rs?.fault) headers[FAULT_HEADER] = rs.fault;
       if (route?.responseHeaders) route.applyResponseHeaders(headers);
       if (added) Object.assign(headers, added);
+      if (ownLength) delete headers['content-length'];
       for (const name in headers) text += headerLines(name, headers[name]);
       hasDate = headers.date !== undefined;
     } else {
       for (const [name, value] of r.lines) {
-        if (HOP_BY_HOP.has(name)) continue;
+        if (HOP_BY_HOP.has(name) || (ownLength && name === 'content-length')) continue;
         if (name === 'date') hasDate = true;
         text += `${name}: ${value}\r\n`;
       }
@@ -871,6 +880,7 @@ class Exchange implements UpstreamUser {
     if (!hasDate) text += `Date: ${utcDate()}\r\n`;
     text += this.connectionHeaders();
     if (r.framing === 'chunked' || r.framing === 'close') text += 'Transfer-Encoding: chunked\r\n';
+    else if (ownLength && r.status >= 200) text += `Content-Length: ${r.framing === 'length' ? r.contentLength : 0}\r\n`;
     text += '\r\n';
     this.resLeft = r.contentLength;
     if (r.framing === 'chunked') this.resScanner = new ChunkedScanner();
@@ -978,9 +988,12 @@ class Exchange implements UpstreamUser {
     const upstream = this.upstream;
     this.upstream = undefined;
     upstream?.destroy();
-    // A reused keep-alive connection the upstream closed while idle: one more try on a new one, when nothing of the request is lost.
+    // A reused keep-alive connection the upstream closed while idle: one more try on a new one, when
+    // nothing of the request is lost and the method is idempotent (the upstream may have acted on it:
+    // a POST is never sent twice unless a retry policy says so).
     if (
       upstream?.reused &&
+      isIdempotent(this.head.method) &&
       !this.retried &&
       this.res === undefined &&
       this.resBuf === undefined &&

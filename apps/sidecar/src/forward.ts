@@ -33,6 +33,10 @@ export type DownstreamResponse = ServerResponse | Http2ServerResponse;
 export function forwardableHeaders(headers: IncomingHttpHeaders): Record<string, string | string[]> {
   const named = headers.connection;
   const extra = named && named !== 'keep-alive' && named !== 'close' ? new Set(named.toLowerCase().split(/\s*,\s*/)) : undefined;
+  // A Connection header may name hop-by-hop fields only: never the body's framing or the host
+  // (dropping Content-Length would let the body be read as another request).
+  extra?.delete('content-length');
+  extra?.delete('host');
   const out: Record<string, string | string[]> = {};
   for (const name in headers) {
     const value = headers[name];
@@ -49,6 +53,20 @@ export function forwardableHeaders(headers: IncomingHttpHeaders): Record<string,
     out[name] = value;
   }
   return out;
+}
+
+/**
+ * An absolute-form request target (`http://orders.mesh/a?b`, RFC 9112 §3.2.2) split into its
+ * authority (without userinfo), which replaces the Host header, and its origin-form path, kept as
+ * sent (no dot-segment or percent-encoding normalization: origin-form targets get none either);
+ * undefined when `target` is not one.
+ */
+export function absoluteForm(target: string): { authority: string; path: string } | undefined {
+  const m = /^[a-z][a-z0-9+.-]*:\/\/([^/?#]*)([^#]*)/i.exec(target);
+  const authority = m?.[1]?.slice(m[1].lastIndexOf('@') + 1);
+  if (!m || !authority) return undefined;
+  const rest = m[2] ?? '';
+  return { authority, path: rest.startsWith('/') ? rest : `/${rest}` };
 }
 
 /** How a forwarded request ended, for metrics, outlier detection and the access log. */

@@ -214,6 +214,39 @@ describe('the inbound fast path', () => {
     await deleteBoth('AuthorizationPolicy', 'audit', (d) => authzPolicies(d) === 0);
   });
 
+  it('judges an absolute-form request by its path and frames bodies itself, as node:http does', async () => {
+    await applyBoth(
+      { kind: 'AuthorizationPolicy', name: 'deny-admin', action: 'DENY', rules: [{ to: { paths: ['/admin/*'] } }] },
+      (d) => authzPolicies(d) === 1,
+    );
+    const smuggled = 'GET /admin/secret HTTP/1.1\r\nHost: x\r\n\r\n';
+    for (const [service, s] of both()) {
+      const port = s.ports.inbound as number;
+      const before = seen.length;
+      const abs = (path: string) => `GET http://${service}.mesh${path} HTTP/1.1\r\nHost: elsewhere\r\n\r\n`;
+      const denied = (await raw(port, (w) => w(abs('/admin/users')), { count: 1 })).responses[0];
+      expect([denied?.status, denied?.headers['x-novamesh-error']], service).toEqual([403, 'RBAC_DENIED']);
+      const passed = (await raw(port, (w) => w(abs('/orders?x=1')), { count: 1 })).responses[0];
+      expect(passed?.status, service).toBe(200);
+      const view = JSON.parse(passed?.body.toString() ?? '{}') as AppView;
+      expect([view.url, view.headers.host], service).toEqual(['/orders?x=1', `${service}.mesh`]);
+      const bad = (await raw(port, (w) => w('GET orders HTTP/1.1\r\nHost: x\r\n\r\n'), { count: 1 })).responses[0];
+      expect([bad?.status, bad?.headers['x-novamesh-error']], service).toEqual([400, 'BAD_REQUEST']);
+      const post = (
+        await raw(
+          port,
+          (w) =>
+            w(`POST /orders HTTP/1.1\r\nHost: x\r\nConnection: content-length\r\nContent-Length: ${smuggled.length}\r\n\r\n${smuggled}`),
+          { count: 1 },
+        )
+      ).responses[0];
+      expect(JSON.parse(post?.body.toString() ?? '{}'), service).toMatchObject({ method: 'POST', url: '/orders', bytes: smuggled.length });
+      await new Promise((r) => setTimeout(r, 200)); // a smuggled request would have arrived by now
+      expect(seen.slice(before), service).toEqual(['/orders?x=1', '/orders']);
+    }
+    await deleteBoth('AuthorizationPolicy', 'deny-admin', (d) => authzPolicies(d) === 0);
+  });
+
   it('strict mTLS refuses a plaintext caller with 403 MTLS_REQUIRED before the workload, mesh callers pass', async () => {
     const mode = (m0: string) => (d: ConfigDump) => d.snapshot?.inbound.mtls.mode === m0;
     await applyBoth({ kind: 'MutualTLSPolicy', name: 'mtls', mode: 'strict' }, mode('strict'));

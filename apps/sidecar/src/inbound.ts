@@ -10,6 +10,7 @@ import { Pool } from 'undici';
 import type { AccessLog, AccessRecord } from './access-log';
 import { type DirectDecision, type DirectTarget, FastPath, type FastPathHost } from './fast-path';
 import {
+  absoluteForm,
   type DownstreamRequest,
   type DownstreamResponse,
   type ForwardRequest,
@@ -289,12 +290,28 @@ export class InboundListener {
   private async handle(req: DownstreamRequest, res: DownstreamResponse): Promise<void> {
     const started = performance.now();
     const principal = (req.socket as PeerSocket)[PEER]?.spiffeId;
-    const { path, query } = splitUrl(req.url ?? '/');
+    // An absolute-form target is judged and forwarded by its path, its authority as the host
+    // (RFC 9112 §3.2.2), so `GET http://x/admin` meets the same rules as `GET /admin`.
+    let target = req.url ?? '/';
+    let invalidTarget = false;
+    if (target.charCodeAt(0) !== 47 /* / */ && target !== '*') {
+      const abs = absoluteForm(target);
+      if (abs) {
+        req.url = target = abs.path;
+        req.headers.host = abs.authority;
+      } else invalidTarget = true;
+    }
+    const { path, query } = splitUrl(target);
     const log = (status: number, error?: string, reason?: string, extra?: Partial<AccessRecord>) => {
       const ms = performance.now() - started;
       this.deps.metrics.inbound(status, error, ms);
       this.deps.accessLog.write({ direction: 'inbound', method: req.method, path, status, ms, peer: principal, error, reason, ...extra });
     };
+    if (invalidTarget) {
+      const reason = 'the request target must be a path or an absolute URL';
+      sendLocalReply(req, res, 'BAD_REQUEST', reason);
+      return log(400, 'BAD_REQUEST', reason);
+    }
     const request = { method: req.method ?? 'GET', path, query, headers: req.headers, socket: req.socket as Socket };
     const checked = checkInbound(this.deps.policy(), request, this.deps.metrics);
     const verdict = checked instanceof Promise ? await checked : checked;

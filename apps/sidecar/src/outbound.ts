@@ -14,6 +14,7 @@ import type { Dispatcher } from 'undici';
 import type { AccessLog, AccessRecord } from './access-log';
 import { FastPath, type FastPathHost } from './fast-path';
 import {
+  absoluteForm,
   type DownstreamRequest,
   type DownstreamResponse,
   type ForwardOutcome,
@@ -49,24 +50,35 @@ export const MESH_DOMAIN = '.mesh';
  * The service a request is for: the host of an absolute-form request (the sidecar used as an HTTP
  * proxy) or of the Host header, without port and without the `.mesh` suffix.
  */
-export function serviceOfRequest(req: DownstreamRequest): { service?: string; path: string } {
+export function serviceOfRequest(req: Pick<DownstreamRequest, 'url' | 'headers'>): RequestTarget {
   let host: string | undefined;
   let path = req.url ?? '/';
+  let authority: string | undefined;
   if (!path.startsWith('/')) {
-    try {
-      const url = new URL(path);
-      host = url.hostname;
-      path = `${url.pathname}${url.search}`;
-    } catch {
-      return { path };
-    }
+    const abs = absoluteForm(path);
+    if (!abs) return { path };
+    ({ authority, path } = abs);
+    host = authority;
   } else host = req.headers.host ?? (req.headers[':authority'] as string | undefined);
   if (!host) return { path };
+  if (authority !== undefined) return { service: serviceName(host), path, authority };
+  return { service: serviceName(host), path };
+}
+
+/** What {@link serviceOfRequest} found: the service, the origin-form path, and for an absolute-form target its authority (the upstream's Host). */
+export interface RequestTarget {
+  service?: string;
+  path: string;
+  authority?: string;
+}
+
+/** A host (Host header or URL authority) as a mesh service name: lower case, without port and `.mesh`. */
+function serviceName(host: string): string {
   let name = host.toLowerCase();
   const colon = name.lastIndexOf(':');
   if (colon > 0 && !name.endsWith(']')) name = name.slice(0, colon);
   if (name.endsWith(MESH_DOMAIN)) name = name.slice(0, -MESH_DOMAIN.length);
-  return { service: name, path };
+  return name;
 }
 
 /**
@@ -155,7 +167,7 @@ export class OutboundProxy {
 
   private async handle(req: DownstreamRequest, res: DownstreamResponse, fixed: string | undefined): Promise<void> {
     const started = performance.now();
-    const target = fixed ? { service: fixed, path: req.url ?? '/' } : serviceOfRequest(req);
+    const target = fixed ? { ...serviceOfRequest(req), service: fixed } : serviceOfRequest(req);
     const { path, query } = splitUrl(target.path);
     const requestId = (req.headers['x-request-id'] as string | undefined) ?? randomUUID();
     const upstreamName = target.service ?? '';
@@ -188,6 +200,7 @@ export class OutboundProxy {
       return log(503, 'NO_HEALTHY_UPSTREAM', reason, { route: routeName });
     }
     const headers = forwardableHeaders(req.headers);
+    if (target.authority !== undefined) headers.host = target.authority; // RFC 9112 §3.2.2: the URL's authority is the host
     headers['x-request-id'] = requestId;
     if (route?.requestHeaders) route.applyRequestHeaders(headers);
     const upstreamPath = route ? `${route.rewritePath(path)}${query ? `?${query}` : ''}` : target.path;

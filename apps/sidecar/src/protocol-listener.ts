@@ -1,7 +1,8 @@
 import { once } from 'node:events';
-import { createServer as createHttpServer, type Server as HttpServer, type RequestListener } from 'node:http';
+import { createServer as createHttpServer, type Server as HttpServer, type RequestListener, STATUS_CODES } from 'node:http';
 import type { Http2Server, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import { ERROR_HEADER, headerSafe, REASON_HEADER } from './local-reply';
 
 /** What a connection speaks, from its first bytes. */
 export type WireProtocol = 'tls' | 'h2c' | 'http1';
@@ -100,18 +101,30 @@ export function endAndLinger(socket: Socket, reply?: string | Buffer): void {
   else socket.end(reply, linger);
 }
 
-/** node:http's answers to a request it cannot parse, byte for byte as its default clientError handler writes them. */
-const PARSE_ERROR_REPLIES: Record<string, string> = {
-  HPE_HEADER_OVERFLOW: 'HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n',
-  HPE_CHUNK_EXTENSIONS_OVERFLOW: 'HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\n\r\n',
-};
+/** The statuses node:http answers a request it cannot parse with (400 for every other parse error). */
+const PARSE_ERROR_STATUS: Record<string, number> = { HPE_HEADER_OVERFLOW: 431, HPE_CHUNK_EXTENSIONS_OVERFLOW: 413 };
 const BAD_REQUEST_REPLY = 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n';
+
+/**
+ * A request node:http's parser refused, answered as every other local reply: its status, the
+ * BAD_REQUEST code and the parser's reason (`x-novamesh-error`, `x-novamesh-reason`, JSON body).
+ */
+function parseErrorReply(err: NodeJS.ErrnoException & { reason?: string }): string {
+  const status = PARSE_ERROR_STATUS[err.code ?? ''] ?? 400;
+  const reason = `malformed request: ${err.reason ?? err.code}`;
+  const body = JSON.stringify({ code: 'BAD_REQUEST', message: reason });
+  return (
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+    `${ERROR_HEADER}: BAD_REQUEST\r\n${REASON_HEADER}: ${headerSafe(reason)}\r\nConnection: close\r\n\r\n${body}`
+  );
+}
 /** What a request head still incomplete after the headers timeout gets, as node:http writes it (then the connection closes). */
 export const REQUEST_TIMEOUT_REPLY = 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n';
 
 /**
- * node:http's clientError handling, except after a parse error: node:http writes its 400/431 and
- * destroys the socket at once, and when the client is still sending, the unread bytes make the
+ * node:http's clientError handling, except after a parse error: the reply is a local reply that
+ * says why ({@link parseErrorReply}, node:http's status). node:http would write a bare 400/431 and
+ * destroy the socket at once, and when the client is still sending, the unread bytes make the
  * kernel answer with a reset that can reach the client before the reply does (it never learns
  * why). Here the reply goes out through endAndLinger (node:http has detached its parser), as the
  * fast path ends its connections.
@@ -129,7 +142,7 @@ function endAfterParseError(err: NodeJS.ErrnoException, socket: Socket): void {
     socket.destroy(err);
     return;
   }
-  endAndLinger(socket, PARSE_ERROR_REPLIES[code] ?? BAD_REQUEST_REPLY);
+  endAndLinger(socket, parseErrorReply(err));
 }
 
 /**

@@ -51,15 +51,38 @@ export const SplitSchema = z
   })
   .transform((entries) => entries.map((e) => ({ subset: e.subset, weight: e.weight ?? 100 })));
 
+/**
+ * Headers a route may not set, add or remove: they frame the message or belong to one connection,
+ * and the sidecar writes them itself (a changed Content-Length would make part of a body read as
+ * another request).
+ */
+export const RESERVED_HEADERS: ReadonlySet<string> = new Set([
+  'content-length',
+  'transfer-encoding',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'upgrade',
+  'te',
+  'trailer',
+  'http2-settings',
+]);
+const RESERVED_MESSAGE = 'is written by the sidecar itself (message framing or a hop-by-hop header); a route cannot change it';
+const changeableHeader = headerName.refine((name) => !RESERVED_HEADERS.has(name.toLowerCase()), RESERVED_MESSAGE);
+
 const headerMap = z
   .record(headerName, headerValue)
+  .superRefine((m, ctx) => {
+    for (const name of Object.keys(m))
+      if (RESERVED_HEADERS.has(name.toLowerCase())) ctx.addIssue({ code: 'custom', path: [name], message: RESERVED_MESSAGE });
+  })
   .refine((m) => Object.keys(m).length <= POLICY_LIMITS.headerOps, `must have at most ${POLICY_LIMITS.headerOps} headers`);
 
 /** `set` replaces a header, `add` appends a value, `remove` drops it. */
 export const HeaderOperationsSchema = z.strictObject({
   set: headerMap.optional(),
   add: headerMap.optional(),
-  remove: z.array(headerName).min(1).max(POLICY_LIMITS.headerOps).optional(),
+  remove: z.array(changeableHeader).min(1).max(POLICY_LIMITS.headerOps).optional(),
 });
 
 export const RouteHeadersSchema = z.strictObject({
