@@ -1,6 +1,6 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type ProxyAckV1, ProxySnapshotV1 } from '@novamesh/contracts';
+import { ACK_REASON_MAX, type ProxyAckV1, ProxySnapshotV1 } from '@novamesh/contracts';
 import { hashMatchesAsSent, hashSnapshot, keptAsIs, takesSnapshot } from '@novamesh/proxy-config';
 
 /** Why a snapshot was not applied; the sidecar keeps serving the one it has. */
@@ -13,7 +13,6 @@ export interface Rejection {
 const FILE = 'snapshot.json';
 /** Refuses invalid UTF-8 instead of replacing it: the text saved to disk must be the bytes that were checked. */
 const decoder = new TextDecoder('utf-8', { fatal: true });
-const MAX_REASON = 2048;
 
 /**
  * The snapshot a sidecar serves with, and the last good one on disk. `offer()` validates a
@@ -119,7 +118,7 @@ export class SnapshotStore {
     this.lastRejection = {
       version: typeof c.version === 'number' && Number.isInteger(c.version) ? c.version : 0,
       hash: typeof c.hash === 'string' ? c.hash.slice(0, 64) : '',
-      reason: reason.slice(0, MAX_REASON),
+      reason: reason.slice(0, ACK_REASON_MAX),
     };
     return { applied: false, reason };
   }

@@ -132,7 +132,24 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
       if (err.code === ErrorCode.internal) this.options.logger?.error({ err: e, subject: msg.subject }, 'request handler failed');
       reply = { ok: false, error: err.toJSON() };
     }
-    if (msg.reply) msg.respond(encodeJson(reply));
+    if (!msg.reply) return;
+    try {
+      msg.respond(encodeJson(reply));
+    } catch (e) {
+      // The reply cannot be sent (over the server's max_payload, the connection closing): the
+      // caller learns why instead of waiting for its timeout, and this process stays up.
+      this.options.logger?.error({ err: e, subject: msg.subject }, 'reply not sent');
+      const tooLarge = /max_payload/.test((e as Error).message);
+      const err = new MeshError(
+        tooLarge ? ErrorCode.tooLarge : ErrorCode.unavailable,
+        `the reply to ${msg.subject} could not be sent${tooLarge ? ': it is larger than the NATS server’s max_payload' : ''} (${(e as Error).message})`,
+      );
+      try {
+        msg.respond(encodeJson({ ok: false, error: err.toJSON() }));
+      } catch {
+        // nothing more to tell: the connection is gone
+      }
+    }
   }
 
   on(): void {

@@ -11,6 +11,7 @@ import {
   RetryPolicySchema,
   TimeoutsSchema,
 } from './policy/traffic-policy.schema';
+import { serviceName } from './service.schema';
 
 // Payloads between proxy-config and the sidecars: the per-service proxy snapshot
 // (`mesh.v1.config.proxy.<service>`), the sidecars' acknowledgements (`mesh.v1.proxy.ack.<service>.<sidecar>`)
@@ -120,24 +121,36 @@ export type ProxySnapshotV1 = z.output<typeof ProxySnapshotV1>;
 /** Sidecar ids: letters, digits, `-` and `_` (one NATS subject token). */
 export const sidecarId = z.string().regex(/^[A-Za-z0-9_-]{1,128}$/, "must be 1-128 letters, digits, '_' or '-'");
 
+/** The longest refusal reason an acknowledgement carries (the sidecar cuts its reasons to it). */
+export const ACK_REASON_MAX = 2048;
+/** A snapshot content hash as an acknowledgement reports it ('' before the first snapshot). */
+const ackHash = z.string().max(128, 'must be at most 128 characters');
+const ackTime = z.string().max(64, 'must be an ISO 8601 time');
+
 /**
  * `mesh.v1.proxy.ack.<service>.<sidecar>` (core NATS): a sidecar reports the snapshot version it
  * applied, or a version it refused and why. Sent on every change and every 10 s as a heartbeat, so a
  * restarted proxy-config knows every sidecar within one period.
  */
 export const ProxyAckV1 = z.strictObject({
-  service: z.string(),
+  service: serviceName,
   sidecar: sidecarId,
   /** Version and hash in use; 0 and '' before the first snapshot. */
   version: z.number().int().min(0),
-  hash: z.string(),
+  hash: ackHash,
   /** When the version in use was applied (ISO 8601). */
-  appliedAt: z.string().optional(),
-  /** The last snapshot refused, with the reason; it keeps serving `version`. */
-  rejected: z.object({ version: z.number().int(), hash: z.string(), reason: z.string() }).optional(),
+  appliedAt: ackTime.optional(),
+  /** The last snapshot refused, with the reason (at most 2,048 characters); it keeps serving `version`. */
+  rejected: z
+    .object({
+      version: z.number().int(),
+      hash: ackHash,
+      reason: z.string().max(ACK_REASON_MAX, `must be at most ${ACK_REASON_MAX} characters`),
+    })
+    .optional(),
   /** Where the sidecar is, for operators. */
-  address: z.string().optional(),
-  sentAt: z.string(),
+  address: z.string().max(256, 'must be at most 256 characters').optional(),
+  sentAt: ackTime,
 });
 export type ProxyAckV1 = z.output<typeof ProxyAckV1>;
 
