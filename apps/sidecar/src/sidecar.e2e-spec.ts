@@ -127,6 +127,10 @@ describe('configuration changes under load', () => {
     await load;
     expect(statuses.length).toBeGreaterThan(50);
     expect(statuses.filter((s) => s !== 200)).toEqual([]);
+    // Every request has finished: no endpoint counts one in flight (least-request reads these counts).
+    const { body } = await web.admin<{ clusters: { service: string; endpoints: { id: string; active: number }[] }[] }>('/clusters');
+    const active = body.clusters.find((c) => c.service === 'orders')?.endpoints.map((e) => e.active);
+    expect(active).toEqual([0, 0, 0]);
     await m.mesh.deletePolicy('TrafficPolicy', 'orders-traffic');
   });
 });

@@ -320,14 +320,22 @@ export class UpstreamRuntime {
       const mtls = spec.mtls !== 'disable' && ep.labels[SIDECAR_LABEL] !== undefined;
       const key = `${ep.address}:${ep.port}:${mtls}:${spec.type}`;
       const reuse = sameConnect ? old.get(key) : undefined;
-      if (reuse) old.delete(key);
-      const transport = reuse ?? this.transportFor(spec, ep, mtls, connectTimeout);
+      if (reuse) {
+        // The same object goes on: requests in flight decrement the `active` count the balancers of
+        // the new snapshot read (a copy would keep their increments for good, and least-request
+        // would avoid the endpoint ever after).
+        old.delete(key);
+        Object.assign(reuse, { id: ep.id, weight: ep.weight, labels: ep.labels, status: ep.status });
+        next.push(reuse);
+        continue;
+      }
+      const transport = this.transportFor(spec, ep, mtls, connectTimeout);
       next.push({
         id: ep.id,
         weight: ep.weight,
         labels: ep.labels,
         status: ep.status,
-        active: reuse?.active ?? 0,
+        active: 0,
         address: ep.address,
         port: ep.port,
         mtls,
