@@ -29,6 +29,14 @@ describe('sidecar config', () => {
     expect(Object.isFrozen(cfg)).toBe(true);
   });
 
+  it('keeps its data under a directory a restart finds again: per user, service and app port, not per process', () => {
+    const cfg = loadConfig(required);
+    expect(cfg.sidecarId).toContain(String(process.pid));
+    expect(cfg.dataDir).toMatch(new RegExp(`novamesh-sidecar-${process.getuid?.() ?? 'user'}[/\\\\]orders-8080$`));
+    expect(loadConfig({ ...required, SIDECAR_APP_PORT: '8081' }).dataDir).toMatch(/orders-8081$/);
+    expect(loadConfig({ ...required, SIDECAR_DATA_DIR: '/srv/sc' }).dataDir).toBe('/srv/sc');
+  });
+
   it('names every bad key at once', () => {
     const msg = problems({ SIDECAR_APP_PORT: '0', SIDECAR_FAST_PATH: 'yes', SIDECAR_HEADERS_TIMEOUT: 'soon', SIDECAR_DRAIN: '-1s' });
     for (const key of ['SIDECAR_SERVICE', 'SIDECAR_APP_PORT', 'SIDECAR_FAST_PATH', 'SIDECAR_HEADERS_TIMEOUT', 'SIDECAR_DRAIN'])

@@ -174,7 +174,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Sidec
       /^[a-zA-Z0-9]([a-zA-Z0-9_./-]{0,61}[a-zA-Z0-9])?$/.test(k) ? undefined : 'has a bad label key',
     ),
     ...(r.raw('SIDECAR_JOIN_TOKEN') ? { joinToken: r.raw('SIDECAR_JOIN_TOKEN') } : {}),
-    dataDir: r.string('SIDECAR_DATA_DIR', join(tmpdir(), 'novamesh-sidecar', sidecarId)),
+    // Per service and app port, not per sidecar id (its default has the pid): a restarted sidecar
+    // finds the snapshot and certificate its previous process saved.
+    dataDir: r.string('SIDECAR_DATA_DIR', join(tmpdir(), `novamesh-sidecar-${process.getuid?.() ?? 'user'}`, `${service}-${appPort}`)),
     accessLog,
     drainMs: r.duration('SIDECAR_DRAIN', '2s'),
     ackIntervalMs: r.duration('SIDECAR_ACK_INTERVAL', '10s'),

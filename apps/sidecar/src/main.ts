@@ -12,7 +12,7 @@ import { InboundListener } from './inbound';
 import { SidecarMetrics } from './metrics';
 import { OutboundProxy } from './outbound';
 import { RedisRateLimits } from './rate-limit-redis';
-import { SnapshotStore } from './snapshot-store';
+import { checkDataDir, SnapshotStore } from './snapshot-store';
 
 /**
  * The whole life of a sidecar: config → logger → last good snapshot from disk → listeners (inbound,
@@ -25,6 +25,11 @@ async function main(): Promise<void> {
     config = loadConfig();
   } catch (e) {
     process.stderr.write(`sidecar: ${(e as ConfigError).message}\n`);
+    process.exit(78);
+  }
+  const dirProblem = await checkDataDir(config.dataDir);
+  if (dirProblem) {
+    process.stderr.write(`sidecar: SIDECAR_DATA_DIR ${dirProblem}\n`);
     process.exit(78);
   }
   const logger = createLogger({ service: 'sidecar', instance: config.sidecarId, level: config.logLevel });

@@ -1,4 +1,4 @@
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ACK_REASON_MAX, type ProxyAckV1, ProxySnapshotV1 } from '@novamesh/contracts';
 import { hashMatchesAsSent, hashSnapshot, keptAsIs, takesSnapshot } from '@novamesh/proxy-config';
@@ -11,6 +11,26 @@ export interface Rejection {
 }
 
 const FILE = 'snapshot.json';
+/**
+ * Creates the data directory (0700) when missing and checks it is this process's own: it holds the
+ * snapshot the sidecar serves from at start and its private key, so a directory another user owns,
+ * or any user may write to, would let them choose both. Returns what is wrong, or undefined.
+ */
+export async function checkDataDir(dir: string): Promise<string | undefined> {
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const st = await stat(dir);
+    if (!st.isDirectory()) return `"${dir}" is not a directory`;
+    const uid = process.getuid?.();
+    if (uid !== undefined && st.uid !== uid)
+      return `"${dir}" belongs to uid ${st.uid}, not to this sidecar's uid ${uid}: another user could replace its snapshot and key`;
+    if (st.mode & 0o002) return `"${dir}" is writable by every user (mode ${(st.mode & 0o777).toString(8)}): make it 0700`;
+    return undefined;
+  } catch (err) {
+    return `"${dir}" cannot be used: ${(err as Error).message}`;
+  }
+}
+
 /** Refuses invalid UTF-8 instead of replacing it: the text saved to disk must be the bytes that were checked. */
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
