@@ -30,6 +30,10 @@ export class AdminServer {
       identity: IdentityHolder;
       metrics: SidecarMetrics;
       ports: () => Record<string, number>;
+      /** Started with a join token: not ready until it has a mesh certificate (callers originate mTLS to it). */
+      needsCertificate: boolean;
+      /** SIGTERM was received: not ready while it drains. */
+      draining: () => boolean;
     },
   ) {
     this.server = createServer((req, res) => void this.handle(req.url ?? '/', res));
@@ -52,10 +56,13 @@ export class AdminServer {
     const { store, dataPlane, identity } = this.deps;
     switch (path) {
       case '/ready': {
+        // As Envoy's /ready: not while draining, nor before the configuration and certificates it needs.
         const snap = store.snapshot;
-        return snap
-          ? json(res, 200, { ready: true, version: snap.version })
-          : json(res, 503, { ready: false, reason: 'no snapshot yet (waiting for proxy-config)' });
+        if (this.deps.draining()) return json(res, 503, { ready: false, reason: 'draining (SIGTERM): finishing the requests in flight' });
+        if (!snap) return json(res, 503, { ready: false, reason: 'no snapshot yet (waiting for proxy-config)' });
+        if (this.deps.needsCertificate && !identity.ready)
+          return json(res, 503, { ready: false, reason: 'no mesh certificate yet (waiting for the certificate authority)' });
+        return json(res, 200, { ready: true, version: snap.version });
       }
       case '/config_dump': {
         let cert: Record<string, unknown> | undefined;

@@ -115,6 +115,7 @@ async function main(): Promise<void> {
     idleTimeoutMs: config.idleTimeoutMs,
   });
   const ports: Record<string, number> = {};
+  let draining = false;
   const admin = new AdminServer({
     sidecarId: config.sidecarId,
     service: config.service,
@@ -123,6 +124,8 @@ async function main(): Promise<void> {
     identity,
     metrics,
     ports: () => ports,
+    needsCertificate: config.joinToken !== undefined,
+    draining: () => draining,
   });
   ports.inbound = await inbound.listen(config.inboundPort, config.bindHost);
   ports.outbound = await outbound.listen(config.outboundPort, '127.0.0.1');
@@ -148,6 +151,7 @@ async function main(): Promise<void> {
     logger,
     async () => {
       const t0 = performance.now();
+      draining = true;
       // Leave the load-balancing sets first, give callers time to see it, then finish what is in flight.
       // Steps that need NATS are bounded: with the control plane down, shutdown must not hang on it.
       await within(1_000, link.deregister());

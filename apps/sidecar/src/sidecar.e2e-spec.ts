@@ -546,6 +546,8 @@ describe('a sidecar stopped with SIGTERM', () => {
     await m.until(sidecar, 'its own snapshot', (d) => d.snapshot !== null);
     const inFlight = request(`${sidecar.inbound}/slow`).then(async (r) => ({ status: r.statusCode, body: await r.body.text() }));
     await waitFor(() => app.hits.length > 0 || undefined, { timeoutMs: 5_000, what: 'the request to reach ledger-1' });
+    await m.until(sidecar, 'a mesh certificate', (d) => d.certificate !== null);
+    expect(await sidecar.admin('/ready')).toMatchObject({ status: 200, body: { ready: true } });
     const exited = sidecar.proc.stop('SIGTERM', 30_000).then(() => true);
     let done = false;
     void exited.then(() => {
@@ -554,11 +556,14 @@ describe('a sidecar stopped with SIGTERM', () => {
     // Seen every 100 ms from SIGTERM until the process exits: once gone, the endpoint never comes back.
     const seen: boolean[] = [];
     const started = Date.now();
+    let readyWhileDraining: unknown;
     while (!done && Date.now() - started < 25_000) {
       seen.push((await endpointIds()).includes(sidecar.id));
+      if (seen.length === 10) readyWhileDraining = await sidecar.admin('/ready').catch((e: Error) => e.message);
       await new Promise((r) => setTimeout(r, 100));
     }
     await exited;
+    expect(readyWhileDraining).toMatchObject({ status: 503, body: { ready: false, reason: expect.stringContaining('draining') } });
     const goneAt = seen.indexOf(false);
     expect(goneAt).toBeGreaterThanOrEqual(0);
     expect(seen.slice(goneAt).filter(Boolean)).toEqual([]);
@@ -567,4 +572,17 @@ describe('a sidecar stopped with SIGTERM', () => {
     expect(sidecar.proc.output.some((l) => l.includes('"msg":"stopped"'))).toBe(true); // not cut off (exit 1)
     expect(await endpointIds()).not.toContain(sidecar.id);
   }, 60_000);
+});
+
+describe('/ready on the admin port', () => {
+  it('says 503 and why while a sidecar with a join token has no mesh certificate (the CA refused its token)', async () => {
+    const sidecar = await m.sidecar('ledger', await m.app('ledger-2'), { token: 'not-a-token' });
+    await m.until(sidecar, 'its own snapshot', (d) => d.snapshot !== null);
+    const ready = await sidecar.admin<{ ready: boolean; reason: string }>('/ready');
+    expect(ready).toEqual({
+      status: 503,
+      body: { ready: false, reason: 'no mesh certificate yet (waiting for the certificate authority)' },
+    });
+    expect((await web.admin('/ready')).status).toBe(200);
+  });
 });
