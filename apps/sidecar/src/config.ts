@@ -1,7 +1,7 @@
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type CommonConfig, ConfigError, EnvReader } from '@novamesh/config';
-import { DEFAULT_NAMESPACE, SERVICE_NAME_PATTERN } from '@novamesh/contracts';
+import { DEFAULT_NAMESPACE, LOCALITY_LABEL, NAMESPACE_LABEL, SERVICE_NAME_PATTERN, SIDECAR_LABEL } from '@novamesh/contracts';
 
 export { ConfigError };
 
@@ -114,6 +114,25 @@ function serviceNameOf(r: EnvReader, key: string, value: string | undefined): st
   return value ?? '';
 }
 
+/** Endpoint labels the sidecar sets itself, with what sets them instead (a value in SIDECAR_LABELS would be overwritten). */
+export const RESERVED_LABELS: Readonly<Record<string, string>> = {
+  [SIDECAR_LABEL]: 'is set by the sidecar itself (to SIDECAR_ID)',
+  [NAMESPACE_LABEL]: 'is set by the sidecar itself (use SIDECAR_NAMESPACE)',
+  [LOCALITY_LABEL]: 'is set by the sidecar itself (use SIDECAR_ZONE)',
+};
+
+/** Each listener needs a port of its own (0: any free one): a clash is a problem naming both variables. */
+function samePortProblems(r: EnvReader, ports: [string, number][]): void {
+  const seen = new Map<number, string>();
+  for (const [name, port] of ports) {
+    if (!port) continue;
+    const other = seen.get(port);
+    if (other)
+      r.problem(`${other} and ${name} are both ${port}: each listener needs a port of its own (defaults: outbound 15001, admin 15000)`);
+    else seen.set(port, name);
+  }
+}
+
 /** Parses the environment; throws one error naming every bad key. Nothing else reads process.env. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<SidecarConfig> {
   const r = new EnvReader(env);
@@ -151,16 +170,28 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Sidec
   if (!['true', 'false'].includes(fastPath)) r.problem(`SIDECAR_FAST_PATH="${fastPath}" must be true or false`);
   const inboundFastPath = r.string('SIDECAR_INBOUND_FAST_PATH', 'true');
   if (!['true', 'false'].includes(inboundFastPath)) r.problem(`SIDECAR_INBOUND_FAST_PATH="${inboundFastPath}" must be true or false`);
+  const appHost = r.string('SIDECAR_APP_HOST', '127.0.0.1');
+  const inboundPort = r.int('SIDECAR_INBOUND_PORT', 0, 0, 65535);
+  const outboundPort = r.int('SIDECAR_OUTBOUND_PORT', 15001, 0, 65535);
+  const adminPort = r.int('SIDECAR_ADMIN_PORT', 15000, 0, 65535);
+  samePortProblems(r, [
+    ['SIDECAR_INBOUND_PORT', inboundPort],
+    ['SIDECAR_OUTBOUND_PORT', outboundPort],
+    ['SIDECAR_ADMIN_PORT', adminPort],
+    ...Object.entries(upstreamPorts).map(([s, p]): [string, number] => [`SIDECAR_UPSTREAM_PORTS (${s})`, p]),
+    // The workload's port clashes only when it listens on this machine's loopback too.
+    ...(/^(127\.|localhost$|::1$)/.test(appHost) ? [['SIDECAR_APP_PORT', appPort] as [string, number]] : []),
+  ]);
   return r.done({
     ...common,
     service,
     namespace,
     sidecarId,
-    appHost: r.string('SIDECAR_APP_HOST', '127.0.0.1'),
+    appHost,
     appPort,
-    inboundPort: r.int('SIDECAR_INBOUND_PORT', 0, 0, 65535),
-    outboundPort: r.int('SIDECAR_OUTBOUND_PORT', 15001, 0, 65535),
-    adminPort: r.int('SIDECAR_ADMIN_PORT', 15000, 0, 65535),
+    inboundPort,
+    outboundPort,
+    adminPort,
     address: r.string('SIDECAR_ADDRESS', '127.0.0.1'),
     bindHost: r.string('SIDECAR_BIND_HOST', '127.0.0.1'),
     upstreamPorts,
@@ -170,8 +201,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Sidec
     servicePort: r.int('SIDECAR_SERVICE_PORT', 80, 1, 65535),
     weight: r.int('SIDECAR_WEIGHT', 1, 0, 10_000),
     ...(zone ? { zone } : {}),
-    labels: keyValues(r, 'SIDECAR_LABELS', (k) =>
-      /^[a-zA-Z0-9]([a-zA-Z0-9_./-]{0,61}[a-zA-Z0-9])?$/.test(k) ? undefined : 'has a bad label key',
+    labels: keyValues(
+      r,
+      'SIDECAR_LABELS',
+      (k) => RESERVED_LABELS[k] ?? (/^[a-zA-Z0-9]([a-zA-Z0-9_./-]{0,61}[a-zA-Z0-9])?$/.test(k) ? undefined : 'has a bad label key'),
     ),
     ...(r.raw('SIDECAR_JOIN_TOKEN') ? { joinToken: r.raw('SIDECAR_JOIN_TOKEN') } : {}),
     // Per service and app port, not per sidecar id (its default has the pid): a restarted sidecar

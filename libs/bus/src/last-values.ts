@@ -144,8 +144,13 @@ export async function followLastValues(opts: LastValuesOptions): Promise<{ stop(
         if (++seen >= pending) resolveLoaded();
       }
     })().then(() => ended(), ended);
-    const timeout = new Promise((r) => setTimeout(r, opts.loadTimeoutMs ?? 30_000).unref());
-    await Promise.race([loaded, timeout]);
+    const loadTimeoutMs = opts.loadTimeoutMs ?? 30_000;
+    const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), loadTimeoutMs).unref());
+    if ((await Promise.race([loaded, timeout])) === 'timeout')
+      log?.warn(
+        { stream: opts.stream, filter: opts.filterSubject, delivered: seen, retained: pending, ms: loadTimeoutMs },
+        'not every retained value arrived in time; going on with what did (the rest follows as it arrives)',
+      );
   };
 
   /** Follows the stream anew if it was created again since (or the follow ended); throws what reading it throws. */

@@ -5,8 +5,9 @@ export interface SchedulerClock {
   clearTimeout(handle: unknown): void;
 }
 
+/** A monotonic clock: a wall-clock step (NTP, a resumed VM) must not hold every rebuild back by its size. */
 export const systemClock: SchedulerClock = {
-  now: () => Date.now(),
+  now: () => performance.now(),
   setTimeout: (fn, ms) => setTimeout(fn, ms),
   clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
 };

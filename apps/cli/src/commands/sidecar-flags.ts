@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { DEFAULT_NAMESPACE, SERVICE_NAME_PATTERN } from '@novamesh/contracts';
+import { DEFAULT_NAMESPACE, SERVICE_NAME_PATTERN, SIDECAR_SET_LABELS } from '@novamesh/contracts';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 
 /**
@@ -112,6 +112,8 @@ export function collectLabels(value: string, previous: Record<string, string> | 
   for (const part of parts(value)) {
     const [key, label] = pair(part, 'key=value');
     if (!LABEL_KEY.test(key)) throw new InvalidArgumentError(`"${key}" is not a label key (letters, digits, '_', '.', '/', '-')`);
+    if (SIDECAR_SET_LABELS.has(key))
+      throw new InvalidArgumentError(`"${key}" is set by the sidecar itself (from --id, --namespace or --zone)`);
     out[key] = label;
   }
   return out;
@@ -196,8 +198,8 @@ export function flagPorts(f: SidecarFlags): [string, number | undefined][] {
   return [
     named('--app-port', f.appPort),
     named('--inbound-port', f.inboundPort),
-    named('--outbound-port', f.outboundPort),
-    named('--admin-port', f.adminPort),
+    f.outboundPort === undefined ? ['the default outbound port 15001', 15001] : named('--outbound-port', f.outboundPort),
+    f.adminPort === undefined ? ['the default admin port 15000', 15000] : named('--admin-port', f.adminPort),
     ...Object.entries(f.upstreamPort ?? {}).map(([s, p]): [string, number] => [`--upstream-port ${s}=${p}`, p]),
   ];
 }
