@@ -210,7 +210,10 @@ export class SnapshotBuilderService {
     // the check covers everything else without serializing the snapshot again.
     const issues = checkSnapshot(compiled.content);
     this.report(service, compiled, issues);
-    if (issues.length || this.published.lastHash(service) === compiled.hash) {
+    // Compared with what the stream will hold once the publication in progress (if any) is stored:
+    // an input that changed and changed back meanwhile must publish the older content again.
+    const upcoming = this.queue.runningValue(service)?.hash ?? this.published.lastHash(service);
+    if (issues.length || upcoming === compiled.hash) {
       this.queue.cancel(service);
       return;
     }

@@ -36,7 +36,7 @@ export class AdminServer {
       draining: () => boolean;
     },
   ) {
-    this.server = createServer((req, res) => void this.handle(req.url ?? '/', res));
+    this.server = createServer((req, res) => void this.handle(req.method ?? 'GET', req.url ?? '/', res));
   }
 
   async listen(port: number, host: string): Promise<number> {
@@ -51,8 +51,17 @@ export class AdminServer {
     this.server.closeAllConnections();
   }
 
-  private async handle(url: string, res: ServerResponse): Promise<void> {
-    const path = url.split('?')[0];
+  private async handle(method: string, url: string, res: ServerResponse): Promise<void> {
+    const [path, query] = url.split('?', 2);
+    // Every page is read-only and takes no parameters: anything else is refused, saying why.
+    if (method !== 'GET' && method !== 'HEAD') {
+      res.setHeader('allow', 'GET, HEAD');
+      return json(res, 405, { error: `${method} is not supported: the admin pages are read-only (GET)` });
+    }
+    if (query) {
+      const names = [...new URLSearchParams(query).keys()];
+      return json(res, 400, { error: `${path} takes no query parameters (got ${names.join(', ') || query})` });
+    }
     const { store, dataPlane, identity } = this.deps;
     switch (path) {
       case '/ready': {

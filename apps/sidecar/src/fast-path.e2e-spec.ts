@@ -794,4 +794,24 @@ describe('the outbound fast path', () => {
     await idleClosed;
     await stopped;
   });
+
+  // Then the node:http sidecar: the same drain (its response also says `Connection: close`).
+  it('on SIGTERM the node:http path also finishes the request in flight with Connection: close and closes idle connections', async () => {
+    const idle = connect(webslow.ports.outbound as number, '127.0.0.1');
+    await once(idle, 'connect');
+    idle.on('error', () => undefined);
+    idle.write(get('/'));
+    await once(idle, 'data');
+    const busy = raw(webslow, (write) => write(get('/slow?ms=300&id=drain-slow')), { count: 1, timeoutMs: 5_000 });
+    await new Promise((r) => setTimeout(r, 50));
+    const idleClosed = once(idle, 'close');
+    const stopped = webslow.proc.stop('SIGTERM', 5_000);
+    const r = await busy;
+    expect(r.responses[0]?.status).toBe(200);
+    expect(r.responses[0]?.body.toString()).toBe('id=drain-slow');
+    expect(r.responses[0]?.headers.connection).toBe('close');
+    expect(r.closed).toBe(true);
+    await idleClosed;
+    await stopped;
+  });
 });

@@ -85,6 +85,8 @@ async function main(): Promise<void> {
   const fromDisk = await store.loadFromDisk();
   if (fromDisk.loaded)
     logger.info({ version: store.snapshot?.version }, 'serving the last good snapshot from disk until the control plane answers');
+  else if (fromDisk.reason !== 'no snapshot on disk')
+    logger.warn({ reason: fromDisk.reason, dataDir: config.dataDir }, 'the snapshot on disk was refused; waiting for proxy-config');
 
   const inbound = new InboundListener({
     appOrigin: `http://${config.appHost.includes(':') ? `[${config.appHost}]` : config.appHost}:${config.appPort}`,

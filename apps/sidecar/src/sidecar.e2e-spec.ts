@@ -585,4 +585,19 @@ describe('/ready on the admin port', () => {
     });
     expect((await web.admin('/ready')).status).toBe(200);
   });
+
+  it('admin pages refuse methods other than GET and query parameters they do not take, saying why', async () => {
+    const admin = `http://127.0.0.1:${web.ports.admin}`;
+    const post = await request(`${admin}/ready`, { method: 'POST' });
+    expect([post.statusCode, post.headers.allow, ((await post.body.json()) as { error: string }).error]).toEqual([
+      405,
+      'GET, HEAD',
+      'POST is not supported: the admin pages are read-only (GET)',
+    ]);
+    const query = await request(`${admin}/clusters?format=text`);
+    expect([query.statusCode, ((await query.body.json()) as { error: string }).error]).toEqual([
+      400,
+      '/clusters takes no query parameters (got format)',
+    ]);
+  });
 });

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ProxySnapshotV1 } from '@novamesh/contracts';
@@ -137,6 +137,16 @@ describe('SnapshotStore.offer: the content hash', () => {
     expect(await restarted.loadFromDisk()).toEqual({ loaded: true });
     expect(restarted.snapshot?.version).toBe(5);
     expect(restarted.snapshot?.inbound.authorization.defaultAction).toBe('DENY');
+  });
+
+  it('refuses a snapshot on disk for another service, with the reason, without reporting it as a refusal of what proxy-config sent', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'novamesh-snapshot-store-'));
+    dirs.push(dir);
+    writeFileSync(join(dir, 'snapshot.json'), asSent(5, 'DENY'));
+    const other = new SnapshotStore('other', dir, () => undefined);
+    expect(await other.loadFromDisk()).toEqual({ loaded: false, reason: 'is for service "svc", this sidecar serves "other"' });
+    expect(other.snapshot).toBeUndefined();
+    expect(other.ack('sc-1', '127.0.0.1:1').rejected).toBeUndefined();
   });
 
   it('ends with the last of several snapshots applied in quick succession on disk', async () => {

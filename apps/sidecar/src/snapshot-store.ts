@@ -69,7 +69,10 @@ export class SnapshotStore {
     } catch {
       return { loaded: false, reason: 'no snapshot on disk' };
     }
+    // A refused file is this sidecar's own affair: acknowledgements report refusals of what proxy-config sent.
+    const before = this.lastRejection;
     const outcome = this.offer(text, { persist: false });
+    this.lastRejection = before;
     return outcome.applied ? { loaded: true } : { loaded: false, reason: outcome.reason ?? 'not newer' };
   }
 

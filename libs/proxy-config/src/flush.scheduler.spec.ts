@@ -173,6 +173,22 @@ describe('PublishQueue', () => {
     expect(maxActiveForA).toBe(1);
   });
 
+  it('tells the value a key runs with while it runs, and nothing otherwise', async () => {
+    const { gates, q } = gatedQueue(1);
+    q.submit('a', 1);
+    q.submit('b', 7);
+    expect([q.runningValue('a'), q.runningValue('b')]).toEqual([1, undefined]); // b waits
+    q.submit('a', 2); // waits for a's run: the running value stays 1
+    expect(q.runningValue('a')).toBe(1);
+    gates.get('a')?.resolve();
+    await vi.waitFor(() => expect(q.runningValue('b')).toBe(7));
+    gates.get('b')?.resolve();
+    await vi.waitFor(() => expect(q.runningValue('a')).toBe(2));
+    gates.get('a')?.resolve();
+    await q.idle();
+    expect(q.runningValue('a')).toBeUndefined();
+  });
+
   it('starts the work that finished runs freed in one go, after the I/O that finished them', async () => {
     const { started, gates, q } = gatedQueue(2);
     for (const k of ['a', 'b', 'c', 'd']) q.submit(k, 1);

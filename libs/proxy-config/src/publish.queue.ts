@@ -21,7 +21,8 @@ export class PublishQueue<T> {
   private readonly waiting = new Map<string, T>();
   private readonly urgentLane = new Set<string>();
   private readonly normalLane = new Set<string>();
-  private readonly running = new Set<string>();
+  /** Keys whose `run` is in progress, with the value it runs with. */
+  private readonly running = new Map<string, T>();
   private pumpScheduled = false;
   private idleWaiters: (() => void)[] = [];
 
@@ -44,6 +45,11 @@ export class PublishQueue<T> {
     this.urgentLane.delete(key);
     this.normalLane.delete(key);
     this.settle();
+  }
+
+  /** The value `key`'s run in progress was started with; undefined when it has none. */
+  runningValue(key: string): T | undefined {
+    return this.running.get(key);
   }
 
   get inFlight(): number {
@@ -76,7 +82,7 @@ export class PublishQueue<T> {
       if (key === undefined) break;
       const value = this.waiting.get(key) as T;
       this.waiting.delete(key);
-      this.running.add(key);
+      this.running.set(key, value);
       void this.opts
         .run(key, value)
         .catch((err: unknown) => this.opts.onError?.(key, value, err))
