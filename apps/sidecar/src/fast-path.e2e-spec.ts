@@ -149,6 +149,29 @@ async function listen(server: Server | NetServer): Promise<number> {
 
 const get = (path: string, host = 'wire.mesh', extra = '') => `GET ${path} HTTP/1.1\r\nHost: ${host}\r\n${extra}\r\n`;
 
+/**
+ * SIGTERMs `sidecar` with an idle keep-alive connection and a request in flight: the request gets
+ * its answer with `Connection: close` and its connection closes, the idle one closes, the process exits.
+ */
+async function expectDrain(sidecar: SidecarProcess, id: string): Promise<void> {
+  const idle = connect(sidecar.ports.outbound as number, '127.0.0.1');
+  await once(idle, 'connect');
+  idle.on('error', () => undefined);
+  idle.write(get('/'));
+  await once(idle, 'data');
+  const busy = raw(sidecar, (write) => write(get(`/slow?ms=300&id=${id}`)), { count: 1, timeoutMs: 5_000 });
+  await new Promise((r) => setTimeout(r, 50));
+  const idleClosed = once(idle, 'close');
+  const stopped = sidecar.proc.stop('SIGTERM', 5_000);
+  const r = await busy;
+  expect(r.responses[0]?.status).toBe(200);
+  expect(r.responses[0]?.body.toString()).toBe(`id=${id}`);
+  expect(r.responses[0]?.headers.connection).toBe('close');
+  expect(r.closed).toBe(true);
+  await idleClosed;
+  await stopped;
+}
+
 /** The TrafficPolicy and the RouteRule of `resil` (the resilient upstream the parity tests call). */
 function resilPolicies(traffic: Record<string, unknown>, routes: unknown[]): PolicyInput[] {
   return [
@@ -775,43 +798,12 @@ describe('the outbound fast path', () => {
       await m.mesh.deletePolicy(kind, name);
   });
 
-  // Last: it stops the fast sidecar.
+  // Last: these stop the fast sidecar, then the node:http one.
   it('on SIGTERM finishes the request in flight (then closes its connection) and closes idle connections', async () => {
-    const idle = connect(web.ports.outbound as number, '127.0.0.1');
-    await once(idle, 'connect');
-    idle.on('error', () => undefined);
-    idle.write(get('/'));
-    await once(idle, 'data');
-    const busy = raw(web, (write) => write(get('/slow?ms=300&id=drain')), { count: 1, timeoutMs: 5_000 });
-    await new Promise((r) => setTimeout(r, 50));
-    const idleClosed = once(idle, 'close');
-    const stopped = web.proc.stop('SIGTERM', 5_000);
-    const r = await busy;
-    expect(r.responses[0]?.status).toBe(200);
-    expect(r.responses[0]?.body.toString()).toBe('id=drain');
-    expect(r.responses[0]?.headers.connection).toBe('close');
-    expect(r.closed).toBe(true);
-    await idleClosed;
-    await stopped;
+    await expectDrain(web, 'drain');
   });
 
-  // Then the node:http sidecar: the same drain (its response also says `Connection: close`).
   it('on SIGTERM the node:http path also finishes the request in flight with Connection: close and closes idle connections', async () => {
-    const idle = connect(webslow.ports.outbound as number, '127.0.0.1');
-    await once(idle, 'connect');
-    idle.on('error', () => undefined);
-    idle.write(get('/'));
-    await once(idle, 'data');
-    const busy = raw(webslow, (write) => write(get('/slow?ms=300&id=drain-slow')), { count: 1, timeoutMs: 5_000 });
-    await new Promise((r) => setTimeout(r, 50));
-    const idleClosed = once(idle, 'close');
-    const stopped = webslow.proc.stop('SIGTERM', 5_000);
-    const r = await busy;
-    expect(r.responses[0]?.status).toBe(200);
-    expect(r.responses[0]?.body.toString()).toBe('id=drain-slow');
-    expect(r.responses[0]?.headers.connection).toBe('close');
-    expect(r.closed).toBe(true);
-    await idleClosed;
-    await stopped;
+    await expectDrain(webslow, 'drain-slow');
   });
 });
