@@ -31,24 +31,37 @@ describe('sidecar config', () => {
 
   it('refuses one port for two listeners, defaults included, naming both variables', () => {
     expect(problems({ ...required, SIDECAR_APP_PORT: '15001' })).toContain(
-      'SIDECAR_OUTBOUND_PORT and SIDECAR_APP_PORT are both 15001: each listener needs a port of its own',
+      'SIDECAR_OUTBOUND_PORT and SIDECAR_APP_PORT are both 15001 on 127.0.0.1: each listener needs a port of its own',
     );
     expect(problems({ ...required, SIDECAR_UPSTREAM_PORTS: 'cart=15000' })).toContain(
-      'SIDECAR_ADMIN_PORT and SIDECAR_UPSTREAM_PORTS (cart) are both 15000',
+      'SIDECAR_ADMIN_PORT and SIDECAR_UPSTREAM_PORTS (cart) are both 15000 on 127.0.0.1',
     );
     expect(problems({ ...required, SIDECAR_INBOUND_PORT: '9000', SIDECAR_ADMIN_PORT: '9000' })).toContain(
-      'SIDECAR_INBOUND_PORT and SIDECAR_ADMIN_PORT are both 9000',
+      'SIDECAR_INBOUND_PORT and SIDECAR_ADMIN_PORT are both 9000 on 127.0.0.1',
     );
     // 0 is any free port; a workload on another host may use the same number.
     expect(() => loadConfig({ ...required, SIDECAR_OUTBOUND_PORT: '0', SIDECAR_ADMIN_PORT: '0', SIDECAR_INBOUND_PORT: '0' })).not.toThrow();
     expect(() => loadConfig({ ...required, SIDECAR_APP_PORT: '15001', SIDECAR_APP_HOST: '10.0.0.7' })).not.toThrow();
+    // The inbound port on the pod address, the workload on loopback: the same number, no clash…
+    expect(() => loadConfig({ ...required, SIDECAR_BIND_HOST: '10.0.0.5', SIDECAR_INBOUND_PORT: '8080' })).not.toThrow();
+    // …but a wildcard bind takes loopback's port too.
+    expect(problems({ ...required, SIDECAR_BIND_HOST: '0.0.0.0', SIDECAR_INBOUND_PORT: '8080' })).toContain(
+      'SIDECAR_INBOUND_PORT and SIDECAR_APP_PORT are both 8080 on 127.0.0.1',
+    );
   });
 
   it('refuses the endpoint labels it sets itself, saying what sets them', () => {
-    const text = problems({ ...required, SIDECAR_LABELS: 'version=v1,novamesh.io/zone=a,novamesh.io/sidecar=x' });
-    expect(text).toContain('"novamesh.io/zone=a" is set by the sidecar itself (use SIDECAR_ZONE)');
+    const text = problems({ ...required, SIDECAR_LABELS: 'version=v1,novamesh.io/namespace=a,novamesh.io/sidecar=x' });
+    expect(text).toContain('"novamesh.io/namespace=a" is set by the sidecar itself (use SIDECAR_NAMESPACE)');
     expect(text).toContain('"novamesh.io/sidecar=x" is set by the sidecar itself (to SIDECAR_ID)');
-    expect(loadConfig({ ...required, SIDECAR_LABELS: 'version=v1' }).labels).toEqual({ version: 'v1' });
+    // The zone label is the sidecar's only with SIDECAR_ZONE; without it, a label may still carry the zone.
+    expect(problems({ ...required, SIDECAR_ZONE: 'b', SIDECAR_LABELS: 'novamesh.io/zone=a' })).toContain(
+      '"novamesh.io/zone=a" is set by the sidecar itself (from SIDECAR_ZONE, which is set)',
+    );
+    expect(loadConfig({ ...required, SIDECAR_LABELS: 'version=v1,novamesh.io/zone=a' }).labels).toEqual({
+      version: 'v1',
+      'novamesh.io/zone': 'a',
+    });
   });
 
   it('keeps its data under a directory a restart finds again: per user, service and app port, not per process', () => {

@@ -41,6 +41,8 @@ export interface SidecarConfig extends CommonConfig {
   joinToken?: string;
   /** Last good snapshot and certificate, so a restart works while the control plane is down. */
   dataDir: string;
+  /** SIDECAR_DATA_DIR was set (the operator chose the directory); else the default under $TMPDIR. */
+  dataDirSet: boolean;
   accessLog: AccessLogMode;
   /** How long SIGTERM waits for in-flight requests after deregistering. */
   drainMs: number;
@@ -118,19 +120,25 @@ function serviceNameOf(r: EnvReader, key: string, value: string | undefined): st
 export const RESERVED_LABELS: Readonly<Record<string, string>> = {
   [SIDECAR_LABEL]: 'is set by the sidecar itself (to SIDECAR_ID)',
   [NAMESPACE_LABEL]: 'is set by the sidecar itself (use SIDECAR_NAMESPACE)',
-  [LOCALITY_LABEL]: 'is set by the sidecar itself (use SIDECAR_ZONE)',
 };
 
-/** Each listener needs a port of its own (0: any free one): a clash is a problem naming both variables. */
-function samePortProblems(r: EnvReader, ports: [string, number][]): void {
-  const seen = new Map<number, string>();
-  for (const [name, port] of ports) {
-    if (!port) continue;
-    const other = seen.get(port);
+/** Two listen addresses that take the same port from each other: the same host, or a wildcard on either side. */
+function sameAddress(a: string, b: string): boolean {
+  const norm = (h: string) => (h === 'localhost' ? '127.0.0.1' : h.replace(/^\[|\]$/g, ''));
+  const [x, y] = [norm(a), norm(b)];
+  return x === y || ['0.0.0.0', '::'].includes(x) || ['0.0.0.0', '::'].includes(y);
+}
+
+/** Each listener needs a port of its own on its address (0: any free one): a clash is a problem naming both variables. */
+function samePortProblems(r: EnvReader, listeners: [name: string, host: string, port: number][]): void {
+  listeners.forEach(([name, host, port], i) => {
+    if (!port) return;
+    const other = listeners.slice(0, i).find(([, h, p]) => p === port && sameAddress(h, host));
     if (other)
-      r.problem(`${other} and ${name} are both ${port}: each listener needs a port of its own (defaults: outbound 15001, admin 15000)`);
-    else seen.set(port, name);
-  }
+      r.problem(
+        `${other[0]} and ${name} are both ${port} on ${host}: each listener needs a port of its own (defaults: outbound 15001, admin 15000)`,
+      );
+  });
 }
 
 /** Parses the environment; throws one error naming every bad key. Nothing else reads process.env. */
@@ -174,13 +182,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Sidec
   const inboundPort = r.int('SIDECAR_INBOUND_PORT', 0, 0, 65535);
   const outboundPort = r.int('SIDECAR_OUTBOUND_PORT', 15001, 0, 65535);
   const adminPort = r.int('SIDECAR_ADMIN_PORT', 15000, 0, 65535);
+  const bindHost = r.string('SIDECAR_BIND_HOST', '127.0.0.1');
+  // Where each listens: inbound on SIDECAR_BIND_HOST, the outbound, admin and upstream ports on
+  // 127.0.0.1 (main.ts), the workload on SIDECAR_APP_HOST.
   samePortProblems(r, [
-    ['SIDECAR_INBOUND_PORT', inboundPort],
-    ['SIDECAR_OUTBOUND_PORT', outboundPort],
-    ['SIDECAR_ADMIN_PORT', adminPort],
-    ...Object.entries(upstreamPorts).map(([s, p]): [string, number] => [`SIDECAR_UPSTREAM_PORTS (${s})`, p]),
-    // The workload's port clashes only when it listens on this machine's loopback too.
-    ...(/^(127\.|localhost$|::1$)/.test(appHost) ? [['SIDECAR_APP_PORT', appPort] as [string, number]] : []),
+    ['SIDECAR_INBOUND_PORT', bindHost, inboundPort],
+    ['SIDECAR_OUTBOUND_PORT', '127.0.0.1', outboundPort],
+    ['SIDECAR_ADMIN_PORT', '127.0.0.1', adminPort],
+    ...Object.entries(upstreamPorts).map(([s, p]): [string, string, number] => [`SIDECAR_UPSTREAM_PORTS (${s})`, '127.0.0.1', p]),
+    ['SIDECAR_APP_PORT', appHost, appPort],
   ]);
   return r.done({
     ...common,
@@ -193,7 +203,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Sidec
     outboundPort,
     adminPort,
     address: r.string('SIDECAR_ADDRESS', '127.0.0.1'),
-    bindHost: r.string('SIDECAR_BIND_HOST', '127.0.0.1'),
+    bindHost,
     upstreamPorts,
     ...(upstreams ? { upstreams } : {}),
     register: register === 'true',
@@ -204,12 +214,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Sidec
     labels: keyValues(
       r,
       'SIDECAR_LABELS',
-      (k) => RESERVED_LABELS[k] ?? (/^[a-zA-Z0-9]([a-zA-Z0-9_./-]{0,61}[a-zA-Z0-9])?$/.test(k) ? undefined : 'has a bad label key'),
+      (k) =>
+        RESERVED_LABELS[k] ??
+        // The zone label is the sidecar's only when SIDECAR_ZONE is set; without it a label may carry the zone.
+        (k === LOCALITY_LABEL && zone ? 'is set by the sidecar itself (from SIDECAR_ZONE, which is set)' : undefined) ??
+        (/^[a-zA-Z0-9]([a-zA-Z0-9_./-]{0,61}[a-zA-Z0-9])?$/.test(k) ? undefined : 'has a bad label key'),
     ),
     ...(r.raw('SIDECAR_JOIN_TOKEN') ? { joinToken: r.raw('SIDECAR_JOIN_TOKEN') } : {}),
     // Per service and app port, not per sidecar id (its default has the pid): a restarted sidecar
     // finds the snapshot and certificate its previous process saved.
     dataDir: r.string('SIDECAR_DATA_DIR', join(tmpdir(), `novamesh-sidecar-${process.getuid?.() ?? 'user'}`, `${service}-${appPort}`)),
+    dataDirSet: r.raw('SIDECAR_DATA_DIR') !== undefined,
     accessLog,
     drainMs: r.duration('SIDECAR_DRAIN', '2s'),
     ackIntervalMs: r.duration('SIDECAR_ACK_INTERVAL', '10s'),

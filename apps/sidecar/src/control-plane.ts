@@ -115,12 +115,12 @@ export class ControlPlaneLink {
   /**
    * Removes this workload's endpoint (SIGTERM), so callers stop picking it before the listeners
    * close. From here on it is never added again and no heartbeat is sent: a registration check
-   * still running is awaited first, so that it cannot put the endpoint back after its removal.
+   * still running looks at `leaving` before each change it would make (it is not waited for: it
+   * may take as long as discovery does to answer, and the removal must go out at once).
    */
   async deregister(): Promise<void> {
     this.leaving = true;
     this.stopRegistrationTimers();
-    await this.registering;
     if (!this.cfg.register || !this.manager) return;
     await this.manager.removeEndpoint(this.cfg.service, this.cfg.sidecarId, { drain: 0 }).catch((err) => {
       this.logger.warn({ err: (err as Error).message }, 'could not deregister the endpoint');
@@ -208,6 +208,7 @@ export class ControlPlaneLink {
       } catch (err) {
         if (!(err instanceof MeshError && err.code === ErrorCode.notFound)) throw err;
       }
+      if (this.leaving) return; // SIGTERM while discovery answered
       if (!set || set.deregistered) {
         await m.registerService({
           name: this.cfg.service,

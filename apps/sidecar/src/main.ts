@@ -27,12 +27,13 @@ async function main(): Promise<void> {
     process.stderr.write(`sidecar: ${(e as ConfigError).message}\n`);
     process.exit(78);
   }
-  const dirProblem = await checkDataDir(config.dataDir);
-  if (dirProblem) {
-    process.stderr.write(`sidecar: SIDECAR_DATA_DIR ${dirProblem}\n`);
+  const dir = await checkDataDir(config.dataDir, { chosen: config.dataDirSet });
+  if (dir.problem) {
+    process.stderr.write(`sidecar: the data directory ${dir.problem}\n`);
     process.exit(78);
   }
   const logger = createLogger({ service: 'sidecar', instance: config.sidecarId, level: config.logLevel });
+  if (dir.warning) logger.warn({ dataDir: config.dataDir }, `SIDECAR_DATA_DIR ${dir.warning}`);
   const metrics = new SidecarMetrics();
   const accessLog = new AccessLog(logger.child({ component: 'access' }), config.accessLog);
   const identity = new IdentityHolder({

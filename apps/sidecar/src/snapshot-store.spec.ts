@@ -149,6 +149,20 @@ describe('SnapshotStore.offer: the content hash', () => {
     expect(other.ack('sc-1', '127.0.0.1:1').rejected).toBeUndefined();
   });
 
+  it('lets the first stored snapshot from the control plane replace one from disk whatever its version (a reset mesh starts its versions over)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'novamesh-snapshot-store-'));
+    dirs.push(dir);
+    writeFileSync(join(dir, 'snapshot.json'), asSent(40, 'DENY'));
+    const s = new SnapshotStore('svc', dir, () => undefined);
+    expect(await s.loadFromDisk()).toEqual({ loaded: true });
+    expect(s.offer(asSent(1, 'ALLOW'), { live: true })).toEqual({ applied: false }); // live: only newer, as always
+    expect(s.offer(asSent(2, 'ALLOW'))).toEqual({ applied: true }); // stored, read back from MESH_PROXY
+    expect(s.snapshot?.version).toBe(2);
+    // From then on the usual order holds: never back to an older version.
+    expect(s.offer(asSent(1, 'DENY'))).toEqual({ applied: false });
+    expect(s.offer(asSent(3, 'DENY'), { live: true })).toEqual({ applied: true });
+  });
+
   it('ends with the last of several snapshots applied in quick succession on disk', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'novamesh-snapshot-store-'));
     dirs.push(dir);

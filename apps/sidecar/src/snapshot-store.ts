@@ -1,5 +1,5 @@
 import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { ACK_REASON_MAX, type ProxyAckV1, ProxySnapshotV1 } from '@novamesh/contracts';
 import { hashMatchesAsSent, hashSnapshot, keptAsIs, takesSnapshot } from '@novamesh/proxy-config';
 
@@ -12,22 +12,33 @@ export interface Rejection {
 
 const FILE = 'snapshot.json';
 /**
- * Creates the data directory (0700) when missing and checks it is this process's own: it holds the
- * snapshot the sidecar serves from at start and its private key, so a directory another user owns,
- * or any user may write to, would let them choose both. Returns what is wrong, or undefined.
+ * Creates the data directory (0700) when missing and checks it: it holds the snapshot the sidecar
+ * serves from at start and its private key. The default one, under the shared $TMPDIR, must be
+ * this process's own and not writable by others, and so must its parent (another user could
+ * otherwise choose both): `problem` when not. A directory the operator named (SIDECAR_DATA_DIR)
+ * may be a volume set up otherwise (a Kubernetes emptyDir is 0777): only `warning`s for it.
  */
-export async function checkDataDir(dir: string): Promise<string | undefined> {
+export async function checkDataDir(dir: string, opts: { chosen: boolean }): Promise<{ problem?: string; warning?: string }> {
   try {
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    const st = await stat(dir);
-    if (!st.isDirectory()) return `"${dir}" is not a directory`;
-    const uid = process.getuid?.();
-    if (uid !== undefined && st.uid !== uid)
-      return `"${dir}" belongs to uid ${st.uid}, not to this sidecar's uid ${uid}: another user could replace its snapshot and key`;
-    if (st.mode & 0o002) return `"${dir}" is writable by every user (mode ${(st.mode & 0o777).toString(8)}): make it 0700`;
-    return undefined;
+    const own = async (d: string): Promise<string | undefined> => {
+      const st = await stat(d);
+      if (!st.isDirectory()) return `"${d}" is not a directory`;
+      const uid = process.getuid?.();
+      if (uid !== undefined && st.uid !== uid) return `"${d}" belongs to uid ${st.uid}, not to this sidecar's uid ${uid}`;
+      if (st.mode & 0o022) return `"${d}" is writable by other users (mode ${(st.mode & 0o777).toString(8)})`;
+      return undefined;
+    };
+    if (opts.chosen) {
+      const issue = await own(dir);
+      return issue ? { warning: `${issue}: another user could replace its snapshot and key` } : {};
+    }
+    const issue = (await own(dirname(dir))) ?? (await own(dir));
+    return issue
+      ? { problem: `${issue}: another user could replace its snapshot and key; set SIDECAR_DATA_DIR to a directory of this user's` }
+      : {};
   } catch (err) {
-    return `"${dir}" cannot be used: ${(err as Error).message}`;
+    return { problem: `"${dir}" cannot be used: ${(err as Error).message}` };
   }
 }
 
@@ -43,6 +54,12 @@ const decoder = new TextDecoder('utf-8', { fatal: true });
  */
 export class SnapshotStore {
   private current: ProxySnapshotV1 | undefined;
+  /**
+   * The snapshot in use came from disk and the control plane has not sent one since: the first
+   * stored snapshot read back from MESH_PROXY replaces it whatever its version (the mesh may have
+   * been reset meanwhile, its versions starting over), as long as it checks out.
+   */
+  private fromDisk = false;
   private appliedAt: string | undefined;
   private lastRejection: Rejection | undefined;
   private writing: Promise<void> = Promise.resolve();
@@ -73,6 +90,7 @@ export class SnapshotStore {
     const before = this.lastRejection;
     const outcome = this.offer(text, { persist: false });
     this.lastRejection = before;
+    if (outcome.applied) this.fromDisk = true;
     return outcome.applied ? { loaded: true } : { loaded: false, reason: outcome.reason ?? 'not newer' };
   }
 
@@ -110,13 +128,15 @@ export class SnapshotStore {
       const hash = hashSnapshot(snap);
       if (hash !== snap.hash) return this.reject(snap, `content hash ${hash} does not match the declared hash ${snap.hash}`);
     }
-    if (!takesSnapshot(snap, this.current, opts.live === true)) return { applied: false };
+    const replacesDisk = this.fromDisk && opts.live !== true && opts.persist !== false;
+    if (!replacesDisk && !takesSnapshot(snap, this.current, opts.live === true)) return { applied: false };
     try {
       this.apply(snap);
     } catch (e) {
       return this.reject(snap, `cannot be applied: ${(e as Error).message}`);
     }
     this.current = snap;
+    if (opts.persist !== false) this.fromDisk = false;
     this.appliedAt = new Date().toISOString();
     if (opts.persist !== false) void this.persist(text);
     return { applied: true };

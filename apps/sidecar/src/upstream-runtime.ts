@@ -320,16 +320,18 @@ export class UpstreamRuntime {
       const mtls = spec.mtls !== 'disable' && ep.labels[SIDECAR_LABEL] !== undefined;
       const key = `${ep.address}:${ep.port}:${mtls}:${spec.type}`;
       const reuse = sameConnect ? old.get(key) : undefined;
-      if (reuse) {
-        // The same object goes on: requests in flight decrement the `active` count the balancers of
-        // the new snapshot read (a copy would keep their increments for good, and least-request
-        // would avoid the endpoint ever after).
-        old.delete(key);
-        Object.assign(reuse, { id: ep.id, weight: ep.weight, labels: ep.labels, status: ep.status });
+      if (reuse) old.delete(key);
+      if (reuse?.id === ep.id) {
+        // The same endpoint goes on as the same object: requests in flight decrement the `active`
+        // count the balancers of the new snapshot read (a copy would keep their increments for
+        // good, and least-request would avoid the endpoint ever after).
+        Object.assign(reuse, { weight: ep.weight, labels: ep.labels, status: ep.status });
         next.push(reuse);
         continue;
       }
-      const transport = this.transportFor(spec, ep, mtls, connectTimeout);
+      // Another endpoint at that address (a restarted workload, a new id): the connections go on,
+      // the in-flight count and the outcomes of requests still running stay with the old one.
+      const transport = reuse ?? this.transportFor(spec, ep, mtls, connectTimeout);
       next.push({
         id: ep.id,
         weight: ep.weight,

@@ -31,8 +31,8 @@ export const DEFAULT_NAMESPACE = 'default';
 /** Endpoint label naming the endpoint's locality (zone); a sidecar prefers upstream endpoints of its own zone. */
 export const LOCALITY_LABEL = 'novamesh.io/zone';
 
-/** The endpoint labels a sidecar sets itself on the endpoint it registers (from its id, namespace and zone). */
-export const SIDECAR_SET_LABELS: ReadonlySet<string> = new Set([SIDECAR_LABEL, NAMESPACE_LABEL, LOCALITY_LABEL]);
+/** The endpoint labels a sidecar always sets itself on the endpoint it registers (from its id and namespace). */
+export const SIDECAR_SET_LABELS: ReadonlySet<string> = new Set([SIDECAR_LABEL, NAMESPACE_LABEL]);
 
 export const SnapshotEndpointV1 = z.object({
   id: z.string(),

@@ -1,4 +1,4 @@
-import { POLICY_KINDS } from '@novamesh/contracts';
+import { POLICY_KINDS, RouteRuleSchema } from '@novamesh/contracts';
 import { describe, expect, it } from 'vitest';
 import { INVALID_POLICIES } from './invalid-policies';
 import { validatePolicy } from './validate';
@@ -87,6 +87,34 @@ describe('validatePolicy reports every problem at once', () => {
       },
     };
     expect(validatePolicy(evil)).toMatchObject({ ok: false, issues: [{ path: '', message: expect.stringMatching(/boom/) }] });
+  });
+});
+
+describe('validatePolicy and header changes', () => {
+  const rule = (headers: unknown) => ({ kind: 'RouteRule', name: 'r', serviceName: 'inventory', routes: [{ headers }] });
+
+  it('refuses message framing and hop-by-hop headers, each at its path, and accepts others', () => {
+    const r = validatePolicy(
+      rule({
+        request: { remove: ['x-debug', 'Content-Length'], set: { 'transfer-encoding': 'chunked' } },
+        response: { add: { Connection: 'close' }, remove: ['te'] },
+      }),
+    );
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.issues.map((i) => i.path)).toEqual([
+      'routes[0].headers.request.set.transfer-encoding',
+      'routes[0].headers.request.remove[1]',
+      'routes[0].headers.response.add.Connection',
+      'routes[0].headers.response.remove[0]',
+    ]);
+    for (const i of r.issues) expect(i.message).toContain('written by the sidecar itself');
+    expect(validatePolicy(rule({ request: { set: { 'x-env': 'canary', host: 'b.example' }, remove: ['x-debug'] } })).ok).toBe(true);
+  });
+
+  it('leaves them to policy validation: a stored rule that has one still reads (the contract schema takes it)', () => {
+    const stored = rule({ request: { remove: ['connection'] } });
+    expect(RouteRuleSchema.safeParse(stored).success).toBe(true);
   });
 });
 

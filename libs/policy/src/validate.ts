@@ -1,4 +1,4 @@
-import { type Issue, type Policy, PolicySchema, type RouteRule } from '@novamesh/contracts';
+import { type Issue, type Policy, PolicySchema, RESERVED_HEADERS, type RouteRule } from '@novamesh/contracts';
 import { type CodedIssue, policyErrorMap, toPolicyIssues } from './issues';
 import { isCatchAll, matchCovers } from './route-overlap';
 
@@ -37,11 +37,32 @@ export function validatePolicy(input: unknown): ValidationResult {
       const issues = toPolicyIssues(r.error.issues, input);
       return { ok: false, issues: issues.length ? issues : [{ path: '', message: 'is not a valid policy' }] };
     }
+    const reserved = r.data.kind === 'RouteRule' ? reservedHeaderIssues(r.data) : [];
+    if (reserved.length) return { ok: false, issues: reserved };
     return { ok: true, policy: r.data, warnings: policyWarnings(r.data).map(({ path, message }) => ({ path, message })) };
   } catch (e) {
     // a throwing getter or proxy in the input; reported, never thrown
     return { ok: false, issues: [{ path: '', message: `internal validation error: ${e instanceof Error ? e.message : String(e)}` }] };
   }
+}
+
+/** Header changes a route may not make (RESERVED_HEADERS): each one, at its path. */
+export function reservedHeaderIssues(rule: RouteRule): Issue[] {
+  const out: Issue[] = [];
+  const message = 'is written by the sidecar itself (message framing or a hop-by-hop header); a route cannot change it';
+  rule.routes.forEach((route, i) => {
+    for (const side of ['request', 'response'] as const) {
+      const ops = route.headers?.[side];
+      if (!ops) continue;
+      for (const op of ['set', 'add'] as const)
+        for (const name of Object.keys(ops[op] ?? {}))
+          if (RESERVED_HEADERS.has(name.toLowerCase())) out.push({ path: `routes[${i}].headers.${side}.${op}.${name}`, message });
+      (ops.remove ?? []).forEach((name, j) => {
+        if (RESERVED_HEADERS.has(name.toLowerCase())) out.push({ path: `routes[${i}].headers.${side}.remove[${j}]`, message });
+      });
+    }
+  });
+  return out;
 }
 
 const label = (rule: RouteRule, i: number) => {

@@ -74,7 +74,7 @@ describe('sidecar flags', () => {
     expect(() => collectUpstreamPorts('orders=0', undefined)).toThrow('needs a port from 1 to 65535');
     expect(() => collectLabels('=v2', undefined)).toThrow('is not key=value');
     expect(() => collectLabels('-bad=v2', undefined)).toThrow('is not a label key');
-    for (const key of ['novamesh.io/sidecar', 'novamesh.io/namespace', 'novamesh.io/zone'])
+    for (const key of ['novamesh.io/sidecar', 'novamesh.io/namespace'])
       expect(() => collectLabels(`version=v2,${key}=x`, undefined)).toThrow(`"${key}" is set by the sidecar itself`);
   });
 
@@ -89,14 +89,6 @@ describe('sidecar flags', () => {
       new FlagError('--app-port 8080 and --upstream-port orders=8080 use the same port: each listener needs its own'),
     );
     expect(() => checkPorts(flagPorts({ service: 'web', appPort: 8080, inboundPort: 0, outboundPort: 0, adminPort: 0 }))).not.toThrow();
-    // Ports left to their defaults count too.
-    expect(() => checkPorts(flagPorts({ service: 'web', appPort: 15001 }))).toThrow(
-      new FlagError('--app-port 15001 and the default outbound port 15001 use the same port: each listener needs its own'),
-    );
-    expect(() => checkPorts(flagPorts({ service: 'web', appPort: 8080, upstreamPort: { orders: 15000 } }))).toThrow(
-      'the default admin port 15000 and --upstream-port orders=15000 use the same port',
-    );
-    expect(() => checkPorts(flagPorts({ service: 'web', appPort: 15001, outboundPort: 16001 }))).not.toThrow();
   });
 
   it('reads the token from --token-file, trimmed, and says what is wrong with the file', () => {

@@ -112,8 +112,7 @@ export function collectLabels(value: string, previous: Record<string, string> | 
   for (const part of parts(value)) {
     const [key, label] = pair(part, 'key=value');
     if (!LABEL_KEY.test(key)) throw new InvalidArgumentError(`"${key}" is not a label key (letters, digits, '_', '.', '/', '-')`);
-    if (SIDECAR_SET_LABELS.has(key))
-      throw new InvalidArgumentError(`"${key}" is set by the sidecar itself (from --id, --namespace or --zone)`);
+    if (SIDECAR_SET_LABELS.has(key)) throw new InvalidArgumentError(`"${key}" is set by the sidecar itself (from --id or --namespace)`);
     out[key] = label;
   }
   return out;
@@ -198,8 +197,8 @@ export function flagPorts(f: SidecarFlags): [string, number | undefined][] {
   return [
     named('--app-port', f.appPort),
     named('--inbound-port', f.inboundPort),
-    f.outboundPort === undefined ? ['the default outbound port 15001', 15001] : named('--outbound-port', f.outboundPort),
-    f.adminPort === undefined ? ['the default admin port 15000', 15000] : named('--admin-port', f.adminPort),
+    named('--outbound-port', f.outboundPort),
+    named('--admin-port', f.adminPort),
     ...Object.entries(f.upstreamPort ?? {}).map(([s, p]): [string, number] => [`--upstream-port ${s}=${p}`, p]),
   ];
 }

@@ -54,7 +54,8 @@ export const SplitSchema = z
 /**
  * Headers a route may not set, add or remove: they frame the message or belong to one connection,
  * and the sidecar writes them itself (a changed Content-Length would make part of a body read as
- * another request).
+ * another request). Refused when a policy is applied (libs/policy validatePolicy), not by this
+ * schema: it also reads what was stored before the rule existed, which must keep working.
  */
 export const RESERVED_HEADERS: ReadonlySet<string> = new Set([
   'content-length',
@@ -67,22 +68,16 @@ export const RESERVED_HEADERS: ReadonlySet<string> = new Set([
   'trailer',
   'http2-settings',
 ]);
-const RESERVED_MESSAGE = 'is written by the sidecar itself (message framing or a hop-by-hop header); a route cannot change it';
-const changeableHeader = headerName.refine((name) => !RESERVED_HEADERS.has(name.toLowerCase()), RESERVED_MESSAGE);
 
 const headerMap = z
   .record(headerName, headerValue)
-  .superRefine((m, ctx) => {
-    for (const name of Object.keys(m))
-      if (RESERVED_HEADERS.has(name.toLowerCase())) ctx.addIssue({ code: 'custom', path: [name], message: RESERVED_MESSAGE });
-  })
   .refine((m) => Object.keys(m).length <= POLICY_LIMITS.headerOps, `must have at most ${POLICY_LIMITS.headerOps} headers`);
 
 /** `set` replaces a header, `add` appends a value, `remove` drops it. */
 export const HeaderOperationsSchema = z.strictObject({
   set: headerMap.optional(),
   add: headerMap.optional(),
-  remove: z.array(changeableHeader).min(1).max(POLICY_LIMITS.headerOps).optional(),
+  remove: z.array(headerName).min(1).max(POLICY_LIMITS.headerOps).optional(),
 });
 
 export const RouteHeadersSchema = z.strictObject({
