@@ -1,11 +1,5 @@
 import { once } from 'node:events';
-import {
-  createServer as createHttpServer,
-  type Server as HttpServer,
-  type RequestListener,
-  type ServerResponse,
-  STATUS_CODES,
-} from 'node:http';
+import { createServer as createHttpServer, type Server as HttpServer, type RequestListener, ServerResponse, STATUS_CODES } from 'node:http';
 import type { Http2Server, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { ERROR_HEADER, headerSafe, REASON_HEADER } from './local-reply';
@@ -66,6 +60,16 @@ export function sniffProtocol(socket: Socket, timeoutMs: number, then: (protocol
  * closes — the fast paths read the same `headersTimeout` and `keepAliveTimeout` from this server.
  */
 export function createHttp1Server(headersTimeoutMs: number, idleTimeoutMs: number, handler: RequestListener): HttpServer {
+  // Draining: every response whose head is not out yet says `Connection: close` and its connection
+  // closes after it, so a client never reuses a connection as it is being closed (as Envoy does
+  // while it drains). Decided when the head is written (every response passes writeHead), so it
+  // costs a request nothing until then.
+  class DrainAwareResponse extends ServerResponse {}
+  const writeHead = ServerResponse.prototype.writeHead as (this: ServerResponse, ...args: unknown[]) => ServerResponse;
+  (DrainAwareResponse.prototype as unknown as { writeHead: typeof writeHead }).writeHead = function (this: ServerResponse, ...args) {
+    if (draining.has(server)) this.shouldKeepAlive = false;
+    return writeHead.apply(this, args);
+  };
   const server: HttpServer = createHttpServer(
     {
       keepAliveTimeout: idleTimeoutMs,
@@ -73,20 +77,10 @@ export function createHttp1Server(headersTimeoutMs: number, idleTimeoutMs: numbe
       headersTimeout: headersTimeoutMs,
       // node:http looks for expired heads this often (30 s by default): a quarter of the limit keeps a 408 within 1.25 times it.
       connectionsCheckingInterval: Math.min(30_000, Math.max(50, Math.ceil(headersTimeoutMs / 4))),
+      ServerResponse: DrainAwareResponse,
     },
-    (req, res) => {
-      // Draining: the response says `Connection: close` and the connection closes after it, so a
-      // client never reuses a connection as it is being closed (as Envoy does while it drains).
-      if (draining.has(server)) res.shouldKeepAlive = false;
-      else {
-        open.add(res);
-        res.once('close', () => open.delete(res));
-      }
-      handler(req, res);
-    },
+    handler,
   );
-  const open = new Set<ServerResponse>();
-  responsesOf.set(server, open);
   server.on('clientError', endAfterParseError);
   // node:http tracks connections (for headersTimeout and closeIdleConnections) from its 'listening'
   // event on; this server never listens itself (connections are handed to it), so it is told here.
@@ -94,15 +88,8 @@ export function createHttp1Server(headersTimeoutMs: number, idleTimeoutMs: numbe
   return server;
 }
 
-/** node:http servers whose listener is draining, and each server's responses in progress (see {@link createHttp1Server}). */
+/** node:http servers whose listener is draining (see {@link createHttp1Server}). */
 const draining = new WeakSet<HttpServer>();
-const responsesOf = new WeakMap<HttpServer, Set<ServerResponse>>();
-
-/** From now on every response of `server` whose head is not out yet closes its connection after it. */
-function drainHttp1(server: HttpServer): void {
-  draining.add(server);
-  for (const res of responsesOf.get(server) ?? []) if (!res.headersSent) res.shouldKeepAlive = false;
-}
 
 /**
  * Once a connection's last bytes are out, how long the client has to close it before it is cut
@@ -271,7 +258,7 @@ export class ProtocolListener {
    */
   async close(graceMs: number): Promise<void> {
     this.server.close();
-    drainHttp1(this.servers.http1);
+    draining.add(this.servers.http1);
     const deadline = Date.now() + graceMs;
     for (;;) {
       this.servers.http1.closeIdleConnections();
