@@ -25,7 +25,16 @@ import {
   timeoutError,
 } from './forward';
 import { ChunkedScanner, type HeadError, parseRequestHead, parseResponseHead, type RequestHead, type ResponseHead } from './http1-wire';
-import { ERROR_HEADER, FAULT_HEADER, headerSafe, LOCAL_REPLIES, type LocalReplyCode, REASON_HEADER } from './local-reply';
+import {
+  FAULT_HEADER,
+  headerLines,
+  jsonReplyBytes,
+  LOCAL_REPLIES,
+  type LocalReplyCode,
+  localReplyBytes,
+  REASON_HEADER,
+  utcDate,
+} from './local-reply';
 import type { SidecarMetrics } from './metrics';
 import { endAndLinger, REQUEST_TIMEOUT_REPLY } from './protocol-listener';
 import { socketClosedError, type UpstreamConnection, type UpstreamUser } from './raw-pool';
@@ -38,19 +47,6 @@ const MAX_BUFFERED = 64 * 1024;
 const COALESCE_BYTES = 16 * 1024;
 
 const EXPECTS_PAYLOAD = new Set(['POST', 'PUT', 'PATCH']);
-
-let dateCache = '';
-let dateSecond = 0;
-/** The Date header value, as node:http caches it (once a second). */
-function utcDate(): string {
-  const now = Date.now();
-  const second = Math.floor(now / 1000);
-  if (second !== dateSecond) {
-    dateSecond = second;
-    dateCache = new Date(now).toUTCString();
-  }
-  return dateCache;
-}
 
 /** What the fast path needs of its listener (the outbound proxy, or the inbound listener). */
 export interface FastPathHost {
@@ -114,17 +110,6 @@ export interface DirectTarget {
   endpoint: FastEndpoint;
   /** The reason of the APP_UNAVAILABLE reply when the workload failed before any response byte. */
   failed(reason: string): string;
-}
-
-/** Writes one header field (values that are lists become several lines, as node:http does). */
-function headerLines(name: string, value: string | string[] | number | undefined): string {
-  if (value === undefined) return '';
-  if (Array.isArray(value)) {
-    let out = '';
-    for (const v of value) out += `${name}: ${v}\r\n`;
-    return out;
-  }
-  return `${name}: ${value}\r\n`;
 }
 
 /**
@@ -453,34 +438,6 @@ function planRequest(fp: FastPath, head: RequestHead, socket: Socket, buf: Buffe
     }
   }
   return plan;
-}
-
-/** The bytes of a local reply, as sendLocalReply makes node:http write it; `connection`: the Connection lines (keep-alive or close). */
-function localReplyBytes(
-  status: number,
-  code: LocalReplyCode,
-  reason: string,
-  connection: string,
-  head: boolean,
-  fault?: 'delay' | undefined,
-  extraHeaders?: Record<string, string> | undefined,
-): Buffer {
-  let lines = `${ERROR_HEADER}: ${code}\r\n${REASON_HEADER}: ${headerSafe(reason)}\r\n${fault ? `${FAULT_HEADER}: ${fault}\r\n` : ''}`;
-  if (extraHeaders) for (const name in extraHeaders) lines += headerLines(name, extraHeaders[name]);
-  return jsonReplyBytes(status, JSON.stringify({ code, message: reason }), lines, connection, head);
-}
-
-/** A JSON response as node:http writes `writeHead(status, {content-type, content-length, ...lines})` and `end(body)`. */
-function jsonReplyBytes(status: number, body: string, lines: string, connection: string, head: boolean): Buffer {
-  const bodyBytes = Buffer.byteLength(body);
-  const text =
-    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'unknown'}\r\ncontent-type: application/json\r\ncontent-length: ${bodyBytes}\r\n` +
-    `${lines}Date: ${utcDate()}\r\n${connection}\r\n`;
-  if (head) return Buffer.from(text, 'latin1');
-  const out = Buffer.allocUnsafe(Buffer.byteLength(text, 'latin1') + bodyBytes);
-  const n = out.write(text, 'latin1');
-  out.write(body, n, 'utf8');
-  return out;
 }
 
 /** A head and the first body bytes as one buffer when small, else as two writes. */

@@ -1,3 +1,4 @@
+import { STATUS_CODES } from 'node:http';
 import type { DownstreamRequest, DownstreamResponse } from './forward';
 
 /**
@@ -161,4 +162,58 @@ export function sendLocalReply(
     ...extraHeaders,
   });
   res.end(body);
+}
+
+// ---- local replies as raw HTTP/1.1 bytes (the fast path, and node:http's parse errors) ----
+
+let dateCache = '';
+let dateSecond = 0;
+/** The Date header value, as node:http caches it (once a second). */
+export function utcDate(): string {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateCache = new Date(now).toUTCString();
+  }
+  return dateCache;
+}
+
+/** Writes one header field (values that are lists become several lines, as node:http does). */
+export function headerLines(name: string, value: string | string[] | number | undefined): string {
+  if (value === undefined) return '';
+  if (Array.isArray(value)) {
+    let out = '';
+    for (const v of value) out += `${name}: ${v}\r\n`;
+    return out;
+  }
+  return `${name}: ${value}\r\n`;
+}
+
+/** The bytes of a local reply, as sendLocalReply makes node:http write it; `connection`: the Connection lines (keep-alive or close). */
+export function localReplyBytes(
+  status: number,
+  code: LocalReplyCode,
+  reason: string,
+  connection: string,
+  head: boolean,
+  fault?: 'delay' | undefined,
+  extraHeaders?: Record<string, string> | undefined,
+): Buffer {
+  let lines = `${ERROR_HEADER}: ${code}\r\n${REASON_HEADER}: ${headerSafe(reason)}\r\n${fault ? `${FAULT_HEADER}: ${fault}\r\n` : ''}`;
+  if (extraHeaders) for (const name in extraHeaders) lines += headerLines(name, extraHeaders[name]);
+  return jsonReplyBytes(status, JSON.stringify({ code, message: reason }), lines, connection, head);
+}
+
+/** A JSON response as node:http writes `writeHead(status, {content-type, content-length, ...lines})` and `end(body)`. */
+export function jsonReplyBytes(status: number, body: string, lines: string, connection: string, head: boolean): Buffer {
+  const bodyBytes = Buffer.byteLength(body);
+  const text =
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'unknown'}\r\ncontent-type: application/json\r\ncontent-length: ${bodyBytes}\r\n` +
+    `${lines}Date: ${utcDate()}\r\n${connection}\r\n`;
+  if (head) return Buffer.from(text, 'latin1');
+  const out = Buffer.allocUnsafe(Buffer.byteLength(text, 'latin1') + bodyBytes);
+  const n = out.write(text, 'latin1');
+  out.write(body, n, 'utf8');
+  return out;
 }

@@ -1,8 +1,8 @@
 import { once } from 'node:events';
-import { createServer as createHttpServer, type Server as HttpServer, type RequestListener, ServerResponse, STATUS_CODES } from 'node:http';
+import { createServer as createHttpServer, type Server as HttpServer, type RequestListener, ServerResponse } from 'node:http';
 import type { Http2Server, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
-import { ERROR_HEADER, headerSafe, REASON_HEADER } from './local-reply';
+import { localReplyBytes } from './local-reply';
 
 /** What a connection speaks, from its first bytes. */
 export type WireProtocol = 'tls' | 'h2c' | 'http1';
@@ -123,14 +123,9 @@ const BAD_REQUEST_REPLY = 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n
  * A request node:http's parser refused, answered as every other local reply: its status, the
  * BAD_REQUEST code and the parser's reason (`x-novamesh-error`, `x-novamesh-reason`, JSON body).
  */
-function parseErrorReply(err: NodeJS.ErrnoException & { reason?: string }): string {
+function parseErrorReply(err: NodeJS.ErrnoException & { reason?: string }): Buffer {
   const status = PARSE_ERROR_STATUS[err.code ?? ''] ?? 400;
-  const reason = `malformed request: ${err.reason ?? err.code}`;
-  const body = JSON.stringify({ code: 'BAD_REQUEST', message: reason });
-  return (
-    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
-    `${ERROR_HEADER}: BAD_REQUEST\r\n${REASON_HEADER}: ${headerSafe(reason)}\r\nConnection: close\r\n\r\n${body}`
-  );
+  return localReplyBytes(status, 'BAD_REQUEST', `malformed request: ${err.reason ?? err.code}`, 'Connection: close\r\n', false);
 }
 /** What a request head still incomplete after the headers timeout gets, as node:http writes it (then the connection closes). */
 export const REQUEST_TIMEOUT_REPLY = 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n';
