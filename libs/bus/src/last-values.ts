@@ -136,6 +136,7 @@ export async function followLastValues(opts: LastValuesOptions): Promise<{ stop(
     };
     void (async () => {
       for await (const m of messages) {
+        if (current !== messages && !stopped) break; // replaced by the follow of a new stream
         try {
           opts.onMessage(m);
         } catch (err) {
@@ -160,11 +161,13 @@ export async function followLastValues(opts: LastValuesOptions): Promise<{ stop(
       if (missing) log?.info({ stream: opts.stream }, 'the stream is there again');
       missing = false;
       if (now === created || stopped) return;
-      // Created again: the old follow stops here; `follow` resets and starts the new one.
+      // Created again: the old follow stops here; `follow` resets and starts the new one. Its close
+      // is not waited for: an ordered consumer whose stream vanished may be busy recreating itself
+      // (JetStream requests that time out), and the new follow must not wait behind that.
       const old = current;
       current = undefined;
       needFollow = true;
-      await old?.close().catch(() => undefined);
+      void old?.close().catch(() => undefined);
     }
     if (!stopped) await follow();
   };
