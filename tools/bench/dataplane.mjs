@@ -136,7 +136,7 @@ async function onOneCore(taskset, pids, fn) {
  * `rep`, each with its own proxies: throughput, latency at the fixed rate, and (ONE_CORE paths,
  * with taskset) latency again on one core. A path that fails is reported, not fatal.
  */
-async function runOnce(libs, cfg, tools, rep) {
+async function runOnce(libs, cfg, tools, rep, configs) {
   return withCleanup(async (scope) => {
     const { testing } = libs;
     const cp = await startControlPlane(scope, testing, { ca: true });
@@ -150,7 +150,7 @@ async function runOnce(libs, cfg, tools, rep) {
     await registerPlain(cp.mesh, UPSTREAM, upstreamPort);
     const ctx = { cp, upstreamPort, ...tools };
     const out = {};
-    const order = CONFIGS.map((_, i) => CONFIGS[(i + rep - 1) % CONFIGS.length]);
+    const order = configs.map((_, i) => configs[(i + rep - 1) % configs.length]);
     for (const config of order) {
       if (config.id === 'nginx' && !tools.nginx.path) continue;
       // A path that cannot be set up (or fails mid-measurement) is reported, not fatal for the others.
@@ -398,7 +398,10 @@ function observations(aggs, machine, tools, cfg, runs) {
   return obs;
 }
 
-export async function run({ root, quick = false, machine, cpuProf = false, repetitions, writeDoc = !quick }) {
+export async function run({ root, quick = false, machine, cpuProf = false, repetitions, writeDoc = !quick, paths }) {
+  const unknown = (paths ?? []).filter((id) => !CONFIGS.some((c) => c.id === id));
+  if (unknown.length) throw new Error(`--paths: unknown path ${unknown.join(', ')} (known: ${CONFIGS.map((c) => c.id).join(', ')})`);
+  const configs = paths ? CONFIGS.filter((c) => paths.includes(c.id)) : CONFIGS;
   const libs = loadLibs(root);
   const cfg = { ...(quick ? QUICK : FULL) };
   if (repetitions) cfg.repetitions = repetitions;
@@ -411,7 +414,7 @@ export async function run({ root, quick = false, machine, cpuProf = false, repet
   const runs = [];
   for (let k = 1; k <= cfg.repetitions; k++) {
     note(`dataplane benchmark: run ${k}/${cfg.repetitions}${quick ? ' (quick)' : ''}`);
-    runs.push(await runOnce(libs, cfg, tools, k));
+    runs.push(await runOnce(libs, cfg, tools, k, configs));
   }
   const aggs = aggregate(libs, runs);
   const aims = aimsOf(aggs);

@@ -10,6 +10,8 @@
 //   --cpu-prof       write V8 CPU profiles of the measured apps to bench-results/profiles/
 //                    (profiling slows them down, so docs/ is left alone)
 //   --no-doc         leave docs/ alone
+//   --paths=a,b      dataplane only: measure these paths (ids: direct, nginx, sidecar, sidecar-node,
+//                    mesh-plain, mesh-mtls) to compare them quickly; docs/ is left alone
 //   --strict         exit 1 when an aim is missed
 //   --list           print the suites and exit
 // BENCH_CP_ENV='{"PROXY_CONFIG_MAX_DELAY_MS":"25"}' (propagation) passes settings to every
@@ -37,7 +39,7 @@ const SUITES = {
 };
 
 function usage() {
-  return `usage: node tools/bench/run.mjs [suite…] [--quick] [--replicas=1,2] [--runs=N] [--strict] [--cpu-prof] [--no-doc]\nsuites: ${Object.keys(SUITES).join(', ')}`;
+  return `usage: node tools/bench/run.mjs [suite…] [--quick] [--replicas=1,2] [--runs=N] [--strict] [--cpu-prof] [--no-doc] [--paths=a,b]\nsuites: ${Object.keys(SUITES).join(', ')}`;
 }
 
 function parseArgs(argv) {
@@ -47,7 +49,14 @@ function parseArgs(argv) {
     else if (a === '--strict') opts.strict = true;
     else if (a === '--cpu-prof') opts.cpuProf = true;
     else if (a === '--no-doc') opts.noDoc = true;
-    else if (a.startsWith('--runs=')) {
+    else if (a.startsWith('--paths=')) {
+      opts.paths = a
+        .slice('--paths='.length)
+        .split(',')
+        .map((x) => x.trim())
+        .filter(Boolean);
+      if (!opts.paths.length) throw new Error('--paths takes path ids, e.g. --paths=direct,mesh-mtls');
+    } else if (a.startsWith('--runs=')) {
       opts.runs = Number(a.slice('--runs='.length));
       if (!Number.isInteger(opts.runs) || opts.runs < 1 || opts.runs > 10) throw new Error('--runs takes a count from 1 to 10');
     } else if (a === '--list') opts.list = true;
@@ -66,7 +75,8 @@ function parseArgs(argv) {
   }
   if (!opts.suites.length) opts.suites = Object.keys(SUITES);
   // Quick and profiled runs are not representative: they never touch docs/.
-  opts.writeDoc = !(opts.quick || opts.cpuProf || opts.noDoc);
+  // So do runs of a subset of the paths.
+  opts.writeDoc = !(opts.quick || opts.cpuProf || opts.noDoc || opts.paths);
   return opts;
 }
 
@@ -128,6 +138,7 @@ async function main() {
         machine,
         cpuProf: opts.cpuProf,
         repetitions: opts.runs,
+        paths: opts.paths,
         writeDoc: opts.writeDoc,
       });
       writeFileSync(join(results, `${name}.json`), `${JSON.stringify(out.json, null, 2)}\n`);
