@@ -4,7 +4,7 @@ import { ErrorCode, LOCALITY_LABEL, MeshError, NAMESPACE_LABEL, SIDECAR_LABEL, s
 import type { Logger } from '@novamesh/observability';
 import { MeshManager } from '@novamesh/sdk';
 import type { SidecarConfig } from './config';
-import type { SnapshotStore } from './snapshot-store';
+import type { OfferOutcome, SnapshotStore } from './snapshot-store';
 
 const RETRY_MS = 1_000;
 
@@ -18,7 +18,9 @@ const RETRY_MS = 1_000;
 export class ControlPlaneLink {
   private nc: NatsConnection | undefined;
   private manager: MeshManager | undefined;
-  private follower: { stop(): void } | undefined;
+  private follower: { stop(): void; refresh(): Promise<void> } | undefined;
+  /** A second read of the stored snapshot, asked for by the store (see OfferOutcome.recheckMs). */
+  private recheck: NodeJS.Timeout | undefined;
   private timers: NodeJS.Timeout[] = [];
   /** Registration and heartbeat timers: stopped on `deregister()`, so a draining sidecar stays out. */
   private registrationTimers: NodeJS.Timeout[] = [];
@@ -33,7 +35,7 @@ export class ControlPlaneLink {
     private readonly cfg: SidecarConfig,
     private readonly logger: Logger,
     private readonly store: SnapshotStore,
-    private readonly onApplied: (outcome: { applied: boolean; reason?: string }) => void,
+    private readonly onApplied: (outcome: OfferOutcome) => void,
   ) {}
 
   /** The SDK client (for certificates) once connected. */
@@ -132,6 +134,7 @@ export class ControlPlaneLink {
     this.stopRegistrationTimers();
     for (const t of this.timers) clearInterval(t);
     this.follower?.stop();
+    clearTimeout(this.recheck);
     await drainBus(this.nc);
   }
 
@@ -174,6 +177,13 @@ export class ControlPlaneLink {
         const outcome = this.store.offer(data, { live: source === 'live' });
         this.onApplied(outcome);
         if (outcome.applied || outcome.reason) this.ack();
+        if (outcome.recheckMs !== undefined && !this.recheck && !this.closed) {
+          this.recheck = setTimeout(() => {
+            this.recheck = undefined;
+            void this.follower?.refresh();
+          }, outcome.recheckMs);
+          this.recheck.unref();
+        }
       },
     });
   }

@@ -12,7 +12,7 @@ import { InboundListener } from './inbound';
 import { SidecarMetrics } from './metrics';
 import { OutboundProxy } from './outbound';
 import { RedisRateLimits } from './rate-limit-redis';
-import { checkDataDir, SnapshotStore } from './snapshot-store';
+import { checkDataDir, type OfferOutcome, SnapshotStore } from './snapshot-store';
 
 /**
  * The whole life of a sidecar: config → logger → last good snapshot from disk → listeners (inbound,
@@ -75,9 +75,15 @@ async function main(): Promise<void> {
       logger.error({ err: (err as Error).message }, 'bring-your-own certificates refused; keeping the current ones');
     });
   });
-  const onOffer = (outcome: { applied: boolean; reason?: string }) => {
+  const onOffer = (outcome: OfferOutcome) => {
     const snap = store.snapshot;
-    if (outcome.applied) logger.info({ version: snap?.version, hash: snap?.hash, upstreams: snap?.upstreams.length }, 'snapshot applied');
+    if (outcome.restarted)
+      logger.warn(
+        { from: outcome.restarted.from, version: snap?.version, hash: snap?.hash },
+        'MESH_PROXY holds an older version than the one applied, on two reads apart: its versions started over (the stream was lost); snapshot applied',
+      );
+    else if (outcome.applied)
+      logger.info({ version: snap?.version, hash: snap?.hash, upstreams: snap?.upstreams.length }, 'snapshot applied');
     else if (outcome.reason) {
       metrics.snapshotRejections.inc();
       logger.error({ reason: outcome.reason, keeping: snap?.version ?? 0 }, 'snapshot refused');

@@ -249,6 +249,12 @@ export class TestMesh {
     await this.proxyConfig?.stop();
   }
 
+  /** Starts proxy-config again (a new process of the same instance) after {@link stopProxyConfig}. */
+  async startProxyConfig(): Promise<void> {
+    this.proxyConfig = await startProxyConfig({ natsUrl: this.nats.url, instance: 'pc1' });
+    this.procs.push(this.proxyConfig);
+  }
+
   async dispose(): Promise<void> {
     await this.mesh?.close().catch(() => undefined);
     await Promise.all(this.procs.map((p) => p.stop('SIGTERM', 5_000)));

@@ -5,7 +5,7 @@ import type { ProxySnapshotV1 } from '@novamesh/contracts';
 import { canonicalJson, hashSnapshot, sha256Hex, snapshotMessageJson } from '@novamesh/proxy-config';
 import { waitFor } from '@novamesh/testing';
 import { afterEach, describe, expect, it } from 'vitest';
-import { SnapshotStore } from './snapshot-store';
+import { RESTART_CONFIRM_MS, SnapshotStore } from './snapshot-store';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -54,12 +54,40 @@ describe('SnapshotStore.offer: live (just published) vs stored snapshots', () =>
     expect(s.offer(snapshot(3), { persist: false })).toEqual({ applied: false });
   });
 
-  it('never goes back to an older version, live or stored', () => {
+  it('never goes back to an older version on one read, live or stored: it asks for the stored value to be read again', () => {
     const { store: s } = store();
     s.offer(snapshot(5), { persist: false });
-    expect(s.offer(snapshot(4, 'DENY'), { persist: false })).toEqual({ applied: false });
-    expect(s.offer(snapshot(4, 'DENY'), { persist: false, live: true })).toEqual({ applied: false });
+    expect(s.offer(snapshot(4, 'DENY'), { persist: false, live: true })).toEqual({ applied: false, recheckMs: 1_000 });
+    expect(s.offer(snapshot(4, 'DENY'), { persist: false, now: 100 })).toEqual({ applied: false, recheckMs: RESTART_CONFIRM_MS });
     expect(s.snapshot?.version).toBe(5);
+  });
+
+  it('takes an older stored snapshot that MESH_PROXY still holds on a read RESTART_CONFIRM_MS later: the stream was lost and versions started over', () => {
+    const { store: s, applied } = store();
+    s.offer(snapshot(40), { persist: false });
+    expect(s.offer(snapshot(1, 'DENY'), { persist: false, now: 1_000 })).toEqual({ applied: false, recheckMs: RESTART_CONFIRM_MS });
+    expect(s.offer(snapshot(2, 'DENY'), { persist: false, now: 1_000 + RESTART_CONFIRM_MS - 1 })).toEqual({ applied: false, recheckMs: 1 });
+    expect(s.offer(snapshot(2, 'DENY'), { persist: false, now: 1_000 + RESTART_CONFIRM_MS })).toEqual({
+      applied: true,
+      restarted: { from: 40, to: 2 },
+    });
+    expect(s.snapshot?.version).toBe(2);
+    expect(applied.map((a) => a.version)).toEqual([40, 2]);
+    // From then on the usual order holds.
+    expect(s.offer(snapshot(3), { persist: false, live: true })).toEqual({ applied: true });
+  });
+
+  it('stays on its version when the second read finds it stored after all (the first read raced a snapshot being stored)', () => {
+    const { store: s } = store();
+    s.offer(snapshot(6), { persist: false, live: true });
+    expect(s.offer(snapshot(5, 'DENY'), { persist: false, now: 0 })).toEqual({ applied: false, recheckMs: RESTART_CONFIRM_MS });
+    expect(s.offer(snapshot(6), { persist: false, now: 10 })).toEqual({ applied: false });
+    // The wait starts over: an older read is not confirmed by one before the newer read.
+    expect(s.offer(snapshot(5, 'DENY'), { persist: false, now: RESTART_CONFIRM_MS + 10 })).toEqual({
+      applied: false,
+      recheckMs: RESTART_CONFIRM_MS,
+    });
+    expect(s.snapshot?.version).toBe(6);
   });
 });
 
@@ -155,11 +183,12 @@ describe('SnapshotStore.offer: the content hash', () => {
     writeFileSync(join(dir, 'snapshot.json'), asSent(40, 'DENY'));
     const s = new SnapshotStore('svc', dir, () => undefined);
     expect(await s.loadFromDisk()).toEqual({ loaded: true });
-    expect(s.offer(asSent(1, 'ALLOW'), { live: true })).toEqual({ applied: false }); // live: only newer, as always
+    // live: only newer, as always (an older one asks for the stored value to be read)
+    expect(s.offer(asSent(1, 'ALLOW'), { live: true })).toEqual({ applied: false, recheckMs: 1_000 });
     expect(s.offer(asSent(2, 'ALLOW'))).toEqual({ applied: true }); // stored, read back from MESH_PROXY
     expect(s.snapshot?.version).toBe(2);
-    // From then on the usual order holds: never back to an older version.
-    expect(s.offer(asSent(1, 'DENY'))).toEqual({ applied: false });
+    // From then on the usual order holds: never back to an older version on one read.
+    expect(s.offer(asSent(1, 'DENY'))).toMatchObject({ applied: false });
     expect(s.offer(asSent(3, 'DENY'), { live: true })).toEqual({ applied: true });
   });
 

@@ -11,6 +11,29 @@ export interface Rejection {
 }
 
 const FILE = 'snapshot.json';
+
+/**
+ * How long a stored snapshot older than the one in use must stay what MESH_PROXY holds before it
+ * replaces it. Versions only go up while MESH_PROXY keeps its history; a stored version below the
+ * applied one that is still there on a second read this much later means the stream was lost and
+ * proxy-config started its versions over (a read racing a snapshot still being stored sees the
+ * newer one the second time).
+ */
+export const RESTART_CONFIRM_MS = 5_000;
+
+/** What became of an offered snapshot. */
+export interface OfferOutcome {
+  applied: boolean;
+  /** Why it was refused (nothing when it was merely not newer). */
+  reason?: string;
+  /**
+   * It is older than the one in use: read the stored value again in `recheckMs` (MESH_PROXY may
+   * have started its versions over; see {@link RESTART_CONFIRM_MS}).
+   */
+  recheckMs?: number;
+  /** It was applied although older: MESH_PROXY's versions started over (from the version in use to this one). */
+  restarted?: { from: number; to: number };
+}
 /**
  * Creates the data directory (0700) when missing and checks it: it holds the snapshot the sidecar
  * serves from at start and its private key. The default one, under the shared $TMPDIR, must be
@@ -60,6 +83,8 @@ export class SnapshotStore {
    * been reset meanwhile, its versions starting over), as long as it checks out.
    */
   private fromDisk = false;
+  /** When a stored snapshot older than the one in use was first read (performance.now()); cleared by any other stored read. */
+  private olderStoredSince: number | undefined;
   private appliedAt: string | undefined;
   private lastRejection: Rejection | undefined;
   private writing: Promise<void> = Promise.resolve();
@@ -98,7 +123,7 @@ export class SnapshotStore {
    * Validates and applies `raw` (JSON, as text or as the message's bytes). `applied` false with no
    * reason means it was not newer (a redelivery or the same content): nothing to report.
    */
-  offer(raw: string | Uint8Array, opts: { persist?: boolean; live?: boolean } = {}): { applied: boolean; reason?: string } {
+  offer(raw: string | Uint8Array, opts: { persist?: boolean; live?: boolean; now?: number } = {}): OfferOutcome {
     // The text, not the bytes, is what gets written to disk later: a message's bytes may be a view
     // of the client's read buffer, valid only during this call.
     let text: string;
@@ -128,18 +153,35 @@ export class SnapshotStore {
       const hash = hashSnapshot(snap);
       if (hash !== snap.hash) return this.reject(snap, `content hash ${hash} does not match the declared hash ${snap.hash}`);
     }
-    const replacesDisk = this.fromDisk && opts.live !== true && opts.persist !== false;
-    if (!replacesDisk && !takesSnapshot(snap, this.current, opts.live === true)) return { applied: false };
+    const live = opts.live === true;
+    const replacesDisk = this.fromDisk && !live && opts.persist !== false;
+    let restarted: OfferOutcome['restarted'];
+    if (!replacesDisk && !takesSnapshot(snap, this.current, live)) {
+      const current = this.current;
+      const older = current !== undefined && snap.version < current.version && snap.hash !== current.hash;
+      if (!older) {
+        if (!live) this.olderStoredSince = undefined;
+        return { applied: false };
+      }
+      // A live one only prompts a read of what MESH_PROXY holds; a stored one must still be there later.
+      if (live) return { applied: false, recheckMs: 1_000 };
+      const now = opts.now ?? performance.now();
+      this.olderStoredSince ??= now;
+      const waited = now - this.olderStoredSince;
+      if (waited < RESTART_CONFIRM_MS) return { applied: false, recheckMs: RESTART_CONFIRM_MS - waited };
+      restarted = { from: current.version, to: snap.version };
+    }
     try {
       this.apply(snap);
     } catch (e) {
       return this.reject(snap, `cannot be applied: ${(e as Error).message}`);
     }
     this.current = snap;
+    if (!live) this.olderStoredSince = undefined;
     if (opts.persist !== false) this.fromDisk = false;
     this.appliedAt = new Date().toISOString();
     if (opts.persist !== false) void this.persist(text);
-    return { applied: true };
+    return restarted ? { applied: true, restarted } : { applied: true };
   }
 
   /** The acknowledgement this sidecar sends now. */
