@@ -1,4 +1,4 @@
-import type { Server as HttpServer, IncomingHttpHeaders, ServerResponse } from 'node:http';
+import type { Server as HttpServer, IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { createServer as createH2Server, type Http2Server } from 'node:http2';
 import type { Socket } from 'node:net';
 import { connect as connectTcp } from 'node:net';
@@ -27,7 +27,8 @@ import { LOCAL_REPLIES, sendLocalReply } from './local-reply';
 import type { SidecarMetrics } from './metrics';
 import { createHttp1Server, DEFAULT_FILTERS_TIMEOUT_MS, ProtocolListener } from './protocol-listener';
 import { RawPool } from './raw-pool';
-import { openSocket } from './upstream-runtime';
+import { refuseUpgrade, relayUpgrade } from './upgrade';
+import { type ConnectOptions, openSocket } from './upstream-runtime';
 
 /** What the inbound side enforces, compiled from the snapshot's `inbound` section. */
 export interface InboundPolicy {
@@ -126,6 +127,9 @@ export class InboundListener {
   private detachTls: (() => void) | undefined;
   /** The workload: an HTTP/1.1 keep-alive pool, or one HTTP/2 (h2c) session for a gRPC workload. */
   private readonly app: { pool: Pool; h2?: undefined } | { pool?: undefined; h2: H2Endpoint };
+  /** The workload's address and how connections to it are opened (plain TCP): the fast path's and upgraded requests' own. */
+  private readonly appAddress: { host: string; port: number };
+  private readonly appConnect: ConnectOptions;
   /** The HTTP/1.1 fast path (HTTP workloads, `fastPath`): its raw keep-alive sockets to the workload. */
   private readonly fast: { path: FastPath; raw: RawPool } | undefined;
 
@@ -161,8 +165,11 @@ export class InboundListener {
         : { pool: new Pool(deps.appOrigin, { keepAliveTimeout: 30_000, connect: { timeout: 2_000 } }) };
     const handler = deps.inFlight.guard('inbound', (req, res) => this.handle(req, res));
     this.http = createHttp1Server(deps.headersTimeoutMs, deps.idleTimeoutMs, handler);
+    this.http.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => void this.upgrade(req, socket, head));
+    this.appAddress = { host: hostname.replace(/^\[|\]$/g, ''), port: Number(port) };
+    this.appConnect = { mtls: false, identity: deps.identity, serverSpiffeId: '', timeoutMs: APP_CONNECT_TIMEOUT_MS, alpn: [] };
     this.h2 = createH2Server({}, handler);
-    this.fast = deps.fastPath && deps.appProtocol === 'http' ? this.fastPath(hostname.replace(/^\[|\]$/g, ''), Number(port)) : undefined;
+    this.fast = deps.fastPath && deps.appProtocol === 'http' ? this.fastPath(this.appAddress.host, this.appAddress.port) : undefined;
     this.listener = new ProtocolListener({
       http1: this.http,
       h2c: this.h2,
@@ -268,8 +275,7 @@ export class InboundListener {
         else metrics.inboundFastPathHandoffs.labels(handoff).inc();
       },
     };
-    const connect = { mtls: false, identity: this.deps.identity, serverSpiffeId: '', timeoutMs: APP_CONNECT_TIMEOUT_MS, alpn: [] };
-    const raw = new RawPool(() => openSocket(connect, host, port), APP_IDLE_MS, APP_MAX_IDLE_MS, APP_BUSY_MS);
+    const raw = new RawPool(() => openSocket(this.appConnect, host, port), APP_IDLE_MS, APP_MAX_IDLE_MS, APP_BUSY_MS);
     const target: DirectTarget = {
       kind: 'direct',
       endpoint: { id: 'app', raw, active: 0 },
@@ -287,35 +293,52 @@ export class InboundListener {
     return { path: new FastPath(fastHost, this.http, target), raw };
   }
 
-  private async handle(req: DownstreamRequest, res: DownstreamResponse): Promise<void> {
+  /**
+   * The request's path and query, and how it is logged. An absolute-form target is judged and
+   * forwarded by its path, its authority as the host (RFC 9112 §3.2.2), so `GET http://x/admin`
+   * meets the same rules as `GET /admin`; `invalid` when the target is neither.
+   */
+  private begin(req: DownstreamRequest): { path: string; query: string; invalid: boolean; principal: string | undefined; log: InboundLog } {
     const started = performance.now();
     const principal = (req.socket as PeerSocket)[PEER]?.spiffeId;
-    // An absolute-form target is judged and forwarded by its path, its authority as the host
-    // (RFC 9112 §3.2.2), so `GET http://x/admin` meets the same rules as `GET /admin`.
     let target = req.url ?? '/';
-    let invalidTarget = false;
+    let invalid = false;
     if (target.charCodeAt(0) !== 47 /* / */ && target !== '*') {
       const abs = absoluteForm(target);
       if (abs) {
         req.url = target = abs.path;
         req.headers.host = abs.authority;
-      } else invalidTarget = true;
+      } else invalid = true;
     }
     const { path, query } = splitUrl(target);
-    const log = (status: number, error?: string, reason?: string, extra?: Partial<AccessRecord>) => {
+    const log: InboundLog = (status, error, reason, extra) => {
       const ms = performance.now() - started;
       this.deps.metrics.inbound(status, error, ms);
       this.deps.accessLog.write({ direction: 'inbound', method: req.method, path, status, ms, peer: principal, error, reason, ...extra });
     };
-    if (invalidTarget) {
-      const reason = 'the request target must be a path or an absolute URL';
-      sendLocalReply(req, res, 'BAD_REQUEST', reason);
-      return log(400, 'BAD_REQUEST', reason);
-    }
+    return { path, query, invalid, principal, log };
+  }
+
+  /** {@link checkInbound} of one request on the node:http paths, with the access-log fields it adds (the peer is logged anyway). */
+  private async verdictOf(
+    req: DownstreamRequest,
+    path: string,
+    query: string,
+  ): Promise<{ verdict: DirectDecision; audit: Partial<AccessRecord> }> {
     const request = { method: req.method ?? 'GET', path, query, headers: req.headers, socket: req.socket as Socket };
     const checked = checkInbound(this.deps.policy(), request, this.deps.metrics);
     const verdict = checked instanceof Promise ? await checked : checked;
     const { peer: _peer, ...audit } = verdict.extra ?? {};
+    return { verdict, audit };
+  }
+
+  private async handle(req: DownstreamRequest, res: DownstreamResponse): Promise<void> {
+    const { path, query, invalid, principal, log } = this.begin(req);
+    if (invalid) {
+      sendLocalReply(req, res, 'BAD_REQUEST', INVALID_TARGET);
+      return log(400, 'BAD_REQUEST', INVALID_TARGET);
+    }
+    const { verdict, audit } = await this.verdictOf(req, path, query);
     const reply = verdict.reply;
     if (reply) {
       sendLocalReply(req, res, reply.code, reply.reason, reply.headers, reply.status);
@@ -324,7 +347,7 @@ export class InboundListener {
     const limitHeaders = verdict.responseHeaders;
     const headers = workloadHeaders(req.headers, principal, this.deps.ownSpiffeId());
     const forwarded: ForwardRequest = {
-      method: request.method,
+      method: req.method ?? 'GET',
       path: req.url ?? '/',
       headers,
       body: hasBody(req) ? req : null,
@@ -342,7 +365,43 @@ export class InboundListener {
     }
     log(outcome.status, outcome.error, outcome.reason, audit);
   }
+
+  /**
+   * An HTTP/1.1 upgrade request (WebSocket) from a peer: the same checks as any request (mTLS mode,
+   * authorization with the peer's identity, rate limits), then a connection of its own to the
+   * workload, which becomes a tunnel when the workload answers 101.
+   */
+  private async upgrade(req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
+    const { path, query, invalid, principal, log } = this.begin(req);
+    const upgrade = req.headers.upgrade;
+    if (invalid) return log(refuseUpgrade(socket, 'BAD_REQUEST', INVALID_TARGET), 'BAD_REQUEST', INVALID_TARGET, { upgrade });
+    const { verdict, audit } = await this.verdictOf(req, path, query);
+    const reply = verdict.reply;
+    if (reply) {
+      const status = refuseUpgrade(socket, reply.code, reply.reason, reply.headers, reply.status);
+      return log(status, reply.code, reply.logReason === false ? undefined : reply.reason, { ...audit, upgrade });
+    }
+    const app = this.appAddress;
+    const outcome = await relayUpgrade(socket, head, {
+      method: req.method ?? 'GET',
+      path: req.url ?? '/',
+      headers: workloadHeaders(req.headers, principal, this.deps.ownSpiffeId()),
+      protocol: upgrade ?? '',
+      http2Settings: req.headers['http2-settings'] as string | undefined,
+      connect: () => openSocket(this.appConnect, app.host, app.port).socket,
+      responseHeaders: verdict.responseHeaders,
+    });
+    if (outcome.error && outcome.status === 0 && outcome.error !== 'DOWNSTREAM_DISCONNECT') {
+      const reason = `the workload at ${this.deps.appOrigin} failed: ${outcome.reason}`;
+      return log(refuseUpgrade(socket, 'APP_UNAVAILABLE', reason), 'APP_UNAVAILABLE', reason, { ...audit, upgrade });
+    }
+    log(outcome.status, outcome.error, outcome.reason, { ...audit, upgrade });
+  }
 }
+
+const INVALID_TARGET = 'the request target must be a path or an absolute URL';
+
+type InboundLog = (status: number, error?: string, reason?: string, extra?: Partial<AccessRecord>) => void;
 
 /** What the data plane's decisions read of a request (no copies of node:http's objects). */
 export function requestView(req: DownstreamRequest, path: string, query: string): RequestView {

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer as createH2Server } from 'node:http2';
+import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   type AttemptFailure,
@@ -29,9 +30,19 @@ import {
 } from './forward';
 import type { InFlightLimit } from './in-flight';
 import { requestView } from './inbound';
-import { FAULT_HEADER, grpcStatusOfHttp, isGrpc, type LocalReplyCode, REASON_HEADER, sendGrpcStatus, sendLocalReply } from './local-reply';
+import {
+  FAULT_HEADER,
+  grpcStatusOfHttp,
+  isGrpc,
+  LOCAL_REPLIES,
+  type LocalReplyCode,
+  REASON_HEADER,
+  sendGrpcStatus,
+  sendLocalReply,
+} from './local-reply';
 import type { SidecarMetrics } from './metrics';
 import { createHttp1Server, ProtocolListener } from './protocol-listener';
+import { refuseUpgrade, relayUpgrade } from './upgrade';
 import { admitRetry, type RuntimeEndpoint, type UpstreamRuntime } from './upstream-runtime';
 
 export { FAULT_HEADER } from './local-reply';
@@ -125,6 +136,7 @@ export class OutboundProxy {
   async listen(port: number, host: string, service?: string): Promise<number> {
     const handler = this.deps.inFlight.guard('outbound', (req, res) => this.handle(req, res, service));
     const http1 = createHttp1Server(this.deps.headersTimeoutMs, this.deps.idleTimeoutMs, handler);
+    http1.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => void this.upgrade(req, socket, head, service));
     const listener = new ProtocolListener({
       http1,
       h2c: createH2Server({}, handler),
@@ -142,6 +154,12 @@ export class OutboundProxy {
     });
     this.listeners.push(listener);
     return listener.listen(port, host);
+  }
+
+  /** The {@link Log} of one request on the node:http path. */
+  private logOf(started: number, req: DownstreamRequest, r: Routing): Log {
+    return (status, error, reason, extra) =>
+      this.logRequest(started, req.method, r.path, r.upstreamName, r.requestId, status, error, reason, extra);
   }
 
   /** Metrics and access log of one outbound request (both paths). */
@@ -165,29 +183,27 @@ export class OutboundProxy {
     await Promise.all(this.listeners.map((l) => l.close(graceMs)));
   }
 
-  private async handle(req: DownstreamRequest, res: DownstreamResponse, fixed: string | undefined): Promise<void> {
-    const started = performance.now();
+  /**
+   * What every outbound request is decided by, before anything is sent: the service it names, its
+   * upstream, the route, the subset and the endpoint, and the headers and path for the upstream;
+   * or the local reply it gets instead.
+   */
+  private routeOf(req: DownstreamRequest, fixed: string | undefined): Routing {
     const target = fixed ? { ...serviceOfRequest(req), service: fixed } : serviceOfRequest(req);
     const { path, query } = splitUrl(target.path);
     const requestId = (req.headers['x-request-id'] as string | undefined) ?? randomUUID();
-    const upstreamName = target.service ?? '';
-    const log: Log = (status, error, reason, extra) =>
-      this.logRequest(started, req.method, path, upstreamName, requestId, status, error, reason, extra);
+    const at = { path, requestId, upstreamName: target.service ?? '' };
     const upstreams = this.deps.upstreams();
-    if (!upstreams) {
-      sendLocalReply(req, res, 'NO_SNAPSHOT', 'this sidecar has not received its configuration yet');
-      return log(503, 'NO_SNAPSHOT');
-    }
+    if (!upstreams)
+      return { ...at, refusal: { code: 'NO_SNAPSHOT', reason: 'this sidecar has not received its configuration yet', logReason: false } };
     if (!target.service) {
       const reason = 'no service named: call http://<service>.mesh/ (Host header or absolute URL)';
-      sendLocalReply(req, res, 'BAD_REQUEST', reason);
-      return log(400, 'BAD_REQUEST', reason);
+      return { ...at, refusal: { code: 'BAD_REQUEST', reason } };
     }
     const up = upstreams.get(target.service);
     if (!up) {
       const reason = `"${target.service}" is not a service this sidecar may call (known: ${[...upstreams.keys()].join(', ') || 'none'})`;
-      sendLocalReply(req, res, 'NO_ROUTE', reason);
-      return log(404, 'NO_ROUTE', reason);
+      return { ...at, refusal: { code: 'NO_ROUTE', reason } };
     }
     const view = requestView(req, path, query);
     const route = up.routes.match(view);
@@ -196,14 +212,25 @@ export class OutboundProxy {
     const routeName = route ? `${route.rule}/${route.name}` : undefined;
     if (!endpoint) {
       const reason = `no healthy endpoint of ${up.service}${subset ? ` in subset ${subset}` : ''}${up.outlier?.ejectedEndpoints ? ` (${up.outlier.ejectedEndpoints} ejected)` : ''}`;
-      sendLocalReply(req, res, 'NO_HEALTHY_UPSTREAM', reason);
-      return log(503, 'NO_HEALTHY_UPSTREAM', reason, { route: routeName });
+      return { ...at, refusal: { code: 'NO_HEALTHY_UPSTREAM', reason, routeName } };
     }
     const headers = forwardableHeaders(req.headers);
     if (target.authority !== undefined) headers.host = target.authority; // RFC 9112 §3.2.2: the URL's authority is the host
     headers['x-request-id'] = requestId;
     if (route?.requestHeaders) route.applyRequestHeaders(headers);
     const upstreamPath = route ? `${route.rewritePath(path)}${query ? `?${query}` : ''}` : target.path;
+    return { ...at, up, view, route, subset, endpoint, routeName, headers, upstreamPath };
+  }
+
+  private async handle(req: DownstreamRequest, res: DownstreamResponse, fixed: string | undefined): Promise<void> {
+    const started = performance.now();
+    const r = this.routeOf(req, fixed);
+    const log = this.logOf(started, req, r);
+    if ('refusal' in r) {
+      sendLocalReply(req, res, r.refusal.code, r.refusal.reason);
+      return logRefusal(log, r.refusal, LOCAL_REPLIES[r.refusal.code]);
+    }
+    const { up, view, route, subset, endpoint, routeName, headers, upstreamPath } = r;
     const body = hasBody(req) ? req : null;
     if (route?.mirror && body === null && route.shouldMirror()) this.mirror(up, view, route.mirror.subset, upstreamPath, headers);
 
@@ -224,6 +251,49 @@ export class OutboundProxy {
     if (outcome.error && outcome.status === 0) {
       sendLocalReply(req, res, outcome.error, `${outcome.reason} (endpoint ${endpoint.id} of ${up.service})`);
       return log(res.statusCode, outcome.error, outcome.reason, extra);
+    }
+    log(outcome.status, outcome.error, outcome.reason, extra);
+  }
+
+  /**
+   * An HTTP/1.1 upgrade request (WebSocket): routed like any request (route match, subset, endpoint,
+   * header changes, rewrite), then sent over a connection of its own to the endpoint (mTLS as
+   * usual), which becomes a tunnel when the upstream answers 101. Retries, faults, mirroring and the
+   * circuit breaker do not apply; the route's or upstream's request timeout bounds the wait for the answer.
+   */
+  private async upgrade(req: IncomingMessage, client: Socket, head: Buffer, fixed: string | undefined): Promise<void> {
+    const started = performance.now();
+    const r = this.routeOf(req, fixed);
+    const log = this.logOf(started, req, r);
+    if ('refusal' in r) return logRefusal(log, r.refusal, refuseUpgrade(client, r.refusal.code, r.refusal.reason));
+    const { up, route, endpoint, routeName, headers, upstreamPath } = r;
+    const extra = { endpoint: endpoint.id, route: routeName, upgrade: req.headers.upgrade };
+    const open = endpoint.open;
+    if (!open) {
+      const reason = `${up.service} is a gRPC service: HTTP/1.1 upgrades are not proxied to it`;
+      return log(refuseUpgrade(client, 'BAD_REQUEST', reason), 'BAD_REQUEST', reason, extra);
+    }
+    endpoint.active++;
+    const outcome = await relayUpgrade(
+      client,
+      head,
+      {
+        method: req.method ?? 'GET',
+        path: upstreamPath,
+        headers,
+        protocol: req.headers.upgrade ?? '',
+        http2Settings: req.headers['http2-settings'] as string | undefined,
+        connect: open,
+        timeoutMs: up.planFor(route).requestTimeout,
+      },
+      () => endpoint.active--,
+    );
+    if (outcome.status !== 101) endpoint.active--;
+    if (outcome.error === 'DOWNSTREAM_DISCONNECT') return log(0, outcome.error, outcome.reason, extra);
+    up.record(endpoint.id, outcome.error && outcome.status === 0 ? 'local-origin-failure' : outcomeOfStatus(outcome.status));
+    if (outcome.error && outcome.status === 0) {
+      const reason = `${outcome.reason} (endpoint ${endpoint.id} of ${up.service})`;
+      return log(refuseUpgrade(client, outcome.error, reason), outcome.error, outcome.reason, extra);
     }
     log(outcome.status, outcome.error, outcome.reason, extra);
   }
@@ -433,6 +503,39 @@ export class OutboundProxy {
       .then((r) => r.body.dump())
       .catch(() => undefined);
   }
+}
+
+/** A refusal's code and reason; `logReason` false keeps the reason out of the access log. */
+interface Refusal {
+  code: LocalReplyCode;
+  reason: string;
+  logReason?: boolean;
+  routeName?: string | undefined;
+}
+
+/** What {@link OutboundProxy.routeOf} decided: where the request goes, or its local reply. */
+type Routing = { path: string; requestId: string; upstreamName: string } & (
+  | { refusal: Refusal }
+  | {
+      up: UpstreamRuntime;
+      view: RequestView;
+      route: MatchedRoute | undefined;
+      subset: string | undefined;
+      endpoint: RuntimeEndpoint;
+      routeName: string | undefined;
+      headers: Record<string, string | string[]>;
+      upstreamPath: string;
+    }
+);
+
+/** Logs a refusal answered with `status`. */
+function logRefusal(log: Log, refusal: Refusal, status: number): void {
+  log(
+    status,
+    refusal.code,
+    refusal.logReason === false ? undefined : refusal.reason,
+    refusal.routeName ? { route: refusal.routeName } : undefined,
+  );
 }
 
 type PendingAdmission = Exclude<ReturnType<CircuitBreaker['acquire']>, string | undefined>;

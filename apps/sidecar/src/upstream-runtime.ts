@@ -35,6 +35,8 @@ export interface RuntimeEndpoint extends PoolEndpoint {
   h2: H2Endpoint | undefined;
   /** Keep-alive sockets of the outbound fast path (HTTP upstreams), same connector as `dispatcher`. */
   raw: RawPool | undefined;
+  /** A new connection of its own, same connector (HTTP upstreams): an upgraded request (WebSocket) turns it into a tunnel. */
+  open: (() => Socket) | undefined;
   /** address:port:mtls — a pool is reused across snapshots while this stays the same. */
   key: string;
 }
@@ -277,7 +279,7 @@ export class UpstreamRuntime {
     ep: { address: string; port: number },
     mtls: boolean,
     timeoutMs: number,
-  ): Pick<RuntimeEndpoint, 'dispatcher' | 'h2' | 'raw'> {
+  ): Pick<RuntimeEndpoint, 'dispatcher' | 'h2' | 'raw' | 'open'> {
     const idle = spec.timeouts?.idle ?? DEFAULT_IDLE_TIMEOUT_MS;
     const origin = `http://${ep.address.includes(':') ? `[${ep.address}]` : ep.address}:${ep.port}`;
     const opts = { mtls, identity: this.deps.identity, serverSpiffeId: spec.identity, timeoutMs };
@@ -286,6 +288,7 @@ export class UpstreamRuntime {
         dispatcher: undefined,
         h2: new H2Endpoint(origin, () => openSocket({ ...opts, alpn: ['h2'] }, ep.address, ep.port).socket),
         raw: undefined,
+        open: undefined,
       };
     }
     const dispatcher = new Pool(origin, {
@@ -304,7 +307,8 @@ export class UpstreamRuntime {
       keepAliveMax,
       spec.timeouts?.idle ?? DEFAULT_BUSY_TIMEOUT_MS,
     );
-    return { dispatcher, h2: undefined, raw };
+    const open = () => openSocket({ ...opts, alpn: ['http/1.1'] }, ep.address, ep.port).socket;
+    return { dispatcher, h2: undefined, raw, open };
   }
 
   private build(spec: UpstreamV1, previous: UpstreamV1 | undefined): EndpointPool<RuntimeEndpoint> {
@@ -344,6 +348,7 @@ export class UpstreamRuntime {
         dispatcher: transport.dispatcher,
         h2: transport.h2,
         raw: transport.raw,
+        open: transport.open,
         key,
       });
     }
