@@ -28,6 +28,10 @@ export interface Hit {
   method: string;
   url: string;
   headers: IncomingHttpHeaders;
+  /** Bytes of the request body. */
+  bodyLength?: number;
+  /** The request body as text, when it had one of at most 4 KiB. */
+  body?: string;
 }
 
 /** A tiny workload: answers every request with JSON naming itself, and remembers what it saw. */
@@ -60,10 +64,17 @@ export class EchoApp {
   static async start(name: string): Promise<EchoApp> {
     let app: EchoApp | undefined;
     const server = createServer((req, res) => {
-      const hit = { app: name, method: req.method ?? '', url: req.url ?? '', headers: req.headers };
+      const hit: Hit = { app: name, method: req.method ?? '', url: req.url ?? '', headers: req.headers };
       app?.hits.push(hit);
-      req.resume();
+      const chunks: Buffer[] = [];
+      let length = 0;
+      req.on('data', (chunk: Buffer) => {
+        length += chunk.length;
+        if (length <= 4096) chunks.push(chunk);
+      });
       req.on('end', () => {
+        hit.bodyLength = length;
+        if (length > 0 && length <= 4096) hit.body = Buffer.concat(chunks).toString();
         const body = JSON.stringify(hit);
         const answer = () => {
           const flaky = app?.failRate && Math.random() < app.failRate ? app.failRateStatus : undefined;

@@ -231,8 +231,21 @@ export class OutboundProxy {
       return logRefusal(log, r.refusal, LOCAL_REPLIES[r.refusal.code]);
     }
     const { up, view, route, subset, endpoint, routeName, headers, upstreamPath } = r;
-    const body = hasBody(req) ? req : null;
-    if (route?.mirror && body === null && route.shouldMirror()) this.mirror(up, view, route.mirror.subset, upstreamPath, headers);
+    let body: ForwardRequest['body'] = hasBody(req) ? req : null;
+    /** A mirrored request's body, kept (up to MAX_RETRY_BODY_BYTES) for the copy; retries send it again from here too. */
+    let kept: RetryableBody | undefined;
+    const mirror = route?.mirror && route.shouldMirror() ? route.mirror.subset : undefined;
+    if (mirror !== undefined && body === null) this.mirror(up, view, mirror, upstreamPath, headers);
+    else if (mirror !== undefined) {
+      const copy = new RetryableBody(req);
+      kept = copy;
+      body = copy.open() ?? null;
+      // The copy goes once the body is here whole; a larger one than is kept is not mirrored (Envoy's buffer limit).
+      req.once('end', () => {
+        const whole = copy.replayable ? copy.open() : undefined;
+        if (Buffer.isBuffer(whole)) this.mirror(up, view, mirror, upstreamPath, headers, whole);
+      });
+    }
 
     const forwarded: ForwardRequest = {
       method: view.method,
@@ -243,8 +256,9 @@ export class OutboundProxy {
         ? { onResponseHeaders: (h: Record<string, string | string[] | undefined>) => route.applyResponseHeaders(h) }
         : {}),
     };
-    if (up.resilient) return this.resilient({ req, res, up, view, route, subset, endpoint, forwarded, log, routeName, started });
+    if (up.resilient) return this.resilient({ req, res, up, view, route, subset, endpoint, forwarded, log, routeName, started, kept });
     const outcome = await this.attempt(req, res, endpoint, forwarded);
+    kept?.close(forwarded.body); // a try that failed early no longer holds the body back
     const extra = { endpoint: endpoint.id, route: routeName };
     if (outcome.error === 'DOWNSTREAM_DISCONNECT') return log(0, outcome.error, outcome.reason, extra);
     up.record(endpoint.id, outcome.error ? 'local-origin-failure' : outcomeOfStatus(outcome.status));
@@ -329,6 +343,8 @@ export class OutboundProxy {
     log: Log;
     routeName: string | undefined;
     started: number;
+    /** The body as kept for a mirror copy, already open as `forwarded.body`: tries send it again from here. */
+    kept: RetryableBody | undefined;
   }): Promise<void> {
     const { res, up, log, routeName } = c;
     const plan = up.planFor(c.route);
@@ -400,8 +416,8 @@ export class OutboundProxy {
     const { req, res, up, log, routeName, forwarded } = c;
     const { retry, budget } = plan;
     // Retries need the body again: each try streams it while its first 64 KiB are kept; a larger one is not retried.
-    const body = retry && forwarded.body !== null ? new RetryableBody(req) : undefined;
-    if (body) forwarded.body = body.open() ?? null;
+    const body = c.kept ?? (retry && forwarded.body !== null ? new RetryableBody(req) : undefined);
+    if (body && body !== c.kept) forwarded.body = body.open() ?? null;
     budget?.onRequest();
     const breaker = up.breaker;
     const exclude = retry ? new Set<string>() : undefined;
@@ -488,8 +504,15 @@ export class OutboundProxy {
     c.log(c.res.statusCode, code, reason, extra);
   }
 
-  /** Fire and forget: a copy of a bodiless request to the mirror subset; its response and failures are dropped. */
-  private mirror(up: UpstreamRuntime, view: RequestView, subset: string, path: string, headers: Record<string, string | string[]>): void {
+  /** Fire and forget: a copy of a request (and its `body`) to the mirror subset; its response and failures are dropped. */
+  private mirror(
+    up: UpstreamRuntime,
+    view: RequestView,
+    subset: string,
+    path: string,
+    headers: Record<string, string | string[]>,
+    body?: Buffer,
+  ): void {
     const endpoint = up.pool.pick(view, subset);
     if (!endpoint?.dispatcher) return;
     const host = headers.host;
@@ -499,6 +522,7 @@ export class OutboundProxy {
         path,
         // Envoy marks shadowed requests by suffixing the authority with "-shadow".
         headers: { ...headers, ...(typeof host === 'string' ? { host: `${host}-shadow` } : {}), 'x-novamesh-mirror': '1' },
+        ...(body ? { body } : {}),
       })
       .then((r) => r.body.dump())
       .catch(() => undefined);

@@ -1,10 +1,11 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import type { PolicyInput } from '@novamesh/contracts';
 import { freePort, runMeshctl, waitFor } from '@novamesh/testing';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ConfigDump, call, type EchoApp, parallel, type SidecarProcess, TestMesh } from './mesh.e2e-helper';
+import { type ConfigDump, call, type EchoApp, type Hit, parallel, type SidecarProcess, TestMesh } from './mesh.e2e-helper';
 
 // One mesh for the file: web (one sidecar) calls orders (three workloads, each behind its own
 // sidecar: o1 and o2 are version v1, o3 is v2). Every request below is real HTTP through real
@@ -284,6 +285,36 @@ describe('routing (RouteRule)', () => {
     const copy = o3.hits.at(-1);
     expect(copy?.headers.host).toBe('orders.mesh-shadow');
     expect(copy?.headers['x-novamesh-mirror']).toBe('1');
+  });
+
+  it('mirrors a request body too (up to 64 KiB kept), and never a larger one; the primary gets every body whole', async () => {
+    const o3 = orders[2]?.app as EchoApp;
+    const before = o3.hits.length;
+    const send = async (body: string, chunked = false) => {
+      const r = await request(`${web.outbound}/mirror`, {
+        method: 'POST',
+        headers: { host: 'orders.mesh', 'content-type': 'text/plain' },
+        body: chunked ? Readable.from([body.slice(0, 10), body.slice(10)]) : body,
+      });
+      const json = (await r.body.json()) as Hit;
+      expect(r.statusCode).toBe(200);
+      expect(['o1', 'o2']).toContain(json.app);
+      expect(json.bodyLength).toBe(Buffer.byteLength(body));
+    };
+    await send('{"order":1,"items":["a","b"]}');
+    await send('streamed in two chunks, no length', true);
+    await send('x'.repeat(200 * 1024)); // larger than what is kept: served, not mirrored
+    await send('after the large one');
+    await expect.poll(() => o3.hits.length - before, { timeout: 5_000 }).toBe(3);
+    const copies = o3.hits.slice(before);
+    expect(copies.map((h) => h.body)).toEqual([
+      '{"order":1,"items":["a","b"]}',
+      'streamed in two chunks, no length',
+      'after the large one',
+    ]);
+    expect(copies.map((h) => [h.method, h.headers.host, h.headers['x-novamesh-mirror']])).toEqual(
+      Array(3).fill(['POST', 'orders.mesh-shadow', '1']),
+    );
   });
 
   it('a subset without endpoints gets 503 NO_HEALTHY_UPSTREAM naming the subset', async () => {
