@@ -1,4 +1,4 @@
-import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CertificateClient } from '@novamesh/identity';
 import {
@@ -12,6 +12,7 @@ import {
 } from '@novamesh/identity';
 import type { Logger } from '@novamesh/observability';
 import type { WorkloadCertificate } from '@novamesh/sdk';
+import { DiskWriter } from './disk-writer';
 
 const FILE = 'identity.json';
 
@@ -26,10 +27,13 @@ export class IdentityHolder implements IdentitySource {
   private mesh: WorkloadIdentity | undefined;
   private own: { key: string; watcher: OwnCertificatesWatcher } | undefined;
   private readonly listeners = new Set<(change: IdentityChange) => void>();
+  private readonly disk: DiskWriter;
   private unsubscribeActive: (() => void) | undefined;
   private revokedBySnapshot: ReadonlySet<string> = new Set();
 
-  constructor(private readonly opts: { service: string; namespace: string; dataDir: string; logger: Logger; newRootRenewMaxMs?: number }) {}
+  constructor(private readonly opts: { service: string; namespace: string; dataDir: string; logger: Logger; newRootRenewMaxMs?: number }) {
+    this.disk = new DiskWriter(opts.dataDir);
+  }
 
   /** True once a certificate is available. */
   get ready(): boolean {
@@ -138,7 +142,7 @@ export class IdentityHolder implements IdentitySource {
     }
   }
 
-  /** Key and certificate, mode 0600, atomically: what a restart resumes from (static stability). */
+  /** Key and certificate, mode 0600, whole and in order ({@link DiskWriter}): what a restart resumes from (static stability). */
   private async save(cur: IdentitySnapshot): Promise<void> {
     const saved: WorkloadCertificate = {
       certificatePem: cur.certPem,
@@ -150,11 +154,7 @@ export class IdentityHolder implements IdentitySource {
       trustBundlePem: cur.trustBundlePem,
     };
     try {
-      await mkdir(this.opts.dataDir, { recursive: true, mode: 0o700 });
-      const tmp = join(this.opts.dataDir, `${FILE}.${process.pid}.tmp`);
-      await writeFile(tmp, JSON.stringify(saved), { mode: 0o600 });
-      await chmod(tmp, 0o600);
-      await rename(tmp, join(this.opts.dataDir, FILE));
+      await this.disk.write(FILE, JSON.stringify(saved));
     } catch (err) {
       this.opts.logger.warn({ err: (err as Error).message }, 'cannot save the certificate for restarts');
     }

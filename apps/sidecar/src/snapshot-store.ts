@@ -1,7 +1,8 @@
-import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { ACK_REASON_MAX, type ProxyAckV1, ProxySnapshotV1 } from '@novamesh/contracts';
 import { hashMatchesAsSent, hashSnapshot, keptAsIs, takesSnapshot } from '@novamesh/proxy-config';
+import { DiskWriter } from './disk-writer';
 
 /** Why a snapshot was not applied; the sidecar keeps serving the one it has. */
 export interface Rejection {
@@ -87,13 +88,15 @@ export class SnapshotStore {
   private olderStoredSince: number | undefined;
   private appliedAt: string | undefined;
   private lastRejection: Rejection | undefined;
-  private writing: Promise<void> = Promise.resolve();
+  private readonly disk: DiskWriter;
 
   constructor(
     private readonly service: string,
     private readonly dataDir: string,
     private readonly apply: (snapshot: ProxySnapshotV1) => void,
-  ) {}
+  ) {
+    this.disk = new DiskWriter(dataDir);
+  }
 
   get snapshot(): ProxySnapshotV1 | undefined {
     return this.current;
@@ -213,16 +216,7 @@ export class SnapshotStore {
    * after another, so a quick succession of snapshots ends with the last one on disk.
    */
   private persist(raw: string): Promise<void> {
-    this.writing = this.writing.then(async () => {
-      try {
-        await mkdir(this.dataDir, { recursive: true, mode: 0o700 });
-        const tmp = join(this.dataDir, `${FILE}.${process.pid}.tmp`);
-        await writeFile(tmp, raw, { mode: 0o600 });
-        await rename(tmp, join(this.dataDir, FILE));
-      } catch {
-        // Serving does not depend on the disk copy; the next snapshot tries again.
-      }
-    });
-    return this.writing;
+    // Serving does not depend on the disk copy; the next snapshot tries again.
+    return this.disk.write(FILE, raw).catch(() => undefined);
   }
 }
