@@ -38,6 +38,10 @@ const server = createServer((req, res) => {
 server.listen(Number(process.env.PORT), '127.0.0.1', () => console.log('listening on ' + process.env.PORT));
 process.on('SIGTERM', () => { console.log('app got SIGTERM'); server.close(() => process.exit(0)); server.closeAllConnections(); });
 `;
+// The same app, stopping on SIGINT (Ctrl-C) and saying so.
+const SIGINT_APP = APP.replace(/process\.on\('SIGTERM'.*\n/, '').concat(
+  "process.on('SIGINT', () => { console.log('app got SIGINT'); server.close(() => process.exit(0)); server.closeAllConnections(); });\n",
+);
 // A caller: GET /call asks http://orders.mesh/hello through HTTP_PROXY (absolute-form request line).
 const CALLER = `
 import { createServer, request } from 'node:http';
@@ -67,8 +71,12 @@ interface Meshctl {
   exited: Promise<number | null>;
 }
 
-function spawnMeshctl(args: string[]): Meshctl {
-  const child = spawn(process.execPath, [meshctlBin, ...args], { env: { ...process.env, NATS_URL: nats.url, NO_COLOR: '1' } });
+/** `detached`: meshctl in a process group of its own, as a shell runs a foreground job (for signals to the group). */
+function spawnMeshctl(args: string[], opts: { detached?: boolean } = {}): Meshctl {
+  const child = spawn(process.execPath, [meshctlBin, ...args], {
+    env: { ...process.env, NATS_URL: nats.url, NO_COLOR: '1' },
+    detached: opts.detached === true,
+  });
   started.push(child);
   let out = '';
   let err = '';
@@ -89,8 +97,8 @@ interface Running extends Meshctl {
   admin: number;
 }
 
-async function meshctlRun(args: string[]): Promise<Running> {
-  const m = spawnMeshctl(['run', ...args]);
+async function meshctlRun(args: string[], opts: { detached?: boolean } = {}): Promise<Running> {
+  const m = spawnMeshctl(['run', ...args], opts);
   const line = await waitFor(() => /is in the mesh: (.*)/.exec(m.stderr())?.[1], {
     timeoutMs: 30_000,
     what: `meshctl run ${args.join(' ')} to be in the mesh`,
@@ -160,6 +168,7 @@ function accepts(port: number): Promise<boolean> {
 beforeAll(async () => {
   writeFileSync(join(dir, 'app.mjs'), APP);
   writeFileSync(join(dir, 'caller.mjs'), CALLER);
+  writeFileSync(join(dir, 'sigint-app.mjs'), SIGINT_APP);
   [nats, redis] = await Promise.all([TestNats.start(), TestRedis.start()]);
   const natsUrl = nats.url;
   services.push(
@@ -284,6 +293,19 @@ describe('meshctl run and meshctl sidecar', () => {
     expect(orders.stdout()).toMatch(/^\[app\] app got SIGTERM$/m);
     expect(orders.stdout()).toMatch(/^\[sidecar\] .*"msg":"drained"/m);
     for (const port of [orders.app, orders.admin, orders.outbound, caller.app, caller.outbound]) expect(await accepts(port)).toBe(false);
+  });
+
+  it('Ctrl-C in a terminal (SIGINT to the whole process group) drains the sidecar while the app still answers, then stops the app', async () => {
+    const m = await meshctlRun(['--service', 'inventory', '--', process.execPath, join(dir, 'sigint-app.mjs')], { detached: true });
+    expect((await get(m.app, '/before')).status).toBe(200);
+    process.kill(-(m.child.pid as number), 'SIGINT');
+    expect(await m.exited).toBe(0);
+    const out = m.stdout();
+    const drained = out.search(/^\[sidecar\] .*"msg":"drained"/m);
+    expect(drained, out.slice(-2000)).toBeGreaterThan(-1);
+    expect(out.indexOf('[app] app got SIGINT'), out.slice(-2000)).toBeGreaterThan(drained);
+    expect(out.match(/app got SIGINT/g)).toHaveLength(1);
+    expect(await accepts(m.app)).toBe(false);
   });
 
   it('exits with the app’s code when the app ends before it listens, without starting a sidecar', async () => {

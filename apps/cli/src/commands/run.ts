@@ -4,7 +4,7 @@ import { CommandExit, ExitCode } from '../errors';
 import { positiveDurationArg } from '../options';
 import { prepareSidecar } from './sidecar';
 import { addSidecarOptions, type SidecarFlags } from './sidecar-flags';
-import { type Child, freePort, prefixOutput, startChild, takeOverSignals, waitForPort } from './supervise';
+import { type Child, freePort, OWN_GROUP, prefixOutput, startChild, takeOverSignals, waitForPort } from './supervise';
 
 interface RunFlags extends SidecarFlags {
   appTimeout: number;
@@ -64,8 +64,10 @@ http_proxy=http://127.0.0.1:<outbound port>, NO_PROXY=localhost,127.0.0.1, MESH_
 URL) and MESH_SERVICE. It calls other services as http://<service>.mesh/…: through HTTP_PROXY
 (curl, Go, Python requests, undici's EnvHttpProxyAgent) or by sending the request to MESH_OUTBOUND
 with Host: <service>.mesh. Once the app listens, the sidecar starts, registers the workload and
-gets a certificate; meshctl prints its ports. Ctrl-C stops the sidecar (deregister, drain) and
-then the app; a second Ctrl-C kills both.
+gets a certificate; meshctl prints its ports. Ctrl-C (or SIGTERM, or closing the terminal) stops
+the sidecar (deregister, drain) while the app still answers, and then the app; a second Ctrl-C
+kills both. The app and the sidecar run in process groups of their own, so the terminal's Ctrl-C
+reaches meshctl alone, which stops them in that order.
 
 Examples:
   meshctl run --service orders --create-token -- node server.js
@@ -92,7 +94,7 @@ async function run(ctx: CliContext, cmd: Command, command: string[], flags: RunF
     'the app',
     program,
     args,
-    { env: appEnv(process.env, appPort, outboundPort, flags.service), stdio: ['inherit', 'pipe', 'pipe'] },
+    { env: appEnv(process.env, appPort, outboundPort, flags.service), stdio: ['inherit', 'pipe', 'pipe'], ...OWN_GROUP },
     ctx.io.stderr,
   );
   prefixOutput(app.process, '[app] ', ctx.io.stdout, ctx.io.stderr);
@@ -129,7 +131,7 @@ async function run(ctx: CliContext, cmd: Command, command: string[], flags: RunF
       'the sidecar',
       process.execPath,
       [...launch.nodeArgs, launch.entry],
-      { env: launch.env, stdio: ['ignore', 'pipe', 'pipe'] },
+      { env: launch.env, stdio: ['ignore', 'pipe', 'pipe'], ...OWN_GROUP },
       ctx.io.stderr,
     );
     sidecar = sc;

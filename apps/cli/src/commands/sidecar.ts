@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { type CliContext, globalOptions, withMesh } from '../context';
 import { CommandExit, ExitCode } from '../errors';
 import { addSidecarOptions, checkPorts, FlagError, flagPorts, type SidecarFlags, sidecarEnv, tokenFromFlags } from './sidecar-flags';
-import { sidecarEntry, startChild, takeOverSignals } from './supervise';
+import { OWN_GROUP, sidecarEntry, startChild, takeOverSignals } from './supervise';
 
 /** What starting a sidecar needs once the flags are checked: the program and its environment. */
 export interface SidecarLaunch {
@@ -108,11 +108,11 @@ Examples:
         'sidecar',
         process.execPath,
         [...launch.nodeArgs, launch.entry],
-        { env: launch.env, stdio: 'inherit' },
+        { env: launch.env, stdio: 'inherit', ...OWN_GROUP },
         ctx.io.stderr,
       );
-      // The terminal's Ctrl-C reaches the sidecar too (same process group); passing it on is harmless
-      // (its shutdown is idempotent) and covers a SIGTERM sent to meshctl alone.
+      // The sidecar has its own process group: the terminal's Ctrl-C reaches meshctl, which passes
+      // it on, as it does SIGTERM (and a closed terminal's SIGHUP, as SIGTERM).
       const release = takeOverSignals((signal) => {
         if (sidecar.running) sidecar.process.kill(signal);
       });
