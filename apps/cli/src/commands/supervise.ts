@@ -42,6 +42,13 @@ export interface Child {
 export function startChild(name: string, command: string, args: string[], opts: SpawnOptions, stderr: TextSink): Child {
   const child = spawn(command, args, opts);
   let running = true;
+  // meshctl normally waits for its children; one still running when meshctl exits anyway (a crash)
+  // is killed, as a child in its own process group would otherwise outlive it.
+  const orphan = () => {
+    if (running) child.kill('SIGKILL');
+  };
+  process.once('exit', orphan);
+  child.once('exit', () => process.off('exit', orphan));
   const exited = new Promise<number>((resolve) => {
     child.once('error', (e: NodeJS.ErrnoException) => {
       if (!running) return;
