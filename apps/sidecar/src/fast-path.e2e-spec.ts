@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { connect, createServer as createNetServer, type Server as NetServer } from 'node:net';
 import { Readable } from 'node:stream';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import type { PolicyInput } from '@novamesh/contracts';
 import { freePort } from '@novamesh/testing';
 import { request } from 'undici';
@@ -26,6 +27,9 @@ const aborted = new Set<string>();
 /** Tries per `key` of /flaky requests (the first `fail` of a key are answered 503). */
 const flaky = new Map<string, number>();
 
+/** A body the raw app sends with the gzip transfer coding (not Content-Encoding). */
+const CODED_TEXT = 'coded by the transfer coding, not by the content coding';
+const CODED = gzipSync(CODED_TEXT);
 const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
 const BIG = Buffer.from(Array.from({ length: 1024 * 1024 }, (_, i) => (i * 7) % 251));
 
@@ -133,7 +137,17 @@ function startRawApp(): NetServer {
       else if (path === '/die') {
         sock.write(`HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n${'x'.repeat(1000)}`);
         setTimeout(() => sock.destroy(), 50);
-      } else if (path === '/reset') sock.destroy();
+      } else if (path === '/te-gzip-chunked')
+        sock.write(
+          Buffer.concat([
+            Buffer.from(`HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n${CODED.length.toString(16)}\r\n`),
+            CODED,
+            Buffer.from('\r\n0\r\n\r\n'),
+          ]),
+        );
+      else if (path === '/te-gzip-close')
+        sock.end(Buffer.concat([Buffer.from('HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n'), CODED]));
+      else if (path === '/reset') sock.destroy();
       else if (path === '/interim')
         sock.write('HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfinal');
       else sock.write('HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nraw');
@@ -333,6 +347,19 @@ describe('the outbound fast path', () => {
     expect(r.responses[0]?.body.toString()).toBe('the body ends when the connection does');
     expect(r.responses[1]?.body.toString()).toBe('final');
     expect(r.interim).toEqual([]);
+  });
+
+  it('keeps transfer codings other than chunked with the body it frames anew (gzip, chunked; gzip until close), on both paths', async () => {
+    for (const sc of [web, webslow]) {
+      const r = await raw(sc, (write) => write(get('/te-gzip-chunked', 'rawapp.mesh') + get('/te-gzip-close', 'rawapp.mesh')), {
+        count: 2,
+      });
+      expect(
+        r.responses.map((x) => x.headers['transfer-encoding']),
+        sc.id,
+      ).toEqual(['gzip, chunked', 'gzip, chunked']);
+      for (const x of r.responses) expect(gunzipSync(x.body).toString(), sc.id).toBe(CODED_TEXT);
+    }
   });
 
   it('hands Upgrade and Expect: 100-continue requests to node:http, which still answers them', async () => {

@@ -836,7 +836,7 @@ class Exchange implements UpstreamUser {
     }
     if (!hasDate) text += `Date: ${utcDate()}\r\n`;
     text += this.connectionHeaders();
-    if (r.framing === 'chunked' || r.framing === 'close') text += 'Transfer-Encoding: chunked\r\n';
+    if (r.framing === 'chunked' || r.framing === 'close') text += `Transfer-Encoding: ${r.codings ? `${r.codings}, ` : ''}chunked\r\n`;
     else if (ownLength && r.status >= 200) text += `Content-Length: ${r.framing === 'length' ? r.contentLength : 0}\r\n`;
     text += '\r\n';
     this.resLeft = r.contentLength;

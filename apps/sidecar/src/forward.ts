@@ -5,6 +5,7 @@ import { PassThrough, type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { AttemptFailure } from '@novamesh/dataplane';
 import type { Dispatcher } from 'undici';
+import { codingsBesidesChunked } from './http1-wire';
 import type { LocalReplyCode } from './local-reply';
 
 /** Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1), plus proxy leftovers. */
@@ -404,7 +405,12 @@ export function forward(dispatcher: Dispatcher, req: ForwardRequest, res: Server
           return discard();
         }
         status = statusCode;
-        res.writeHead(statusCode, responseHeaders(headers, req));
+        const out = responseHeaders(headers, req);
+        // Transfer codings other than chunked (`gzip, chunked`) stay with the body undici passes on
+        // still coded; node:http frames it as chunked again under this header (HTTP/1.1 clients).
+        const codings = codingsBesidesChunked(headers['transfer-encoding'] as string | undefined);
+        if (codings !== undefined && res.req.httpVersion === '1.1') out['transfer-encoding'] = `${codings}, chunked`;
+        res.writeHead(statusCode, out);
         const length = Number(headers['content-length']);
         if (Number.isFinite(length)) bytes = length;
         return res;

@@ -45,6 +45,8 @@ export interface ResponseHead {
   keepAlive: boolean;
   /** `Keep-Alive: timeout=N` of the upstream in ms, when it sent one. */
   keepAliveMs: number | undefined;
+  /** Transfer codings of the body besides chunked framing (`gzip` of `gzip, chunked`): they must travel with it. */
+  codings: string | undefined;
   size: number;
 }
 
@@ -125,6 +127,21 @@ export function hasToken(value: string | undefined, token: string): boolean {
 }
 
 /** The last transfer coding of a Transfer-Encoding value. */
+/**
+ * The transfer codings of a Transfer-Encoding value other than the final `chunked` (and
+ * `identity`): `gzip, chunked` → `gzip`. A proxy that frames the body anew must send these on
+ * (`gzip, chunked`), or the client reads the coded bytes as the content.
+ */
+export function codingsBesidesChunked(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const list = value
+    .split(',')
+    .map((c) => c.trim())
+    .filter((c) => c.length > 0 && c.toLowerCase() !== 'identity');
+  if (list.at(-1)?.toLowerCase() === 'chunked') list.pop();
+  return list.length > 0 ? list.join(', ') : undefined;
+}
+
 function lastCoding(value: string): string {
   const comma = value.lastIndexOf(',');
   return (comma < 0 ? value : value.slice(comma + 1)).trim().toLowerCase();
@@ -308,7 +325,18 @@ export function parseResponseHead(buf: Buffer, start: number, requestMethod: str
   } else if (fields.contentLength >= 0) framing = fields.contentLength > 0 ? 'length' : 'none';
   else framing = 'close';
   const keepAlive = framing !== 'close' && (minor === 1 ? !hasToken(connection, 'close') : hasToken(connection, 'keep-alive'));
-  return { status, minor, lines, framing, contentLength: Math.max(0, fields.contentLength), keepAlive, keepAliveMs, size: end - start };
+  const codings = framing === 'chunked' || framing === 'close' ? codingsBesidesChunked(fields.transferEncoding) : undefined;
+  return {
+    status,
+    minor,
+    lines,
+    framing,
+    contentLength: Math.max(0, fields.contentLength),
+    keepAlive,
+    keepAliveMs,
+    codings,
+    size: end - start,
+  };
 }
 
 enum Chunk {

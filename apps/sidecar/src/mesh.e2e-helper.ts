@@ -319,7 +319,7 @@ export async function raw(
       const method = opts.methods?.[responses.length] ?? 'GET';
       let body: Buffer;
       if (method === 'HEAD' || status === 204 || status === 304) body = Buffer.alloc(0);
-      else if (headers['transfer-encoding'] === 'chunked') {
+      else if (/(^|,)\s*chunked$/i.test(headers['transfer-encoding'] ?? '')) {
         const parts: Buffer[] = [];
         for (;;) {
           const eol = rest.indexOf('\r\n');
