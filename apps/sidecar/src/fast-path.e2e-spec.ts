@@ -147,6 +147,7 @@ function startRawApp(): NetServer {
         );
       else if (path === '/te-gzip-close')
         sock.end(Buffer.concat([Buffer.from('HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n'), CODED]));
+      else if (path === '/bare-101') sock.end('HTTP/1.1 101 Switching Protocols\r\n\r\n');
       else if (path === '/reset') sock.destroy();
       else if (path === '/interim')
         sock.write('HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfinal');
@@ -362,15 +363,57 @@ describe('the outbound fast path', () => {
     }
   });
 
-  it('hands Upgrade and Expect: 100-continue requests to node:http, which still answers them', async () => {
-    // The upgrade goes to the upstream on a connection of its own (websocket.e2e-spec.ts); this one
-    // does not switch protocols and answers as to a plain request, which is relayed, and the
-    // connection closes after it.
-    const upgradeHead = get('/', 'wire.mesh', 'Connection: Upgrade\r\nUpgrade: example/1\r\n');
+  it('serves upgrades to anything but WebSocket (h2c, others) as the ordinary requests they are, body and all, on both paths', async () => {
+    // An Upgrade the mesh does not tunnel is ignored (hop-by-hop), as a server may: h2c would carry
+    // HTTP/2 requests no sidecar could authorize one by one.
+    const other = get('/', 'wire.mesh', 'Connection: Upgrade\r\nUpgrade: example/1\r\n');
+    const h2c =
+      'POST /echo HTTP/1.1\r\nHost: wire.mesh\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n' +
+      'Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n';
+    for (const sc of [web, webslow]) {
+      // One after the other on one connection, which stays an HTTP/1.1 connection.
+      const r = await raw(
+        sc,
+        async (write, got) => {
+          write(other);
+          for (let t = 0; t < 100 && got.length === 0; t++) await new Promise((w) => setTimeout(w, 50));
+          write(h2c);
+        },
+        { count: 2 },
+      );
+      expect(
+        r.responses.map((x) => x.status),
+        sc.id,
+      ).toEqual([200, 200]);
+      expect(JSON.parse(r.responses[0]?.body.toString() ?? '{}').headers.upgrade, sc.id).toBeUndefined();
+      expect(r.responses[1]?.headers['x-request-sha256'], sc.id).toBe(sha256('hello world'));
+      expect(r.responses[1]?.headers['x-request-bytes'], sc.id).toBe('11');
+      expect(r.closed, sc.id).toBe(false);
+    }
+  });
+
+  it('refuses a WebSocket upgrade with a body, and answers a 101 that switches nothing with 502, leaving no request counted in flight', async () => {
+    const ws = 'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n';
+    const withBody = await raw(web, (write) => write(`POST /x HTTP/1.1\r\nHost: wire.mesh\r\n${ws}Content-Length: 2\r\n\r\nhi`), {
+      count: 1,
+    });
+    expect(withBody.responses[0]?.status).toBe(400);
+    expect(withBody.responses[0]?.headers['x-novamesh-reason']).toBe('a WebSocket upgrade request must not have a body');
+    const bare101 = await raw(web, (write) => write(get('/bare-101', 'rawapp.mesh', ws)), { count: 1 });
+    expect(bare101.responses[0]?.status).toBe(502);
+    expect(bare101.responses[0]?.headers['x-novamesh-error']).toBe('UPSTREAM_RESET');
+    expect(bare101.responses[0]?.headers['x-novamesh-reason']).toContain('101 without switching protocols');
+    const { body } = await web.admin<{ clusters: { service: string; endpoints: { active: number }[] }[] }>('/clusters');
+    expect(body.clusters.find((c) => c.service === 'rawapp')?.endpoints.map((e) => e.active)).toEqual([0]);
+  });
+
+  it('hands WebSocket upgrades and Expect: 100-continue requests to node:http, which still answers them', async () => {
+    // wire.mesh's server takes no upgrades: it answers as to a plain request, which is relayed, and the connection closes after it.
+    const upgradeHead = get('/', 'wire.mesh', 'Connection: Upgrade\r\nUpgrade: websocket\r\n');
     const sendUpgrade = (s: SidecarProcess) => raw(s, (write) => write(upgradeHead), { count: 1 });
     const [upgrade, slow] = await Promise.all([sendUpgrade(web), sendUpgrade(webslow)]);
     expect(upgrade.responses[0]?.status).toBe(200);
-    expect(JSON.parse(upgrade.responses[0]?.body.toString() ?? '{}').headers.upgrade).toBe('example/1');
+    expect(JSON.parse(upgrade.responses[0]?.body.toString() ?? '{}').headers.upgrade).toBe('websocket');
     expect(upgrade.responses[0]?.headers.connection).toBe('close');
     expect(upgrade.closed).toBe(true);
     expect(upgrade.responses.map((r) => r.status)).toEqual(slow.responses.map((r) => r.status));

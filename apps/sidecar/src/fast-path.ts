@@ -38,6 +38,7 @@ import {
 import type { SidecarMetrics } from './metrics';
 import { endAndLinger, REQUEST_TIMEOUT_REPLY } from './protocol-listener';
 import { socketClosedError, type UpstreamConnection, type UpstreamUser } from './raw-pool';
+import { isWebSocketUpgrade } from './upgrade';
 import { admitRetry, type RequestPlan, type RuntimeEndpoint, type UpstreamRuntime } from './upstream-runtime';
 
 const CLOSE_HEADERS = 'Connection: close\r\n';
@@ -370,7 +371,8 @@ function planRequest(fp: FastPath, head: RequestHead, socket: Socket, buf: Buffe
   const h = head.headers;
   if (head.minor !== 1) return 'http/1.0';
   if (head.method === 'CONNECT') return 'connect';
-  if (h.upgrade !== undefined) return 'upgrade';
+  // WebSocket upgrades become tunnels on the node:http path; any other Upgrade is ignored (hop-by-hop).
+  if (h.upgrade !== undefined && isWebSocketUpgrade(h)) return 'upgrade';
   if (h.expect !== undefined) return 'expect';
   if (h.host === undefined) return 'no-host';
   if (typeof h['content-type'] === 'string' && h['content-type'].startsWith('application/grpc')) return 'grpc';

@@ -27,7 +27,7 @@ import { LOCAL_REPLIES, sendLocalReply } from './local-reply';
 import type { SidecarMetrics } from './metrics';
 import { createHttp1Server, DEFAULT_FILTERS_TIMEOUT_MS, ProtocolListener } from './protocol-listener';
 import { RawPool } from './raw-pool';
-import { refuseUpgrade, relayUpgrade } from './upgrade';
+import { acceptUpgrades, refuseUpgrade, relayUpgrade, upgradeProblem } from './upgrade';
 import { type ConnectOptions, openSocket } from './upstream-runtime';
 
 /** What the inbound side enforces, compiled from the snapshot's `inbound` section. */
@@ -165,7 +165,7 @@ export class InboundListener {
         : { pool: new Pool(deps.appOrigin, { keepAliveTimeout: 30_000, connect: { timeout: 2_000 } }) };
     const handler = deps.inFlight.guard('inbound', (req, res) => this.handle(req, res));
     this.http = createHttp1Server(deps.headersTimeoutMs, deps.idleTimeoutMs, handler);
-    this.http.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => void this.upgrade(req, socket, head));
+    acceptUpgrades(this.http, (req, socket, head) => void this.upgrade(req, socket, head));
     this.appAddress = { host: hostname.replace(/^\[|\]$/g, ''), port: Number(port) };
     this.appConnect = { mtls: false, identity: deps.identity, serverSpiffeId: '', timeoutMs: APP_CONNECT_TIMEOUT_MS, alpn: [] };
     this.h2 = createH2Server({}, handler);
@@ -375,6 +375,8 @@ export class InboundListener {
     const { path, query, invalid, principal, log } = this.begin(req);
     const upgrade = req.headers.upgrade;
     if (invalid) return log(refuseUpgrade(socket, 'BAD_REQUEST', INVALID_TARGET), 'BAD_REQUEST', INVALID_TARGET, { upgrade });
+    const problem = upgradeProblem(req);
+    if (problem) return log(refuseUpgrade(socket, 'BAD_REQUEST', problem), 'BAD_REQUEST', problem, { upgrade });
     const { verdict, audit } = await this.verdictOf(req, path, query);
     const reply = verdict.reply;
     if (reply) {
@@ -387,8 +389,8 @@ export class InboundListener {
       path: req.url ?? '/',
       headers: workloadHeaders(req.headers, principal, this.deps.ownSpiffeId()),
       protocol: upgrade ?? '',
-      http2Settings: req.headers['http2-settings'] as string | undefined,
       connect: () => openSocket(this.appConnect, app.host, app.port).socket,
+      timeoutMs: APP_BUSY_MS,
       responseHeaders: verdict.responseHeaders,
     });
     if (outcome.error && outcome.status === 0 && outcome.error !== 'DOWNSTREAM_DISCONNECT') {

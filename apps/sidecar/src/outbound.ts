@@ -42,8 +42,8 @@ import {
 } from './local-reply';
 import type { SidecarMetrics } from './metrics';
 import { createHttp1Server, ProtocolListener } from './protocol-listener';
-import { refuseUpgrade, relayUpgrade } from './upgrade';
-import { admitRetry, type RuntimeEndpoint, type UpstreamRuntime } from './upstream-runtime';
+import { acceptUpgrades, refuseUpgrade, relayUpgrade, upgradeProblem } from './upgrade';
+import { admitRetry, DEFAULT_BUSY_TIMEOUT_MS, type RuntimeEndpoint, type UpstreamRuntime } from './upstream-runtime';
 
 export { FAULT_HEADER } from './local-reply';
 
@@ -136,7 +136,7 @@ export class OutboundProxy {
   async listen(port: number, host: string, service?: string): Promise<number> {
     const handler = this.deps.inFlight.guard('outbound', (req, res) => this.handle(req, res, service));
     const http1 = createHttp1Server(this.deps.headersTimeoutMs, this.deps.idleTimeoutMs, handler);
-    http1.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => void this.upgrade(req, socket, head, service));
+    acceptUpgrades(http1, (req, socket, head) => void this.upgrade(req, socket, head, service));
     const listener = new ProtocolListener({
       http1,
       h2c: createH2Server({}, handler),
@@ -273,7 +273,8 @@ export class OutboundProxy {
    * An HTTP/1.1 upgrade request (WebSocket): routed like any request (route match, subset, endpoint,
    * header changes, rewrite), then sent over a connection of its own to the endpoint (mTLS as
    * usual), which becomes a tunnel when the upstream answers 101. Retries, faults, mirroring and the
-   * circuit breaker do not apply; the route's or upstream's request timeout bounds the wait for the answer.
+   * circuit breaker do not apply; the route's or upstream's request timeout (else undici's 300 s)
+   * bounds the wait for the answer.
    */
   private async upgrade(req: IncomingMessage, client: Socket, head: Buffer, fixed: string | undefined): Promise<void> {
     const started = performance.now();
@@ -282,9 +283,11 @@ export class OutboundProxy {
     if ('refusal' in r) return logRefusal(log, r.refusal, refuseUpgrade(client, r.refusal.code, r.refusal.reason));
     const { up, route, endpoint, routeName, headers, upstreamPath } = r;
     const extra = { endpoint: endpoint.id, route: routeName, upgrade: req.headers.upgrade };
+    const problem = upgradeProblem(req);
+    if (problem) return log(refuseUpgrade(client, 'BAD_REQUEST', problem), 'BAD_REQUEST', problem, extra);
     const open = endpoint.open;
     if (!open) {
-      const reason = `${up.service} is a gRPC service: HTTP/1.1 upgrades are not proxied to it`;
+      const reason = `${up.service} is a gRPC service: WebSocket upgrades are not proxied to it`;
       return log(refuseUpgrade(client, 'BAD_REQUEST', reason), 'BAD_REQUEST', reason, extra);
     }
     endpoint.active++;
@@ -296,14 +299,13 @@ export class OutboundProxy {
         path: upstreamPath,
         headers,
         protocol: req.headers.upgrade ?? '',
-        http2Settings: req.headers['http2-settings'] as string | undefined,
         connect: open,
-        timeoutMs: up.planFor(route).requestTimeout,
+        timeoutMs: up.planFor(route).requestTimeout ?? DEFAULT_BUSY_TIMEOUT_MS,
       },
       () => endpoint.active--,
     );
-    if (outcome.status !== 101) endpoint.active--;
-    if (outcome.error === 'DOWNSTREAM_DISCONNECT') return log(0, outcome.error, outcome.reason, extra);
+    if (!outcome.tunnel) endpoint.active--;
+    if (outcome.error === 'DOWNSTREAM_DISCONNECT') return log(outcome.status, outcome.error, outcome.reason, extra);
     up.record(endpoint.id, outcome.error && outcome.status === 0 ? 'local-origin-failure' : outcomeOfStatus(outcome.status));
     if (outcome.error && outcome.status === 0) {
       const reason = `${outcome.reason} (endpoint ${endpoint.id} of ${up.service})`;

@@ -1,11 +1,67 @@
-import { request as httpRequest, type IncomingMessage } from 'node:http';
+import type { Server as HttpServer, IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { request as httpRequest } from 'node:http';
 import type { Socket } from 'node:net';
 import { classifyUpstreamError, HOP_BY_HOP, TIMEOUT_CODE } from './forward';
 import { LOCAL_REPLIES, type LocalReplyCode, localReplyBytes } from './local-reply';
+import { endAndLinger } from './protocol-listener';
 
 /**
- * An HTTP/1.1 request asking to switch protocols (`Connection: Upgrade`, `Upgrade: websocket`), as
- * the listener's node:http server hands it over with its socket: what goes to the upstream.
+ * Whether a request asks to become a WebSocket (`Connection: Upgrade`, `Upgrade: websocket`): the
+ * one upgrade the mesh tunnels. Any other (h2c, custom protocols) is an ordinary request whose
+ * Upgrade is ignored, as RFC 9110 §7.8 lets a server do: h2c would carry HTTP/2 requests that the
+ * sidecars could then no longer authorize, route or count one by one.
+ */
+export function isWebSocketUpgrade(headers: IncomingHttpHeaders): boolean {
+  const upgrade = headers.upgrade;
+  const connection = headers.connection;
+  return typeof upgrade === 'string' && typeof connection === 'string' && hasToken(upgrade, 'websocket') && hasToken(connection, 'upgrade');
+}
+
+function hasToken(list: string, token: string): boolean {
+  return list.split(',').some((t) => t.trim().toLowerCase() === token);
+}
+
+/**
+ * Routes a node:http server's upgrade requests: WebSocket upgrades to `tunnel`; every other one
+ * goes back to the server as the ordinary request it also is (node:http hands all of them to the
+ * `upgrade` listener once there is one): its head again without Upgrade and HTTP2-Settings, the
+ * bytes after it (a body) behind it.
+ */
+export function acceptUpgrades(server: HttpServer, tunnel: (req: IncomingMessage, socket: Socket, head: Buffer) => void): void {
+  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    if (isWebSocketUpgrade(req.headers)) return tunnel(req, socket, head);
+    let text = `${req.method} ${req.url} HTTP/${req.httpVersion}\r\n`;
+    const raw = req.rawHeaders;
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      const name = (raw[i] as string).toLowerCase();
+      let value = raw[i + 1] as string;
+      if (name === 'upgrade' || name === 'http2-settings') continue;
+      if (name === 'connection') {
+        value = value
+          .split(',')
+          .map((t) => t.trim())
+          .filter((t) => t && !['upgrade', 'http2-settings'].includes(t.toLowerCase()))
+          .join(', ');
+        if (!value) continue;
+      }
+      text += `${raw[i]}: ${value}\r\n`;
+    }
+    socket.unshift(Buffer.concat([Buffer.from(`${text}\r\n`, 'latin1'), head]));
+    server.emit('connection', socket);
+  });
+}
+
+/** Why a WebSocket upgrade request cannot be tunnelled as it is; undefined when it can. */
+export function upgradeProblem(req: IncomingMessage): string | undefined {
+  const length = req.headers['content-length'];
+  if (req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0'))
+    return 'a WebSocket upgrade request must not have a body';
+  return undefined;
+}
+
+/**
+ * An HTTP/1.1 request asking to switch to WebSocket, as the listener's node:http server hands it
+ * over with its socket: what goes to the upstream.
  */
 export interface UpgradeForward {
   method: string;
@@ -13,14 +69,12 @@ export interface UpgradeForward {
   path: string;
   /** The request headers for the upstream, hop-by-hop ones already dropped (Connection and Upgrade are set here). */
   headers: Record<string, string | string[]>;
-  /** The Upgrade header as the client sent it (`websocket`, or a list). */
+  /** The Upgrade header as the client sent it. */
   protocol: string;
-  /** HTTP2-Settings of an `Upgrade: h2c` request, which must travel with it (it is hop-by-hop). */
-  http2Settings?: string | undefined;
   /** A new connection to the upstream, not a pooled one: after a 101 it carries the other protocol. */
   connect: () => Socket;
-  /** How long the upstream may take to answer the upgrade request; none when undefined. */
-  timeoutMs?: number | undefined;
+  /** How long the upstream may take to answer the upgrade request. */
+  timeoutMs: number;
   /** Headers added to the upstream's answer (a rate limit's RateLimit-* headers), 101 or not. */
   responseHeaders?: Record<string, string> | undefined;
 }
@@ -29,11 +83,13 @@ export interface UpgradeForward {
 export interface UpgradeOutcome {
   /** 101 when the connection switched protocols; the upstream's status when it declined; 0 when no answer came. */
   status: number;
+  /** The connection is now a tunnel (`onClosed` runs when it ends). */
+  tunnel?: boolean;
   error?: LocalReplyCode | 'DOWNSTREAM_DISCONNECT';
   reason?: string;
 }
 
-/** What the client gets when the upgrade request gets no answer: the local reply, then the connection closes. */
+/** What the client gets instead of an upgrade: the local reply, then the connection ends (lingering, as after any refusal). */
 export function refuseUpgrade(
   client: Socket,
   code: LocalReplyCode,
@@ -42,7 +98,7 @@ export function refuseUpgrade(
   status?: number,
 ): number {
   const s = status ?? LOCAL_REPLIES[code];
-  if (!client.destroyed) client.end(localReplyBytes(s, code, reason, 'Connection: close\r\n', false, undefined, headers));
+  if (!client.destroyed) endAndLinger(client, localReplyBytes(s, code, reason, 'Connection: close\r\n', false, undefined, headers));
   return s;
 }
 
@@ -56,22 +112,21 @@ function headLines(statusLine: string, raw: string[], skip: (name: string) => bo
   return text;
 }
 
+const GONE = 'the client went away before the upstream answered the upgrade';
+
 /**
- * Sends an upgrade request over a new upstream connection and relays the answer. A 101 goes to the
- * client as the upstream wrote it, and from then on the two connections are one tunnel: bytes flow
- * both ways as they come (backpressure included) until either side ends or fails, which ends the
- * other. Any other answer is relayed whole with `Connection: close` and both connections end, as a
- * declined upgrade leaves the client's connection in no known state. No answer (connect failure,
- * TLS failure, timeout, reset) resolves with the local reply's code and reason for the caller to
- * send ({@link refuseUpgrade}). Resolves when the answer's head is known; `onClosed` runs once a
- * tunnel is over.
+ * Sends an upgrade request over a new upstream connection and relays the answer. A 101 (with
+ * Upgrade) goes to the client as the upstream wrote it, and from then on the two connections are
+ * one tunnel: bytes flow both ways as they come (backpressure included) until either side ends or
+ * fails, which ends the other. Any other answer is relayed whole, with backpressure, with
+ * `Connection: close`, and both connections end, as a declined upgrade leaves the client's
+ * connection in no known state. No answer (connect failure, TLS failure, timeout, reset, a 101 that
+ * switches nothing) resolves with the local reply's code and reason for the caller to send
+ * ({@link refuseUpgrade}). Resolves once the tunnel is up, or the declined answer relayed (or cut);
+ * `onClosed` runs once a tunnel is over.
  */
-export function relayUpgrade(
-  client: Socket,
-  head: Buffer,
-  fwd: UpgradeForward,
-  onClosed?: (bytes: { fromClient: number; toClient: number }) => void,
-): Promise<UpgradeOutcome> {
+export function relayUpgrade(client: Socket, head: Buffer, fwd: UpgradeForward, onClosed?: () => void): Promise<UpgradeOutcome> {
+  if (client.destroyed) return Promise.resolve({ status: 0, error: 'DOWNSTREAM_DISCONNECT', reason: GONE });
   return new Promise((resolve) => {
     let settled = false;
     const done = (o: UpgradeOutcome) => {
@@ -80,76 +135,48 @@ export function relayUpgrade(
       client.off('close', onClientGone);
       resolve(o);
     };
-    const headers: Record<string, string | string[]> = { ...fwd.headers, connection: 'Upgrade', upgrade: fwd.protocol };
-    if (fwd.http2Settings !== undefined) {
-      headers.connection = 'Upgrade, HTTP2-Settings';
-      headers['http2-settings'] = fwd.http2Settings;
-    }
     const upReq = httpRequest({
       method: fwd.method,
       path: fwd.path,
       setHost: false,
-      headers,
+      headers: { ...fwd.headers, connection: 'Upgrade', upgrade: fwd.protocol },
       createConnection: () => fwd.connect(),
     });
+    let status = 0;
     const onClientGone = () => {
       upReq.destroy();
-      done({ status: 0, error: 'DOWNSTREAM_DISCONNECT', reason: 'the client went away before the upstream answered the upgrade' });
+      done({ status, error: 'DOWNSTREAM_DISCONNECT', reason: status ? 'the client went away during the answer' : GONE });
     };
     client.once('close', onClientGone);
-    if (fwd.timeoutMs !== undefined) {
-      const ms = fwd.timeoutMs;
-      upReq.setTimeout(ms, () =>
-        upReq.destroy(Object.assign(new Error(`no answer to the upgrade within ${ms} ms`), { code: TIMEOUT_CODE })),
-      );
-    }
+    const ms = fwd.timeoutMs;
+    upReq.setTimeout(ms, () => upReq.destroy(Object.assign(new Error(`no answer to the upgrade within ${ms} ms`), { code: TIMEOUT_CODE })));
     upReq.on('upgrade', (res: IncomingMessage, upstream: Socket, upHead: Buffer) => {
       upstream.setTimeout(0);
-      if (client.destroyed) {
-        upstream.destroy();
-        return done({ status: 0, error: 'DOWNSTREAM_DISCONNECT', reason: 'the client went away before the upstream answered the upgrade' });
-      }
       client.setTimeout(0);
       client.setNoDelay(true);
       upstream.setNoDelay(true);
-      client.write(
-        `${headLines(`HTTP/1.1 101 ${res.statusMessage || 'Switching Protocols'}`, res.rawHeaders, () => false, fwd.responseHeaders)}\r\n`,
-        'latin1',
-      );
+      const line = `HTTP/1.1 101 ${res.statusMessage || 'Switching Protocols'}`;
+      client.write(`${headLines(line, res.rawHeaders, () => false, fwd.responseHeaders)}\r\n`, 'latin1');
       if (upHead.length > 0) client.write(upHead);
       if (head.length > 0) upstream.write(head);
       tunnel(client, upstream, onClosed);
-      done({ status: 101 });
+      done({ status: 101, tunnel: true });
     });
     upReq.on('response', (res: IncomingMessage) => {
-      // Declined: the answer as it came, framed for a connection that closes after it.
-      const status = res.statusCode ?? 502;
-      const bodiless = fwd.method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200);
-      const length = res.headers['content-length'];
-      const chunked = !bodiless && length === undefined;
-      const text = headLines(
-        `HTTP/1.1 ${status} ${res.statusMessage ?? ''}`,
-        res.rawHeaders,
-        (name) => HOP_BY_HOP.has(name) || (chunked && name === 'content-length'),
-        fwd.responseHeaders,
-      );
-      client.write(`${text}${chunked ? 'transfer-encoding: chunked\r\n' : ''}connection: close\r\n\r\n`, 'latin1');
-      res.on('data', (chunk: Buffer) => {
-        if (!chunked) client.write(chunk);
-        else if (chunk.length > 0)
-          client.write(Buffer.concat([Buffer.from(`${chunk.length.toString(16)}\r\n`), chunk, Buffer.from('\r\n')]));
-      });
-      res.on('end', () => {
-        if (chunked) client.end('0\r\n\r\n');
-        else client.end();
+      status = res.statusCode ?? 502;
+      if (status === 101) {
+        // llhttp hands a 101 over as an upgrade only with Upgrade and Connection: upgrade.
         res.socket?.destroy();
-      });
-      res.on('close', () => {
-        if (res.complete) return;
-        client.destroy();
-        done({ status, error: 'UPSTREAM_RESET', reason: 'the upstream closed the connection before the end of its answer to the upgrade' });
-      });
-      done({ status });
+        status = 0;
+        return done({ status: 0, error: 'UPSTREAM_RESET', reason: 'the upstream answered 101 without switching protocols (no Upgrade)' });
+      }
+      relayDeclined(
+        client,
+        res,
+        fwd,
+        () => done({ status }),
+        (reason) => done({ status, error: 'UPSTREAM_RESET', reason }),
+      );
     });
     upReq.on('error', (err) => {
       if (settled) return;
@@ -160,14 +187,54 @@ export function relayUpgrade(
   });
 }
 
+/** A declined upgrade's answer as it came, framed for a connection that closes after it; `cut` when it breaks off. */
+function relayDeclined(
+  client: Socket,
+  res: IncomingMessage,
+  fwd: UpgradeForward,
+  finished: () => void,
+  cut: (reason: string) => void,
+): void {
+  const status = res.statusCode ?? 502;
+  const bodiless = fwd.method === 'HEAD' || status === 204 || status === 304 || status < 200;
+  const chunked = !bodiless && res.headers['content-length'] === undefined;
+  const text = headLines(
+    `HTTP/1.1 ${status} ${res.statusMessage ?? ''}`,
+    res.rawHeaders,
+    (name) => HOP_BY_HOP.has(name) || (chunked && name === 'content-length'),
+    fwd.responseHeaders,
+  );
+  client.write(`${text}${chunked ? 'transfer-encoding: chunked\r\n' : ''}connection: close\r\n\r\n`, 'latin1');
+  res.on('data', (chunk: Buffer) => {
+    if (chunk.length === 0) return;
+    const ok = chunked ? client.write(Buffer.concat([Buffer.from(`${chunk.length.toString(16)}\r\n`), chunk, CRLF])) : client.write(chunk);
+    if (!ok) {
+      res.pause();
+      client.once('drain', () => res.resume());
+    }
+  });
+  res.on('end', () => {
+    endAndLinger(client, chunked ? LAST_CHUNK : undefined);
+    res.socket?.destroy();
+    finished();
+  });
+  res.on('close', () => {
+    if (res.complete) return;
+    client.destroy();
+    cut('the upstream closed the connection before the end of its answer to the upgrade');
+  });
+}
+
+const CRLF = Buffer.from('\r\n');
+const LAST_CHUNK = Buffer.from('0\r\n\r\n');
+
 /** Joins two connections: each one's bytes go to the other; either ending or failing ends both. */
-function tunnel(client: Socket, upstream: Socket, onClosed?: (bytes: { fromClient: number; toClient: number }) => void): void {
+function tunnel(client: Socket, upstream: Socket, onClosed?: () => void): void {
   client.pipe(upstream);
   upstream.pipe(client);
   let open = 2;
   const closed = () => {
-    if (--open > 0) return;
-    onClosed?.({ fromClient: client.bytesRead, toClient: client.bytesWritten });
+    if (--open === 0) onClosed?.();
   };
   // A failure on one side cuts the other (pipe() ends it only on a clean end).
   client.on('error', () => upstream.destroy());

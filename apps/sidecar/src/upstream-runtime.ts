@@ -45,7 +45,7 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 2_000;
 /** Keep-alive of an idle upstream connection when the policy sets no `timeouts.idle`. */
 const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
 /** undici's default headersTimeout and bodyTimeout: how long a busy upstream connection may stay silent. */
-const DEFAULT_BUSY_TIMEOUT_MS = 300_000;
+export const DEFAULT_BUSY_TIMEOUT_MS = 300_000;
 
 /**
  * What the resilience layer does to the requests of one route (or of the upstream's requests no
