@@ -145,6 +145,16 @@ function startRawApp(): NetServer {
             Buffer.from('\r\n0\r\n\r\n'),
           ]),
         );
+      else if (path === '/te-split')
+        sock.write(
+          Buffer.concat([
+            Buffer.from(`HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\ntransfer-encoding: chunked\r\n\r\n${CODED.length.toString(16)}\r\n`),
+            CODED,
+            Buffer.from('\r\n0\r\n\r\n'),
+          ]),
+        );
+      else if (path === '/te-chunked-twice')
+        sock.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n');
       else if (path === '/te-gzip-close')
         sock.end(Buffer.concat([Buffer.from('HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n'), CODED]));
       else if (path === '/bare-101') sock.end('HTTP/1.1 101 Switching Protocols\r\n\r\n');
@@ -350,16 +360,21 @@ describe('the outbound fast path', () => {
     expect(r.interim).toEqual([]);
   });
 
-  it('keeps transfer codings other than chunked with the body it frames anew (gzip, chunked; gzip until close), on both paths', async () => {
+  it('keeps transfer codings other than chunked with the body it frames anew (gzip, chunked; on two lines; gzip until close), on both paths', async () => {
     for (const sc of [web, webslow]) {
-      const r = await raw(sc, (write) => write(get('/te-gzip-chunked', 'rawapp.mesh') + get('/te-gzip-close', 'rawapp.mesh')), {
-        count: 2,
-      });
+      const paths = ['/te-gzip-chunked', '/te-split', '/te-chunked-twice', '/te-gzip-close'];
+      const r = await raw(sc, (write) => write(paths.map((p) => get(p, 'rawapp.mesh')).join('')), { count: 4 });
       expect(
-        r.responses.map((x) => x.headers['transfer-encoding']),
+        r.responses.map((x) => [x.status, x.headers['transfer-encoding']]),
         sc.id,
-      ).toEqual(['gzip, chunked', 'gzip, chunked']);
-      for (const x of r.responses) expect(gunzipSync(x.body).toString(), sc.id).toBe(CODED_TEXT);
+      ).toEqual([
+        [200, 'gzip, chunked'],
+        [200, 'gzip, chunked'],
+        [200, 'chunked'],
+        [200, 'gzip, chunked'],
+      ]);
+      for (const x of [0, 1, 3]) expect(gunzipSync(r.responses[x]?.body ?? Buffer.alloc(0)).toString(), sc.id).toBe(CODED_TEXT);
+      expect(r.responses[2]?.body.toString(), sc.id).toBe('ok');
     }
   });
 

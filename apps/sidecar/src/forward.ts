@@ -408,7 +408,7 @@ export function forward(dispatcher: Dispatcher, req: ForwardRequest, res: Server
         const out = responseHeaders(headers, req);
         // Transfer codings other than chunked (`gzip, chunked`) stay with the body undici passes on
         // still coded; node:http frames it as chunked again under this header (HTTP/1.1 clients).
-        const codings = codingsBesidesChunked(headers['transfer-encoding'] as string | undefined);
+        const codings = codingsBesidesChunked(headers['transfer-encoding']);
         if (codings !== undefined && res.req.httpVersion === '1.1') out['transfer-encoding'] = `${codings}, chunked`;
         res.writeHead(statusCode, out);
         const length = Number(headers['content-length']);

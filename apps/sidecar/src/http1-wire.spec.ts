@@ -3,7 +3,7 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { connect } from 'node:net';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ChunkedScanner, MAX_HEAD_BYTES, parseRequestHead, parseResponseHead, type RequestHead } from './http1-wire';
+import { ChunkedScanner, codingsBesidesChunked, MAX_HEAD_BYTES, parseRequestHead, parseResponseHead, type RequestHead } from './http1-wire';
 
 const b = (s: string) => Buffer.from(s, 'latin1');
 
@@ -251,4 +251,19 @@ describe('parseRequestHead against node:http (property)', () => {
       { numRuns: 400 },
     );
   }, 60_000);
+});
+
+describe('codingsBesidesChunked', () => {
+  it('keeps the codings a re-framed body still carries, whatever the layout of the field', () => {
+    expect(codingsBesidesChunked('gzip, chunked')).toBe('gzip');
+    expect(codingsBesidesChunked(['gzip', 'chunked'])).toBe('gzip'); // a repeated field, as undici gives it
+    expect(codingsBesidesChunked('GZIP ,  Chunked')).toBe('GZIP');
+    expect(codingsBesidesChunked('gzip')).toBe('gzip');
+    expect(codingsBesidesChunked('deflate, gzip, chunked')).toBe('deflate, gzip');
+  });
+
+  it('has nothing to keep for chunked alone, chunked twice, identity or no field', () => {
+    for (const v of ['chunked', 'chunked, chunked', ['chunked', 'chunked'], 'identity, chunked', ' , chunked', undefined])
+      expect(codingsBesidesChunked(v)).toBeUndefined();
+  });
 });

@@ -128,17 +128,17 @@ export function hasToken(value: string | undefined, token: string): boolean {
 
 /** The last transfer coding of a Transfer-Encoding value. */
 /**
- * The transfer codings of a Transfer-Encoding value other than the final `chunked` (and
- * `identity`): `gzip, chunked` → `gzip`. A proxy that frames the body anew must send these on
- * (`gzip, chunked`), or the client reads the coded bytes as the content.
+ * The transfer codings of a Transfer-Encoding field (one value, or the lines of a repeated field)
+ * other than `chunked` and `identity`: `gzip, chunked` → `gzip`; `chunked, chunked` → none. A proxy
+ * that frames the body anew must send these on (`gzip, chunked`), or the client reads the coded
+ * bytes as the content.
  */
-export function codingsBesidesChunked(value: string | undefined): string | undefined {
+export function codingsBesidesChunked(value: string | string[] | undefined): string | undefined {
   if (value === undefined) return undefined;
-  const list = value
+  const list = (Array.isArray(value) ? value.join(',') : value)
     .split(',')
     .map((c) => c.trim())
-    .filter((c) => c.length > 0 && c.toLowerCase() !== 'identity');
-  if (list.at(-1)?.toLowerCase() === 'chunked') list.pop();
+    .filter((c) => c.length > 0 && c.toLowerCase() !== 'identity' && c.toLowerCase() !== 'chunked');
   return list.length > 0 ? list.join(', ') : undefined;
 }
 
