@@ -295,17 +295,20 @@ describe('meshctl run and meshctl sidecar', () => {
     for (const port of [orders.app, orders.admin, orders.outbound, caller.app, caller.outbound]) expect(await accepts(port)).toBe(false);
   });
 
-  it('Ctrl-C in a terminal (SIGINT to the whole process group) drains the sidecar while the app still answers, then stops the app', async () => {
-    const m = await meshctlRun(['--service', 'inventory', '--', process.execPath, join(dir, 'sigint-app.mjs')], { detached: true });
+  it('Ctrl-C in a terminal (SIGINT to the whole process group) drains the sidecar while the app still answers, then stops the app and what it started', async () => {
+    // The app behind a shell, as `npm start` or a start script runs it: the signal must reach the node process too.
+    const script = `"${process.execPath}" "${join(dir, 'sigint-app.mjs')}"; echo shell done`;
+    const m = await meshctlRun(['--service', 'inventory', '--', 'sh', '-c', script], { detached: true });
     expect((await get(m.app, '/before')).status).toBe(200);
     process.kill(-(m.child.pid as number), 'SIGINT');
-    expect(await m.exited).toBe(0);
+    expect(await m.exited).toBe(130); // the shell ends by the SIGINT, as in a terminal: 128 + 2
     const out = m.stdout();
     const drained = out.search(/^\[sidecar\] .*"msg":"drained"/m);
     expect(drained, out.slice(-2000)).toBeGreaterThan(-1);
     expect(out.indexOf('[app] app got SIGINT'), out.slice(-2000)).toBeGreaterThan(drained);
     expect(out.match(/app got SIGINT/g)).toHaveLength(1);
     expect(await accepts(m.app)).toBe(false);
+    expect(m.stderr()).not.toMatch(/killing/);
   });
 
   it('exits with the app’s code when the app ends before it listens, without starting a sidecar', async () => {

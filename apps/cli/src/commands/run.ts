@@ -104,8 +104,10 @@ async function run(ctx: CliContext, cmd: Command, command: string[], flags: RunF
   const stopped = new Promise<NodeJS.Signals>((resolve) => stop.signal.addEventListener('abort', () => resolve(stop.signal.reason)));
   const release = takeOverSignals((signal) => {
     if (!stop.signal.aborted) return stop.abort(signal);
+    // Only a second Ctrl-C means "now": a repeated SIGTERM (or SIGHUP) lets the orderly stop go on.
+    if (signal !== 'SIGINT') return;
     say('killing the app and the sidecar');
-    for (const child of [sidecar, app]) if (child?.running) child.process.kill('SIGKILL');
+    for (const child of [sidecar, app]) child?.signal('SIGKILL');
   });
   try {
     say(`started ${command.join(' ')} with PORT=${appPort}; waiting for it to listen`);

@@ -114,7 +114,7 @@ Examples:
       // The sidecar has its own process group: the terminal's Ctrl-C reaches meshctl, which passes
       // it on, as it does SIGTERM (and a closed terminal's SIGHUP, as SIGTERM).
       const release = takeOverSignals((signal) => {
-        if (sidecar.running) sidecar.process.kill(signal);
+        sidecar.signal(signal);
       });
       const code = await sidecar.exited;
       release();

@@ -34,6 +34,8 @@ export interface Child {
   readonly process: ChildProcess;
   readonly exited: Promise<number>;
   readonly running: boolean;
+  /** Sends `signal` if it still runs: to its whole process group when it has one of its own ({@link OWN_GROUP}). */
+  signal(signal: NodeJS.Signals): void;
   /** Sends `signal` (if still running), then SIGKILL after `killAfterMs`; resolves with the exit code. */
   stop(signal: NodeJS.Signals, killAfterMs?: number): Promise<number>;
 }
@@ -42,11 +44,23 @@ export interface Child {
 export function startChild(name: string, command: string, args: string[], opts: SpawnOptions, stderr: TextSink): Child {
   const child = spawn(command, args, opts);
   let running = true;
+  // A child leading a process group of its own gets signals as the terminal would send them: to the
+  // whole group, so that what it started (`sh -c`, npm scripts) stops with it.
+  const signal = (sig: NodeJS.Signals) => {
+    if (!running) return;
+    if (opts.detached && child.pid !== undefined) {
+      try {
+        process.kill(-child.pid, sig);
+        return;
+      } catch {
+        // The group is gone already; the child itself below.
+      }
+    }
+    child.kill(sig);
+  };
   // meshctl normally waits for its children; one still running when meshctl exits anyway (a crash)
   // is killed, as a child in its own process group would otherwise outlive it.
-  const orphan = () => {
-    if (running) child.kill('SIGKILL');
-  };
+  const orphan = () => signal('SIGKILL');
   process.once('exit', orphan);
   child.once('exit', () => process.off('exit', orphan));
   const exited = new Promise<number>((resolve) => {
@@ -68,9 +82,10 @@ export function startChild(name: string, command: string, args: string[], opts: 
     get running() {
       return running;
     },
-    async stop(signal, killAfterMs = 10_000) {
-      if (running) child.kill(signal);
-      const timer = setTimeout(() => running && child.kill('SIGKILL'), killAfterMs);
+    signal,
+    async stop(sig, killAfterMs = 10_000) {
+      signal(sig);
+      const timer = setTimeout(() => signal('SIGKILL'), killAfterMs);
       const code = await exited;
       clearTimeout(timer);
       return code;
@@ -187,8 +202,24 @@ export function takeOverSignals(onSignal: (signal: NodeJS.Signals) => void): () 
     process.removeAllListeners(s);
     process.on(s, handler);
   }
+  // Output that can no longer be written (a reader like `| tee` gone with the same Ctrl-C: EPIPE;
+  // a closed terminal: EIO) is dropped: the children still stop in order, instead of meshctl
+  // exiting at once (and killing them) as a plain command whose reader left does.
+  const outputGone = (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE' && e.code !== 'EIO' && e.code !== 'ERR_STREAM_DESTROYED') throw e;
+  };
+  const streams = [process.stdout, process.stderr];
+  const before = streams.map((st) => st.listeners('error'));
+  for (const st of streams) {
+    st.removeAllListeners('error');
+    st.on('error', outputGone);
+  }
   return () => {
     for (const s of signals) process.off(s, handler);
+    streams.forEach((st, i) => {
+      st.off('error', outputGone);
+      for (const l of before[i] ?? []) st.on('error', l as (e: Error) => void);
+    });
   };
 }
 
