@@ -235,10 +235,16 @@ export class RetryableBody {
     for (const sink of this.sinks) sink.end();
   };
 
-  /** The client went away mid-body: the tries reading it end too (their attempt fails as a downstream disconnect). */
+  /**
+   * The client went away mid-body: the tries reading it end too (their attempt fails as a downstream
+   * disconnect), and what was kept is never sent as the body (node:http2 may still emit 'end' after
+   * an aborted stream's 'close').
+   */
   private readonly onClose = () => {
     this.req.off('data', this.onData);
     if (this.ended) return;
+    this.overflowed = true;
+    this.chunks.length = 0;
     for (const sink of this.sinks) sink.destroy();
   };
 

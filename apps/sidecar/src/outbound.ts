@@ -234,17 +234,14 @@ export class OutboundProxy {
     let body: ForwardRequest['body'] = hasBody(req) ? req : null;
     /** A mirrored request's body, kept (up to MAX_RETRY_BODY_BYTES) for the copy; retries send it again from here too. */
     let kept: RetryableBody | undefined;
+    let copy: BodyMirror | undefined;
     const mirror = route?.mirror && route.shouldMirror() ? route.mirror.subset : undefined;
     if (mirror !== undefined && body === null) this.mirror(up, view, mirror, upstreamPath, headers);
     else if (mirror !== undefined) {
-      const copy = new RetryableBody(req);
-      kept = copy;
-      body = copy.open() ?? null;
-      // The copy goes once the body is here whole; a larger one than is kept is not mirrored (Envoy's buffer limit).
-      req.once('end', () => {
-        const whole = copy.replayable ? copy.open() : undefined;
-        if (Buffer.isBuffer(whole)) this.mirror(up, view, mirror, upstreamPath, headers, whole);
-      });
+      kept = new RetryableBody(req);
+      body = kept.open() ?? null;
+      // A resilient upstream may answer itself first (fault abort, overflow): its copy waits for the first try.
+      copy = new BodyMirror(req, kept, !up.resilient, (whole) => this.mirror(up, view, mirror, upstreamPath, headers, whole));
     }
 
     const forwarded: ForwardRequest = {
@@ -256,7 +253,8 @@ export class OutboundProxy {
         ? { onResponseHeaders: (h: Record<string, string | string[] | undefined>) => route.applyResponseHeaders(h) }
         : {}),
     };
-    if (up.resilient) return this.resilient({ req, res, up, view, route, subset, endpoint, forwarded, log, routeName, started, kept });
+    if (up.resilient)
+      return this.resilient({ req, res, up, view, route, subset, endpoint, forwarded, log, routeName, started, kept, copy });
     const outcome = await this.attempt(req, res, endpoint, forwarded);
     kept?.close(forwarded.body); // a try that failed early no longer holds the body back
     const extra = { endpoint: endpoint.id, route: routeName };
@@ -347,7 +345,21 @@ export class OutboundProxy {
     started: number;
     /** The body as kept for a mirror copy, already open as `forwarded.body`: tries send it again from here. */
     kept: RetryableBody | undefined;
+    /** The mirror copy of the request's body: sent once a try goes upstream, never when the sidecar answers itself. */
+    copy: BodyMirror | undefined;
   }): Promise<void> {
+    let tried = false;
+    try {
+      await this.resilientSteps(c, () => {
+        tried = true;
+        c.copy?.go();
+      });
+    } finally {
+      if (!tried) c.copy?.drop(c.forwarded.body);
+    }
+  }
+
+  private async resilientSteps(c: Parameters<OutboundProxy['resilient']>[0], trying: () => void): Promise<void> {
     const { res, up, log, routeName } = c;
     const plan = up.planFor(c.route);
     const metrics = this.deps.metrics;
@@ -403,6 +415,7 @@ export class OutboundProxy {
       }
     }
     try {
+      trying();
       await this.tries(c, plan, fault, deadline);
     } finally {
       breaker?.release();
@@ -528,6 +541,48 @@ export class OutboundProxy {
       })
       .then((r) => r.body.dump())
       .catch(() => undefined);
+  }
+}
+
+/**
+ * The mirror copy of a request with a body (kept up to MAX_RETRY_BODY_BYTES): sent once the body is
+ * here whole, not cut short, and the request goes upstream (`go`); never after `drop` (the sidecar
+ * answered itself), which also stops holding the body back for a stream nobody reads.
+ */
+class BodyMirror {
+  private whole: Buffer | undefined;
+  private dropped = false;
+
+  constructor(
+    req: DownstreamRequest,
+    private readonly body: RetryableBody,
+    private going: boolean,
+    private readonly send: (whole: Buffer) => void,
+  ) {
+    req.once('end', () => {
+      const whole = body.replayable ? body.open() : undefined;
+      if (!Buffer.isBuffer(whole)) return;
+      this.whole = whole;
+      this.flush();
+    });
+  }
+
+  go(): void {
+    this.going = true;
+    this.flush();
+  }
+
+  drop(open: ForwardRequest['body']): void {
+    this.dropped = true;
+    this.whole = undefined;
+    this.body.close(open);
+  }
+
+  private flush(): void {
+    const whole = this.whole;
+    if (!this.going || this.dropped || whole === undefined) return;
+    this.whole = undefined;
+    this.send(whole);
   }
 }
 

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { PolicyInput } from '@novamesh/contracts';
 import { freePort, runMeshctl, waitFor } from '@novamesh/testing';
-import { request } from 'undici';
+import { Pool, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ConfigDump, call, type EchoApp, type Hit, parallel, type SidecarProcess, TestMesh } from './mesh.e2e-helper';
 
@@ -227,10 +227,17 @@ describe('routing (RouteRule)', () => {
             ],
           },
           { name: 'mirror', match: { path: { exact: '/mirror' } }, split: [{ subset: 'v1' }], mirror: { subset: 'v2', percentage: 100 } },
+          {
+            name: 'mirror-aborted',
+            match: { path: { exact: '/mirror-aborted' } },
+            split: [{ subset: 'v1' }],
+            mirror: { subset: 'v2', percentage: 100 },
+            fault: { abort: { httpStatus: 418, percentage: 100 } },
+          },
           { name: 'nowhere', match: { path: { exact: '/v3' } }, split: [{ subset: 'v3' }] },
         ],
       } as PolicyInput,
-      (d) => (ordersOf(d)?.routes?.length ?? 0) === 6,
+      (d) => (ordersOf(d)?.routes?.length ?? 0) === 7,
     );
   });
 
@@ -315,6 +322,26 @@ describe('routing (RouteRule)', () => {
     expect(copies.map((h) => [h.method, h.headers.host, h.headers['x-novamesh-mirror']])).toEqual(
       Array(3).fill(['POST', 'orders.mesh-shadow', '1']),
     );
+  });
+
+  it('a mirrored request the sidecar answers itself (fault abort) sends no copy; the next one is mirrored as usual', async () => {
+    const o3 = orders[2]?.app as EchoApp;
+    const before = o3.hits.length;
+    const client = new Pool(web.outbound, { connections: 1 });
+    try {
+      const post = (path: string, body: string) =>
+        client.request({ path, method: 'POST', headers: { host: 'orders.mesh', 'content-length': String(body.length) }, body });
+      const aborted = await post('/mirror-aborted', 'y'.repeat(48 * 1024)); // more than the stream buffers hold unread
+      expect(aborted.statusCode).toBe(418);
+      await aborted.body.dump();
+      const next = await post('/mirror', 'next');
+      expect(next.statusCode).toBe(200);
+      expect(((await next.body.json()) as Hit).bodyLength).toBe(4);
+      await expect.poll(() => o3.hits.length - before, { timeout: 5_000 }).toBe(1);
+      expect(o3.hits.at(-1)?.body).toBe('next');
+    } finally {
+      await client.close();
+    }
   });
 
   it('a subset without endpoints gets 503 NO_HEALTHY_UPSTREAM naming the subset', async () => {
