@@ -80,7 +80,7 @@ async function main(): Promise<void> {
     if (outcome.restarted)
       logger.warn(
         { from: outcome.restarted.from, version: snap?.version, hash: snap?.hash },
-        'MESH_PROXY holds an older version than the one applied, on two reads apart: its versions started over (the stream was lost); snapshot applied',
+        'MESH_PROXY holds a lower version made after the one applied: its versions started over (the stream was lost); snapshot applied',
       );
     else if (outcome.applied)
       logger.info({ version: snap?.version, hash: snap?.hash, upstreams: snap?.upstreams.length }, 'snapshot applied');

@@ -13,24 +13,12 @@ export interface Rejection {
 
 const FILE = 'snapshot.json';
 
-/**
- * How long a stored snapshot older than the one in use must stay what MESH_PROXY holds before it
- * replaces it. Versions only go up while MESH_PROXY keeps its history; a stored version below the
- * applied one that is still there on a second read this much later means the stream was lost and
- * proxy-config started its versions over (a read racing a snapshot still being stored sees the
- * newer one the second time).
- */
-export const RESTART_CONFIRM_MS = 5_000;
-
 /** What became of an offered snapshot. */
 export interface OfferOutcome {
   applied: boolean;
   /** Why it was refused (nothing when it was merely not newer). */
   reason?: string;
-  /**
-   * It is older than the one in use: read the stored value again in `recheckMs` (MESH_PROXY may
-   * have started its versions over; see {@link RESTART_CONFIRM_MS}).
-   */
+  /** A live snapshot older than the one in use: read the stored value in `recheckMs` (MESH_PROXY may have started its versions over). */
   recheckMs?: number;
   /** It was applied although older: MESH_PROXY's versions started over (from the version in use to this one). */
   restarted?: { from: number; to: number };
@@ -84,8 +72,6 @@ export class SnapshotStore {
    * been reset meanwhile, its versions starting over), as long as it checks out.
    */
   private fromDisk = false;
-  /** When a stored snapshot older than the one in use was first read (performance.now()); cleared by any other stored read. */
-  private olderStoredSince: number | undefined;
   private appliedAt: string | undefined;
   private lastRejection: Rejection | undefined;
   private readonly disk: DiskWriter;
@@ -126,7 +112,7 @@ export class SnapshotStore {
    * Validates and applies `raw` (JSON, as text or as the message's bytes). `applied` false with no
    * reason means it was not newer (a redelivery or the same content): nothing to report.
    */
-  offer(raw: string | Uint8Array, opts: { persist?: boolean; live?: boolean; now?: number } = {}): OfferOutcome {
+  offer(raw: string | Uint8Array, opts: { persist?: boolean; live?: boolean } = {}): OfferOutcome {
     // The text, not the bytes, is what gets written to disk later: a message's bytes may be a view
     // of the client's read buffer, valid only during this call.
     let text: string;
@@ -161,17 +147,13 @@ export class SnapshotStore {
     let restarted: OfferOutcome['restarted'];
     if (!replacesDisk && !takesSnapshot(snap, this.current, live)) {
       const current = this.current;
-      const older = current !== undefined && snap.version < current.version && snap.hash !== current.hash;
-      if (!older) {
-        if (!live) this.olderStoredSince = undefined;
-        return { applied: false };
-      }
-      // A live one only prompts a read of what MESH_PROXY holds; a stored one must still be there later.
+      if (current === undefined || snap.version >= current.version || snap.hash === current.hash) return { applied: false };
+      // An older version: a live one only prompts a read of what MESH_PROXY holds. A stored one made
+      // after the one in use means proxy-config numbered from 1 again (MESH_PROXY was lost while none
+      // ran); one made before is a read that raced a snapshot being stored, or a version the stream
+      // refused to store: neither replaces the one in use.
       if (live) return { applied: false, recheckMs: 1_000 };
-      const now = opts.now ?? performance.now();
-      this.olderStoredSince ??= now;
-      const waited = now - this.olderStoredSince;
-      if (waited < RESTART_CONFIRM_MS) return { applied: false, recheckMs: RESTART_CONFIRM_MS - waited };
+      if (!(Date.parse(snap.createdAt) > Date.parse(current.createdAt))) return { applied: false };
       restarted = { from: current.version, to: snap.version };
     }
     try {
@@ -180,7 +162,6 @@ export class SnapshotStore {
       return this.reject(snap, `cannot be applied: ${(e as Error).message}`);
     }
     this.current = snap;
-    if (!live) this.olderStoredSince = undefined;
     if (opts.persist !== false) this.fromDisk = false;
     this.appliedAt = new Date().toISOString();
     if (opts.persist !== false) void this.persist(text);
