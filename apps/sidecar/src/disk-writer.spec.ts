@@ -42,5 +42,17 @@ describe('DiskWriter', () => {
     await expect(failed).rejects.toThrow(/EISDIR|ENOTEMPTY|EEXIST/);
     await next;
     expect(readFileSync(join(d, 'snapshot.json'), 'utf8')).toBe('after');
+    // The failed write's temporary file (it may hold a private key) is gone.
+    expect(readdirSync(d).sort()).toEqual(['snapshot.json', 'taken']);
+  });
+
+  it('removes temporary files a crashed process left, and writes only the newest of the texts still waiting', async () => {
+    const d = dir();
+    writeFileSync(join(d, 'identity.json.4242.tmp'), 'a key nobody renamed');
+    const w = new DiskWriter(d);
+    const writes = ['one', 'two', 'three', 'four'].map((t) => w.write('snapshot.json', t));
+    await Promise.all(writes);
+    expect(readFileSync(join(d, 'snapshot.json'), 'utf8')).toBe('four');
+    expect(readdirSync(d)).toEqual(['snapshot.json']);
   });
 });
