@@ -208,7 +208,7 @@ describe('MESH_CA deleted and created again', () => {
       // JetStream requests right after a stream was deleted; what is checked is that it happens.
       { timeoutMs: 30_000, what: 'the bundle and the revocation list in the stream the CA created again' },
     ).catch((e: Error) => {
-      throw new Error(`${e.message}\n--- ca6, last lines ---\n${replicas[0]?.output.slice(-25).join('\n')}`);
+      throw new Error(`${e.message}\n--- ca6, last lines ---\n${replicas[0]?.output.slice(-25).join('\n')}\n--- ${nats.diagnostics()}`);
     });
     expect(list).toEqual(listBefore);
     const info = await jsm.streams.info(streams.ca);

@@ -177,6 +177,12 @@ export class TestNats {
     await this.proc?.stop('SIGTERM');
   }
 
+  /** Whether the server still runs, and its last log lines: for a test's failure message. */
+  diagnostics(lines = 20): string {
+    if (!this.proc) return 'nats-server: not started';
+    return `nats-server ${this.proc.running ? 'running' : 'EXITED'}; its last lines:\n${this.proc.output.slice(-lines).join('\n')}`;
+  }
+
   async dispose(): Promise<void> {
     await this.stop();
     rmSync(this.dir, { recursive: true, force: true });
