@@ -48,11 +48,13 @@ describe('DiskWriter', () => {
 
   it('removes temporary files a crashed process left, and writes only the newest of the texts still waiting', async () => {
     const d = dir();
-    writeFileSync(join(d, 'identity.json.4242.tmp'), 'a key nobody renamed');
+    // A pid no process has (above pid_max), and this process's own (another writer here may be mid-write).
+    writeFileSync(join(d, 'identity.json.99999999.tmp'), 'a key nobody renamed');
+    writeFileSync(join(d, `identity.json.${process.pid}.tmp`), 'being written by another writer');
     const w = new DiskWriter(d);
     const writes = ['one', 'two', 'three', 'four'].map((t) => w.write('snapshot.json', t));
     await Promise.all(writes);
     expect(readFileSync(join(d, 'snapshot.json'), 'utf8')).toBe('four');
-    expect(readdirSync(d)).toEqual(['snapshot.json']);
+    expect(readdirSync(d).sort()).toEqual([`identity.json.${process.pid}.tmp`, 'snapshot.json']);
   });
 });

@@ -82,9 +82,26 @@ export class DiskWriter {
     }
   }
 
-  /** Temporary files of earlier processes (`<file>.<pid>.tmp`) that never got renamed: a crash mid-write. */
+  /**
+   * Temporary files (`<file>.<pid>.tmp`) of processes that are gone: a crash mid-write. Not this
+   * process's (another writer here may be in the middle of one) nor a live process's (a sidecar
+   * still draining in the same directory).
+   */
   private async sweep(): Promise<void> {
     const names = await readdir(this.dir).catch((): string[] => []);
-    await Promise.all(names.filter((n) => /\.\d+\.tmp$/.test(n)).map((n) => rm(join(this.dir, n), { force: true }).catch(() => undefined)));
+    const stale = names.filter((n) => {
+      const pid = Number(/\.(\d+)\.tmp$/.exec(n)?.[1]);
+      return Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && !alive(pid);
+    });
+    await Promise.all(stale.map((n) => rm(join(this.dir, n), { force: true }).catch(() => undefined)));
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

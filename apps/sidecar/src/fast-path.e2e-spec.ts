@@ -407,6 +407,24 @@ describe('the outbound fast path', () => {
     }
   });
 
+  it('serves such an upgrade pipelined behind another request after it, and a head of many lines with its framing (node:http path)', async () => {
+    const h2cPost = (path: string, extra: string, body: string) =>
+      `POST ${path} HTTP/1.1\r\nHost: wire.mesh\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n${extra}Content-Length: ${body.length}\r\n\r\n${body}`;
+    const pipelined = await raw(webslow, (write) => write(get('/first') + h2cPost('/echo', '', 'second')), { count: 2 });
+    expect(pipelined.responses.map((r) => r.status)).toEqual([200, 200]);
+    expect(pipelined.responses[1]?.headers['x-request-sha256']).toBe(sha256('second'));
+    // 1,100 header lines, then the framing: node:http once kept only the first 1,000 or so, and a head
+    // rebuilt from them lost the Content-Length, so the body was read as a second request.
+    const smuggled = get('/smuggled');
+    const many = 'a: b\r\n'.repeat(1_100);
+    const before = seen.length;
+    const r = await raw(webslow, (write) => write(h2cPost('/echo', many, smuggled)), { count: 1, timeoutMs: 5_000 });
+    expect(r.responses[0]?.status).toBe(200);
+    expect(r.responses[0]?.headers['x-request-sha256']).toBe(sha256(smuggled));
+    await new Promise((w) => setTimeout(w, 300));
+    expect(seen.slice(before).map((x) => x.url)).toEqual(['/echo']);
+  });
+
   it('refuses a WebSocket upgrade with a body, and answers a 101 that switches nothing with 502, leaving no request counted in flight', async () => {
     const ws = 'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n';
     const withBody = await raw(web, (write) => write(`POST /x HTTP/1.1\r\nHost: wire.mesh\r\n${ws}Content-Length: 2\r\n\r\nhi`), {

@@ -236,10 +236,11 @@ export class OutboundProxy {
     let kept: RetryableBody | undefined;
     let copy: BodyMirror | undefined;
     const mirror = route?.mirror && route.shouldMirror() ? route.mirror.subset : undefined;
-    if (mirror !== undefined && body === null) this.mirror(up, view, mirror, upstreamPath, headers);
-    else if (mirror !== undefined) {
-      kept = new RetryableBody(req);
-      body = kept.open() ?? null;
+    if (mirror !== undefined) {
+      if (body !== null) {
+        kept = new RetryableBody(req);
+        body = kept.open() ?? null;
+      }
       // A resilient upstream may answer itself first (fault abort, overflow): its copy waits for the first try.
       copy = new BodyMirror(req, kept, !up.resilient, (whole) => this.mirror(up, view, mirror, upstreamPath, headers, whole));
     }
@@ -550,15 +551,22 @@ export class OutboundProxy {
  * answered itself), which also stops holding the body back for a stream nobody reads.
  */
 class BodyMirror {
-  private whole: Buffer | undefined;
+  /** The copy's body once it is here whole (`null`: a request without one); undefined until then, and once sent. */
+  private whole: Buffer | null | undefined;
   private dropped = false;
 
   constructor(
     req: DownstreamRequest,
-    private readonly body: RetryableBody,
+    /** The kept body; undefined for a request without one. */
+    private readonly body: RetryableBody | undefined,
     private going: boolean,
-    private readonly send: (whole: Buffer) => void,
+    private readonly send: (whole: Buffer | undefined) => void,
   ) {
+    if (body === undefined) {
+      this.whole = null;
+      this.flush();
+      return;
+    }
     req.once('end', () => {
       const whole = body.replayable ? body.open() : undefined;
       if (!Buffer.isBuffer(whole)) return;
@@ -575,14 +583,14 @@ class BodyMirror {
   drop(open: ForwardRequest['body']): void {
     this.dropped = true;
     this.whole = undefined;
-    this.body.close(open);
+    this.body?.close(open);
   }
 
   private flush(): void {
     const whole = this.whole;
     if (!this.going || this.dropped || whole === undefined) return;
     this.whole = undefined;
-    this.send(whole);
+    this.send(whole ?? undefined);
   }
 }
 

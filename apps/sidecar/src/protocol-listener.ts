@@ -51,6 +51,13 @@ export function sniffProtocol(socket: Socket, timeoutMs: number, then: (protocol
 }
 
 /**
+ * Header lines node:http keeps (`rawHeaders`, `headers`) on the listeners' servers, raised from
+ * node's 2,000 entries: more than a 16 KiB head can hold, so what handlers see (and a head
+ * acceptUpgrades rebuilds) is every line received; llhttp applies framing from all of them.
+ */
+export const MAX_HEADER_LINES = 5_000;
+
+/**
  * The node:http server behind a {@link ProtocolListener}: an idle keep-alive connection closes after
  * `idleTimeoutMs` (SIDECAR_IDLE_TIMEOUT, advertised in `Keep-Alive: timeout=<whole seconds, rounded
  * down>`; node:http waits up to a second longer than it advertises, so a client that trusts the
@@ -81,6 +88,7 @@ export function createHttp1Server(headersTimeoutMs: number, idleTimeoutMs: numbe
     },
     handler,
   );
+  server.maxHeadersCount = MAX_HEADER_LINES;
   server.on('clientError', endAfterParseError);
   // node:http tracks connections (for headersTimeout and closeIdleConnections) from its 'listening'
   // event on; this server never listens itself (connections are handed to it), so it is told here.

@@ -324,7 +324,7 @@ describe('routing (RouteRule)', () => {
     );
   });
 
-  it('a mirrored request the sidecar answers itself (fault abort) sends no copy; the next one is mirrored as usual', async () => {
+  it('a mirrored request the sidecar answers itself (fault abort) sends no copy, with a body or without; the next one is mirrored as usual', async () => {
     const o3 = orders[2]?.app as EchoApp;
     const before = o3.hits.length;
     const client = new Pool(web.outbound, { connections: 1 });
@@ -334,6 +334,9 @@ describe('routing (RouteRule)', () => {
       const aborted = await post('/mirror-aborted', 'y'.repeat(48 * 1024)); // more than the stream buffers hold unread
       expect(aborted.statusCode).toBe(418);
       await aborted.body.dump();
+      const bodiless = await client.request({ path: '/mirror-aborted', method: 'GET', headers: { host: 'orders.mesh' } });
+      expect(bodiless.statusCode).toBe(418);
+      await bodiless.body.dump();
       const next = await post('/mirror', 'next');
       expect(next.statusCode).toBe(200);
       expect(((await next.body.json()) as Hit).bodyLength).toBe(4);

@@ -1,9 +1,9 @@
-import type { Server as HttpServer, IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import type { Server as HttpServer, IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { request as httpRequest } from 'node:http';
 import type { Socket } from 'node:net';
 import { classifyUpstreamError, HOP_BY_HOP, TIMEOUT_CODE } from './forward';
 import { LOCAL_REPLIES, type LocalReplyCode, localReplyBytes } from './local-reply';
-import { endAndLinger } from './protocol-listener';
+import { endAndLinger, MAX_HEADER_LINES } from './protocol-listener';
 
 /**
  * Whether a request asks to become a WebSocket (`Connection: Upgrade`, `Upgrade: websocket`): the
@@ -25,29 +25,57 @@ function hasToken(list: string, token: string): boolean {
  * Routes a node:http server's upgrade requests: WebSocket upgrades to `tunnel`; every other one
  * goes back to the server as the ordinary request it also is (node:http hands all of them to the
  * `upgrade` listener once there is one): its head again without Upgrade and HTTP2-Settings, the
- * bytes after it (a body) behind it.
+ * bytes after it (a body) behind it. Either waits until a response still being written on the
+ * connection (to a pipelined request before this one) is out: node hands the socket over at once.
  */
 export function acceptUpgrades(server: HttpServer, tunnel: (req: IncomingMessage, socket: Socket, head: Buffer) => void): void {
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
-    if (isWebSocketUpgrade(req.headers)) return tunnel(req, socket, head);
-    let text = `${req.method} ${req.url} HTTP/${req.httpVersion}\r\n`;
-    const raw = req.rawHeaders;
-    for (let i = 0; i + 1 < raw.length; i += 2) {
-      const name = (raw[i] as string).toLowerCase();
-      let value = raw[i + 1] as string;
-      if (name === 'upgrade' || name === 'http2-settings') continue;
-      if (name === 'connection') {
-        value = value
-          .split(',')
-          .map((t) => t.trim())
-          .filter((t) => t && !['upgrade', 'http2-settings'].includes(t.toLowerCase()))
-          .join(', ');
-        if (!value) continue;
+    afterPendingResponse(socket, () => {
+      if (isWebSocketUpgrade(req.headers)) return tunnel(req, socket, head);
+      if (req.rawHeaders.length / 2 >= MAX_HEADER_LINES) {
+        // Not every line was kept: a head rebuilt from them could lose its framing.
+        endAndLinger(socket, localReplyBytes(431, 'BAD_REQUEST', 'too many header lines', 'Connection: close\r\n', false));
+        return;
       }
-      text += `${raw[i]}: ${value}\r\n`;
-    }
-    socket.unshift(Buffer.concat([Buffer.from(`${text}\r\n`, 'latin1'), head]));
-    server.emit('connection', socket);
+      let text = `${req.method} ${req.url} HTTP/${req.httpVersion}\r\n`;
+      const raw = req.rawHeaders;
+      for (let i = 0; i + 1 < raw.length; i += 2) {
+        const name = (raw[i] as string).toLowerCase();
+        let value = raw[i + 1] as string;
+        if (name === 'upgrade' || name === 'http2-settings') continue;
+        if (name === 'connection') {
+          value = value
+            .split(',')
+            .map((t) => t.trim())
+            .filter((t) => t && !['upgrade', 'http2-settings'].includes(t.toLowerCase()))
+            .join(', ');
+          if (!value) continue;
+        }
+        text += `${raw[i]}: ${value}\r\n`;
+      }
+      // The earlier connection state's keep-alive timer must not cut the request the new one serves.
+      socket.setTimeout(0);
+      socket.unshift(Buffer.concat([Buffer.from(`${text}\r\n`, 'latin1'), head]));
+      server.emit('connection', socket);
+    });
+  });
+}
+
+/** Runs `then` once the response node:http is still writing on `socket` (if any) is out; destroys the socket when that response fails. */
+function afterPendingResponse(socket: Socket, then: () => void): void {
+  const pending = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+  if (!pending || pending.writableFinished) {
+    then();
+    return;
+  }
+  socket.pause();
+  let done = false;
+  pending.once('finish', () => {
+    done = true;
+    then();
+  });
+  pending.once('close', () => {
+    if (!done) socket.destroy();
   });
 }
 
