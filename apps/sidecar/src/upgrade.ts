@@ -2,6 +2,7 @@ import type { Server as HttpServer, IncomingHttpHeaders, IncomingMessage, Server
 import { request as httpRequest } from 'node:http';
 import type { Socket } from 'node:net';
 import { classifyUpstreamError, HOP_BY_HOP, TIMEOUT_CODE } from './forward';
+import { codingsBesidesChunked } from './http1-wire';
 import { LOCAL_REPLIES, type LocalReplyCode, localReplyBytes } from './local-reply';
 import { endAndLinger, MAX_HEADER_LINES } from './protocol-listener';
 
@@ -232,7 +233,9 @@ function relayDeclined(
     (name) => HOP_BY_HOP.has(name) || (chunked && name === 'content-length'),
     fwd.responseHeaders,
   );
-  client.write(`${text}${chunked ? 'transfer-encoding: chunked\r\n' : ''}connection: close\r\n\r\n`, 'latin1');
+  const codings = chunked ? codingsBesidesChunked(res.headers['transfer-encoding']) : undefined;
+  const framing = chunked ? `transfer-encoding: ${codings ? `${codings}, ` : ''}chunked\r\n` : '';
+  client.write(`${text}${framing}connection: close\r\n\r\n`, 'latin1');
   res.on('data', (chunk: Buffer) => {
     if (chunk.length === 0) return;
     const ok = chunked ? client.write(Buffer.concat([Buffer.from(`${chunk.length.toString(16)}\r\n`), chunk, CRLF])) : client.write(chunk);

@@ -46,8 +46,8 @@ export function startChild(name: string, command: string, args: string[], opts: 
   let running = true;
   // A child leading a process group of its own gets signals as the terminal would send them: to the
   // whole group, so that what it started (`sh -c`, npm scripts) stops with it.
+  // The group outlives its leader while anything it started runs (`sh -c 'a & b'`): it still gets the signal.
   const signal = (sig: NodeJS.Signals) => {
-    if (!running) return;
     if (opts.detached && child.pid !== undefined) {
       try {
         process.kill(-child.pid, sig);
@@ -56,7 +56,7 @@ export function startChild(name: string, command: string, args: string[], opts: 
         // The group is gone already; the child itself below.
       }
     }
-    child.kill(sig);
+    if (running) child.kill(sig);
   };
   // meshctl normally waits for its children; one still running when meshctl exits anyway (a crash)
   // is killed, as a child in its own process group would otherwise outlive it.
