@@ -311,6 +311,24 @@ describe('meshctl run and meshctl sidecar', () => {
     expect(m.stderr()).not.toMatch(/killing/);
   });
 
+  it('still drains (and deregisters) the sidecar before stopping the app when its output reader goes with the same Ctrl-C (| tee)', async () => {
+    const m = await meshctlRun(['--service', 'stock', '--', process.execPath, join(dir, 'sigint-app.mjs')], { detached: true });
+    const healthy = async () => {
+      const r = await runMeshctl(['get', 'endpoints', 'stock', '-o', 'json'], { NATS_URL: nats.url });
+      if (r.code !== 0) return 0;
+      return (JSON.parse(r.stdout) as { endpoints: { status?: string }[] }).endpoints.filter((e) => e.status === 'healthy').length;
+    };
+    await waitFor(async () => (await healthy()) === 1, { timeoutMs: 20_000, what: 'the stock endpoint to be registered' });
+    // The reader of meshctl's output is gone: every line meshctl relays from now on fails (EPIPE).
+    m.child.stdout.destroy();
+    m.child.stderr.destroy();
+    process.kill(-(m.child.pid as number), 'SIGINT');
+    expect(await m.exited).toBe(0);
+    // A sidecar killed instead of drained would have left its endpoint registered and healthy.
+    expect(await healthy()).toBe(0);
+    expect(await accepts(m.app)).toBe(false);
+  });
+
   it('exits with the app’s code when the app ends before it listens, without starting a sidecar', async () => {
     const m = spawnMeshctl(['run', '--service', 'quitter', '--token', 'unused', '--', process.execPath, '-e', 'process.exit(3)']);
     expect(await m.exited).toBe(3);
