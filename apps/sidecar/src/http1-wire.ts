@@ -126,7 +126,6 @@ export function hasToken(value: string | undefined, token: string): boolean {
   return false;
 }
 
-/** The last transfer coding of a Transfer-Encoding value. */
 /**
  * The transfer codings of a Transfer-Encoding field (one value, or the lines of a repeated field)
  * other than `chunked` and `identity`: `gzip, chunked` → `gzip`; `chunked, chunked` → none. A proxy
@@ -142,6 +141,7 @@ export function codingsBesidesChunked(value: string | string[] | undefined): str
   return list.length > 0 ? list.join(', ') : undefined;
 }
 
+/** The last transfer coding of a Transfer-Encoding value. */
 function lastCoding(value: string): string {
   const comma = value.lastIndexOf(',');
   return (comma < 0 ? value : value.slice(comma + 1)).trim().toLowerCase();

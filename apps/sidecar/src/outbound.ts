@@ -546,9 +546,10 @@ export class OutboundProxy {
 }
 
 /**
- * The mirror copy of a request with a body (kept up to MAX_RETRY_BODY_BYTES): sent once the body is
- * here whole, not cut short, and the request goes upstream (`go`); never after `drop` (the sidecar
- * answered itself), which also stops holding the body back for a stream nobody reads.
+ * The mirror copy of a request, with its body when it has one (kept up to MAX_RETRY_BODY_BYTES):
+ * sent once the body is here whole, not cut short, and the request goes upstream (`go`); never
+ * after `drop` (the sidecar answered itself), which also stops holding the body back for a stream
+ * nobody reads.
  */
 class BodyMirror {
   /** The copy's body once it is here whole (`null`: a request without one); undefined until then, and once sent. */

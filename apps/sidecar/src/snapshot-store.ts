@@ -192,10 +192,7 @@ export class SnapshotStore {
     return { applied: false, reason };
   }
 
-  /**
-   * Atomic write (temp file + rename): a crash never leaves half a snapshot behind. Writes run one
-   * after another, so a quick succession of snapshots ends with the last one on disk.
-   */
+  /** The disk copy, written whole and in order ({@link DiskWriter}): a quick succession of snapshots ends with the last one. */
   private persist(raw: string): Promise<void> {
     // Serving does not depend on the disk copy; the next snapshot tries again.
     return this.disk.write(FILE, raw).catch(() => undefined);

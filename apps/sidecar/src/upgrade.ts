@@ -1,8 +1,8 @@
 import type { Server as HttpServer, IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { request as httpRequest } from 'node:http';
 import type { Socket } from 'node:net';
-import { classifyUpstreamError, HOP_BY_HOP, TIMEOUT_CODE } from './forward';
-import { codingsBesidesChunked } from './http1-wire';
+import { classifyUpstreamError, HOP_BY_HOP, hasBody, TIMEOUT_CODE } from './forward';
+import { codingsBesidesChunked, hasToken } from './http1-wire';
 import { LOCAL_REPLIES, type LocalReplyCode, localReplyBytes } from './local-reply';
 import { endAndLinger, MAX_HEADER_LINES } from './protocol-listener';
 
@@ -16,10 +16,6 @@ export function isWebSocketUpgrade(headers: IncomingHttpHeaders): boolean {
   const upgrade = headers.upgrade;
   const connection = headers.connection;
   return typeof upgrade === 'string' && typeof connection === 'string' && hasToken(upgrade, 'websocket') && hasToken(connection, 'upgrade');
-}
-
-function hasToken(list: string, token: string): boolean {
-  return list.split(',').some((t) => t.trim().toLowerCase() === token);
 }
 
 /**
@@ -82,10 +78,7 @@ function afterPendingResponse(socket: Socket, then: () => void): void {
 
 /** Why a WebSocket upgrade request cannot be tunnelled as it is; undefined when it can. */
 export function upgradeProblem(req: IncomingMessage): string | undefined {
-  const length = req.headers['content-length'];
-  if (req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0'))
-    return 'a WebSocket upgrade request must not have a body';
-  return undefined;
+  return hasBody(req) ? 'a WebSocket upgrade request must not have a body' : undefined;
 }
 
 /**

@@ -45,8 +45,8 @@ export function startChild(name: string, command: string, args: string[], opts: 
   const child = spawn(command, args, opts);
   let running = true;
   // A child leading a process group of its own gets signals as the terminal would send them: to the
-  // whole group, so that what it started (`sh -c`, npm scripts) stops with it.
-  // The group outlives its leader while anything it started runs (`sh -c 'a & b'`): it still gets the signal.
+  // whole group, so that what it started (`sh -c`, npm scripts) stops with it, also after the
+  // leader itself exited while something it started still runs (`sh -c 'a & b'`).
   const signal = (sig: NodeJS.Signals) => {
     if (opts.detached && child.pid !== undefined) {
       try {
