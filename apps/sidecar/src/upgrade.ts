@@ -31,7 +31,7 @@ export function acceptUpgrades(server: HttpServer, tunnel: (req: IncomingMessage
       if (isWebSocketUpgrade(req.headers)) return tunnel(req, socket, head);
       if (req.rawHeaders.length / 2 >= MAX_HEADER_LINES) {
         // Not every line was kept: a head rebuilt from them could lose its framing.
-        endAndLinger(socket, localReplyBytes(431, 'BAD_REQUEST', 'too many header lines', 'Connection: close\r\n', false));
+        refuseUpgrade(socket, 'BAD_REQUEST', 'too many header lines', undefined, 431);
         return;
       }
       let text = `${req.method} ${req.url} HTTP/${req.httpVersion}\r\n`;
