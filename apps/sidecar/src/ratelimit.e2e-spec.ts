@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { PolicyInput } from '@novamesh/contracts';
 import { waitFor } from '@novamesh/testing';
+import { Redis } from 'ioredis';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call, type EchoApp, parallel, type SidecarProcess, TestMesh } from './mesh.e2e-helper';
@@ -124,50 +125,83 @@ describe('local limits', () => {
 
 describe('global limits', () => {
   it('100 per second shared by 4 sidecars under ~1,000 requests per second admits 100 ± 5 % per second', async () => {
-    const admitted = new Map<number, number>();
-    let other = 0;
-    const pending: Promise<void>[] = [];
-    // Open connections to every sidecar first: connection setup delays the first responses into the next second.
-    await parallel(40, 40, (i) => get(quota[i % 4] as SidecarProcess, '/other'));
-    const t0 = Date.now();
-    const runMs = 5_200;
-    let sent = 0;
-    while (Date.now() - t0 < runMs) {
-      const due = Date.now() - t0; // one request per ms on average, spread round-robin over the sidecars
-      for (; sent < due; sent++) {
-        const sc = quota[sent % 4] as SidecarProcess;
-        // Counted in the second it was sent, which the limiter's window follows within a millisecond
-        // or so; the second its answer arrived lags by the whole round trip, which on a loaded
-        // machine carried one window's admissions into the next.
-        const second = Math.floor(Date.now() / 1000);
-        pending.push(
-          get(sc, '/global').then((r) => {
-            if (r.status === 200) admitted.set(second, (admitted.get(second) ?? 0) + 1);
-            else if (r.status !== 429) other++;
-          }),
-        );
+    // Counted in the limiter's own windows (Redis's clock), read from its counter in redis-server as
+    // the run goes: the window a request falls in is the one its decision reached Redis in, which the
+    // client's clock can only guess (a request sent in the last milliseconds of a second is decided
+    // in the next on a loaded machine).
+    const redis = new Redis(m.redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+    await redis.connect();
+    const storeErrors = async () =>
+      (
+        await Promise.all(
+          quota.map(async (sc) =>
+            Number((await sc.admin<string>('/metrics')).body.match(/^novamesh_sidecar_rate_limit_store_errors_total (\d+)/m)?.[1] ?? 0),
+          ),
+        )
+      ).reduce((a, b) => a + b, 0);
+    try {
+      let ok = 0;
+      let other = 0;
+      const pending: Promise<void>[] = [];
+      // Open connections to every sidecar first: connection setup delays the first responses into the next second.
+      await parallel(40, 40, (i) => get(quota[i % 4] as SidecarProcess, '/other'));
+      const errorsBefore = await storeErrors();
+      /** Per window index: requests admitted in it (its count, final once the next window carries it as the previous one). */
+      const windows = new Map<number, number>();
+      let key: string | undefined;
+      const readCounter = async () => {
+        key ??= (await redis.keys('novamesh:rl:quota:quota-global/shared:*'))[0];
+        if (!key) return;
+        const [w, c, p] = (await redis.hmget(key, 'w', 'c', 'p')).map(Number);
+        if (w === undefined || Number.isNaN(w)) return;
+        windows.set(w, c ?? 0);
+        if (windows.has(w - 1)) windows.set(w - 1, p ?? 0);
+      };
+      const t0 = Date.now();
+      const runMs = 5_200;
+      let sent = 0;
+      let lastRead = 0;
+      while (Date.now() - t0 < runMs) {
+        const due = Date.now() - t0; // one request per ms on average, spread round-robin over the sidecars
+        for (; sent < due; sent++) {
+          const sc = quota[sent % 4] as SidecarProcess;
+          pending.push(
+            get(sc, '/global').then((r) => {
+              if (r.status === 200) ok++;
+              else if (r.status !== 429) other++;
+            }),
+          );
+        }
+        if (due - lastRead >= 100) {
+          lastRead = due;
+          await readCounter();
+        }
+        await sleep(5);
       }
-      await sleep(5);
-    }
-    await Promise.all(pending);
-    const offered = sent / (runMs / 1000);
-    // Whole seconds only, after one of warm-up: the first and last seconds of the run are partial.
-    const seconds = [...admitted.keys()].sort();
-    const whole = seconds.slice(2, -1).map((s) => admitted.get(s) ?? 0);
-    const storeErrors = await Promise.all(
-      quota.map(
-        async (sc) => (await sc.admin<string>('/metrics')).body.match(/^novamesh_sidecar_rate_limit_store_errors_total (\d+)/m)?.[1],
-      ),
-    );
-    console.log(
-      `global limit: offered ${Math.round(offered)} req/s; admitted per whole second ${whole.join(', ')} (${seconds.map((s) => admitted.get(s)).join(', ')}); store errors ${storeErrors}`,
-    );
-    expect(other).toBe(0);
-    expect(offered).toBeGreaterThan(800);
-    expect(whole.length).toBeGreaterThanOrEqual(3);
-    for (const n of whole) {
-      expect(n).toBeGreaterThanOrEqual(95);
-      expect(n).toBeLessThanOrEqual(105);
+      await Promise.all(pending);
+      await readCounter(); // the last window's count: no request comes after
+      const offered = sent / (runMs / 1000);
+      const indices = [...windows.keys()].sort((a, b) => a - b);
+      const counted = indices.reduce((a, w) => a + (windows.get(w) ?? 0), 0);
+      const failedOpen = (await storeErrors()) - errorsBefore;
+      // Whole windows only, after one of warm-up: the first and last windows of the run are partial.
+      const whole = indices.slice(2, -1).map((w) => windows.get(w) ?? 0);
+      console.log(
+        `global limit: offered ${Math.round(offered)} req/s; admitted per whole window ${whole.join(', ')} (${indices.map((w) => windows.get(w)).join(', ')}); 200s ${ok}, counted ${counted}, store errors ${failedOpen}`,
+      );
+      expect(other).toBe(0);
+      expect(offered).toBeGreaterThan(800);
+      // The windows seen are consecutive, and every 200 the clients got is one the shared counter
+      // holds (or, failing open, one whose decision failed).
+      expect((indices.at(-1) ?? 0) - (indices[0] ?? 0)).toBe(indices.length - 1);
+      expect(ok).toBe(counted + failedOpen);
+      expect(whole.length).toBeGreaterThanOrEqual(3);
+      for (const n of whole) {
+        expect(n).toBeGreaterThanOrEqual(95);
+        expect(n).toBeLessThanOrEqual(105);
+      }
+    } finally {
+      redis.disconnect();
     }
   });
 
