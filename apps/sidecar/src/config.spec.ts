@@ -25,6 +25,7 @@ describe('sidecar config', () => {
       headersTimeoutMs: 60_000,
       listenerFiltersTimeoutMs: 15_000,
       idleTimeoutMs: 65_000,
+      tunnelIdleTimeoutMs: 3_600_000,
     });
     expect(Object.isFrozen(cfg)).toBe(true);
   });
@@ -162,6 +163,17 @@ describe('sidecar config', () => {
 
     it('refuses more than 24h', () => {
       expect(problems({ ...required, SIDECAR_IDLE_TIMEOUT: '25h' })).toContain('SIDECAR_IDLE_TIMEOUT="25h" must be at most 24h');
+    });
+  });
+
+  describe('SIDECAR_TUNNEL_IDLE_TIMEOUT', () => {
+    it("sets the WebSocket tunnels' idle timeout apart from the connections' one", () => {
+      const cfg = loadConfig({ ...required, SIDECAR_TUNNEL_IDLE_TIMEOUT: '10m' });
+      expect(cfg).toMatchObject({ tunnelIdleTimeoutMs: 600_000, idleTimeoutMs: 65_000 });
+    });
+
+    it.each(['0', 'never', '25h'])('refuses %j with the variable named', (value) => {
+      expect(problems({ ...required, SIDECAR_TUNNEL_IDLE_TIMEOUT: value })).toContain(`SIDECAR_TUNNEL_IDLE_TIMEOUT="${value}"`);
     });
   });
 });

@@ -80,6 +80,8 @@ export interface SidecarConfig extends CommonConfig {
    * GOAWAY, then close). A stream, however quiet, keeps its session.
    */
   idleTimeoutMs: number;
+  /** A WebSocket tunnel that carried no byte either way this long is closed, inbound and outbound. */
+  tunnelIdleTimeoutMs: number;
 }
 
 /** Upper bound of the timeouts a timer enforces per connection: well inside what a Node.js timer can hold (about 24.8 days). */
@@ -239,5 +241,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Sidec
     listenerFiltersTimeoutMs: timeoutOf(r, 'SIDECAR_LISTENER_FILTERS_TIMEOUT', '15s'),
     // 65 s: the HTTP/1.1 keep-alive the listeners always had.
     idleTimeoutMs: timeoutOf(r, 'SIDECAR_IDLE_TIMEOUT', '65s'),
+    // 1h: Istio's idle timeout for upgraded (WebSocket) connections.
+    tunnelIdleTimeoutMs: timeoutOf(r, 'SIDECAR_TUNNEL_IDLE_TIMEOUT', '1h'),
   });
 }

@@ -1,5 +1,8 @@
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import type { DownstreamRequest, DownstreamResponse } from './forward';
 import { sendLocalReply } from './local-reply';
+import { refuseUpgrade } from './upgrade';
 
 /**
  * Bounds the requests a sidecar handles at once, inbound and outbound together
@@ -43,6 +46,28 @@ export class InFlightLimit {
       }
       this.active++;
       void serve(req, res).finally(() => this.active--);
+    };
+  }
+
+  /**
+   * Wraps a listener's WebSocket upgrade handler: an upgrade is a request like any other, and a
+   * tunnel one still being served, so its slot is held until the client's connection closes (the
+   * tunnel is over, or the refusal or declined answer is out); past the bound it gets 503 OVERLOADED.
+   */
+  guardUpgrade(
+    direction: 'inbound' | 'outbound',
+    serve: (req: IncomingMessage, socket: Socket, head: Buffer) => void,
+  ): (req: IncomingMessage, socket: Socket, head: Buffer) => void {
+    return (req, socket, head) => {
+      if (socket.destroyed) return;
+      if (this.active >= this.max) {
+        refuseUpgrade(socket, 'OVERLOADED', `this sidecar already handles SIDECAR_MAX_IN_FLIGHT (${this.max}) requests`);
+        this.onShed(direction);
+        return;
+      }
+      this.active++;
+      socket.once('close', () => this.active--);
+      serve(req, socket, head);
     };
   }
 }

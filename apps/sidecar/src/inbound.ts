@@ -155,6 +155,8 @@ export class InboundListener {
       listenerFiltersTimeoutMs?: number;
       /** SIDECAR_IDLE_TIMEOUT: an HTTP/1.1 keep-alive connection idle, or an HTTP/2 session without an open stream, this long is closed. */
       idleTimeoutMs: number;
+      /** SIDECAR_TUNNEL_IDLE_TIMEOUT: a WebSocket tunnel without a byte either way this long is closed. */
+      tunnelIdleTimeoutMs: number;
       onPeerRefused: (reason: string, peer: string | undefined, remote: string | undefined) => void;
     },
   ) {
@@ -165,7 +167,10 @@ export class InboundListener {
         : { pool: new Pool(deps.appOrigin, { keepAliveTimeout: 30_000, connect: { timeout: 2_000 } }) };
     const handler = deps.inFlight.guard('inbound', (req, res) => this.handle(req, res));
     this.http = createHttp1Server(deps.headersTimeoutMs, deps.idleTimeoutMs, handler);
-    acceptUpgrades(this.http, (req, socket, head) => void this.upgrade(req, socket, head));
+    acceptUpgrades(
+      this.http,
+      deps.inFlight.guardUpgrade('inbound', (req, socket, head) => void this.upgrade(req, socket, head)),
+    );
     this.appAddress = { host: hostname.replace(/^\[|\]$/g, ''), port: Number(port) };
     this.appConnect = { mtls: false, identity: deps.identity, serverSpiffeId: '', timeoutMs: APP_CONNECT_TIMEOUT_MS, alpn: [] };
     this.h2 = createH2Server({}, handler);
@@ -392,6 +397,7 @@ export class InboundListener {
       connect: () => openSocket(this.appConnect, app.host, app.port).socket,
       timeoutMs: APP_BUSY_MS,
       responseHeaders: verdict.responseHeaders,
+      idleTimeoutMs: this.deps.tunnelIdleTimeoutMs,
     });
     if (outcome.error && outcome.status === 0 && outcome.error !== 'DOWNSTREAM_DISCONNECT') {
       const reason = `the workload at ${this.deps.appOrigin} failed: ${outcome.reason}`;

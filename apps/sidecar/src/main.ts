@@ -108,6 +108,7 @@ async function main(): Promise<void> {
     headersTimeoutMs: config.headersTimeoutMs,
     listenerFiltersTimeoutMs: config.listenerFiltersTimeoutMs,
     idleTimeoutMs: config.idleTimeoutMs,
+    tunnelIdleTimeoutMs: config.tunnelIdleTimeoutMs,
     onPeerRefused: (reason, peer, remote) => {
       metrics.peerRefusals.inc();
       logger.warn({ reason, peer, remote }, 'inbound connection refused');
@@ -122,6 +123,7 @@ async function main(): Promise<void> {
     headersTimeoutMs: config.headersTimeoutMs,
     listenerFiltersTimeoutMs: config.listenerFiltersTimeoutMs,
     idleTimeoutMs: config.idleTimeoutMs,
+    tunnelIdleTimeoutMs: config.tunnelIdleTimeoutMs,
   });
   const ports: Record<string, number> = {};
   let draining = false;

@@ -116,6 +116,8 @@ export class OutboundProxy {
       listenerFiltersTimeoutMs?: number;
       /** SIDECAR_IDLE_TIMEOUT: an HTTP/1.1 keep-alive connection idle, or an HTTP/2 session without an open stream, this long is closed. */
       idleTimeoutMs: number;
+      /** SIDECAR_TUNNEL_IDLE_TIMEOUT: a WebSocket tunnel without a byte either way this long is closed. */
+      tunnelIdleTimeoutMs: number;
     },
   ) {}
 
@@ -136,7 +138,10 @@ export class OutboundProxy {
   async listen(port: number, host: string, service?: string): Promise<number> {
     const handler = this.deps.inFlight.guard('outbound', (req, res) => this.handle(req, res, service));
     const http1 = createHttp1Server(this.deps.headersTimeoutMs, this.deps.idleTimeoutMs, handler);
-    acceptUpgrades(http1, (req, socket, head) => void this.upgrade(req, socket, head, service));
+    acceptUpgrades(
+      http1,
+      this.deps.inFlight.guardUpgrade('outbound', (req, socket, head) => void this.upgrade(req, socket, head, service)),
+    );
     const listener = new ProtocolListener({
       http1,
       h2c: createH2Server({}, handler),
@@ -300,6 +305,7 @@ export class OutboundProxy {
         protocol: req.headers.upgrade ?? '',
         connect: open,
         timeoutMs: up.planFor(route).requestTimeout ?? DEFAULT_BUSY_TIMEOUT_MS,
+        idleTimeoutMs: this.deps.tunnelIdleTimeoutMs,
       },
       () => endpoint.active--,
     );

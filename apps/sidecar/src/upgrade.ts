@@ -99,6 +99,8 @@ export interface UpgradeForward {
   timeoutMs: number;
   /** Headers added to the upstream's answer (a rate limit's RateLimit-* headers), 101 or not. */
   responseHeaders?: Record<string, string> | undefined;
+  /** A tunnel that carried no byte either way for this long is closed (SIDECAR_TUNNEL_IDLE_TIMEOUT). */
+  idleTimeoutMs: number;
 }
 
 /** How an upgrade request ended, for metrics, outlier detection and the access log. */
@@ -174,14 +176,13 @@ export function relayUpgrade(client: Socket, head: Buffer, fwd: UpgradeForward, 
     upReq.setTimeout(ms, () => upReq.destroy(Object.assign(new Error(`no answer to the upgrade within ${ms} ms`), { code: TIMEOUT_CODE })));
     upReq.on('upgrade', (res: IncomingMessage, upstream: Socket, upHead: Buffer) => {
       upstream.setTimeout(0);
-      client.setTimeout(0);
       client.setNoDelay(true);
       upstream.setNoDelay(true);
       const line = `HTTP/1.1 101 ${res.statusMessage || 'Switching Protocols'}`;
       client.write(`${headLines(line, res.rawHeaders, () => false, fwd.responseHeaders)}\r\n`, 'latin1');
       if (upHead.length > 0) client.write(upHead);
       if (head.length > 0) upstream.write(head);
-      tunnel(client, upstream, onClosed);
+      tunnel(client, upstream, fwd.idleTimeoutMs, onClosed);
       done({ status: 101, tunnel: true });
     });
     upReq.on('response', (res: IncomingMessage) => {
@@ -252,8 +253,14 @@ function relayDeclined(
 const CRLF = Buffer.from('\r\n');
 const LAST_CHUNK = Buffer.from('0\r\n\r\n');
 
-/** Joins two connections: each one's bytes go to the other; either ending or failing ends both. */
-function tunnel(client: Socket, upstream: Socket, onClosed?: () => void): void {
+/**
+ * Joins two connections: each one's bytes go to the other; either ending or failing ends both, and
+ * so does `idleMs` without a byte either way (every byte is read from the client's connection or
+ * written to it, so its inactivity timer sees both directions).
+ */
+function tunnel(client: Socket, upstream: Socket, idleMs: number, onClosed?: () => void): void {
+  client.setTimeout(idleMs);
+  client.once('timeout', () => client.destroy());
   client.pipe(upstream);
   upstream.pipe(client);
   let open = 2;

@@ -42,15 +42,31 @@ beforeAll(async () => {
   await m.until(chat, 'a certificate', (d) => d.certificate !== null);
 }, 120_000);
 
+/** Opens a WebSocket made by `connect`, again while its upgrade is refused as OVERLOADED (a slot given back is freed once the old connection's close is seen). */
+async function waitForOpen(connect: () => WebSocket): Promise<WebSocket> {
+  for (let i = 0; ; i++) {
+    try {
+      return await opened(connect());
+    } catch (err) {
+      if (i >= 50 || !String(err).includes('503')) throw err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
 afterAll(async () => {
   server?.closeAllConnections();
   server?.close();
   await m?.dispose();
 });
 
-/** Opens a WebSocket to `service` through web's outbound port, as an app in the mesh does. */
-async function open(service: string, path: string): Promise<WebSocket> {
-  const ws = new WebSocket(`ws://127.0.0.1:${web.ports.outbound}${path}`, { headers: { host: `${service}.mesh` } });
+/** Opens a WebSocket to `service` through the outbound port of `via` (web), as an app in the mesh does. */
+async function open(service: string, path: string, via: SidecarProcess = web): Promise<WebSocket> {
+  return opened(new WebSocket(`ws://127.0.0.1:${via.ports.outbound}${path}`, { headers: { host: `${service}.mesh` } }));
+}
+
+/** Resolves with `ws` once it is open; rejects with the status and reason of a refused upgrade. */
+async function opened(ws: WebSocket): Promise<WebSocket> {
   await new Promise<void>((resolve, reject) => {
     ws.once('open', () => resolve());
     ws.once('error', reject);
@@ -69,10 +85,22 @@ async function echo(ws: WebSocket, data: string | Buffer): Promise<Buffer> {
 }
 
 /** An upgrade that does not succeed: its status, headers and body. */
-async function refused(service: string, path: string): Promise<{ status: number; headers: IncomingMessage['headers']; body: string }> {
-  const ws = new WebSocket(`ws://127.0.0.1:${web.ports.outbound}${path}`, { headers: { host: `${service}.mesh` } });
+async function refused(
+  service: string,
+  path: string,
+  via: SidecarProcess = web,
+): Promise<{ status: number; headers: IncomingMessage['headers']; body: string }> {
+  return refusal(new WebSocket(`ws://127.0.0.1:${via.ports.outbound}${path}`, { headers: { host: `${service}.mesh` } }));
+}
+
+/** How the upgrade of `ws` was refused: its status, headers and body. */
+async function refusal(ws: WebSocket): Promise<{ status: number; headers: IncomingMessage['headers']; body: string }> {
   ws.on('error', () => undefined);
-  const [, res] = (await once(ws, 'unexpected-response')) as [unknown, IncomingMessage];
+  const accepted = once(ws, 'open').then(() => {
+    ws.terminate();
+    throw new Error('the upgrade was accepted');
+  });
+  const [, res] = (await Promise.race([once(ws, 'unexpected-response'), accepted])) as [unknown, IncomingMessage];
   let body = '';
   for await (const chunk of res) body += chunk;
   return { status: res.statusCode ?? 0, headers: res.headers, body };
@@ -167,7 +195,104 @@ describe('WebSocket through two sidecars over mTLS', () => {
     expect(r.status).toBe(404);
     expect(r.headers['x-novamesh-error']).toBe('NO_ROUTE');
   });
+});
 
+describe('tunnels are bounded like requests', () => {
+  // web2 calls chat through a sidecar of its own that holds at most 2 requests (outbound) and
+  // closes tunnels idle for 1.5 s; room's sidecar (in front of the same WebSocket server) holds at
+  // most 2 (inbound) and closes idle tunnels after 1.5 s, reached here straight on its inbound port
+  // (permissive mTLS), so each side's bound is seen on its own.
+  let web2: SidecarProcess;
+  let room: SidecarProcess;
+  const bounds = { SIDECAR_MAX_IN_FLIGHT: '2', SIDECAR_TUNNEL_IDLE_TIMEOUT: '1500ms' };
+  const direct = (path: string) => new WebSocket(`ws://127.0.0.1:${room.ports.inbound}${path}`);
+  /** Resolves when `ws` closes (with its code and the time it took), or after 10 s with code 0: still open. */
+  const closing = async (ws: WebSocket) => {
+    const t0 = performance.now();
+    const stillOpen = new Promise<[number]>((r) => setTimeout(() => r([0]), 10_000).unref());
+    const [code] = (await Promise.race([once(ws, 'close'), stillOpen])) as [number];
+    return { code, ms: performance.now() - t0 };
+  };
+
+  beforeAll(async () => {
+    const port = (server.address() as AddressInfo).port;
+    [web2, room] = await Promise.all([
+      m.sidecar('web2', await m.app('web2'), { env: { ...bounds, SIDECAR_UPSTREAMS: 'chat' } }),
+      m.sidecar('room', { name: 'room', port }, { env: bounds }),
+    ]);
+    await m.until(
+      web2,
+      'the chat endpoint and a certificate',
+      (d) => d.snapshot?.upstreams[0]?.endpoints.length === 1 && d.certificate !== null,
+    );
+    await m.until(room, 'a snapshot', (d) => d.snapshot !== null);
+  }, 60_000);
+
+  it('an open WebSocket holds one of SIDECAR_MAX_IN_FLIGHT until it closes, outbound and inbound: past the bound 503 OVERLOADED', async () => {
+    for (const side of [
+      {
+        name: 'outbound',
+        connect: (path: string) => new WebSocket(`ws://127.0.0.1:${web2.ports.outbound}${path}`, { headers: { host: 'chat.mesh' } }),
+        plain: `http://127.0.0.1:${web2.ports.outbound}/plain`,
+        host: 'chat.mesh',
+      },
+      { name: 'inbound', connect: direct, plain: `${room.inbound}/plain`, host: undefined },
+    ]) {
+      const first = await opened(side.connect('/held/1'));
+      const second = await opened(side.connect('/held/2'));
+      try {
+        const third = await refusal(side.connect('/held/3'));
+        expect({ side: side.name, status: third.status, error: third.headers['x-novamesh-error'] }).toEqual({
+          side: side.name,
+          status: 503,
+          error: 'OVERLOADED',
+        });
+        expect(third.headers['x-novamesh-reason']).toContain('SIDECAR_MAX_IN_FLIGHT (2)');
+        // Ordinary requests share the bound.
+        const plain = await fetch(side.plain, side.host ? { headers: { host: side.host } } : {});
+        expect(plain.status).toBe(503);
+        expect((await echo(first, 'still open')).toString()).toBe('still open');
+        // A closed tunnel gives its slot back.
+        first.close();
+        await once(first, 'close');
+        const again = await waitForOpen(() => side.connect('/held/4'));
+        expect((await echo(again, 'in')).toString()).toBe('in');
+        again.close();
+      } finally {
+        first.close();
+        second.close();
+      }
+    }
+  });
+
+  it('closes a tunnel that carried nothing for SIDECAR_TUNNEL_IDLE_TIMEOUT (1.5 s here), not one in use, outbound and inbound', async () => {
+    const busy = await open('chat', '/busy', web2);
+    const idle = await open('chat', '/idle', web2);
+    const idleClosed = closing(idle);
+    // busy exchanges a message every 300 ms for 3 s: twice the idle timeout.
+    let lastEcho = 0;
+    for (let i = 0; i < 10; i++) {
+      await new Promise((r) => setTimeout(r, 300));
+      expect((await echo(busy, `tick ${i}`)).toString()).toBe(`tick ${i}`);
+      lastEcho = performance.now();
+    }
+    const { code, ms } = await idleClosed;
+    expect(code).toBe(1006); // cut by the proxy, without a close frame
+    expect(ms).toBeLessThan(3_000); // closed while busy went on
+    expect(busy.readyState).toBe(WebSocket.OPEN);
+    // Left alone now, busy goes the same way, the idle time counted from its last message.
+    const busyClosed = await closing(busy);
+    expect(busyClosed.code).toBe(1006);
+    expect(performance.now() - lastEcho).toBeGreaterThanOrEqual(1_400);
+    // The inbound side's own timer, with nothing in front of it.
+    const inbound = await opened(direct('/idle-inbound'));
+    const inboundClosed = await closing(inbound);
+    expect(inboundClosed.code).toBe(1006);
+    expect(inboundClosed.ms).toBeGreaterThanOrEqual(1_400);
+  });
+});
+
+describe('SIGTERM', () => {
   it('keeps open WebSockets through the drain after SIGTERM (SIDECAR_DRAIN, 200 ms here), then ends them', async () => {
     const ws = await open('chat', '/rooms/4');
     expect((await echo(ws, 'before')).toString()).toBe('before');
