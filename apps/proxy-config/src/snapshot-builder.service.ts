@@ -119,6 +119,8 @@ export class SnapshotBuilderService {
         logger: this.log,
         onMessage,
         recheckMs: this.config.streamRecheckMs,
+        // Snapshots from half the inputs would take upstreams and authorization rules away.
+        waitForAll: true,
       });
       this.stops.push(f.stop);
     };

@@ -206,6 +206,100 @@ describe('followLastValues', () => {
   });
 });
 
+describe('followLastValues: the retained values', () => {
+  /** A stream of its own holding `count` retained values, the last `tail` of them under `<prefix>.tail.`. */
+  async function filled(name: string, prefix: string, count: number, tail = 0) {
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.add({ name, subjects: [`${prefix}.>`], max_msgs_per_subject: 1 });
+    for (let i = 0; i < count; i += 500)
+      await Promise.all(
+        Array.from({ length: 500 }, (_, j) => js.publish(i + j >= count - tail ? `${prefix}.tail.${i + j}` : `${prefix}.v.${i + j}`, 'x')),
+      );
+    return jsm;
+  }
+  /** An onMessage that takes `ms` of CPU per message: a load far slower than the load timeout. */
+  const slow = (ms: number, seen: { n: number }) => () => {
+    seen.n++;
+    const until = performance.now() + ms;
+    while (performance.now() < until);
+  };
+
+  it('goes on with part of them after the load timeout by default; with waitForAll it waits, saying so, until it has every one', async () => {
+    // More than one pull's worth (4,096): nats-server is frozen as the first message arrives, so
+    // the rest comes only once it is thawed, 1.5 s later, 15 load timeouts.
+    const COUNT = 10_000;
+    const jsm = await filled('LV_SLOW', 'lvs', COUNT);
+    try {
+      for (const waitForAll of [false, true]) {
+        const seen = { n: 0 };
+        const { logged, logger } = recordingLogger();
+        let thawed: Promise<void> | undefined;
+        const view = await followLastValues({
+          js,
+          stream: 'LV_SLOW',
+          filterSubject: 'lvs.>',
+          loadTimeoutMs: 100,
+          waitForAll,
+          logger,
+          onMessage: () => {
+            seen.n++;
+            if (thawed) return;
+            nats.freeze();
+            thawed = new Promise((r) => setTimeout(r, 1_500)).then(() => nats.thaw());
+          },
+        });
+        const atStart = seen.n;
+        await thawed;
+        if (waitForAll) {
+          expect(atStart).toBe(COUNT);
+          expect(logged).toContain('not every retained value has arrived yet; waiting for the rest before going on');
+        } else {
+          expect(atStart).toBeLessThan(COUNT);
+          expect(logged).toContain('not every retained value arrived in time; going on with what did (the rest follows as it arrives)');
+          // The rest follows.
+          await waitFor(() => seen.n === COUNT, { timeoutMs: 10_000, what: 'the rest of the retained values' });
+        }
+        await view.stop();
+      }
+    } finally {
+      nats.thaw();
+      await jsm.streams.delete('LV_SLOW');
+    }
+  });
+
+  it('counts the load as done once nothing is left, when values counted at the start were deleted meanwhile', async () => {
+    const COUNT = 5_000;
+    const jsm = await filled('LV_PURGED', 'lvp', COUNT, 100);
+    const seen = { n: 0 };
+    const burn = slow(0.3, seen);
+    let purge: Promise<unknown> | undefined;
+    try {
+      const started = performance.now();
+      const view = followLastValues({
+        js,
+        stream: 'LV_PURGED',
+        filterSubject: 'lvp.>',
+        loadTimeoutMs: 60_000,
+        waitForAll: true,
+        // The last 100 go while the first ones are being taken in: the 5,000 counted at the start never all arrive.
+        onMessage: () => {
+          purge ??= jsm.streams.purge('LV_PURGED', { filter: 'lvp.tail.>' });
+          burn();
+        },
+      });
+      const outcome = await Promise.race([view, new Promise<'stuck'>((r) => setTimeout(() => r('stuck'), 20_000))]);
+      expect(outcome).not.toBe('stuck');
+      if (outcome !== 'stuck') await outcome.stop();
+      expect(((await purge) as { purged: number }).purged).toBe(100);
+      expect(seen.n).toBe(COUNT - 100);
+      // Found caught up at a check (every second), long before the 60 s load timeout.
+      expect(performance.now() - started).toBeLessThan(20_000);
+    } finally {
+      await jsm.streams.delete('LV_PURGED');
+    }
+  });
+});
+
 describe('followLastValues of the stream’s owner (provision)', () => {
   it('creates its stream again when it is found deleted, with the mesh configuration, then resets and follows it', async () => {
     const jsm = await jetstreamManager(nc);

@@ -1,4 +1,5 @@
 import {
+  type Consumer,
   DeliverPolicy,
   JetStreamApiCodes,
   JetStreamApiError,
@@ -27,6 +28,12 @@ export interface LastValuesOptions {
   logger?: Logger;
   /** Give up waiting for the retained values after this long (ms); default 30 s. */
   loadTimeoutMs?: number;
+  /**
+   * Never go on with part of the retained values: when they take longer than `loadTimeoutMs`, say so
+   * (again every `loadTimeoutMs`) and keep waiting. For a caller whose work from half a view does
+   * harm (proxy-config would take upstreams and authorization rules away from sidecars).
+   */
+  waitForAll?: boolean;
   /** How often the stream is checked for having been created again (ms, ±10 %); default 10 s. */
   recheckMs?: number;
   /** Called once when the follow ends by itself (the connection closed), never after `stop()`. */
@@ -38,6 +45,23 @@ export interface LastValuesOptions {
    * waiting for someone to create it. Without it, a missing stream is only waited for.
    */
   provision?: TopologyOptions;
+}
+
+/** How often a load that has not reached its count asks the server whether anything is left (ms). */
+const LOAD_CHECK_MS = 1_000;
+
+/**
+ * Whether an ordered consumer has nothing left to deliver and every message it delivered was handed
+ * on (`last`, the last one handed on, is the last one the server sent: consumer sequences, as the
+ * server's stream sequence moves past deleted messages); false when the server cannot say.
+ */
+async function caughtUp(consumer: Consumer, last: JsMsg | undefined): Promise<boolean> {
+  try {
+    const info = await consumer.info(false);
+    return info.num_pending === 0 && (last?.info.deliverySequence ?? 0) >= info.delivered.consumer_seq;
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -120,6 +144,8 @@ export async function followLastValues(opts: LastValuesOptions): Promise<{ stop(
     current = messages;
     needFollow = false;
     let seen = 0;
+    /** The last message handed to onMessage. */
+    let last: JsMsg | undefined;
     let resolveLoaded!: () => void;
     const loaded = new Promise<void>((r) => {
       resolveLoaded = r;
@@ -142,16 +168,34 @@ export async function followLastValues(opts: LastValuesOptions): Promise<{ stop(
         } catch (err) {
           log?.warn({ err, subject: m.subject }, 'unreadable message ignored');
         }
+        last = m;
         if (++seen >= pending) resolveLoaded();
       }
     })().then(() => ended(), ended);
+    // Values counted at the start may be deleted before they arrive (a subject purged), so the count
+    // is not always reached: every second the server is asked whether anything is left to deliver.
     const loadTimeoutMs = opts.loadTimeoutMs ?? 30_000;
-    const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), loadTimeoutMs).unref());
-    if ((await Promise.race([loaded, timeout])) === 'timeout')
-      log?.warn(
-        { stream: opts.stream, filter: opts.filterSubject, delivered: seen, retained: pending, ms: loadTimeoutMs },
-        'not every retained value arrived in time; going on with what did (the rest follows as it arrives)',
-      );
+    const startedAt = Date.now();
+    let warnings = 0;
+    for (;;) {
+      let timer: NodeJS.Timeout | undefined;
+      const tick = new Promise<'tick'>((r) => {
+        timer = setTimeout(() => r('tick'), Math.min(loadTimeoutMs, LOAD_CHECK_MS)).unref();
+      });
+      const outcome = await Promise.race([loaded, tick]);
+      clearTimeout(timer);
+      if (outcome !== 'tick' || stopped || current !== messages) return;
+      if (await caughtUp(consumer, last)) return;
+      const waited = Date.now() - startedAt;
+      if (waited < loadTimeoutMs * (warnings + 1)) continue;
+      warnings++;
+      const at = { stream: opts.stream, filter: opts.filterSubject, delivered: seen, retained: pending, ms: waited };
+      if (!opts.waitForAll) {
+        log?.warn(at, 'not every retained value arrived in time; going on with what did (the rest follows as it arrives)');
+        return;
+      }
+      log?.warn(at, 'not every retained value has arrived yet; waiting for the rest before going on');
+    }
   };
 
   /** Follows the stream anew if it was created again since (or the follow ended); throws what reading it throws. */

@@ -177,6 +177,19 @@ export class TestNats {
     await this.proc?.stop('SIGTERM');
   }
 
+  /**
+   * Stops the server without closing anything (SIGSTOP): connections stay open and nothing is
+   * answered, as from a server that hangs, until {@link thaw}.
+   */
+  freeze(): void {
+    if (this.proc?.pid) process.kill(this.proc.pid, 'SIGSTOP');
+  }
+
+  /** Lets a frozen server go on (SIGCONT). */
+  thaw(): void {
+    if (this.proc?.pid) process.kill(this.proc.pid, 'SIGCONT');
+  }
+
   /** Whether the server still runs, and its last log lines: for a test's failure message. */
   diagnostics(lines = 20): string {
     if (!this.proc) return 'nats-server: not started';
