@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import * as http2 from 'node:http2';
 import { connect, createServer as createNetServer, type Server as NetServer } from 'node:net';
 import { Readable } from 'node:stream';
 import { gunzipSync, gzipSync } from 'node:zlib';
@@ -375,6 +376,40 @@ describe('the outbound fast path', () => {
       ]);
       for (const x of [0, 1, 3]) expect(gunzipSync(r.responses[x]?.body ?? Buffer.alloc(0)).toString(), sc.id).toBe(CODED_TEXT);
       expect(r.responses[2]?.body.toString(), sc.id).toBe('ok');
+    }
+  });
+
+  it('refuses what it cannot pass on as it came: a request with a transfer coding besides chunked (501, outbound and inbound), an answer with one to an HTTP/1.0 or HTTP/2 client (502), on both paths', async () => {
+    const coded = (path: string, host: string) =>
+      Buffer.concat([
+        Buffer.from(`POST ${path} HTTP/1.1\r\nHost: ${host}\r\nTransfer-Encoding: gzip, chunked\r\n\r\n${CODED.length.toString(16)}\r\n`),
+        CODED,
+        Buffer.from('\r\n0\r\n\r\n'),
+      ]);
+    const refusal = (x: RawResponse | undefined) => [x?.status, x?.headers['x-novamesh-error']];
+    for (const sc of [web, webslow]) {
+      const path = `/echo?coded=${sc.id}`;
+      const outbound = await raw(sc, (write) => write(coded(path, 'wire.mesh')), { count: 1 });
+      expect(refusal(outbound.responses[0]), sc.id).toEqual([501, 'UNSUPPORTED_TRANSFER_CODING']);
+      expect(outbound.responses[0]?.headers['x-novamesh-reason']).toContain('gzip');
+      expect(seen.some((r) => r.url === path)).toBe(false); // the upstream never saw it
+      const inbound = await raw(sc.ports.inbound as number, (write) => write(coded('/inbound-coded', 'web')), { count: 1 });
+      expect(refusal(inbound.responses[0]), sc.id).toEqual([501, 'UNSUPPORTED_TRANSFER_CODING']);
+
+      // gzip-coded bytes would read as the content to a client that has no transfer codings.
+      const old = await raw(sc, (write) => write('GET /te-gzip-chunked HTTP/1.0\r\nHost: rawapp.mesh\r\n\r\n'), { count: 1 });
+      expect(refusal(old.responses[0]), sc.id).toEqual([502, 'UNSUPPORTED_TRANSFER_CODING']);
+      expect(old.responses[0]?.headers['x-novamesh-reason']).toContain('HTTP/1.0 client');
+      const session = http2.connect(`http://127.0.0.1:${sc.ports.outbound}`);
+      try {
+        const stream = session.request({ ':path': '/te-gzip-chunked', ':authority': 'rawapp.mesh' });
+        const [headers] = (await once(stream, 'response')) as [http2.IncomingHttpHeaders];
+        stream.resume();
+        expect([headers[':status'], headers['x-novamesh-error']], sc.id).toEqual([502, 'UNSUPPORTED_TRANSFER_CODING']);
+        expect(headers['x-novamesh-reason']).toContain('HTTP/2.0 client');
+      } finally {
+        session.close();
+      }
     }
   });
 

@@ -345,6 +345,33 @@ export function expiredIf(expired: boolean, outcome: ForwardOutcome): ForwardOut
   return outcome;
 }
 
+/**
+ * Why a request's body cannot be sent on as it came: a transfer coding besides chunked, which undici
+ * would drop (the upstream would read the coded bytes as the content); undefined when it can.
+ */
+export function requestCodingProblem(req: DownstreamRequest): string | undefined {
+  const codings = codingsBesidesChunked(req.headers['transfer-encoding']);
+  return codings === undefined ? undefined : `the request's transfer coding ${codings} is not supported (only chunked)`;
+}
+
+/**
+ * The outcome for an answer whose transfer codings besides chunked (`gzip, chunked`) the client
+ * cannot be sent (HTTP/1.0, HTTP/2: neither has them), so would read as content; undefined when the
+ * answer has none, or the client speaks HTTP/1.1.
+ */
+function codingRefusal(headers: IncomingHttpHeaders, req: ForwardRequest, res: DownstreamResponse): ForwardOutcome | undefined {
+  const codings = codingsBesidesChunked(headers['transfer-encoding']);
+  if (codings === undefined) return undefined;
+  const version = res.req.httpVersion;
+  if (version === '1.1') return undefined;
+  return {
+    status: 0,
+    error: 'UNSUPPORTED_TRANSFER_CODING',
+    reason: `the upstream answered ${req.method} with transfer coding ${codings}, which an HTTP/${version} client cannot be sent`,
+    bytes: 0,
+  };
+}
+
 /** A sink for the body of a response dropped for a retry (keeps the connection reusable). */
 function discard(): Writable {
   return new Writable({ write: (_chunk, _enc, cb) => cb() });
@@ -376,6 +403,11 @@ export async function forwardWithTrailers(dispatcher: Dispatcher, req: ForwardRe
       await r.body.dump().catch(() => undefined);
       return { status: r.statusCode, bytes: 0, retry: true, headers: r.headers };
     }
+    const refusal = codingRefusal(r.headers, req, res);
+    if (refusal) {
+      await r.body.dump().catch(() => undefined);
+      return refusal;
+    }
     status = r.statusCode;
     (res as ServerResponse).writeHead(status, responseHeaders(r.headers, req));
     await pipeline(r.body, res, { end: false });
@@ -401,21 +433,24 @@ export function forward(dispatcher: Dispatcher, req: ForwardRequest, res: Server
     const signal = abortOnClose(res, req);
     let bytes = 0;
     let status = 0;
-    let retry: ForwardOutcome | undefined;
+    /** Decided on the response head: a retry, or a refusal of its transfer codings. */
+    let early: ForwardOutcome | undefined;
     dispatcher.stream(
       requestOptions(req, signal),
       ({ statusCode, headers }) => {
         signal.headersArrived();
         if (req.retryIf?.(statusCode, headers)) {
-          retry = { status: statusCode, bytes: 0, retry: true, headers };
+          early = { status: statusCode, bytes: 0, retry: true, headers };
           return discard();
         }
+        early = codingRefusal(headers, req, res);
+        if (early) return discard();
         status = statusCode;
         const out = responseHeaders(headers, req);
         // Transfer codings other than chunked (`gzip, chunked`) stay with the body undici passes on
         // still coded; node:http frames it as chunked again under this header (HTTP/1.1 clients).
         const codings = codingsBesidesChunked(headers['transfer-encoding']);
-        if (codings !== undefined && res.req.httpVersion === '1.1') out['transfer-encoding'] = `${codings}, chunked`;
+        if (codings !== undefined) out['transfer-encoding'] = `${codings}, chunked`;
         res.writeHead(statusCode, out);
         const length = Number(headers['content-length']);
         if (Number.isFinite(length)) bytes = length;
@@ -423,7 +458,7 @@ export function forward(dispatcher: Dispatcher, req: ForwardRequest, res: Server
       },
       (err) => {
         signal.done();
-        resolve(retry ?? (err ? failed(err, status, res, signal) : { status, bytes }));
+        resolve(early ?? (err ? failed(err, status, res, signal) : { status, bytes }));
       },
     );
   });

@@ -18,6 +18,7 @@ import {
   forwardableHeaders,
   forwardWithTrailers,
   hasBody,
+  requestCodingProblem,
   splitUrl,
 } from './forward';
 import { H2Endpoint } from './h2-upstream';
@@ -343,6 +344,11 @@ export class InboundListener {
       sendLocalReply(req, res, 'BAD_REQUEST', INVALID_TARGET);
       return log(400, 'BAD_REQUEST', INVALID_TARGET);
     }
+    const coding = requestCodingProblem(req);
+    if (coding) {
+      sendLocalReply(req, res, 'UNSUPPORTED_TRANSFER_CODING', coding, undefined, 501);
+      return log(501, 'UNSUPPORTED_TRANSFER_CODING', coding);
+    }
     const { verdict, audit } = await this.verdictOf(req, path, query);
     const reply = verdict.reply;
     if (reply) {
@@ -363,6 +369,11 @@ export class InboundListener {
       : req.httpVersionMajor === 2
         ? await forwardWithTrailers(this.app.pool, forwarded, res)
         : await forward(this.app.pool, forwarded, res as ServerResponse);
+    if (outcome.error === 'UNSUPPORTED_TRANSFER_CODING') {
+      const reason = `${outcome.reason} (the workload at ${this.deps.appOrigin})`;
+      sendLocalReply(req, res, outcome.error, reason);
+      return log(LOCAL_REPLIES[outcome.error], outcome.error, reason, audit);
+    }
     if (outcome.error && outcome.status === 0 && outcome.error !== 'DOWNSTREAM_DISCONNECT') {
       const reason = `the workload at ${this.deps.appOrigin} failed: ${outcome.reason}`;
       sendLocalReply(req, res, 'APP_UNAVAILABLE', reason);

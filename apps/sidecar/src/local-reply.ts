@@ -35,6 +35,12 @@ export const LOCAL_REPLIES = {
   RATE_LIMITED: 429,
   /** The sidecar already handles SIDECAR_MAX_IN_FLIGHT requests (load shedding, as Envoy's overload manager). */
   OVERLOADED: 503,
+  /**
+   * A transfer coding besides chunked (`gzip, chunked`) that cannot be passed on: the upstream's
+   * answer to a client that cannot be sent one (HTTP/1.0, HTTP/2); with 501 for a request's own,
+   * which the node:http path would strip (as Envoy refuses them).
+   */
+  UNSUPPORTED_TRANSFER_CODING: 502,
 } as const;
 export type LocalReplyCode = keyof typeof LOCAL_REPLIES;
 

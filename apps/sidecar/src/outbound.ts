@@ -26,6 +26,7 @@ import {
   forwardWithTrailers,
   hasBody,
   RetryableBody,
+  requestCodingProblem,
   splitUrl,
 } from './forward';
 import type { InFlightLimit } from './in-flight';
@@ -234,6 +235,11 @@ export class OutboundProxy {
     if ('refusal' in r) {
       sendLocalReply(req, res, r.refusal.code, r.refusal.reason);
       return logRefusal(log, r.refusal, LOCAL_REPLIES[r.refusal.code]);
+    }
+    const coding = requestCodingProblem(req);
+    if (coding) {
+      sendLocalReply(req, res, 'UNSUPPORTED_TRANSFER_CODING', coding, undefined, 501);
+      return log(501, 'UNSUPPORTED_TRANSFER_CODING', coding, { endpoint: r.endpoint.id, route: r.routeName });
     }
     const { up, view, route, subset, endpoint, routeName, headers, upstreamPath } = r;
     let body: ForwardRequest['body'] = hasBody(req) ? req : null;
