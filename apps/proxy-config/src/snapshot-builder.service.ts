@@ -57,6 +57,8 @@ export class SnapshotBuilderService {
   /** Hash of the snapshot per service that was too large to publish, so it is logged once. */
   private readonly tooLarge = new Map<string, string>();
   private readonly stops: (() => Promise<void>)[] = [];
+  /** Aborted by stop(): ends the follows, also one still loading its retained values. */
+  private readonly ending = new AbortController();
   private readonly retries = new Set<NodeJS.Timeout>();
   private readonly log: Logger;
 
@@ -112,6 +114,7 @@ export class SnapshotBuilderService {
   async start(): Promise<void> {
     this.scheduler.hold();
     const follow = async (stream: string, filterSubject: string, onMessage: (m: JsMsg) => void) => {
+      if (this.ending.signal.aborted) return;
       const f = await followLastValues({
         js: this.js,
         stream,
@@ -121,6 +124,7 @@ export class SnapshotBuilderService {
         recheckMs: this.config.streamRecheckMs,
         // Snapshots from half the inputs would take upstreams and authorization rules away.
         waitForAll: true,
+        signal: this.ending.signal,
       });
       this.stops.push(f.stop);
     };
@@ -140,6 +144,7 @@ export class SnapshotBuilderService {
       const set = readInput(this.log, EndpointSetV1, 'endpoint set', m, { field: 'service', of: (s) => s.service });
       if (set) this.scheduler.mark(this.view.applyEndpoints(set), true);
     });
+    if (this.ending.signal.aborted) return;
     this.log.info({ services: this.view.services().length }, 'inputs loaded');
     // MESH_PROXY created again (it holds none of the snapshots): build and publish every one anew.
     this.published.onReset(() => this.scheduler.mark(this.view.services()));
@@ -149,6 +154,7 @@ export class SnapshotBuilderService {
   /** Stops following and building; lets publications in flight finish (bounded by the caller's drain timeout). */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.ending.abort();
     this.scheduler.stop();
     this.toCompile.urgent.clear();
     this.toCompile.normal.clear();

@@ -149,13 +149,17 @@ describe('global limits', () => {
       /** Per window index: requests admitted in it (its count, final once the next window carries it as the previous one). */
       const windows = new Map<number, number>();
       let key: string | undefined;
+      let first: number | undefined;
       const readCounter = async () => {
         key ??= (await redis.keys('novamesh:rl:quota:quota-global/shared:*'))[0];
         if (!key) return;
-        const [w, c, p] = (await redis.hmget(key, 'w', 'c', 'p')).map(Number);
-        if (w === undefined || Number.isNaN(w)) return;
-        windows.set(w, c ?? 0);
-        if (windows.has(w - 1)) windows.set(w - 1, p ?? 0);
+        const [w, c, p] = await redis.hmget(key, 'w', 'c', 'p');
+        if (w == null) return; // expired between reads
+        const index = Number(w);
+        first ??= index;
+        windows.set(index, Number(c ?? 0));
+        // The previous window's final count, also when a stalled loop never read that window itself.
+        if (index - 1 >= first) windows.set(index - 1, Number(p ?? 0));
       };
       const t0 = Date.now();
       const runMs = 5_200;
@@ -192,9 +196,12 @@ describe('global limits', () => {
       expect(other).toBe(0);
       expect(offered).toBeGreaterThan(800);
       // The windows seen are consecutive, and every 200 the clients got is one the shared counter
-      // holds (or, failing open, one whose decision failed).
+      // holds, or one admitted because its decision failed (failing open): a decision that timed
+      // out in the sidecar may still have been counted in Redis, so those may be counted or not.
       expect((indices.at(-1) ?? 0) - (indices[0] ?? 0)).toBe(indices.length - 1);
-      expect(ok).toBe(counted + failedOpen);
+      expect(ok).toBeGreaterThanOrEqual(counted);
+      expect(ok).toBeLessThanOrEqual(counted + failedOpen);
+      expect(failedOpen).toBeLessThan(sent / 100);
       expect(whole.length).toBeGreaterThanOrEqual(3);
       for (const n of whole) {
         expect(n).toBeGreaterThanOrEqual(95);

@@ -258,16 +258,25 @@ describe('tunnels are bounded like requests', () => {
         const again = await waitForOpen(() => side.connect('/held/4'));
         expect((await echo(again, 'in')).toString()).toBe('in');
         again.close();
+        await once(again, 'close');
       } finally {
-        first.close();
-        second.close();
+        // Closed, and their slots given back, before the next test opens tunnels through the same sidecars.
+        for (const ws of [first, second])
+          if (ws.readyState !== WebSocket.CLOSED) {
+            const closed = once(ws, 'close');
+            ws.close();
+            await closed;
+          }
       }
     }
   });
 
   it('closes a tunnel that carried nothing for SIDECAR_TUNNEL_IDLE_TIMEOUT (1.5 s here), not one in use, outbound and inbound', async () => {
-    const busy = await open('chat', '/busy', web2);
-    const idle = await open('chat', '/idle', web2);
+    // Slots the previous test gave back are free once web2 has seen those connections close.
+    const through = (path: string) =>
+      waitForOpen(() => new WebSocket(`ws://127.0.0.1:${web2.ports.outbound}${path}`, { headers: { host: 'chat.mesh' } }));
+    const busy = await through('/busy');
+    const idle = await through('/idle');
     const idleClosed = closing(idle);
     // busy exchanges a message every 300 ms for 3 s: twice the idle timeout.
     let lastEcho = 0;
@@ -285,7 +294,7 @@ describe('tunnels are bounded like requests', () => {
     expect(busyClosed.code).toBe(1006);
     expect(performance.now() - lastEcho).toBeGreaterThanOrEqual(1_400);
     // The inbound side's own timer, with nothing in front of it.
-    const inbound = await opened(direct('/idle-inbound'));
+    const inbound = await waitForOpen(() => direct('/idle-inbound'));
     const inboundClosed = await closing(inbound);
     expect(inboundClosed.code).toBe(1006);
     expect(inboundClosed.ms).toBeGreaterThanOrEqual(1_400);

@@ -268,6 +268,7 @@ describe('followLastValues: the retained values', () => {
   });
 
   it('counts the load as done once nothing is left, when values counted at the start were deleted meanwhile', async () => {
+    // The tail starts past the first pull's worth (4,096): it is purged before it is pulled.
     const COUNT = 5_000;
     const jsm = await filled('LV_PURGED', 'lvp', COUNT, 100);
     const seen = { n: 0 };
@@ -296,6 +297,61 @@ describe('followLastValues: the retained values', () => {
       expect(performance.now() - started).toBeLessThan(20_000);
     } finally {
       await jsm.streams.delete('LV_PURGED');
+    }
+  });
+
+  it('has every value when the ordered consumer is recreated during the load (the consumer deleted under it)', async () => {
+    const COUNT = 6_000;
+    const jsm = await filled('LV_RESET', 'lvr2', COUNT);
+    let deleted: Promise<unknown> | undefined;
+    const subjectsSeen = new Set<string>();
+    try {
+      const view = followLastValues({
+        js,
+        stream: 'LV_RESET',
+        filterSubject: 'lvr2.>',
+        loadTimeoutMs: 60_000,
+        waitForAll: true,
+        onMessage: (m) => {
+          subjectsSeen.add(m.subject);
+          // Late in the first pull's worth, so what the new consumer has to deliver is small.
+          if (subjectsSeen.size === 4_000) deleted ??= jsm.consumers.delete('LV_RESET', m.info.consumer);
+        },
+      });
+      const outcome = await Promise.race([view, new Promise<'stuck'>((r) => setTimeout(() => r('stuck'), 30_000))]);
+      expect(outcome).not.toBe('stuck');
+      if (outcome !== 'stuck') await outcome.stop();
+      expect(await deleted).toBe(true);
+      expect(subjectsSeen.size).toBe(COUNT);
+    } finally {
+      await jsm.streams.delete('LV_RESET');
+    }
+  });
+
+  it('stops a load that cannot finish when its signal is aborted', async () => {
+    const jsm = await filled('LV_ABORT', 'lva', 10_000);
+    const ending = new AbortController();
+    let seen = 0;
+    try {
+      const view = followLastValues({
+        js,
+        stream: 'LV_ABORT',
+        filterSubject: 'lva.>',
+        waitForAll: true,
+        signal: ending.signal,
+        onMessage: () => {
+          if (seen++ === 0) {
+            nats.freeze();
+            setTimeout(() => ending.abort(), 300);
+          }
+        },
+      });
+      const outcome = await Promise.race([view, new Promise<'stuck'>((r) => setTimeout(() => r('stuck'), 5_000))]);
+      expect(outcome).not.toBe('stuck');
+      expect(seen).toBeLessThan(10_000);
+    } finally {
+      nats.thaw();
+      await jsm.streams.delete('LV_ABORT');
     }
   });
 });

@@ -1,11 +1,12 @@
 import {
-  type Consumer,
   DeliverPolicy,
   JetStreamApiCodes,
   JetStreamApiError,
   type JetStreamClient,
+  type JetStreamManager,
   type JsMsg,
   jetstreamManager,
+  type MsgRequest,
 } from '@nats-io/jetstream';
 import type { KV, KvWatchEntry } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -34,6 +35,8 @@ export interface LastValuesOptions {
    * harm (proxy-config would take upstreams and authorization rules away from sidecars).
    */
   waitForAll?: boolean;
+  /** Ends the follow, as `stop()` does, also while it is still loading (before `stop()` exists). */
+  signal?: AbortSignal;
   /** How often the stream is checked for having been created again (ms, ±10 %); default 10 s. */
   recheckMs?: number;
   /** Called once when the follow ends by itself (the connection closed), never after `stop()`. */
@@ -51,14 +54,17 @@ export interface LastValuesOptions {
 const LOAD_CHECK_MS = 1_000;
 
 /**
- * Whether an ordered consumer has nothing left to deliver and every message it delivered was handed
- * on (`last`, the last one handed on, is the last one the server sent: consumer sequences, as the
- * server's stream sequence moves past deleted messages); false when the server cannot say.
+ * Whether the stream holds nothing under `filter` after `last`, the last message handed on (nothing
+ * at all when none was): then every retained value has been delivered. Asked of the stream, not of
+ * the consumer, whose sequences start over each time an ordered consumer is recreated. False when
+ * the server cannot say.
  */
-async function caughtUp(consumer: Consumer, last: JsMsg | undefined): Promise<boolean> {
+async function caughtUp(jsm: JetStreamManager, stream: string, filter: string, last: JsMsg | undefined): Promise<boolean> {
   try {
-    const info = await consumer.info(false);
-    return info.num_pending === 0 && (last?.info.deliverySequence ?? 0) >= info.delivered.consumer_seq;
+    // STREAM.MSG.GET takes next_by_subj (the first message at or after seq under a subject filter,
+    // wildcards included) since nats-server 2.9; the client types it for direct gets only.
+    const next = { next_by_subj: filter, seq: (last?.seq ?? 0) + 1 } as unknown as MsgRequest;
+    return !(await jsm.streams.getMessage(stream, next)); // null when there is none
   } catch {
     return false;
   }
@@ -173,7 +179,8 @@ export async function followLastValues(opts: LastValuesOptions): Promise<{ stop(
       }
     })().then(() => ended(), ended);
     // Values counted at the start may be deleted before they arrive (a subject purged), so the count
-    // is not always reached: every second the server is asked whether anything is left to deliver.
+    // is not always reached: every second the stream is asked whether it holds anything after the
+    // last value handed on (LastPerSubject delivers in stream order).
     const loadTimeoutMs = opts.loadTimeoutMs ?? 30_000;
     const startedAt = Date.now();
     let warnings = 0;
@@ -185,7 +192,7 @@ export async function followLastValues(opts: LastValuesOptions): Promise<{ stop(
       const outcome = await Promise.race([loaded, tick]);
       clearTimeout(timer);
       if (outcome !== 'tick' || stopped || current !== messages) return;
-      if (await caughtUp(consumer, last)) return;
+      if (await caughtUp(jsm, opts.stream, opts.filterSubject, last)) return;
       const waited = Date.now() - startedAt;
       if (waited < loadTimeoutMs * (warnings + 1)) continue;
       warnings++;
@@ -262,6 +269,13 @@ export async function followLastValues(opts: LastValuesOptions): Promise<{ stop(
     }
   };
 
+  const stop = async () => {
+    stopped = true;
+    clearTimeout(recheck);
+    await current?.close().catch(() => undefined);
+  };
+  if (opts.signal?.aborted) return { stop };
+  opts.signal?.addEventListener('abort', () => void stop(), { once: true });
   await follow();
   const every = opts.recheckMs ?? 10_000;
   const schedule = () => {
@@ -275,13 +289,7 @@ export async function followLastValues(opts: LastValuesOptions): Promise<{ stop(
     recheck.unref();
   };
   schedule();
-  return {
-    stop: async () => {
-      stopped = true;
-      clearTimeout(recheck);
-      await current?.close().catch(() => undefined);
-    },
-  };
+  return { stop };
 }
 
 export interface LastValueOptions {
