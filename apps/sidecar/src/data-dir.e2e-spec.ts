@@ -1,4 +1,6 @@
+import { once } from 'node:events';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ManagedProcess, repoRoot } from '@novamesh/testing';
@@ -61,5 +63,25 @@ describe('the sidecar data directory', () => {
     const proc = start({ SIDECAR_DATA_DIR: open });
     await ready(proc);
     expect(proc.output.join('\n')).toMatch(/SIDECAR_DATA_DIR .*volume.* is writable by other users \(mode 777\)/);
+  });
+});
+
+describe('the sidecar listeners', () => {
+  it('refuses to start on a port another process holds, naming the setting to change (exit 78, no stack trace)', async () => {
+    const holder = createServer();
+    holder.listen(0, '127.0.0.1');
+    await once(holder, 'listening');
+    const port = (holder.address() as AddressInfo).port;
+    try {
+      const proc = start({ SIDECAR_OUTBOUND_PORT: String(port), TMPDIR: dir });
+      expect(await proc.exited).toBe(78);
+      const out = proc.output.join('\n');
+      expect(out).toContain(
+        `sidecar: cannot listen on 127.0.0.1:${port}: it is in use by another process; choose another with SIDECAR_OUTBOUND_PORT (meshctl --outbound-port)`,
+      );
+      expect(out).not.toMatch(/\n\s+at /);
+    } finally {
+      holder.close();
+    }
   });
 });

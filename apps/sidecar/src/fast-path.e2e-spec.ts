@@ -413,6 +413,43 @@ describe('the outbound fast path', () => {
     }
   });
 
+  it('refuses CONNECT (501) and a missing, repeated or invalid Host (400) with the reason, outbound and inbound, on both paths', async () => {
+    const answer = async (port: number, head: string) => {
+      const r = await raw(port, (write) => write(head), { count: 1 });
+      const x = r.responses[0];
+      return [x?.status, x?.headers['x-novamesh-error'], x?.headers['x-novamesh-reason']];
+    };
+    const seenBefore = seen.length;
+    for (const sc of [web, webslow]) {
+      for (const port of [sc.ports.outbound as number, sc.ports.inbound as number]) {
+        const at = `${sc.id}:${port === sc.ports.inbound ? 'inbound' : 'outbound'}`;
+        expect(await answer(port, 'CONNECT wire.mesh:443 HTTP/1.1\r\nHost: wire.mesh:443\r\n\r\n'), at).toEqual([
+          501,
+          'BAD_REQUEST',
+          expect.stringContaining('CONNECT is not supported'),
+        ]);
+        expect(await answer(port, 'GET / HTTP/1.1\r\n\r\n'), at).toEqual([
+          400,
+          'BAD_REQUEST',
+          expect.stringContaining('must have a Host header'),
+        ]);
+        expect(await answer(port, 'GET / HTTP/1.1\r\nHost: wire.mesh\r\nHost: twin.mesh\r\n\r\n'), at).toEqual([
+          400,
+          'BAD_REQUEST',
+          expect.stringContaining('more than one Host header'),
+        ]);
+        for (const host of ['wire.mesh:abc', 'wi re.mesh'])
+          expect(await answer(port, `GET / HTTP/1.1\r\nHost: ${host}\r\n\r\n`), `${at} ${host}`).toEqual([
+            400,
+            'BAD_REQUEST',
+            expect.stringContaining(`invalid Host "${host}"`),
+          ]);
+      }
+    }
+    // None of them reached an upstream.
+    expect(seen.length).toBe(seenBefore);
+  });
+
   it('serves upgrades to anything but WebSocket (h2c, others) as the ordinary requests they are, body and all, on both paths', async () => {
     // An Upgrade the mesh does not tunnel is ignored (hop-by-hop), as a server may: h2c would carry
     // HTTP/2 requests no sidecar could authorize one by one.

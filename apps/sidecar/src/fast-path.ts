@@ -24,7 +24,15 @@ import {
   splitUrl,
   timeoutError,
 } from './forward';
-import { ChunkedScanner, type HeadError, parseRequestHead, parseResponseHead, type RequestHead, type ResponseHead } from './http1-wire';
+import {
+  ChunkedScanner,
+  type HeadError,
+  hostProblem,
+  parseRequestHead,
+  parseResponseHead,
+  type RequestHead,
+  type ResponseHead,
+} from './http1-wire';
 import {
   FAULT_HEADER,
   headerLines,
@@ -375,6 +383,7 @@ function planRequest(fp: FastPath, head: RequestHead, socket: Socket, buf: Buffe
   if (h.upgrade !== undefined && isWebSocketUpgrade(h)) return 'upgrade';
   if (h.expect !== undefined) return 'expect';
   if (h.host === undefined) return 'no-host';
+  if (hostProblem(h.host) !== undefined) return 'bad-host';
   if (typeof h['content-type'] === 'string' && h['content-type'].startsWith('application/grpc')) return 'grpc';
   if (head.framing === 'chunked' && h['transfer-encoding']?.toLowerCase() !== 'chunked') return 'transfer-coding';
   const started = performance.now();

@@ -5,7 +5,7 @@ import { PassThrough, type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { AttemptFailure } from '@novamesh/dataplane';
 import type { Dispatcher } from 'undici';
-import { codingsBesidesChunked } from './http1-wire';
+import { codingsBesidesChunked, hostProblem } from './http1-wire';
 import type { LocalReplyCode } from './local-reply';
 
 /** Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1), plus proxy leftovers. */
@@ -343,6 +343,25 @@ export function timeoutError(ms: number): Error {
 export function expiredIf(expired: boolean, outcome: ForwardOutcome): ForwardOutcome {
   if (expired) outcome.expired = true;
   return outcome;
+}
+
+/**
+ * Why an HTTP/1.x request's Host is refused (RFC 9112 §3.2: 400): more than one Host line (node:http
+ * keeps the first), none in an HTTP/1.1 request, or a value that is not host[:port]; undefined when
+ * it is fine (HTTP/2 requests carry :authority instead).
+ */
+export function requestHostProblem(req: DownstreamRequest): string | undefined {
+  if (req.httpVersionMajor !== 1) return undefined;
+  const raw = req.rawHeaders;
+  let value: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (name.length !== 4 || name.toLowerCase() !== 'host') continue;
+    if (value !== undefined) return 'more than one Host header';
+    value = raw[i + 1] as string;
+  }
+  if (value === undefined) return req.httpVersionMinor === 1 ? 'an HTTP/1.1 request must have a Host header' : undefined;
+  return hostProblem(value);
 }
 
 /**

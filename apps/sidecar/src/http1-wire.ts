@@ -117,6 +117,14 @@ export function addHeader(headers: IncomingHttpHeaders, name: string, value: str
   else dest[name] = `${prev}${name === 'cookie' ? '; ' : ', '}${value}`;
 }
 
+/** RFC 9110 §7.2 / RFC 3986 §3.2.2: `host [ ":" port ]`, host an IP literal or a reg-name (IPv4 included). */
+const HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?$/;
+
+/** Why a Host header value is not one (RFC 9112 §3.2 asks for 400); undefined when it is. */
+export function hostProblem(value: string): string | undefined {
+  return HOST.test(value) ? undefined : `invalid Host "${value.slice(0, 64)}": it must be host[:port]`;
+}
+
 /** Whether a comma-separated header value (Connection) names `token` (case-insensitive). */
 export function hasToken(value: string | undefined, token: string): boolean {
   if (value === undefined) return false;
@@ -269,11 +277,15 @@ export function parseRequestHead(buf: Buffer, start = 0): RequestHead | HeadErro
   if (minor < 0) return { error: 400, reason: 'unsupported HTTP version' };
   const headers: IncomingHttpHeaders = {};
   let connection: string | undefined;
+  let hosts = 0;
   const fields = parseFields(text, eol < 0 ? text.length : eol + 2, (name, value) => {
     if (name === 'connection') connection = connection === undefined ? value : `${connection}, ${value}`;
+    else if (name === 'host') hosts++;
     addHeader(headers, name, value);
   });
   if (typeof fields === 'string') return { error: 400, reason: fields };
+  // RFC 9112 §3.2 (node:http would keep the first and drop the others).
+  if (hosts > 1) return { error: 400, reason: 'more than one Host header' };
   let framing: RequestHead['framing'] = 'none';
   if (fields.transferEncoding !== undefined) {
     if (fields.contentLength >= 0) return { error: 400, reason: 'both Content-Length and Transfer-Encoding' };

@@ -19,6 +19,7 @@ import {
   forwardWithTrailers,
   hasBody,
   requestCodingProblem,
+  requestHostProblem,
   splitUrl,
 } from './forward';
 import { H2Endpoint } from './h2-upstream';
@@ -28,7 +29,7 @@ import { LOCAL_REPLIES, sendLocalReply } from './local-reply';
 import type { SidecarMetrics } from './metrics';
 import { createHttp1Server, DEFAULT_FILTERS_TIMEOUT_MS, ProtocolListener } from './protocol-listener';
 import { RawPool } from './raw-pool';
-import { acceptUpgrades, refuseUpgrade, relayUpgrade, upgradeProblem } from './upgrade';
+import { acceptUpgrades, CONNECT_REFUSED, refuseConnects, refuseUpgrade, relayUpgrade, upgradeProblem } from './upgrade';
 import { type ConnectOptions, openSocket } from './upstream-runtime';
 
 /** What the inbound side enforces, compiled from the snapshot's `inbound` section. */
@@ -172,6 +173,7 @@ export class InboundListener {
       this.http,
       deps.inFlight.guardUpgrade('inbound', (req, socket, head) => void this.upgrade(req, socket, head)),
     );
+    refuseConnects(this.http, (req, status) => this.begin(req).log(status, 'BAD_REQUEST', CONNECT_REFUSED));
     this.appAddress = { host: hostname.replace(/^\[|\]$/g, ''), port: Number(port) };
     this.appConnect = { mtls: false, identity: deps.identity, serverSpiffeId: '', timeoutMs: APP_CONNECT_TIMEOUT_MS, alpn: [] };
     this.h2 = createH2Server({}, handler);
@@ -302,19 +304,26 @@ export class InboundListener {
   /**
    * The request's path and query, and how it is logged. An absolute-form target is judged and
    * forwarded by its path, its authority as the host (RFC 9112 §3.2.2), so `GET http://x/admin`
-   * meets the same rules as `GET /admin`; `invalid` when the target is neither.
+   * meets the same rules as `GET /admin`; `invalid` says why when the target is neither, or the Host
+   * is refused ({@link requestHostProblem}).
    */
-  private begin(req: DownstreamRequest): { path: string; query: string; invalid: boolean; principal: string | undefined; log: InboundLog } {
+  private begin(req: DownstreamRequest): {
+    path: string;
+    query: string;
+    invalid: string | undefined;
+    principal: string | undefined;
+    log: InboundLog;
+  } {
     const started = performance.now();
     const principal = (req.socket as PeerSocket)[PEER]?.spiffeId;
     let target = req.url ?? '/';
-    let invalid = false;
+    let invalid = requestHostProblem(req);
     if (target.charCodeAt(0) !== 47 /* / */ && target !== '*') {
       const abs = absoluteForm(target);
       if (abs) {
         req.url = target = abs.path;
         req.headers.host = abs.authority;
-      } else invalid = true;
+      } else invalid = INVALID_TARGET;
     }
     const { path, query } = splitUrl(target);
     const log: InboundLog = (status, error, reason, extra) => {
@@ -341,8 +350,8 @@ export class InboundListener {
   private async handle(req: DownstreamRequest, res: DownstreamResponse): Promise<void> {
     const { path, query, invalid, principal, log } = this.begin(req);
     if (invalid) {
-      sendLocalReply(req, res, 'BAD_REQUEST', INVALID_TARGET);
-      return log(400, 'BAD_REQUEST', INVALID_TARGET);
+      sendLocalReply(req, res, 'BAD_REQUEST', invalid);
+      return log(400, 'BAD_REQUEST', invalid);
     }
     const coding = requestCodingProblem(req);
     if (coding) {
@@ -390,7 +399,7 @@ export class InboundListener {
   private async upgrade(req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
     const { path, query, invalid, principal, log } = this.begin(req);
     const upgrade = req.headers.upgrade;
-    if (invalid) return log(refuseUpgrade(socket, 'BAD_REQUEST', INVALID_TARGET), 'BAD_REQUEST', INVALID_TARGET, { upgrade });
+    if (invalid) return log(refuseUpgrade(socket, 'BAD_REQUEST', invalid), 'BAD_REQUEST', invalid, { upgrade });
     const problem = upgradeProblem(req);
     if (problem) return log(refuseUpgrade(socket, 'BAD_REQUEST', problem), 'BAD_REQUEST', problem, { upgrade });
     const { verdict, audit } = await this.verdictOf(req, path, query);

@@ -138,11 +138,27 @@ async function main(): Promise<void> {
     needsCertificate: config.joinToken !== undefined,
     draining: () => draining,
   });
-  ports.inbound = await inbound.listen(config.inboundPort, config.bindHost);
-  ports.outbound = await outbound.listen(config.outboundPort, '127.0.0.1');
+  ports.inbound = await listening(
+    inbound.listen(config.inboundPort, config.bindHost),
+    `${config.bindHost}:${config.inboundPort}`,
+    'SIDECAR_INBOUND_PORT (meshctl --inbound-port)',
+  );
+  ports.outbound = await listening(
+    outbound.listen(config.outboundPort, '127.0.0.1'),
+    `127.0.0.1:${config.outboundPort}`,
+    'SIDECAR_OUTBOUND_PORT (meshctl --outbound-port)',
+  );
   for (const [service, port] of Object.entries(config.upstreamPorts))
-    ports[`upstream:${service}`] = await outbound.listen(port, '127.0.0.1', service);
-  ports.admin = await admin.listen(config.adminPort, '127.0.0.1');
+    ports[`upstream:${service}`] = await listening(
+      outbound.listen(port, '127.0.0.1', service),
+      `127.0.0.1:${port}`,
+      `SIDECAR_UPSTREAM_PORTS ${service}=${port} (meshctl --upstream-port)`,
+    );
+  ports.admin = await listening(
+    admin.listen(config.adminPort, '127.0.0.1'),
+    `127.0.0.1:${config.adminPort}`,
+    'SIDECAR_ADMIN_PORT (meshctl --admin-port)',
+  );
   logger.info({ service: config.service, sidecar: config.sidecarId, ports, app: config.appPort }, 'sidecar ready');
 
   const link = new ControlPlaneLink(config, logger, store, onOffer);
@@ -185,6 +201,27 @@ async function within(ms: number, p: Promise<unknown>): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   await Promise.race([p.catch(() => undefined), new Promise((r) => (timer = setTimeout(r, ms)))]);
   clearTimeout(timer);
+}
+
+/**
+ * The port `listen` bound; a port another process holds (or one this user may not bind) ends the
+ * start with the setting to change named (exit 78, as every configuration problem), not a stack trace.
+ */
+async function listening(listen: Promise<number>, address: string, setting: string): Promise<number> {
+  try {
+    return await listen;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EADDRINUSE' && code !== 'EACCES' && code !== 'EADDRNOTAVAIL') throw err;
+    const why =
+      code === 'EADDRINUSE'
+        ? 'is in use by another process'
+        : code === 'EACCES'
+          ? 'may not be bound by this user'
+          : 'is not an address of this machine';
+    process.stderr.write(`sidecar: cannot listen on ${address}: it ${why}; choose another with ${setting}\n`);
+    process.exit(78);
+  }
 }
 
 /** A certificate client whose calls wait until the control-plane link is connected. */

@@ -27,6 +27,7 @@ import {
   hasBody,
   RetryableBody,
   requestCodingProblem,
+  requestHostProblem,
   splitUrl,
 } from './forward';
 import type { InFlightLimit } from './in-flight';
@@ -43,7 +44,7 @@ import {
 } from './local-reply';
 import type { SidecarMetrics } from './metrics';
 import { createHttp1Server, ProtocolListener } from './protocol-listener';
-import { acceptUpgrades, refuseUpgrade, relayUpgrade, upgradeProblem } from './upgrade';
+import { acceptUpgrades, CONNECT_REFUSED, refuseConnects, refuseUpgrade, relayUpgrade, upgradeProblem } from './upgrade';
 import { admitRetry, DEFAULT_BUSY_TIMEOUT_MS, type RuntimeEndpoint, type UpstreamRuntime } from './upstream-runtime';
 
 export { FAULT_HEADER } from './local-reply';
@@ -143,6 +144,9 @@ export class OutboundProxy {
       http1,
       this.deps.inFlight.guardUpgrade('outbound', (req, socket, head) => void this.upgrade(req, socket, head, service)),
     );
+    refuseConnects(http1, (req, status) =>
+      this.logRequest(performance.now(), req.method, req.url ?? '', '', '', status, 'BAD_REQUEST', CONNECT_REFUSED, undefined),
+    );
     const listener = new ProtocolListener({
       http1,
       h2c: createH2Server({}, handler),
@@ -195,10 +199,12 @@ export class OutboundProxy {
    * or the local reply it gets instead.
    */
   private routeOf(req: DownstreamRequest, fixed: string | undefined): Routing {
+    const hostIssue = requestHostProblem(req);
     const target = fixed ? { ...serviceOfRequest(req), service: fixed } : serviceOfRequest(req);
     const { path, query } = splitUrl(target.path);
     const requestId = (req.headers['x-request-id'] as string | undefined) ?? randomUUID();
-    const at = { path, requestId, upstreamName: target.service ?? '' };
+    const at = { path, requestId, upstreamName: hostIssue ? '' : (target.service ?? '') };
+    if (hostIssue) return { ...at, refusal: { code: 'BAD_REQUEST', reason: hostIssue } };
     const upstreams = this.deps.upstreams();
     if (!upstreams)
       return { ...at, refusal: { code: 'NO_SNAPSHOT', reason: 'this sidecar has not received its configuration yet', logReason: false } };

@@ -85,6 +85,8 @@ export function createHttp1Server(headersTimeoutMs: number, idleTimeoutMs: numbe
       // node:http looks for expired heads this often (30 s by default): a quarter of the limit keeps a 408 within 1.25 times it.
       connectionsCheckingInterval: Math.min(30_000, Math.max(50, Math.ceil(headersTimeoutMs / 4))),
       ServerResponse: DrainAwareResponse,
+      // The listeners refuse a missing, repeated or invalid Host themselves, with a reason (requestHostProblem).
+      requireHostHeader: false,
     },
     handler,
   );

@@ -402,6 +402,10 @@ describe('authorization (AuthorizationPolicy) on the inbound side', () => {
     const r = await call(web, 'orders', '/orders');
     expect(r.status).toBe(403);
     expect(r.headers['x-novamesh-error']).toBe('RBAC_DENIED');
+    // The reason names the policy that did not let it in, and who asked.
+    expect(r.headers['x-novamesh-reason']).toContain(
+      'policy only-billing does not allow GET /orders from spiffe://novamesh.local/ns/default/svc/web',
+    );
     await m.mesh.deletePolicy('AuthorizationPolicy', 'only-billing');
     await m.mesh.deletePolicy('AuthorizationPolicy', 'no-admin');
     for (const o of orders) await m.until(o.sidecar, 'no policies', (d) => d.snapshot?.inbound.authorization.policies.length === 0);

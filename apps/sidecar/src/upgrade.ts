@@ -58,6 +58,20 @@ export function acceptUpgrades(server: HttpServer, tunnel: (req: IncomingMessage
   });
 }
 
+/** Why a CONNECT request is refused: the sidecar proxies HTTP requests and opens no tunnels. */
+export const CONNECT_REFUSED =
+  'CONNECT is not supported: the sidecar proxies HTTP requests, it opens no tunnels (call http://<service>.mesh/…: the mesh encrypts between sidecars)';
+
+/**
+ * Answers every CONNECT request on `server` with 501 and {@link CONNECT_REFUSED}, where node:http
+ * would drop the connection without a word; `log` records each with the status sent.
+ */
+export function refuseConnects(server: HttpServer, log: (req: IncomingMessage, status: number) => void): void {
+  server.on('connect', (req: IncomingMessage, socket: Socket) => {
+    afterPendingResponse(socket, () => log(req, refuseUpgrade(socket, 'BAD_REQUEST', CONNECT_REFUSED, undefined, 501)));
+  });
+}
+
 /** Runs `then` once the response node:http is still writing on `socket` (if any) is out; destroys the socket when that response fails. */
 function afterPendingResponse(socket: Socket, then: () => void): void {
   const pending = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;

@@ -47,10 +47,19 @@ describe('compileAuthorizer', () => {
     expect(authz('DENY', allowOnlyShop).check(req({ principal: LEGACY }))).toEqual({
       allowed: false,
       action: 'DENY',
-      reason: 'no ALLOW policy matched (default DENY)',
+      reason:
+        'no ALLOW policy matched (default DENY): policy allow-shop does not allow GET /orders/1 from spiffe://mesh.local/ns/legacy/svc/batch',
       code: 'RBAC_NO_MATCH',
       audit: [],
     });
+    // A plaintext caller, and two ALLOW policies: both named.
+    const allowOnlyAdmin = { name: 'allow-admin', action: 'ALLOW', rules: [{ to: { paths: ['/admin'] } }] };
+    expect(authz('DENY', allowOnlyShop, allowOnlyAdmin).check(req({ principal: undefined })).reason).toBe(
+      'no ALLOW policy matched (default DENY): policies allow-shop, allow-admin do not allow GET /orders/1 from a caller without a mesh identity (plaintext)',
+    );
+    expect(authz('DENY').check(req({ principal: LEGACY })).reason).toBe(
+      'no policy allows GET /orders/1 from spiffe://mesh.local/ns/legacy/svc/batch (default DENY)',
+    );
     expect(authz('ALLOW').check(req())).toMatchObject({
       allowed: true,
       code: 'RBAC_DEFAULT_ALLOW',

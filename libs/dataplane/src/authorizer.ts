@@ -183,7 +183,21 @@ export function compileAuthorizer(authorization: InboundV1['authorization']): Au
           code: 'RBAC_DEFAULT_ALLOW',
           reason: allow.length ? 'no ALLOW policy matched (default ALLOW)' : 'no policy applies (default ALLOW)',
         })
-      : decision({ allowed: false, action: 'DENY', code: 'RBAC_NO_MATCH', reason: 'no ALLOW policy matched (default DENY)' });
+      : undefined;
+  // Names the ALLOW policies that could have let the request in, and the request and who sent it
+  // (built on the deny path only; decisions that hold for every request are shared).
+  const allowNames = allow.map((p) => p.name).join(', ');
+  const noMatch = (c: Caller): AuthzDecision => {
+    const what = `${c.req.method} ${c.req.path.slice(0, 200)} from ${c.req.principal ?? 'a caller without a mesh identity (plaintext)'}`;
+    return decision({
+      allowed: false,
+      action: 'DENY',
+      code: 'RBAC_NO_MATCH',
+      reason: allowNames
+        ? `no ALLOW policy matched (default DENY): ${allow.length === 1 ? `policy ${allowNames} does` : `policies ${allowNames} do`} not allow ${what}`
+        : `no policy allows ${what} (default DENY)`,
+    });
+  };
 
   return {
     check(req: RequestView): AuthzDecision {
@@ -194,7 +208,7 @@ export function compileAuthorizer(authorization: InboundV1['authorization']): Au
         audited ??= [];
         audited.push(p.name);
       }
-      const result = decide(deny, caller) ?? decide(allow, caller) ?? fallback;
+      const result = decide(deny, caller) ?? decide(allow, caller) ?? fallback ?? noMatch(caller);
       return audited ? { ...result, audit: audited } : result;
     },
   };
