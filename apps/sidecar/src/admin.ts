@@ -36,7 +36,8 @@ export class AdminServer {
       draining: () => boolean;
     },
   ) {
-    this.server = createServer((req, res) => void this.handle(req.method ?? 'GET', req.url ?? '/', res));
+    // The admin pages do not depend on the Host (node:http would answer a request without one with a bare 400).
+    this.server = createServer({ requireHostHeader: false }, (req, res) => void this.handle(req.method ?? 'GET', req.url ?? '/', res));
   }
 
   async listen(port: number, host: string): Promise<number> {

@@ -448,6 +448,9 @@ describe('the outbound fast path', () => {
     }
     // None of them reached an upstream.
     expect(seen.length).toBe(seenBefore);
+    // The admin port does not depend on the Host: its pages answer without one.
+    const admin = await raw(web.ports.admin as number, (write) => write('GET /clusters HTTP/1.1\r\n\r\n'), { count: 1 });
+    expect(admin.responses[0]?.status).toBe(200);
   });
 
   it('serves upgrades to anything but WebSocket (h2c, others) as the ordinary requests they are, body and all, on both paths', async () => {
