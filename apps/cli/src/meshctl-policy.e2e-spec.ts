@@ -90,19 +90,24 @@ describe('meshctl apply', () => {
     expect(await stored()).toEqual(before);
   });
 
-  it('stops at an invalid document: reports the ones before it, every problem with its path, and applies none after it', async () => {
+  it('applies nothing of a file with an invalid document: every problem with its path, no half-applied file', async () => {
     const r = await meshctl('apply', '-f', fixture('invalid.yaml'));
     expect(r.code).toBe(1);
-    expect(r.stdout).toMatch(/^ratelimitpolicy\/payment-limits created \(revision \d+\)\n$/);
+    expect(r.stdout).toBe('');
     expect(r.stderr).toMatch(/^error: TrafficPolicy "payment-broken" \(document 2\): /m);
     expect(r.stderr).toMatch(/^ {2}loadBalancing\.hashKey: /m);
     expect(r.stderr).toMatch(/^ {2}timeouts\.connect: "soon" is not a duration/m);
-    expect(r.stderr).toMatch(/^note: document 3 not applied/m);
+    expect(r.stderr).toMatch(/^note: nothing applied: 1 of 3 documents refused \(a file is applied whole or not at all\)$/m);
     expect(r.stderr).not.toMatch(STACK_FRAME);
     const names = keys(await stored());
-    expect(names).toContain('RateLimitPolicy/payment-limits');
+    expect(names).not.toContain('RateLimitPolicy/payment-limits');
     expect(names).not.toContain('TrafficPolicy/payment-broken');
     expect(names).not.toContain('MutualTLSPolicy/payment-never-applied');
+    // Its first document alone applies (the tests below use it).
+    const first = readFileSync(fixture('invalid.yaml'), 'utf8').split('\n---\n')[0] ?? '';
+    const alone = await runMeshctl(['apply', '-f', '-'], env, first);
+    expect(alone.code, alone.stderr).toBe(0);
+    expect(alone.stdout).toMatch(/^ratelimitpolicy\/payment-limits created \(revision \d+\)\n$/);
   });
 
   it('applies nothing of a file that does not parse, naming the broken document', async () => {

@@ -1,4 +1,5 @@
 import type { PolicyApplyResultV1 } from '@novamesh/contracts';
+import type { MeshManager } from '@novamesh/sdk';
 import type { Command } from 'commander';
 import { type CliContext, withMesh } from '../context';
 import { CommandExit, ExitCode, formatIssue, toMeshError } from '../errors';
@@ -11,6 +12,7 @@ import {
   documentRange,
   indent,
   loadPolicyDocuments,
+  type PolicyDocument,
   REFUSALS,
   refText,
 } from './policy-common';
@@ -24,7 +26,8 @@ interface ApplyOptions {
 /**
  * `meshctl apply -f FILE [--dry-run]`: sends each document of a policy file to the policy service,
  * in file order, and reports each like kubectl (`trafficpolicy/x created (revision 12)`). The
- * service validates; the first refused document stops the apply (those before it stay applied).
+ * service validates: every document of a file of several is checked first (dry runs), and one it
+ * refuses applies none.
  */
 export function applyCommand(program: Command, ctx: CliContext): void {
   program
@@ -37,10 +40,12 @@ export function applyCommand(program: Command, ctx: CliContext): void {
       'after',
       `
 Each document needs a kind (TrafficPolicy, RouteRule, RateLimitPolicy, AuthorizationPolicy,
-MutualTLSPolicy) and a name. Documents are applied one after the other; when the policy service
-refuses one, meshctl prints why (every problem with its path), keeps those already applied and
-applies none after it (exit 1). With --dry-run every document is checked and nothing is stored.
-A file that does not parse applies nothing.
+MutualTLSPolicy) and a name. Every document is checked by the policy service first: when it
+refuses any, meshctl prints why for each (every problem with its path) and applies none of them
+(exit 1). Then they are applied one after the other (should the service refuse one now, which a
+change made meanwhile by someone else can cause, those before it stay applied and none after it
+is). With --dry-run every document is checked and nothing is stored. A file that does not parse
+applies nothing.
 
 Examples:
   meshctl apply -f payment-policies.yaml
@@ -55,6 +60,15 @@ Examples:
       const out = ctx.io.stdout;
       try {
         await withMesh(ctx, cmd, async (mesh) => {
+          if (!dryRun && docs.length > 1) {
+            refused = await refusedDocuments(ctx, mesh, docs);
+            if (refused) {
+              ctx.io.stderr.write(
+                `note: nothing applied: ${refused} of ${docs.length} documents refused (a file is applied whole or not at all)\n`,
+              );
+              return;
+            }
+          }
           for (const doc of docs) {
             let result: PolicyApplyResultV1;
             try {
@@ -83,6 +97,25 @@ Examples:
       if (opts.output !== 'table') out.write(renderValue(results, opts.output));
       if (refused) throw new CommandExit(ExitCode.invalid);
     });
+}
+
+/**
+ * Checks every document with the policy service first (a dry run each: nothing stored), printing why
+ * each refused one is refused; returns how many were. So a file with a bad document applies none.
+ */
+async function refusedDocuments(ctx: CliContext, mesh: MeshManager, docs: PolicyDocument[]): Promise<number> {
+  let refused = 0;
+  for (const doc of docs) {
+    try {
+      await ctx.spin(`checking ${documentLabel(doc)}`, mesh.applyPolicy(doc.value, { dryRun: true, signal: ctx.signal }));
+    } catch (e) {
+      const err = toMeshError(e);
+      if (!REFUSALS.has(err.code)) throw atDocument(doc, err, ' (nothing applied)');
+      refused++;
+      ctx.io.stderr.write(describeDocumentError(doc, err));
+    }
+  }
+  return refused;
 }
 
 /** `trafficpolicy/x created (revision 12)`; with --dry-run, `… configured (dry run)` and the diff. */
