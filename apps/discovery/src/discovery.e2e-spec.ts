@@ -99,6 +99,35 @@ describe('malformed registry events', () => {
     expect((await mesh.getService('after-bad-input')).endpoints).toHaveLength(2);
   });
 
+  it('says so when an event has nothing to undo (deregister or endpoint.remove of what is not registered), instead of dropping it without a word', async () => {
+    const js = jetstream(nc);
+    await mesh.registerService(validService('says-so'), { wait: true });
+    await js.publish('mesh.v1.registry.never-registered.deregister', JSON.stringify({ name: 'never-registered', drain: '0s' }));
+    await js.publish(
+      'mesh.v1.registry.never-registered.endpoint.remove',
+      JSON.stringify({ service: 'never-registered', endpointId: 'e1', drain: 0 }),
+    );
+    await js.publish('mesh.v1.registry.says-so.endpoint.remove', JSON.stringify({ service: 'says-so', endpointId: 'ghost', drain: 0 }));
+    const lines = await waitFor(
+      () => {
+        const out = discovery.output.filter((l) => l.includes('nothing to do') || l.includes('its removal is recorded'));
+        return out.length >= 3 ? out : undefined;
+      },
+      { timeoutMs: 10_000, what: 'three log lines' },
+    );
+    expect(lines.join('\n')).toMatch(
+      /"meshService":"never-registered".*"msg":"deregister of a service that is not registered: nothing to do"/,
+    );
+    expect(lines.join('\n')).toMatch(
+      /"meshService":"never-registered".*"endpoint":"e1".*"msg":"endpoint.remove for a service that is not registered: nothing to do"/,
+    );
+    expect(lines.join('\n')).toMatch(
+      /"meshService":"says-so".*"endpoint":"ghost".*"msg":"endpoint.remove of an endpoint that is not registered/,
+    );
+    // The registered endpoints of says-so are untouched.
+    expect((await mesh.getService('says-so')).endpoints).toHaveLength(2);
+  });
+
   it('refuses a bad query with the field and reason', async () => {
     const reply = (await nc.request('mesh.v1.discovery.query', JSON.stringify({ name: 'Not A Name', extra: 1 }))).json<{
       ok: boolean;

@@ -36,16 +36,40 @@ export class RegistryController {
         await this.registry.mutate(event.service, (cur) => applyRegister(cur, event.body, seq, now));
         this.log.debug({ meshService: event.service, endpoints: event.body.endpoints.length, seq }, 'service registered');
         return;
-      case 'deregister':
-        await this.registry.mutate(event.service, (cur) => applyDeregister(cur, event.body.drain, seq, now));
-        this.log.debug({ meshService: event.service, drainMs: event.body.drain, seq }, 'service deregistering');
+      case 'deregister': {
+        let live = true as boolean;
+        await this.registry.mutate(event.service, (cur) => {
+          live = isLive(cur);
+          return applyDeregister(cur, event.body.drain, seq, now);
+        });
+        // Nothing to undo (never registered, or already gone): said, not dropped without a word.
+        if (!live) this.log.info({ meshService: event.service, seq }, 'deregister of a service that is not registered: nothing to do');
+        else this.log.debug({ meshService: event.service, drainMs: event.body.drain, seq }, 'service deregistering');
         return;
+      }
       case 'endpoint.add':
         await this.registry.mutate(event.service, (cur) => applyEndpointAdd(cur, event.service, event.body.endpoint, seq));
         return;
-      case 'endpoint.remove':
-        await this.registry.mutate(event.service, (cur) => applyEndpointRemove(cur, event.body.endpointId, event.body.drain, seq, now));
+      case 'endpoint.remove': {
+        const id = event.body.endpointId;
+        // What was not registered: the service, or only the endpoint.
+        let missing = undefined as 'service' | 'endpoint' | undefined;
+        await this.registry.mutate(event.service, (cur) => {
+          missing = !isLive(cur) ? 'service' : activeEndpointIds(cur).includes(id) ? undefined : 'endpoint';
+          return applyEndpointRemove(cur, id, event.body.drain, seq, now);
+        });
+        if (missing === 'service')
+          this.log.info(
+            { meshService: event.service, endpoint: id, seq },
+            'endpoint.remove for a service that is not registered: nothing to do',
+          );
+        else if (missing === 'endpoint')
+          this.log.info(
+            { meshService: event.service, endpoint: id, seq },
+            'endpoint.remove of an endpoint that is not registered: its removal is recorded (an add sent before it may still arrive)',
+          );
         return;
+      }
       case 'heartbeat':
         await this.onHeartbeat(event.service, event.body.endpointIds, now);
         return;

@@ -95,7 +95,11 @@ describe('DurableConsumerRunner', () => {
         attempts.set(body.kind, (attempts.get(body.kind) ?? 0) + 1);
         if (body.kind === 'bad') throw new MeshValidationError('invalid test event', [{ path: 'kind', message: 'is bad' }]);
         if (body.kind === 'flaky' && (attempts.get('flaky') ?? 0) < 2) throw new Error('store briefly unavailable');
-        if (body.kind === 'broken') throw new MeshError(ErrorCode.unavailable, 'store down', { retryable: true });
+        if (body.kind === 'broken')
+          throw new MeshError(ErrorCode.notFound, 'service "x" is not registered', {
+            retryable: true,
+            issues: [{ path: 'service', message: 'is not registered' }],
+          });
         handled.push(body.kind);
       },
       deadLetter: (msg, err) => publishDeadLetter(js, 'registry', msg, err, 'test'),
@@ -116,7 +120,12 @@ describe('DurableConsumerRunner', () => {
     expect(bad?.error).toMatchObject({ code: ErrorCode.invalid, issues: [{ path: 'kind', message: 'is bad' }] });
     expect(bad?.deliveryCount).toBe(1);
     expect(JSON.parse(bad?.payload ?? '{}')).toEqual({ kind: 'bad', n: 1 });
-    expect(broken?.error.code).toBe(ErrorCode.redeliveryExhausted);
+    // Given up on: the record keeps the last refusal's code and issues.
+    expect(broken?.error).toEqual({
+      code: ErrorCode.redeliveryExhausted,
+      message: `gave up after 3 deliveries: ${ErrorCode.notFound}: service "x" is not registered`,
+      issues: [{ path: 'service', message: 'is not registered' }],
+    });
     expect(broken?.deliveryCount).toBe(3);
     expect(attempts.get('bad')).toBe(1);
     expect(attempts.get('good')).toBe(1);

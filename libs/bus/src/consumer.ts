@@ -74,10 +74,13 @@ export class DurableConsumerRunner {
       const err = asMeshError(e);
       const exhausted = msg.info.deliveryCount >= this.opts.maxDeliver;
       if (!err.retryable || exhausted) {
+        // Exhausted: the record keeps the last refusal's code (in the message) and its issues.
         const final = err.retryable
-          ? new MeshError(ErrorCode.redeliveryExhausted, `gave up after ${msg.info.deliveryCount} deliveries: ${err.message}`, {
-              cause: err,
-            })
+          ? new MeshError(
+              ErrorCode.redeliveryExhausted,
+              `gave up after ${msg.info.deliveryCount} deliveries: ${err.code}: ${err.message}`,
+              { cause: err, issues: err.issues },
+            )
           : err;
         try {
           await this.opts.deadLetter(msg, final);
@@ -91,7 +94,10 @@ export class DurableConsumerRunner {
         }
         return;
       }
-      log?.warn({ err, subject: msg.subject, deliveryCount: msg.info.deliveryCount }, 'event failed; will be redelivered');
+      // A refusal the handler expects to clear up (an event ahead of the one it depends on) is no
+      // fault of this process: its code and reason say it all; anything else keeps its stack.
+      const why = err.code === ErrorCode.internal ? { err } : { code: err.code, reason: err.message };
+      log?.warn({ ...why, subject: msg.subject, deliveryCount: msg.info.deliveryCount }, 'event failed; will be redelivered');
       msg.nak(redeliveryDelay(msg.info.deliveryCount));
     }
   }
