@@ -351,6 +351,10 @@ describe('proxy-config', () => {
     await js.publish(subjects.effectivePolicy('junk'), JSON.stringify({ service: 'junk', revision: 'one' }));
     await js.publish(subjects.proxyConfig('junk'), '{"version": -1}');
     nc.publish(subjects.proxyAck('frontend', 'fe-junk'), '{"service": "frontend"}');
+    nc.publish(
+      subjects.proxyAck('frontend', 'fe-undated'),
+      JSON.stringify({ service: 'frontend', sidecar: 'fe-undated', version: 1, hash: 'h', sentAt: 'not a date' }),
+    );
     const revision = (sets.get('cart') as EndpointSetV1).revision + 1;
     await publishEndpoints(endpointSetFixture('cart', { namespace: 'shop', count: 2, revision }));
     await snapshotWhere('frontend', (s) => s.upstreams[0]?.endpointsRevision === revision, 'cart change after junk');
@@ -359,7 +363,13 @@ describe('proxy-config', () => {
       await p.waitForLine(/invalid endpoint set skipped/);
       await p.waitForLine(/invalid effective policy skipped/);
       await p.waitForLine(/invalid proxy ack skipped/);
+      await p.waitForLine(/"path":"sentAt","message":"must be an ISO 8601 time.*"msg":"invalid proxy ack skipped"/);
     }
+    // Neither is listed.
+    const listed = (
+      await nc.request(subjects.proxyStatus, JSON.stringify({ service: 'frontend' }), { timeout: 5_000 })
+    ).json<ProxyStatusReplyV1>();
+    expect(listed.ok && listed.sidecars.map((x) => x.sidecar)).not.toContain('fe-undated');
     // The liar's endpoint set (it names cart) changed nothing: cart still has two endpoints, no "liar" upstream.
     const cartSnap = (await stored('cart'))?.snapshot as ProxySnapshotV1;
     expect(upstreamNames(cartSnap)).not.toContain('liar');

@@ -128,7 +128,7 @@ export const sidecarId = z.string().regex(/^[A-Za-z0-9_-]{1,128}$/, "must be 1-1
 export const ACK_REASON_MAX = 2048;
 /** A snapshot content hash as an acknowledgement reports it ('' before the first snapshot). */
 const ackHash = z.string().max(128, 'must be at most 128 characters');
-const ackTime = z.string().max(64, 'must be an ISO 8601 time');
+const ackTime = z.iso.datetime({ offset: true, error: 'must be an ISO 8601 time (e.g. 2026-11-28T10:00:00.000Z)' });
 
 /**
  * `mesh.v1.proxy.ack.<service>.<sidecar>` (core NATS): a sidecar reports the snapshot version it
