@@ -176,4 +176,14 @@ describe('sidecar config', () => {
       expect(problems({ ...required, SIDECAR_TUNNEL_IDLE_TIMEOUT: value })).toContain(`SIDECAR_TUNNEL_IDLE_TIMEOUT="${value}"`);
     });
   });
+
+  it.each([
+    ['0.0.0.0', 'is the unspecified address'],
+    ['::', 'is the unspecified address'],
+    ['239.1.2.3', 'is a multicast address'],
+    ['not an address!', 'must be an IPv4/IPv6 address or a DNS name'],
+  ])('refuses SIDECAR_ADDRESS=%j, which no caller can reach', (value, why) => {
+    expect(problems({ ...required, SIDECAR_ADDRESS: value })).toContain(`SIDECAR_ADDRESS="${value}"`);
+    expect(problems({ ...required, SIDECAR_ADDRESS: value })).toContain(why);
+  });
 });

@@ -1,7 +1,14 @@
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type CommonConfig, ConfigError, EnvReader } from '@novamesh/config';
-import { DEFAULT_NAMESPACE, LOCALITY_LABEL, NAMESPACE_LABEL, SERVICE_NAME_PATTERN, SIDECAR_LABEL } from '@novamesh/contracts';
+import {
+  address as addressSchema,
+  DEFAULT_NAMESPACE,
+  LOCALITY_LABEL,
+  NAMESPACE_LABEL,
+  SERVICE_NAME_PATTERN,
+  SIDECAR_LABEL,
+} from '@novamesh/contracts';
 
 export { ConfigError };
 
@@ -124,6 +131,14 @@ export const RESERVED_LABELS: Readonly<Record<string, string>> = {
   [NAMESPACE_LABEL]: 'is set by the sidecar itself (use SIDECAR_NAMESPACE)',
 };
 
+/** SIDECAR_ADDRESS: the address other sidecars call, registered as the endpoint's (checked as discovery checks it). */
+function advertised(r: EnvReader): string {
+  const value = r.string('SIDECAR_ADDRESS', '127.0.0.1');
+  const parsed = addressSchema.safeParse(value);
+  if (!parsed.success) r.problem(`SIDECAR_ADDRESS="${value}": ${parsed.error.issues.map((i) => i.message).join('; ')}`);
+  return value;
+}
+
 /** Two listen addresses that take the same port from each other: the same host, or a wildcard on either side. */
 function sameAddress(a: string, b: string): boolean {
   const norm = (h: string) => (h === 'localhost' ? '127.0.0.1' : h.replace(/^\[|\]$/g, ''));
@@ -204,7 +219,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Sidec
     inboundPort,
     outboundPort,
     adminPort,
-    address: r.string('SIDECAR_ADDRESS', '127.0.0.1'),
+    address: advertised(r),
     bindHost,
     upstreamPorts,
     ...(upstreams ? { upstreams } : {}),

@@ -61,6 +61,22 @@ export const MALFORMED_REGISTRY_EVENTS: MalformedCase[] = [
     code: ErrorCode.invalid,
     path: 'endpoints[0].address',
   },
+  {
+    name: 'unspecified address (0.0.0.0)',
+    subject: reg,
+    payload: ep({ address: '0.0.0.0' }),
+    code: ErrorCode.invalid,
+    path: 'endpoints[0].address',
+  },
+  { name: 'unspecified address (::)', subject: reg, payload: ep({ address: '::' }), code: ErrorCode.invalid, path: 'endpoints[0].address' },
+  {
+    name: 'broadcast address',
+    subject: reg,
+    payload: ep({ address: '255.255.255.255' }),
+    code: ErrorCode.invalid,
+    path: 'endpoints[0].address',
+  },
+  { name: 'multicast address', subject: reg, payload: ep({ address: '224.0.0.1' }), code: ErrorCode.invalid, path: 'endpoints[0].address' },
   { name: 'endpoint port 70000', subject: reg, payload: ep({ port: 70000 }), code: ErrorCode.invalid, path: 'endpoints[0].port' },
   { name: 'endpoint without id', subject: reg, payload: ep({ id: undefined }), code: ErrorCode.invalid, path: 'endpoints[0].id' },
   {

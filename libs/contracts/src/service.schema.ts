@@ -23,9 +23,32 @@ export const endpointId = z
   .string({ error: 'must be a string' })
   .regex(/^[A-Za-z0-9_-]{1,128}$/, "must be 1-128 letters, digits, '_' or '-'");
 
+/**
+ * Why an endpoint address cannot be called, or undefined: an address no caller can reach as a
+ * destination — unspecified (0.0.0.0, ::, a listen-on-everything address), broadcast or multicast.
+ */
+export function unusableAddress(v: string): string | undefined {
+  const family = isIP(v);
+  if (family === 4) {
+    if (v === '0.0.0.0') return 'is the unspecified address (listen on it, but register the address callers use)';
+    if (v === '255.255.255.255') return 'is the broadcast address';
+    const first = Number(v.split('.')[0]);
+    if (first >= 224 && first <= 239) return 'is a multicast address';
+  } else if (family === 6) {
+    const lower = v.toLowerCase();
+    if (/^[0:]+$/.test(lower)) return 'is the unspecified address (listen on it, but register the address callers use)';
+    if (lower.startsWith('ff')) return 'is a multicast address';
+  }
+  return undefined;
+}
+
 export const address = z
   .string({ error: 'must be a string' })
-  .refine((v) => isIP(v) !== 0 || (HOSTNAME.test(v) && !/^[\d.]+$/.test(v)), 'must be an IPv4/IPv6 address or a DNS name');
+  .refine((v) => isIP(v) !== 0 || (HOSTNAME.test(v) && !/^[\d.]+$/.test(v)), 'must be an IPv4/IPv6 address or a DNS name')
+  .superRefine((v, ctx) => {
+    const problem = unusableAddress(v);
+    if (problem) ctx.addIssue({ code: 'custom', message: `"${v}" ${problem}` });
+  });
 
 export const port = z
   .number({ error: 'must be a number' })
