@@ -327,7 +327,7 @@ describe('proxy-config', () => {
     const cases: [string, string, RegExp][] = [
       ['{"service": 5}', 'service', /string/i],
       ['{"service": "Not A Name"}', 'service', /service name/],
-      ['{"svc": "cart"}', '', /svc/],
+      ['{"svc": "cart"}', 'svc', /unknown field; allowed fields: service/],
     ];
     for (const [body, path, message] of cases) {
       const r = await ask(body);

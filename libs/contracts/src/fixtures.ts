@@ -105,7 +105,7 @@ export const MALFORMED_REGISTRY_EVENTS: MalformedCase[] = [
     subject: reg,
     payload: ep({ labels: { 'my key': 'v' } }),
     code: ErrorCode.invalid,
-    path: 'endpoints[0].labels.my key',
+    path: 'endpoints[0].labels["my key"]',
   },
   { name: 'invalid virtualIP', subject: reg, payload: { ...svc(), virtualIP: '10.0.0' }, code: ErrorCode.invalid, path: 'virtualIP' },
   { name: 'unknown field', subject: reg, payload: { ...svc(), prot: 80 }, code: ErrorCode.invalid, message: /prot/ },

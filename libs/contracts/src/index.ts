@@ -1,6 +1,7 @@
 export { buildAsyncApi, renderAsyncApiYaml } from './asyncapi';
 export * from './ca';
 export * from './duration';
+export * from './error-map';
 export * from './errors';
 export * from './events';
 export * from './fixtures';

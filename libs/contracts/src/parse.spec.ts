@@ -1,7 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import type { MeshValidationError } from './errors';
 import { lastToken, subjects } from './names';
-import { appendJsonMembers } from './parse';
+import { appendJsonMembers, decodeRegistryEvent, validate } from './parse';
+import { ProxyAckV1 } from './proxy';
 
 describe('appendJsonMembers', () => {
   it('is JSON.stringify of the object with the members added, for any object and new members', () => {
@@ -32,5 +34,33 @@ describe('lastToken', () => {
     expect(lastToken(subjects.proxyConfig('cart-api'))).toBe('cart-api');
     expect(lastToken(subjects.effectivePolicy('web'))).toBe('web');
     expect(lastToken('single')).toBe('single');
+  });
+});
+
+describe('refusal messages of mesh input', () => {
+  const issuesOf = (subject: string, body: unknown) => {
+    try {
+      decodeRegistryEvent(subject, new TextEncoder().encode(JSON.stringify(body)));
+    } catch (e) {
+      return (e as MeshValidationError).issues;
+    }
+    throw new Error('accepted');
+  };
+  const service = { name: 'payment', type: 'http', port: 8080, endpoints: [] };
+
+  it('say what is wrong in words, not in the parser’s: a missing field, an unknown one, a bad record key, a bound', () => {
+    expect(issuesOf('mesh.v1.registry.payment.heartbeat', {})).toEqual([{ path: 'service', message: 'is required (must be a string)' }]);
+    expect(issuesOf('mesh.v1.registry.payment.register', { ...service, bogus: 1, extra: 2 })).toEqual([
+      { path: 'bogus', message: expect.stringMatching(/^unknown field; allowed fields: name, type, virtualIP, port, endpoints,/) },
+      { path: 'extra', message: expect.stringMatching(/^unknown field; allowed fields: /) },
+    ]);
+    const labels = { 'a b': 'x' };
+    const endpoint = { id: 'e1', address: '10.0.0.1', port: 8080, weight: 1, healthy: true, labels };
+    expect(issuesOf('mesh.v1.registry.payment.register', { ...service, endpoints: [endpoint] })).toEqual([
+      { path: 'endpoints[0].labels["a b"]', message: expect.stringMatching(/^is not an allowed key: label keys are /) },
+    ]);
+    expect(() =>
+      validate(ProxyAckV1, { service: 'web', sidecar: 'w1', version: -1, hash: '', sentAt: new Date().toISOString() }, 'ack'),
+    ).toThrow('version: must be at least 0 (received -1)');
   });
 });

@@ -1,18 +1,28 @@
 import type { z } from 'zod';
+import { formatPath, meshErrorMap, UNKNOWN_FIELD } from './error-map';
 import { ErrorCode, type Issue, MeshValidationError } from './errors';
 import { registrySchemas } from './events';
 import { MAX_EVENT_BYTES, parseRegistrySubject, type RegistryAction } from './names';
 
-/** Turns zod issues into `path: message` pairs with paths like `endpoints[2].port`. */
+/**
+ * Turns zod issues into `path: message` pairs with paths like `endpoints[2].port`; an unknown field
+ * is one issue of its own, at its path, with the fields allowed there.
+ */
 export function toIssues(error: z.ZodError): Issue[] {
-  return error.issues.map((i) => ({ path: formatPath(i.path), message: i.message }));
-}
-
-export function formatPath(path: readonly PropertyKey[]): string {
-  let out = '';
-  for (const p of path) {
-    if (typeof p === 'number') out += `[${p}]`;
-    else out += out ? `.${String(p)}` : String(p);
+  const out: Issue[] = [];
+  for (const i of error.issues) {
+    if (i.code !== 'unrecognized_keys') {
+      // A schema's own message ("must be a string") says nothing of the field being absent.
+      const missing = i.code === 'invalid_type' && 'input' in i && i.input === undefined && !i.message.startsWith('is required');
+      out.push({ path: formatPath(i.path), message: missing ? `is required (${i.message})` : i.message });
+      continue;
+    }
+    const allowed = i.message.startsWith(UNKNOWN_FIELD) ? (JSON.parse(i.message.slice(UNKNOWN_FIELD.length)) as string[]) : [];
+    for (const key of i.keys)
+      out.push({
+        path: formatPath([...i.path, key]),
+        message: `unknown field${allowed.length ? `; allowed fields: ${allowed.join(', ')}` : ''}`,
+      });
   }
   return out;
 }
@@ -31,9 +41,12 @@ export function appendJsonMembers(objectJson: string, members: Record<string, st
   return `${out}}`;
 }
 
+/** How mesh input is parsed: the mesh's error map, with the received value in each issue for it. */
+export const PARSE_PARAMS = { error: meshErrorMap, reportInput: true } as const;
+
 /** Validates an already-parsed value; throws `MeshValidationError` listing every problem. */
 export function validate<S extends z.ZodType>(schema: S, value: unknown, what: string): z.output<S> {
-  const r = schema.safeParse(value);
+  const r = schema.safeParse(value, PARSE_PARAMS);
   if (!r.success) throw new MeshValidationError(`invalid ${what}`, toIssues(r.error));
   return r.data;
 }

@@ -5,6 +5,7 @@ import {
   type Issue,
   MeshError,
   MeshValidationError,
+  PARSE_PARAMS,
   type ServiceInput,
   ServiceRegisteredV1,
   toIssues,
@@ -78,7 +79,7 @@ export async function loadManifest(file: string, stdin: NodeJS.ReadableStream): 
     );
   const value: unknown = doc.toJS();
   if (value === null || value === undefined) throw new MeshValidationError(`${source} is empty: expected one service manifest`, []);
-  const checked = ServiceRegisteredV1.safeParse(value);
+  const checked = ServiceRegisteredV1.safeParse(value, PARSE_PARAMS);
   if (!checked.success) throw new MeshValidationError(`${source} is not a valid service`, toIssues(checked.error));
   return value as ServiceInput;
 }
