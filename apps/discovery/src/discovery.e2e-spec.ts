@@ -116,13 +116,13 @@ describe('malformed registry events', () => {
       { timeoutMs: 10_000, what: 'three log lines' },
     );
     expect(lines.join('\n')).toMatch(
-      /"meshService":"never-registered".*"msg":"deregister of a service that is not registered: nothing to do"/,
+      /"meshService":"never-registered".*"msg":"deregister of a service that is not registered \(never, or no longer\): nothing to do"/,
     );
     expect(lines.join('\n')).toMatch(
-      /"meshService":"never-registered".*"endpoint":"e1".*"msg":"endpoint.remove for a service that is not registered: nothing to do"/,
+      /"meshService":"never-registered".*"endpoint":"e1".*"msg":"endpoint.remove for a service that is not registered \(never, or no longer\): nothing to do"/,
     );
     expect(lines.join('\n')).toMatch(
-      /"meshService":"says-so".*"endpoint":"ghost".*"msg":"endpoint.remove of an endpoint that is not registered/,
+      /"meshService":"says-so".*"endpoint":"ghost".*"msg":"endpoint.remove of an endpoint that is not active/,
     );
     // The registered endpoints of says-so are untouched.
     expect((await mesh.getService('says-so')).endpoints).toHaveLength(2);

@@ -43,7 +43,11 @@ export class RegistryController {
           return applyDeregister(cur, event.body.drain, seq, now);
         });
         // Nothing to undo (never registered, or already gone): said, not dropped without a word.
-        if (!live) this.log.info({ meshService: event.service, seq }, 'deregister of a service that is not registered: nothing to do');
+        if (!live)
+          this.log.info(
+            { meshService: event.service, seq },
+            'deregister of a service that is not registered (never, or no longer): nothing to do',
+          );
         else this.log.debug({ meshService: event.service, drainMs: event.body.drain, seq }, 'service deregistering');
         return;
       }
@@ -61,12 +65,12 @@ export class RegistryController {
         if (missing === 'service')
           this.log.info(
             { meshService: event.service, endpoint: id, seq },
-            'endpoint.remove for a service that is not registered: nothing to do',
+            'endpoint.remove for a service that is not registered (never, or no longer): nothing to do',
           );
         else if (missing === 'endpoint')
           this.log.info(
             { meshService: event.service, endpoint: id, seq },
-            'endpoint.remove of an endpoint that is not registered: its removal is recorded (an add sent before it may still arrive)',
+            'endpoint.remove of an endpoint that is not active (never registered, or already removed): its removal is recorded (an add sent before it may still arrive)',
           );
         return;
       }

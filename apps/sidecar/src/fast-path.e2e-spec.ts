@@ -379,7 +379,28 @@ describe('the outbound fast path', () => {
     }
   });
 
-  it('refuses what it cannot pass on as it came: a request with a transfer coding besides chunked (501, outbound and inbound), an answer with one to an HTTP/1.0 or HTTP/2 client (502), on both paths', async () => {
+  it('refuses what it cannot pass on as it came: a request with a transfer coding besides chunked (501, outbound and inbound), an answer with one to an HTTP/1.0 or HTTP/2 client (502, final: not retried, not held against the endpoint), on both paths', async () => {
+    // rawapp retries gateway errors and ejects an endpoint after one: neither may follow from these refusals.
+    const traffic = {
+      kind: 'TrafficPolicy',
+      name: 'rawapp-traffic',
+      serviceName: 'rawapp',
+      retries: { attempts: 2, retryOn: ['gateway-error', 'reset'], budget: { ratio: 1, minRetriesPerSecond: 100 } },
+      outlierDetection: {
+        consecutiveGatewayErrors: 1,
+        consecutive5xx: 1,
+        interval: '1s',
+        baseEjectionTime: '30s',
+        maxEjectionPercent: 100,
+      },
+    } as PolicyInput;
+    expect((await m.mesh.applyPolicy(traffic)).ok).toBe(true);
+    for (const s of [web, webslow])
+      await m.until(
+        s,
+        'rawapp retries in use',
+        (d) => (d.snapshot?.upstreams.find((u) => u.service === 'rawapp') as Record<string, unknown> | undefined)?.retries !== undefined,
+      );
     const coded = (path: string, host: string) =>
       Buffer.concat([
         Buffer.from(`POST ${path} HTTP/1.1\r\nHost: ${host}\r\nTransfer-Encoding: gzip, chunked\r\n\r\n${CODED.length.toString(16)}\r\n`),
@@ -397,7 +418,10 @@ describe('the outbound fast path', () => {
       expect(refusal(inbound.responses[0]), sc.id).toEqual([501, 'UNSUPPORTED_TRANSFER_CODING']);
 
       // gzip-coded bytes would read as the content to a client that has no transfer codings.
+      const tries = rawSeen.length;
       const old = await raw(sc, (write) => write('GET /te-gzip-chunked HTTP/1.0\r\nHost: rawapp.mesh\r\n\r\n'), { count: 1 });
+      // Final: not retried on another try, though rawapp retries gateway errors here.
+      expect(rawSeen.length - tries, sc.id).toBe(1);
       expect(refusal(old.responses[0]), sc.id).toEqual([502, 'UNSUPPORTED_TRANSFER_CODING']);
       expect(old.responses[0]?.headers['x-novamesh-reason']).toContain('HTTP/1.0 client');
       const session = http2.connect(`http://127.0.0.1:${sc.ports.outbound}`);
@@ -407,10 +431,19 @@ describe('the outbound fast path', () => {
         stream.resume();
         expect([headers[':status'], headers['x-novamesh-error']], sc.id).toEqual([502, 'UNSUPPORTED_TRANSFER_CODING']);
         expect(headers['x-novamesh-reason']).toContain('HTTP/2.0 client');
+        // An answer without a body has nothing coded to keep from the client.
+        const head = session.request({ ':method': 'HEAD', ':path': '/te-gzip-chunked', ':authority': 'rawapp.mesh' });
+        const [headHeaders] = (await once(head, 'response')) as [http2.IncomingHttpHeaders];
+        head.resume();
+        expect(headHeaders[':status'], sc.id).toBe(200);
       } finally {
         session.close();
       }
+      // The endpoint still serves: the refusals were not counted as its failures.
+      const after = await raw(sc, (write) => write(get('/plain', 'rawapp.mesh')), { count: 1 });
+      expect(after.responses[0]?.status, sc.id).toBe(200);
     }
+    await m.mesh.deletePolicy('TrafficPolicy', 'rawapp-traffic');
   });
 
   it('refuses CONNECT (501) and a missing, repeated or invalid Host (400) with the reason, outbound and inbound, on both paths', async () => {
@@ -448,6 +481,18 @@ describe('the outbound fast path', () => {
     }
     // None of them reached an upstream.
     expect(seen.length).toBe(seenBefore);
+    // HTTP/2 CONNECT (h2c here) gets the same answer, not node's bare 405.
+    for (const sc of [web, webslow]) {
+      const session = http2.connect(`http://127.0.0.1:${sc.ports.outbound}`);
+      try {
+        const stream = session.request({ ':method': 'CONNECT', ':authority': 'wire.mesh:443' });
+        stream.on('error', () => undefined);
+        const [headers] = (await once(stream, 'response')) as [http2.IncomingHttpHeaders];
+        expect([headers[':status'], headers['x-novamesh-error']], sc.id).toEqual([501, 'BAD_REQUEST']);
+      } finally {
+        session.close();
+      }
+    }
     // The admin port does not depend on the Host: its pages answer without one.
     const admin = await raw(web.ports.admin as number, (write) => write('GET /clusters HTTP/1.1\r\n\r\n'), { count: 1 });
     expect(admin.responses[0]?.status).toBe(200);

@@ -87,6 +87,12 @@ export interface ForwardOutcome {
   refused?: true;
   /** The attempt's `timeoutMs` (the time its request timeout had left) ran out: no time for another try. */
   expired?: true;
+  /**
+   * The upstream answered, with this status, but the answer cannot go to this client as it is
+   * (a transfer coding an HTTP/1.0 or HTTP/2 client cannot be sent): the local reply is final — no
+   * retry (every endpoint would answer alike) and, for outlier detection, the upstream's status.
+   */
+  answered?: number;
 }
 
 /** Code of the error a {@link ForwardRequest.timeoutMs} expiry fails an attempt with. */
@@ -378,16 +384,23 @@ export function requestCodingProblem(req: DownstreamRequest): string | undefined
  * cannot be sent (HTTP/1.0, HTTP/2: neither has them), so would read as content; undefined when the
  * answer has none, or the client speaks HTTP/1.1.
  */
-function codingRefusal(headers: IncomingHttpHeaders, req: ForwardRequest, res: DownstreamResponse): ForwardOutcome | undefined {
+function codingRefusal(
+  status: number,
+  headers: IncomingHttpHeaders,
+  req: ForwardRequest,
+  res: DownstreamResponse,
+): ForwardOutcome | undefined {
   const codings = codingsBesidesChunked(headers['transfer-encoding']);
   if (codings === undefined) return undefined;
   const version = res.req.httpVersion;
-  if (version === '1.1') return undefined;
+  // Nothing coded to pass on: an HTTP/1.1 client takes codings, and an answer without a body has none.
+  if (version === '1.1' || req.method === 'HEAD' || status < 200 || status === 204 || status === 304) return undefined;
   return {
     status: 0,
     error: 'UNSUPPORTED_TRANSFER_CODING',
     reason: `the upstream answered ${req.method} with transfer coding ${codings}, which an HTTP/${version} client cannot be sent`,
     bytes: 0,
+    answered: status,
   };
 }
 
@@ -422,9 +435,9 @@ export async function forwardWithTrailers(dispatcher: Dispatcher, req: ForwardRe
       await r.body.dump().catch(() => undefined);
       return { status: r.statusCode, bytes: 0, retry: true, headers: r.headers };
     }
-    const refusal = codingRefusal(r.headers, req, res);
+    const refusal = codingRefusal(r.statusCode, r.headers, req, res);
     if (refusal) {
-      await r.body.dump().catch(() => undefined);
+      await r.body.dump().catch(() => undefined); // reads at most 128 KiB, then closes
       return refusal;
     }
     status = r.statusCode;
@@ -462,8 +475,12 @@ export function forward(dispatcher: Dispatcher, req: ForwardRequest, res: Server
           early = { status: statusCode, bytes: 0, retry: true, headers };
           return discard();
         }
-        early = codingRefusal(headers, req, res);
-        if (early) return discard();
+        early = codingRefusal(statusCode, headers, req, res);
+        if (early) {
+          // Not read to its end (it may be long, or endless): the upstream request is cut.
+          queueMicrotask(() => signal.emit('abort'));
+          return discard();
+        }
         status = statusCode;
         const out = responseHeaders(headers, req);
         // Transfer codings other than chunked (`gzip, chunked`) stay with the body undici passes on

@@ -173,10 +173,11 @@ export class InboundListener {
       this.http,
       deps.inFlight.guardUpgrade('inbound', (req, socket, head) => void this.upgrade(req, socket, head)),
     );
-    refuseConnects(this.http, (req, status) => this.begin(req).log(status, 'BAD_REQUEST', CONNECT_REFUSED));
+
     this.appAddress = { host: hostname.replace(/^\[|\]$/g, ''), port: Number(port) };
     this.appConnect = { mtls: false, identity: deps.identity, serverSpiffeId: '', timeoutMs: APP_CONNECT_TIMEOUT_MS, alpn: [] };
     this.h2 = createH2Server({}, handler);
+    refuseConnects(this.http, this.h2, (req, status) => this.begin(req).log(status, 'BAD_REQUEST', CONNECT_REFUSED));
     this.fast = deps.fastPath && deps.appProtocol === 'http' ? this.fastPath(this.appAddress.host, this.appAddress.port) : undefined;
     this.listener = new ProtocolListener({
       http1: this.http,

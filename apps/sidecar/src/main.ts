@@ -142,6 +142,7 @@ async function main(): Promise<void> {
     inbound.listen(config.inboundPort, config.bindHost),
     `${config.bindHost}:${config.inboundPort}`,
     'SIDECAR_INBOUND_PORT (meshctl --inbound-port)',
+    'SIDECAR_BIND_HOST',
   );
   ports.outbound = await listening(
     outbound.listen(config.outboundPort, '127.0.0.1'),
@@ -207,7 +208,7 @@ async function within(ms: number, p: Promise<unknown>): Promise<void> {
  * The port `listen` bound; a port another process holds (or one this user may not bind) ends the
  * start with the setting to change named (exit 78, as every configuration problem), not a stack trace.
  */
-async function listening(listen: Promise<number>, address: string, setting: string): Promise<number> {
+async function listening(listen: Promise<number>, address: string, setting: string, hostSetting?: string): Promise<number> {
   try {
     return await listen;
   } catch (err) {
@@ -219,7 +220,8 @@ async function listening(listen: Promise<number>, address: string, setting: stri
         : code === 'EACCES'
           ? 'may not be bound by this user'
           : 'is not an address of this machine';
-    process.stderr.write(`sidecar: cannot listen on ${address}: it ${why}; choose another with ${setting}\n`);
+    const change = code === 'EADDRNOTAVAIL' && hostSetting ? hostSetting : setting;
+    process.stderr.write(`sidecar: cannot listen on ${address}: it ${why}; choose another with ${change}\n`);
     process.exit(78);
   }
 }

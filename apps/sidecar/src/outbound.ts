@@ -51,6 +51,15 @@ export { FAULT_HEADER } from './local-reply';
 
 type Log = (status: number, error?: string, reason?: string, extra?: Partial<AccessRecord>) => void;
 
+/**
+ * What an attempt tells outlier detection: the upstream's status when it answered (also when that
+ * answer could not go to this client), a local-origin failure when it did not answer.
+ */
+function recordOf(outcome: ForwardOutcome): ReturnType<typeof outcomeOfStatus> | 'local-origin-failure' {
+  if (outcome.answered !== undefined) return outcomeOfStatus(outcome.answered);
+  return outcome.error ? 'local-origin-failure' : outcomeOfStatus(outcome.status);
+}
+
 /** The retry condition a failed attempt stands for. */
 function failureOf(outcome: ForwardOutcome): AttemptFailure {
   return outcome.refused ? 'refused-stream' : failureOfError(outcome.error);
@@ -144,12 +153,14 @@ export class OutboundProxy {
       http1,
       this.deps.inFlight.guardUpgrade('outbound', (req, socket, head) => void this.upgrade(req, socket, head, service)),
     );
-    refuseConnects(http1, (req, status) =>
+
+    const h2c = createH2Server({}, handler);
+    refuseConnects(http1, h2c, (req, status) =>
       this.logRequest(performance.now(), req.method, req.url ?? '', '', '', status, 'BAD_REQUEST', CONNECT_REFUSED, undefined),
     );
     const listener = new ProtocolListener({
       http1,
-      h2c: createH2Server({}, handler),
+      h2c,
       http1Front: this.deps.fastPath
         ? new FastPath(this.fastHost, http1, {
             kind: 'outbound',
@@ -277,7 +288,7 @@ export class OutboundProxy {
     kept?.close(forwarded.body); // a try that failed early no longer holds the body back
     const extra = { endpoint: endpoint.id, route: routeName };
     if (outcome.error === 'DOWNSTREAM_DISCONNECT') return log(0, outcome.error, outcome.reason, extra);
-    up.record(endpoint.id, outcome.error ? 'local-origin-failure' : outcomeOfStatus(outcome.status));
+    up.record(endpoint.id, recordOf(outcome));
     if (outcome.error && outcome.status === 0) {
       sendLocalReply(req, res, outcome.error, `${outcome.reason} (endpoint ${endpoint.id} of ${up.service})`);
       return log(res.statusCode, outcome.error, outcome.reason, extra);
@@ -491,11 +502,12 @@ export class OutboundProxy {
       expired = outcome.expired === true;
       if (outcome.error === 'UPSTREAM_TIMEOUT' && (expired || performance.now() >= deadline - 1))
         outcome.reason = `no complete response within the request timeout (${plan.requestTimeout} ms)`;
-      up.record(endpoint.id, outcome.error ? 'local-origin-failure' : outcomeOfStatus(outcome.status));
+      up.record(endpoint.id, recordOf(outcome));
       const again =
         outcome.retry ||
         (outcome.error !== undefined &&
           outcome.status === 0 &&
+          outcome.answered === undefined &&
           retry?.retriableFailure(failureOf(outcome)) &&
           mayRetry(failureOf(outcome)));
       if (!again) break;

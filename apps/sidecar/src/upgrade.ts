@@ -1,9 +1,10 @@
 import type { Server as HttpServer, IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { request as httpRequest } from 'node:http';
+import type { Http2Server, Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Socket } from 'node:net';
 import { classifyUpstreamError, HOP_BY_HOP, hasBody, TIMEOUT_CODE } from './forward';
 import { codingsBesidesChunked, hasToken } from './http1-wire';
-import { LOCAL_REPLIES, type LocalReplyCode, localReplyBytes } from './local-reply';
+import { LOCAL_REPLIES, type LocalReplyCode, localReplyBytes, sendLocalReply } from './local-reply';
 import { endAndLinger, MAX_HEADER_LINES } from './protocol-listener';
 
 /**
@@ -66,9 +67,18 @@ export const CONNECT_REFUSED =
  * Answers every CONNECT request on `server` with 501 and {@link CONNECT_REFUSED}, where node:http
  * would drop the connection without a word; `log` records each with the status sent.
  */
-export function refuseConnects(server: HttpServer, log: (req: IncomingMessage, status: number) => void): void {
+export function refuseConnects(
+  server: HttpServer,
+  h2: Http2Server,
+  log: (req: IncomingMessage | Http2ServerRequest, status: number) => void,
+): void {
   server.on('connect', (req: IncomingMessage, socket: Socket) => {
     afterPendingResponse(socket, () => log(req, refuseUpgrade(socket, 'BAD_REQUEST', CONNECT_REFUSED, undefined, 501)));
+  });
+  // HTTP/2 (h2c, or h2 over mTLS): node's compatibility layer would answer a bare 405 itself.
+  h2.on('connect', (req: Http2ServerRequest, res: Http2ServerResponse) => {
+    sendLocalReply(req, res, 'BAD_REQUEST', CONNECT_REFUSED, undefined, 501);
+    log(req, 501);
   });
 }
 

@@ -45,12 +45,15 @@ export class MeshError extends Error {
   }
 }
 
+/** The longest message of a {@link MeshValidationError}. */
+const MAX_MESSAGE = 4_096;
+
 /** Input failed its schema; `issues` lists every problem at once. */
 export class MeshValidationError extends MeshError {
   constructor(message: string, issues: Issue[], code: ErrorCode = ErrorCode.invalid) {
-    super(code, issues.length ? `${message}: ${issues.map((i) => `${i.path || '(root)'}: ${i.message}`).join('; ')}` : message, {
-      issues,
-    });
+    const all = issues.length ? `${message}: ${issues.map((i) => `${i.path || '(root)'}: ${i.message}`).join('; ')}` : message;
+    // The issues carry every problem; the message is for a log line or a terminal.
+    super(code, all.length > MAX_MESSAGE ? `${all.slice(0, MAX_MESSAGE)}… (${issues.length} problems in all)` : all, { issues });
     this.name = 'MeshValidationError';
   }
 }

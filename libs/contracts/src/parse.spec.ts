@@ -64,3 +64,44 @@ describe('refusal messages of mesh input', () => {
     ).toThrow('version: must be at least 0 (received -1)');
   });
 });
+
+describe('refusals of huge input', () => {
+  it('stay small: unknown fields folded into one issue, at most 100 issues, a message of at most 4 KiB', () => {
+    const junk = Object.fromEntries(Array.from({ length: 10_000 }, (_, i) => [`a${i}`, 0]));
+    let err: MeshValidationError | undefined;
+    try {
+      decodeRegistryEvent(
+        'mesh.v1.registry.payment.register',
+        new TextEncoder().encode(JSON.stringify({ name: 'payment', type: 'http', port: 1, ...junk })),
+      );
+    } catch (e) {
+      err = e as MeshValidationError;
+    }
+    expect(err?.issues).toEqual([
+      {
+        path: '',
+        message: expect.stringMatching(/^unknown fields "a0", "a1", "a2", "a3", "a4" … \(10000 in all\); allowed fields: name,/),
+      },
+    ]);
+    const many = Array.from({ length: 300 }, (_, i) => ({
+      id: `e${i}`,
+      address: '0.0.0.0',
+      port: 1,
+      weight: 1,
+      healthy: true,
+      labels: {},
+    }));
+    try {
+      decodeRegistryEvent(
+        'mesh.v1.registry.payment.register',
+        new TextEncoder().encode(JSON.stringify({ name: 'payment', type: 'http', port: 1, endpoints: many })),
+      );
+    } catch (e) {
+      err = e as MeshValidationError;
+    }
+    expect(err?.issues).toHaveLength(101);
+    expect(err?.issues.at(-1)).toEqual({ path: '', message: '… and 200 more problems' });
+    expect(err?.message.length).toBeLessThan(4_200);
+    expect(err?.message).toMatch(/… \(101 problems in all\)$/);
+  });
+});

@@ -6,7 +6,8 @@ import { MAX_EVENT_BYTES, parseRegistrySubject, type RegistryAction } from './na
 
 /**
  * Turns zod issues into `path: message` pairs with paths like `endpoints[2].port`; an unknown field
- * is one issue of its own, at its path, with the fields allowed there.
+ * is one issue of its own, at its path, with the fields allowed there (many unknown fields of one
+ * object are one issue). At most {@link MAX_ISSUES}.
  */
 export function toIssues(error: z.ZodError): Issue[] {
   const out: Issue[] = [];
@@ -18,13 +19,28 @@ export function toIssues(error: z.ZodError): Issue[] {
       continue;
     }
     const allowed = i.message.startsWith(UNKNOWN_FIELD) ? (JSON.parse(i.message.slice(UNKNOWN_FIELD.length)) as string[]) : [];
-    for (const key of i.keys)
-      out.push({
-        path: formatPath([...i.path, key]),
-        message: `unknown field${allowed.length ? `; allowed fields: ${allowed.join(', ')}` : ''}`,
-      });
+    const fields = allowed.length ? `; allowed fields: ${allowed.join(', ')}` : '';
+    if (i.keys.length > MAX_UNKNOWN_SHOWN) {
+      const shown = i.keys.slice(0, MAX_UNKNOWN_SHOWN).map((k) => JSON.stringify(k.slice(0, 64)));
+      out.push({ path: formatPath(i.path), message: `unknown fields ${shown.join(', ')} … (${i.keys.length} in all)${fields}` });
+      continue;
+    }
+    for (const key of i.keys) out.push({ path: formatPath([...i.path, key]), message: `unknown field${fields}` });
   }
-  return out;
+  return capIssues(out);
+}
+
+/** Unknown fields of one object listed one by one up to this many; more are one issue. */
+const MAX_UNKNOWN_SHOWN = 5;
+
+/** Most issues reported for one input: a garbage document should not produce a megabyte of them. */
+export const MAX_ISSUES = 100;
+
+/** The first {@link MAX_ISSUES} of `issues`, then one saying how many more there were. */
+export function capIssues(issues: Issue[]): Issue[] {
+  if (issues.length <= MAX_ISSUES) return issues;
+  const more = issues.length - MAX_ISSUES;
+  return [...issues.slice(0, MAX_ISSUES), { path: '', message: `… and ${more} more problem${more === 1 ? '' : 's'}` }];
 }
 
 /**

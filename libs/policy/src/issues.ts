@@ -1,8 +1,5 @@
-import { describeValue, formatPath, type Issue, meshErrorMap, normalizeSeedKey, UNKNOWN_FIELD } from '@novamesh/contracts';
+import { capIssues, describeValue, formatPath, type Issue, meshErrorMap, normalizeSeedKey, UNKNOWN_FIELD } from '@novamesh/contracts';
 import type { z } from 'zod';
-
-/** Most issues reported for one input; a garbage document should not produce a megabyte of them. */
-export const MAX_ISSUES = 100;
 
 /** An issue with a stable code, for analyze findings. */
 export interface CodedIssue extends Issue {
@@ -99,10 +96,5 @@ export function toPolicyIssues(issues: readonly z.core.$ZodIssue[], raw: unknown
       message += ` (received ${describeValue(input)})`;
     out.push({ path: formatPath(path), message });
   }
-  if (out.length > MAX_ISSUES) {
-    const more = out.length - MAX_ISSUES;
-    out.length = MAX_ISSUES;
-    out.push({ path: '', message: `… and ${more} more problem${more === 1 ? '' : 's'}` });
-  }
-  return out;
+  return capIssues(out);
 }
