@@ -165,5 +165,16 @@ describe('meshctl', () => {
     expect(missing.stderr).toContain("required option '-f, --file <path>' not specified");
     const badFormat = await meshctl('get', 'services', '-o', 'xml');
     expect(badFormat.code).toBe(2);
+    // A service name that cannot be one is refused before asking anything, naming the argument or flag.
+    for (const args of [
+      ['deregister', 'BAD!'],
+      ['get', 'endpoints', 'Not-A-Name'],
+      ['watch', 'endpoints', 'x_y'],
+      ['get', 'policies', '--service', 'BAD!'],
+    ]) {
+      const r = await meshctl(...args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr, args.join(' ')).toMatch(/(argument '(name|service)'|option '--service <name>').*must be a service name/);
+    }
   });
 });

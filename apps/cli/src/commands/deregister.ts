@@ -1,14 +1,15 @@
 import { formatDuration } from '@novamesh/contracts';
-import { type Command, Option } from 'commander';
+import { Argument, type Command, Option } from 'commander';
 import { type CliContext, withMesh } from '../context';
 import { durationArg } from '../options';
+import { serviceNameArg } from './sidecar-flags';
 
 /** `meshctl deregister NAME [--drain 5s]`: drains, then removes; exit 4 when NAME is not registered. */
 export function deregisterCommand(program: Command, ctx: CliContext): void {
   program
     .command('deregister')
     .description('drain a service, then remove it from the mesh')
-    .argument('<name>', 'service name')
+    .addArgument(new Argument('<name>', 'service name').argParser(serviceNameArg))
     .addOption(
       new Option('--drain <duration>', 'how long endpoints keep serving in-flight traffic first; 0 removes at once')
         .argParser(durationArg)

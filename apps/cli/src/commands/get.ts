@@ -1,7 +1,8 @@
-import type { Command } from 'commander';
+import { Argument, type Command } from 'commander';
 import { type CliContext, withMesh } from '../context';
 import { matchesSelector, outputOption, type Selector, selectorOption } from '../options';
 import { endpointsTable, formatLabels, type OutputFormat, renderValue, servicesTable } from '../output';
+import { serviceNameArg } from './sidecar-flags';
 
 interface GetOptions {
   selector?: Selector;
@@ -35,7 +36,7 @@ export function getCommand(program: Command, ctx: CliContext): Command {
     .command('endpoints')
     .aliases(['endpoint', 'ep'])
     .description('show the endpoints of a service with their health')
-    .argument('<service>', 'service name')
+    .addArgument(new Argument('<service>', 'service name').argParser(serviceNameArg))
     .addOption(selectorOption('endpoints'))
     .addOption(outputOption())
     .action(async (name: string, opts: GetOptions, cmd: Command) => {

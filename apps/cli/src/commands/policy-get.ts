@@ -4,6 +4,7 @@ import { type CliContext, withMesh } from '../context';
 import { outputOption } from '../options';
 import { type OutputFormat, renderTable, renderValue } from '../output';
 import { age, KIND_HELP, kindArg, policyServices } from './policy-common';
+import { serviceNameArg } from './sidecar-flags';
 
 interface GetPoliciesOptions {
   kind?: PolicyKind;
@@ -18,7 +19,11 @@ export function getPoliciesCommand(get: Command, ctx: CliContext): void {
     .aliases(['policy', 'pol'])
     .description('list stored policies (NAME KIND SERVICE REVISION UPDATED)')
     .addOption(new Option('--kind <kind>', `only policies of this kind: ${KIND_HELP}`).argParser(kindArg))
-    .option('--service <name>', 'only policies that name this service ("*" for mesh-wide ones)')
+    .addOption(
+      new Option('--service <name>', 'only policies that name this service ("*" for mesh-wide ones)').argParser((v) =>
+        v === '*' ? v : serviceNameArg(v),
+      ),
+    )
     .addOption(outputOption())
     .action(async (opts: GetPoliciesOptions, cmd: Command) => {
       const policies = await withMesh(ctx, cmd, (mesh) =>

@@ -1,8 +1,9 @@
 import type { EndpointSetV1 } from '@novamesh/contracts';
-import type { Command } from 'commander';
+import { Argument, type Command } from 'commander';
 import { type CliContext, withMesh } from '../context';
 import { matchesSelector, outputOption, type Selector, selectorOption } from '../options';
 import { endpointsTable, type OutputFormat, renderStreamItem, setHeadline } from '../output';
+import { serviceNameArg } from './sidecar-flags';
 
 /**
  * `meshctl watch endpoints NAME`: prints the current endpoint set, then every new one, until
@@ -15,7 +16,7 @@ export function watchCommand(program: Command, ctx: CliContext): void {
     .command('endpoints')
     .aliases(['endpoint', 'ep'])
     .description('print the endpoint set of a service each time it changes')
-    .argument('<service>', 'service name')
+    .addArgument(new Argument('<service>', 'service name').argParser(serviceNameArg))
     .addOption(selectorOption('endpoints'))
     .addOption(outputOption())
     .action(async (name: string, opts: { selector?: Selector; output: OutputFormat }, cmd: Command) => {
