@@ -1,8 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type StoredPolicy, validService } from '@novamesh/contracts';
+import { Kvm } from '@nats-io/kv';
+import { connect } from '@nats-io/transport-node';
+import { buckets, type StoredPolicy, validService } from '@novamesh/contracts';
+import { policyKey, validatePolicy } from '@novamesh/policy';
 import { MeshManager } from '@novamesh/sdk';
-import { type ManagedProcess, runMeshctl, startDiscovery, startPolicy, TestNats, TestRedis } from '@novamesh/testing';
+import { type ManagedProcess, runMeshctl, startDiscovery, startPolicy, TestNats, TestRedis, waitFor } from '@novamesh/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 
@@ -28,6 +31,20 @@ async function stored(): Promise<StoredPolicy[]> {
 }
 
 const keys = (policies: StoredPolicy[]) => policies.map((s) => `${s.policy.kind}/${s.policy.name}`);
+
+/** Stores a policy straight into the policy bucket, past the policy service's checks (as an older version could have). */
+async function putPolicyDirectly(input: Record<string, unknown>): Promise<void> {
+  const v = validatePolicy(input);
+  if (!v.ok) throw new Error(JSON.stringify(v.issues));
+  const nc = await connect({ servers: nats.url });
+  try {
+    const kv = await new Kvm(nc).open(buckets.policies);
+    await kv.put(policyKey(v.policy), JSON.stringify(v.policy));
+  } finally {
+    await nc.close();
+  }
+  await waitFor(async () => keys(await stored()).includes(`${v.policy.kind}/${v.policy.name}`), { what: 'the policy service to see it' });
+}
 
 beforeAll(async () => {
   [nats, redis] = await Promise.all([TestNats.start(), TestRedis.start()]);
@@ -268,14 +285,25 @@ describe('meshctl history / rollback / delete / analyze', () => {
       ),
     );
 
-    // A second TrafficPolicy for the same service: apply warns, analyze calls it an error.
-    const two = await runMeshctl(
-      ['apply', '-f', '-'],
-      env,
-      'kind: TrafficPolicy\nname: payment-a\nserviceName: payment\n---\nkind: TrafficPolicy\nname: payment-b\nserviceName: payment\n',
+    // A second TrafficPolicy for the same service is refused (one per service), in one file or two.
+    const both =
+      'kind: TrafficPolicy\nname: payment-a\nserviceName: payment\n---\nkind: TrafficPolicy\nname: payment-b\nserviceName: payment\n';
+    const two = await runMeshctl(['apply', '-f', '-'], env, both);
+    expect(two.code).toBe(1);
+    expect(two.stderr).toMatch(
+      /^error: TrafficPolicy "payment-b" \(document 2\): serviceName: TrafficPolicy "payment-a" \(document 1\) already configures "payment"/m,
     );
-    expect(two.code, two.stderr).toBe(0);
-    expect(two.stderr).toMatch(/^warning: serviceName: TrafficPolicy "payment-a" already targets "payment"/m);
+    expect(two.stderr).toMatch(/^note: nothing applied/m);
+    const a = await runMeshctl(['apply', '-f', '-'], env, both.split('---\n')[0] ?? '');
+    expect(a.code, a.stderr).toBe(0);
+    const b = await runMeshctl(['apply', '-f', '-'], env, both.split('---\n')[1] ?? '');
+    expect(b.code).toBe(1);
+    expect(b.stderr).toMatch(
+      /TrafficPolicy "payment-a" already configures "payment" \(one TrafficPolicy per service\): change that one, or delete it first/,
+    );
+    expect(keys(await stored())).not.toContain('TrafficPolicy/payment-b');
+    // Two stored before this rule (or by replicas racing): analyze calls it an error.
+    await putPolicyDirectly({ kind: 'TrafficPolicy', name: 'payment-b', serviceName: 'payment' });
     const failed = await meshctl('analyze');
     expect(failed.code).toBe(1);
     expect(failed.stdout.split('\n')[1]).toMatch(/^error\s+MultipleTrafficPolicies\s+trafficpolicy\/payment-a\s+serviceName: /);

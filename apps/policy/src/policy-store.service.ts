@@ -144,6 +144,14 @@ export class PolicyStoreService {
           { issues: [{ path: 'expectedRevision', message: `current revision is ${currentRevision}` }] },
         );
       const others = this.stored().filter((s) => policyKey(s.policy) !== key);
+      // One TrafficPolicy per service: a second one would silently take the first one's place.
+      const rival = policy.kind === 'TrafficPolicy' && currentRevision === 0 ? rivalTrafficPolicy(policy, others) : undefined;
+      if (rival)
+        throw new MeshError(
+          ErrorCode.conflict,
+          `TrafficPolicy "${rival}" already configures "${policy.serviceName}" (one TrafficPolicy per service): change that one, or delete it first`,
+          { issues: [{ path: 'serviceName', message: `TrafficPolicy "${rival}" already configures "${policy.serviceName}"` }] },
+        );
       const warnings: Issue[] = [
         ...v.warnings,
         ...crossCheck(policy, { endpointLabels: (s) => this.services.endpointLabels(s), policies: others.map((o) => o.policy) }),
@@ -271,4 +279,9 @@ function describe(input: unknown): string {
     if (typeof o.kind === 'string') return o.kind;
   }
   return 'policy';
+}
+
+/** The name of another stored TrafficPolicy for the same service as `policy`, if any. */
+function rivalTrafficPolicy(policy: Policy, others: { policy: Policy }[]): string | undefined {
+  return others.find((o) => o.policy.kind === 'TrafficPolicy' && o.policy.serviceName === policy.serviceName)?.policy.name;
 }

@@ -118,11 +118,11 @@ describe('invalid policies', () => {
 
 describe('revisions', () => {
   it('resolves concurrent applies by revision: exactly one writer wins each revision, no write is lost silently', async () => {
-    const base = await mesh.applyPolicy({ ...seedTraffic, name: 'contended' });
+    const base = await mesh.applyPolicy({ ...seedTraffic, name: 'contended', serviceName: 'contended' });
     const writers = Array.from({ length: 8 }, (_, i) =>
       mesh
         .applyPolicy(
-          { ...seedTraffic, name: 'contended', loadBalancing: { algorithm: 'random' }, description: `writer ${i}` },
+          { ...seedTraffic, name: 'contended', serviceName: 'contended', loadBalancing: { algorithm: 'random' }, description: `writer ${i}` },
           { expectedRevision: base.revision },
         )
         .then(
@@ -141,7 +141,7 @@ describe('revisions', () => {
   it('keeps the last 20 revisions, and rolls back to one of them', async () => {
     const revisions: number[] = [];
     for (let i = 0; i < 25; i++)
-      revisions.push((await mesh.applyPolicy({ ...seedTraffic, name: 'historic', description: `v${i}` })).revision);
+      revisions.push((await mesh.applyPolicy({ ...seedTraffic, name: 'historic', serviceName: 'historic', description: `v${i}` })).revision);
     const history = await mesh.policyHistory('TrafficPolicy', 'historic');
     expect(history.map((h) => h.revision)).toEqual(revisions.slice(5));
     const target = revisions[10] as number;
@@ -154,7 +154,7 @@ describe('revisions', () => {
   });
 
   it('deletes with an expected revision and reports a missing policy', async () => {
-    const r = await mesh.applyPolicy({ ...seedTraffic, name: 'doomed' });
+    const r = await mesh.applyPolicy({ ...seedTraffic, name: 'doomed', serviceName: 'doomed' });
     await expect(mesh.deletePolicy('TrafficPolicy', 'doomed', { expectedRevision: r.revision + 1000 })).rejects.toMatchObject({
       code: 'MESH_CONFLICT',
     });

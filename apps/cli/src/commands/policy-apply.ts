@@ -61,7 +61,7 @@ Examples:
       try {
         await withMesh(ctx, cmd, async (mesh) => {
           if (!dryRun && docs.length > 1) {
-            refused = await refusedDocuments(ctx, mesh, docs);
+            refused = rivalsInFile(ctx, docs) || (await refusedDocuments(ctx, mesh, docs));
             if (refused) {
               ctx.io.stderr.write(
                 `note: nothing applied: ${refused} of ${docs.length} documents refused (a file is applied whole or not at all)\n`,
@@ -97,6 +97,29 @@ Examples:
       if (opts.output !== 'table') out.write(renderValue(results, opts.output));
       if (refused) throw new CommandExit(ExitCode.invalid);
     });
+}
+
+/**
+ * Two TrafficPolicies for one service in the same file: the second would be refused once the first
+ * is stored, which the per-document checks cannot see. Prints why and returns how many (0: none).
+ */
+function rivalsInFile(ctx: CliContext, docs: PolicyDocument[]): number {
+  const first = new Map<string, PolicyDocument>();
+  let rivals = 0;
+  for (const doc of docs) {
+    const { kind, serviceName } = doc.value;
+    if (kind !== 'TrafficPolicy' || typeof serviceName !== 'string') continue;
+    const earlier = first.get(serviceName);
+    if (!earlier) {
+      first.set(serviceName, doc);
+      continue;
+    }
+    rivals++;
+    ctx.io.stderr.write(
+      `error: ${documentLabel(doc)}: serviceName: ${documentLabel(earlier)} already configures "${serviceName}" (one TrafficPolicy per service)\n`,
+    );
+  }
+  return rivals;
 }
 
 /**
