@@ -122,7 +122,13 @@ describe('revisions', () => {
     const writers = Array.from({ length: 8 }, (_, i) =>
       mesh
         .applyPolicy(
-          { ...seedTraffic, name: 'contended', serviceName: 'contended', loadBalancing: { algorithm: 'random' }, description: `writer ${i}` },
+          {
+            ...seedTraffic,
+            name: 'contended',
+            serviceName: 'contended',
+            loadBalancing: { algorithm: 'random' },
+            description: `writer ${i}`,
+          },
           { expectedRevision: base.revision },
         )
         .then(
@@ -141,7 +147,9 @@ describe('revisions', () => {
   it('keeps the last 20 revisions, and rolls back to one of them', async () => {
     const revisions: number[] = [];
     for (let i = 0; i < 25; i++)
-      revisions.push((await mesh.applyPolicy({ ...seedTraffic, name: 'historic', serviceName: 'historic', description: `v${i}` })).revision);
+      revisions.push(
+        (await mesh.applyPolicy({ ...seedTraffic, name: 'historic', serviceName: 'historic', description: `v${i}` })).revision,
+      );
     const history = await mesh.policyHistory('TrafficPolicy', 'historic');
     expect(history.map((h) => h.revision)).toEqual(revisions.slice(5));
     const target = revisions[10] as number;
