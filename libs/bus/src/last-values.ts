@@ -76,7 +76,13 @@ async function caughtUp(jsm: JetStreamManager, stream: string, filter: string, l
  * budget is large enough for a mesh-wide burst to arrive as it is stored. (The client takes a
  * message or a byte budget, not both: a follow that falls behind holds at most this many.)
  */
-const PULL_BUDGET = { max_messages: 4_096 };
+const PULL_BUDGET = {
+  max_messages: 4_096,
+  // Each pull lasts 5 s, so nats-server heartbeats every 2.5 s and a consumer gone from under the
+  // follow (deleted, or lost with a restarted server) is noticed and made again within about 5 s;
+  // the client's default (30 s pulls) took about 30 s, a load held up all that while.
+  expires: 5_000,
+};
 
 function isStreamNotFound(err: unknown): boolean {
   return err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound;
