@@ -158,8 +158,11 @@ describe('global limits', () => {
         const index = Number(w);
         first ??= index;
         windows.set(index, Number(c ?? 0));
-        // The previous window's final count, also when a stalled loop never read that window itself.
-        if (index - 1 >= first) windows.set(index - 1, Number(p ?? 0));
+        // The previous window's final count, also when the loop never read that window itself: a stall,
+        // or the first read coming after the run's first window was over (only this run counts under
+        // this key, so a previous window with admissions is one of the run's).
+        const previous = Number(p ?? 0);
+        if (index - 1 >= first || previous > 0) windows.set(index - 1, previous);
       };
       const t0 = Date.now();
       const runMs = 5_200;
