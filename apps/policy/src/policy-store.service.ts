@@ -21,6 +21,7 @@ import {
   parsePolicyKey,
   policyKey,
   policyTargets,
+  rivalsOf,
   validatePolicy,
 } from '@novamesh/policy';
 import { EffectivePublisherService } from './effective-publisher.service';
@@ -145,7 +146,8 @@ export class PolicyStoreService {
         );
       const others = this.stored().filter((s) => policyKey(s.policy) !== key);
       // One TrafficPolicy per service: a second one would silently take the first one's place.
-      const rival = policy.kind === 'TrafficPolicy' && currentRevision === 0 ? rivalTrafficPolicy(policy, others) : undefined;
+      const otherPolicies = others.map((o) => o.policy);
+      const rival = policy.kind === 'TrafficPolicy' && currentRevision === 0 ? rivalsOf(policy, otherPolicies)[0]?.name : undefined;
       if (rival)
         throw new MeshError(
           ErrorCode.conflict,
@@ -154,7 +156,7 @@ export class PolicyStoreService {
         );
       const warnings: Issue[] = [
         ...v.warnings,
-        ...crossCheck(policy, { endpointLabels: (s) => this.services.endpointLabels(s), policies: others.map((o) => o.policy) }),
+        ...crossCheck(policy, { endpointLabels: (s) => this.services.endpointLabels(s), policies: otherPolicies }),
       ];
       const diff = diffPolicies(before, policy);
       const base = { ok: true as const, kind: policy.kind, name: policy.name, warnings, diff, created: currentRevision === 0 };
@@ -279,9 +281,4 @@ function describe(input: unknown): string {
     if (typeof o.kind === 'string') return o.kind;
   }
   return 'policy';
-}
-
-/** The name of another stored TrafficPolicy for the same service as `policy`, if any. */
-function rivalTrafficPolicy(policy: Policy, others: { policy: Policy }[]): string | undefined {
-  return others.find((o) => o.policy.kind === 'TrafficPolicy' && o.policy.serviceName === policy.serviceName)?.policy.name;
 }

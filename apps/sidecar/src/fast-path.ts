@@ -33,6 +33,7 @@ import {
   type RequestHead,
   type ResponseHead,
 } from './http1-wire';
+import { overloadedReason } from './in-flight';
 import {
   FAULT_HEADER,
   headerLines,
@@ -576,7 +577,7 @@ class Exchange implements UpstreamUser {
     this.host.counted();
     if (!this.host.admit()) {
       this.accounted = true; // shed: counted by the in-flight limit, not logged (as the guard does)
-      this.localReply('OVERLOADED', `this sidecar already handles SIDECAR_MAX_IN_FLIGHT (${this.host.maxInFlight()}) requests`);
+      this.localReply('OVERLOADED', overloadedReason(this.host.maxInFlight()));
       return;
     }
     this.admitted = true;

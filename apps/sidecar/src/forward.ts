@@ -380,17 +380,16 @@ export function requestCodingProblem(req: DownstreamRequest): string | undefined
 }
 
 /**
- * The outcome for an answer whose transfer codings besides chunked (`gzip, chunked`) the client
+ * The outcome for an answer whose transfer `codings` besides chunked (`gzip`, of `gzip, chunked`) the client
  * cannot be sent (HTTP/1.0, HTTP/2: neither has them), so would read as content; undefined when the
  * answer has none, or the client speaks HTTP/1.1.
  */
 function codingRefusal(
+  codings: string | undefined,
   status: number,
-  headers: IncomingHttpHeaders,
   req: ForwardRequest,
   res: DownstreamResponse,
 ): ForwardOutcome | undefined {
-  const codings = codingsBesidesChunked(headers['transfer-encoding']);
   if (codings === undefined) return undefined;
   const version = res.req.httpVersion;
   // Nothing coded to pass on: an HTTP/1.1 client takes codings, and an answer without a body has none.
@@ -435,7 +434,7 @@ export async function forwardWithTrailers(dispatcher: Dispatcher, req: ForwardRe
       await r.body.dump().catch(() => undefined);
       return { status: r.statusCode, bytes: 0, retry: true, headers: r.headers };
     }
-    const refusal = codingRefusal(r.statusCode, r.headers, req, res);
+    const refusal = codingRefusal(codingsBesidesChunked(r.headers['transfer-encoding']), r.statusCode, req, res);
     if (refusal) {
       await r.body.dump().catch(() => undefined); // reads at most 128 KiB, then closes
       return refusal;
@@ -475,7 +474,8 @@ export function forward(dispatcher: Dispatcher, req: ForwardRequest, res: Server
           early = { status: statusCode, bytes: 0, retry: true, headers };
           return discard();
         }
-        early = codingRefusal(statusCode, headers, req, res);
+        const codings = codingsBesidesChunked(headers['transfer-encoding']);
+        early = codingRefusal(codings, statusCode, req, res);
         if (early) {
           // Not read to its end (it may be long, or endless): the upstream request is cut.
           queueMicrotask(() => signal.emit('abort'));
@@ -485,7 +485,6 @@ export function forward(dispatcher: Dispatcher, req: ForwardRequest, res: Server
         const out = responseHeaders(headers, req);
         // Transfer codings other than chunked (`gzip, chunked`) stay with the body undici passes on
         // still coded; node:http frames it as chunked again under this header (HTTP/1.1 clients).
-        const codings = codingsBesidesChunked(headers['transfer-encoding']);
         if (codings !== undefined) out['transfer-encoding'] = `${codings}, chunked`;
         res.writeHead(statusCode, out);
         const length = Number(headers['content-length']);

@@ -4,6 +4,11 @@ import type { DownstreamRequest, DownstreamResponse } from './forward';
 import { sendLocalReply } from './local-reply';
 import { refuseUpgrade } from './upgrade';
 
+/** The reason of an OVERLOADED local reply, on every path that sheds. */
+export function overloadedReason(max: number): string {
+  return `this sidecar already handles SIDECAR_MAX_IN_FLIGHT (${max}) requests`;
+}
+
 /**
  * Bounds the requests a sidecar handles at once, inbound and outbound together
  * (SIDECAR_MAX_IN_FLIGHT). Past the bound a request gets 503 OVERLOADED at once, before any
@@ -40,7 +45,7 @@ export class InFlightLimit {
   ): (req: DownstreamRequest, res: DownstreamResponse) => void {
     return (req, res) => {
       if (this.active >= this.max) {
-        sendLocalReply(req, res, 'OVERLOADED', `this sidecar already handles SIDECAR_MAX_IN_FLIGHT (${this.max}) requests`);
+        sendLocalReply(req, res, 'OVERLOADED', overloadedReason(this.max));
         this.onShed(direction);
         return;
       }
@@ -61,7 +66,7 @@ export class InFlightLimit {
     return (req, socket, head) => {
       if (socket.destroyed) return;
       if (this.active >= this.max) {
-        refuseUpgrade(socket, 'OVERLOADED', `this sidecar already handles SIDECAR_MAX_IN_FLIGHT (${this.max}) requests`);
+        refuseUpgrade(socket, 'OVERLOADED', overloadedReason(this.max));
         this.onShed(direction);
         return;
       }

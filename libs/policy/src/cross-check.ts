@@ -63,6 +63,12 @@ function crossRuleOverlaps(rule: RouteRule, others: RouteRule[]): CodedIssue[] {
   return out;
 }
 
+/** The other policies of `policies` of the same kind as `policy` for the same target (serviceName). */
+export function rivalsOf(policy: Policy, policies: readonly Policy[]): Policy[] {
+  const key = policyKey(policy);
+  return policies.filter((p) => p.kind === policy.kind && p.serviceName === policy.serviceName && policyKey(p) !== key);
+}
+
 /** crossCheck with stable codes, for analyze. */
 export function crossCheckCoded(policy: Policy, ctx: CrossCheckContext): CodedIssue[] {
   const out: CodedIssue[] = [];
@@ -86,7 +92,7 @@ export function crossCheckCoded(policy: Policy, ctx: CrossCheckContext): CodedIs
       ),
     );
   if (policy.kind === 'TrafficPolicy') {
-    const rivals = others.filter((p) => p.kind === 'TrafficPolicy').map((p) => `"${p.name}"`);
+    const rivals = rivalsOf(policy, ctx.policies).map((p) => `"${p.name}"`);
     if (rivals.length)
       out.push({
         code: 'MultipleTrafficPolicies',
@@ -95,7 +101,7 @@ export function crossCheckCoded(policy: Policy, ctx: CrossCheckContext): CodedIs
       });
   }
   if (policy.kind === 'MutualTLSPolicy') {
-    const rivals = others.filter((p) => p.kind === 'MutualTLSPolicy').map((p) => `"${p.name}"`);
+    const rivals = rivalsOf(policy, ctx.policies).map((p) => `"${p.name}"`);
     if (rivals.length)
       out.push({
         code: 'MultipleMutualTLSPolicies',

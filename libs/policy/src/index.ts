@@ -1,5 +1,5 @@
 export { analyze, type Finding } from './analyze';
-export { type CrossCheckContext, crossCheck } from './cross-check';
+export { type CrossCheckContext, crossCheck, rivalsOf } from './cross-check';
 export { diffPolicies } from './diff';
 export { parsePolicyDocuments } from './documents';
 export { computeEffective } from './effective';
