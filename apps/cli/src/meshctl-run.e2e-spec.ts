@@ -1,4 +1,4 @@
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { type ChildProcessWithoutNullStreams, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:http';
@@ -165,6 +165,37 @@ function accepts(port: number): Promise<boolean> {
   });
 }
 
+/** The processes `pid` started that still run: pid and command line. */
+function childrenOf(pid: number): { pid: number; args: string }[] {
+  let out = '';
+  try {
+    out = execFileSync('ps', ['-o', 'pid=,args=', '--ppid', String(pid)], { encoding: 'utf8' });
+  } catch {
+    // ps exits 1 when there are none.
+  }
+  return out
+    .split('\n')
+    .map((l) => /^\s*(\d+)\s+(.*)$/.exec(l))
+    .filter((m) => m !== null)
+    .map((m) => ({ pid: Number(m[1]), args: m[2] as string }));
+}
+
+function running(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** How many endpoints of `service` discovery lists as healthy. */
+async function healthyEndpoints(service: string): Promise<number> {
+  const r = await runMeshctl(['get', 'endpoints', service, '-o', 'json'], { NATS_URL: nats.url });
+  if (r.code !== 0) return 0;
+  return (JSON.parse(r.stdout) as { endpoints: { status?: string }[] }).endpoints.filter((e) => e.status === 'healthy').length;
+}
+
 beforeAll(async () => {
   writeFileSync(join(dir, 'app.mjs'), APP);
   writeFileSync(join(dir, 'caller.mjs'), CALLER);
@@ -286,6 +317,9 @@ describe('meshctl run and meshctl sidecar', () => {
   });
 
   it('stops the sidecar and then the app on SIGTERM, and exits with the app’s code', async () => {
+    // meshctl's guard (it would stop the children, had meshctl been killed) runs beside them, and ends with meshctl.
+    const guards = [orders, caller].flatMap((m) => childrenOf(m.child.pid as number).filter((c) => c.args.includes('guard.js')));
+    expect(guards).toHaveLength(2);
     caller.child.kill('SIGTERM');
     orders.child.kill('SIGTERM');
     expect(await orders.exited).toBe(0);
@@ -293,6 +327,7 @@ describe('meshctl run and meshctl sidecar', () => {
     expect(orders.stdout()).toMatch(/^\[app\] app got SIGTERM$/m);
     expect(orders.stdout()).toMatch(/^\[sidecar\] .*"msg":"drained"/m);
     for (const port of [orders.app, orders.admin, orders.outbound, caller.app, caller.outbound]) expect(await accepts(port)).toBe(false);
+    await waitFor(() => guards.every((g) => !running(g.pid)), { timeoutMs: 5_000, what: 'the guards to end with meshctl' });
   });
 
   it('Ctrl-C in a terminal (SIGINT to the whole process group) drains the sidecar while the app still answers, then stops the app and what it started', async () => {
@@ -313,11 +348,7 @@ describe('meshctl run and meshctl sidecar', () => {
 
   it('still drains (and deregisters) the sidecar before stopping the app when its output reader goes with the same Ctrl-C (| tee)', async () => {
     const m = await meshctlRun(['--service', 'stock', '--', process.execPath, join(dir, 'sigint-app.mjs')], { detached: true });
-    const healthy = async () => {
-      const r = await runMeshctl(['get', 'endpoints', 'stock', '-o', 'json'], { NATS_URL: nats.url });
-      if (r.code !== 0) return 0;
-      return (JSON.parse(r.stdout) as { endpoints: { status?: string }[] }).endpoints.filter((e) => e.status === 'healthy').length;
-    };
+    const healthy = () => healthyEndpoints('stock');
     await waitFor(async () => (await healthy()) === 1, { timeoutMs: 20_000, what: 'the stock endpoint to be registered' });
     // The reader of meshctl's output is gone: every line meshctl relays from now on fails (EPIPE).
     m.child.stdout.destroy();
@@ -327,6 +358,26 @@ describe('meshctl run and meshctl sidecar', () => {
     // A sidecar killed instead of drained would have left its endpoint registered and healthy.
     expect(await healthy()).toBe(0);
     expect(await accepts(m.app)).toBe(false);
+  });
+
+  it('when meshctl itself is killed (SIGKILL), its guard stops the sidecar (which deregisters) and then the app', async () => {
+    const m = await meshctlRun(['--service', 'killed', '--', process.execPath, join(dir, 'app.mjs')]);
+    await waitFor(async () => (await healthyEndpoints('killed')) === 1, {
+      timeoutMs: 20_000,
+      what: 'the killed endpoint to be registered',
+    });
+    const children = childrenOf(m.child.pid as number);
+    expect(children.map((c) => c.args).join('\n')).toMatch(/guard\.js[\s\S]*app\.mjs[\s\S]*sidecar\/dist\/main\.js/);
+    m.child.kill('SIGKILL');
+    await m.exited;
+    try {
+      // No handler of meshctl's ran: the guard stops the sidecar (it drains and deregisters), then the app.
+      await waitFor(async () => (await healthyEndpoints('killed')) === 0, { timeoutMs: 20_000, what: 'the sidecar to deregister' });
+      await waitFor(() => children.every((c) => !running(c.pid)), { timeoutMs: 20_000, what: 'the sidecar, the app and the guard to end' });
+      for (const port of [m.app, m.admin, m.outbound]) expect(await accepts(port)).toBe(false);
+    } finally {
+      for (const c of children) if (running(c.pid)) process.kill(c.pid, 'SIGKILL');
+    }
   });
 
   it('exits with the app’s code when the app ends before it listens, without starting a sidecar', async () => {

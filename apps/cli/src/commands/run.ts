@@ -2,9 +2,10 @@ import { type Command, Option } from 'commander';
 import type { CliContext } from '../context';
 import { CommandExit, ExitCode } from '../errors';
 import { positiveDurationArg } from '../options';
+import { startGuard } from './guard';
 import { prepareSidecar } from './sidecar';
 import { addSidecarOptions, type SidecarFlags } from './sidecar-flags';
-import { type Child, freePort, OWN_GROUP, prefixOutput, startChild, takeOverSignals, waitForPort } from './supervise';
+import { type Child, freePort, OWN_GROUP, prefixOutput, STOP_GRACE_MS, startChild, takeOverSignals, waitForPort } from './supervise';
 
 interface RunFlags extends SidecarFlags {
   appTimeout: number;
@@ -67,7 +68,8 @@ with Host: <service>.mesh. Once the app listens, the sidecar starts, registers t
 gets a certificate; meshctl prints its ports. Ctrl-C (or SIGTERM, or closing the terminal) stops
 the sidecar (deregister, drain) while the app still answers, and then the app; a second Ctrl-C
 kills both. The app and the sidecar run in process groups of their own, so the terminal's Ctrl-C
-reaches meshctl alone, which stops them in that order.
+reaches meshctl alone, which stops them in that order; should meshctl be killed (SIGKILL), a guard
+process it started stops them in its place.
 
 Examples:
   meshctl run --service orders --create-token -- node server.js
@@ -90,12 +92,15 @@ async function run(ctx: CliContext, cmd: Command, command: string[], flags: RunF
   const launch = await prepareSidecar(ctx, cmd, { ...flags, outboundPort, adminPort }, appPort);
 
   const [program, ...args] = command as [string, ...string[]];
+  // Should meshctl be killed (SIGKILL), the guard stops the sidecar and then the app in its place.
+  const guard = startGuard();
   const app = startChild(
     'the app',
     program,
     args,
     { env: appEnv(process.env, appPort, outboundPort, flags.service), stdio: ['inherit', 'pipe', 'pipe'], ...OWN_GROUP },
     ctx.io.stderr,
+    { guard, graceMs: STOP_GRACE_MS },
   );
   prefixOutput(app.process, '[app] ', ctx.io.stdout, ctx.io.stderr);
   let sidecar: Child | undefined;
@@ -135,6 +140,7 @@ async function run(ctx: CliContext, cmd: Command, command: string[], flags: RunF
       [...launch.nodeArgs, launch.entry],
       { env: launch.env, stdio: ['ignore', 'pipe', 'pipe'], ...OWN_GROUP },
       ctx.io.stderr,
+      { guard, graceMs: launch.stopLimitMs },
     );
     sidecar = sc;
     prefixOutput(sc.process, '[sidecar] ', ctx.io.stdout, ctx.io.stderr, (line) => {

@@ -2,6 +2,7 @@ import { parseDuration } from '@novamesh/contracts';
 import type { Command } from 'commander';
 import { type CliContext, globalOptions, withMesh } from '../context';
 import { CommandExit, ExitCode } from '../errors';
+import { startGuard } from './guard';
 import { addSidecarOptions, checkPorts, FlagError, flagPorts, type SidecarFlags, sidecarEnv, tokenFromFlags } from './sidecar-flags';
 import { OWN_GROUP, sidecarEntry, startChild, takeOverSignals } from './supervise';
 
@@ -110,6 +111,8 @@ Examples:
         [...launch.nodeArgs, launch.entry],
         { env: launch.env, stdio: 'inherit', ...OWN_GROUP },
         ctx.io.stderr,
+        // Should meshctl be killed (SIGKILL), the guard stops the sidecar in its place.
+        { guard: startGuard(), graceMs: launch.stopLimitMs },
       );
       // The sidecar has its own process group: the terminal's Ctrl-C reaches meshctl, which passes
       // it on, as it does SIGTERM (and a closed terminal's SIGHUP, as SIGTERM).

@@ -5,6 +5,7 @@ import { connect, createServer } from 'node:net';
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import type { TextSink } from '../context';
+import type { Guard } from './guard';
 
 /**
  * The compiled sidecar (`@novamesh/sidecar`, apps/sidecar/dist/main.js). meshctl runs it as a child
@@ -28,6 +29,9 @@ export function exitCodeOf(code: number | null, signal: NodeJS.Signals | null): 
   return 128 + (signal ? (constants.signals[signal] ?? 1) : 1);
 }
 
+/** How long a child stopped with a signal has before it is killed, unless the caller says otherwise. */
+export const STOP_GRACE_MS = 10_000;
+
 /** A started child and the exit code it ends with (never rejects: a failed spawn ends with 127). */
 export interface Child {
   readonly name: string;
@@ -40,10 +44,26 @@ export interface Child {
   stop(signal: NodeJS.Signals, killAfterMs?: number): Promise<number>;
 }
 
-/** Spawns `command`; a spawn failure (not found, not executable) is reported on `stderr` as `name: …` and ends it with 127. */
-export function startChild(name: string, command: string, args: string[], opts: SpawnOptions, stderr: TextSink): Child {
+/**
+ * Spawns `command`; a spawn failure (not found, not executable) is reported on `stderr` as `name: …`
+ * and ends it with 127. With `guard`, the guard stops the child (SIGTERM, SIGKILL after `graceMs`)
+ * should meshctl end without doing so itself.
+ */
+export function startChild(
+  name: string,
+  command: string,
+  args: string[],
+  opts: SpawnOptions,
+  stderr: TextSink,
+  guard?: { guard: Guard; graceMs: number },
+): Child {
   const child = spawn(command, args, opts);
   let running = true;
+  const pid = child.pid;
+  if (guard && pid !== undefined) {
+    guard.guard.watch(pid, opts.detached === true, guard.graceMs);
+    child.once('exit', () => guard.guard.unwatch(pid));
+  }
   // A child leading a process group of its own gets signals as the terminal would send them: to the
   // whole group, so that what it started (`sh -c`, npm scripts) stops with it, also after the
   // leader itself exited while something it started still runs (`sh -c 'a & b'`).
@@ -83,7 +103,7 @@ export function startChild(name: string, command: string, args: string[], opts: 
       return running;
     },
     signal,
-    async stop(sig, killAfterMs = 10_000) {
+    async stop(sig, killAfterMs = STOP_GRACE_MS) {
       signal(sig);
       const timer = setTimeout(() => signal('SIGKILL'), killAfterMs);
       const code = await exited;
