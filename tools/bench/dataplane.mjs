@@ -380,7 +380,7 @@ function observations(aggs, machine, tools, cfg, runs) {
   if (!tools.nginx.path) obs.push(`nginx row skipped: ${tools.nginx.missing}.`);
   if (!tools.wrk.path)
     obs.push(
-      `wrk is not available (${tools.wrk.missing}), so throughput was measured with the Node load generator (${cfg.connections} keep-alive connections, undici Pool), which needs more CPU per request than wrk and leaves less for the proxies: compare the paths with each other, not with DESIGN.md's wrk figures.`,
+      `wrk is not available (${tools.wrk.missing}), so throughput was measured with the Node load generator (${cfg.connections} keep-alive connections, undici Pool), which needs more CPU per request than wrk and leaves less for the proxies: compare the paths with each other, not with runs that had wrk.`,
     );
   const installed = [tools.nginx, tools.wrk].filter((t) => t.installed).map((t) => t.path);
   if (installed.length) obs.push(`This run installed ${installed.join(' and ')} with apt-get (they were missing).`);

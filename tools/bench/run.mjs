@@ -98,7 +98,7 @@ async function intro() {
   }
   lines.push(
     '',
-    'Numbers depend heavily on the machine: the reference machine is small (2 cores, loopback, shared and noisy; see `DESIGN.md`, "Measured on this kind of machine"), so compare runs made on the same machine. Every section\'s machine line ends with two calibration figures measured at the start of its run: single-thread work items per second (JSON out and in and a SHA-256 of a small object: the control plane\'s per-message work) and the round trip of one byte between two processes over loopback TCP, p50 and p99 (two wake-ups of a sleeping process: what every proxy hop pays); machines of the same description differ in both from day to day. Every aim is shown with whether this run met it; a missed aim is reported as missed.',
+    "Numbers depend heavily on the machine: the reference machine is small (2 cores, loopback, shared and noisy), so compare runs made on the same machine. Every section's machine line ends with two calibration figures measured at the start of its run: single-thread work items per second (JSON out and in and a SHA-256 of a small object: the control plane's per-message work) and the round trip of one byte between two processes over loopback TCP, p50 and p99 (two wake-ups of a sleeping process: what every proxy hop pays); machines of the same description differ in both from day to day. Every aim is shown with whether this run met it; a missed aim is reported as missed.",
     '',
     '<!-- bench:machine:start -->',
     '<!-- bench:machine:end -->',

@@ -30,6 +30,21 @@ describe('sidecar config', () => {
     expect(Object.isFrozen(cfg)).toBe(true);
   });
 
+  it("reads NATS_URL and LOG_LEVEL, and leaves the control plane's other settings alone (an inherited NATS_REPLICAS cannot stop it)", () => {
+    const cfg = loadConfig({
+      ...required,
+      NATS_URL: 'nats://10.0.0.1:4222,nats://10.0.0.2:4222',
+      LOG_LEVEL: 'debug',
+      NATS_REPLICAS: '7',
+      OTEL_EXPORTER_OTLP_ENDPOINT: 'not a url',
+      SIDECAR_INSTANCE: 'x',
+    });
+    expect(cfg).toMatchObject({ natsUrl: ['nats://10.0.0.1:4222', 'nats://10.0.0.2:4222'], logLevel: 'debug' });
+    expect(cfg).not.toHaveProperty('replicas');
+    expect(problems({ ...required, LOG_LEVEL: 'loud' })).toContain('LOG_LEVEL="loud" must be one of');
+    expect(problems({ ...required, NATS_URL: 'http://x' })).toContain('NATS_URL');
+  });
+
   it('refuses one port for two listeners, defaults included, naming both variables', () => {
     expect(problems({ ...required, SIDECAR_APP_PORT: '15001' })).toContain(
       'SIDECAR_OUTBOUND_PORT and SIDECAR_APP_PORT are both 15001 on 127.0.0.1: each listener needs a port of its own',

@@ -15,7 +15,8 @@ export { ConfigError };
 export type AccessLogMode = 'all' | 'errors' | 'off';
 
 /** Everything one sidecar reads from its environment (meshctl sidecar sets it from flags), parsed once and frozen. */
-export interface SidecarConfig extends CommonConfig {
+/** The sidecar reads NATS_URL and LOG_LEVEL of the common settings; the control plane's others (NATS_REPLICAS, an instance id, OTLP) are not its own, so a value inherited from their environment cannot stop it. */
+export interface SidecarConfig extends Pick<CommonConfig, 'natsUrl' | 'logLevel'> {
   service: string;
   namespace: string;
   /** `<service>-<host>-<pid>` unless SIDECAR_ID says otherwise; one NATS subject token. */
@@ -161,7 +162,7 @@ function samePortProblems(r: EnvReader, listeners: [name: string, host: string, 
 /** Parses the environment; throws one error naming every bad key. Nothing else reads process.env. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<SidecarConfig> {
   const r = new EnvReader(env);
-  const common = r.common('SIDECAR_INSTANCE');
+  const common = { natsUrl: r.natsUrls(), logLevel: r.logLevel() };
   const service = serviceNameOf(r, 'SIDECAR_SERVICE', r.raw('SIDECAR_SERVICE'));
   const appPort = r.int('SIDECAR_APP_PORT', 0, 1, 65535);
   if (r.raw('SIDECAR_APP_PORT') === undefined) r.problem('SIDECAR_APP_PORT is required (the port the workload listens on)');

@@ -75,13 +75,24 @@ export class EnvReader {
     return ms ?? 0;
   }
 
-  /** NATS_URL, NATS_REPLICAS, LOG_LEVEL, OTEL_EXPORTER_OTLP_ENDPOINT and the instance id from `instanceKey`. */
-  common(instanceKey: string): CommonConfig {
+  /** LOG_LEVEL (default info). */
+  logLevel(): string {
     const logLevel = this.string('LOG_LEVEL', 'info');
     if (!LOG_LEVELS.includes(logLevel)) this.problem(`LOG_LEVEL="${logLevel}" must be one of ${LOG_LEVELS.join(', ')}`);
+    return logLevel;
+  }
+
+  /** NATS_URL: one or more servers, comma-separated (default nats://127.0.0.1:4222). */
+  natsUrls(): string[] {
+    return this.urls('NATS_URL', 'nats://127.0.0.1:4222', NATS_SCHEMES);
+  }
+
+  /** NATS_URL, NATS_REPLICAS, LOG_LEVEL, OTEL_EXPORTER_OTLP_ENDPOINT and the instance id from `instanceKey`. */
+  common(instanceKey: string): CommonConfig {
+    const logLevel = this.logLevel();
     const otlp = this.raw('OTEL_EXPORTER_OTLP_ENDPOINT');
     return {
-      natsUrl: this.urls('NATS_URL', 'nats://127.0.0.1:4222', NATS_SCHEMES),
+      natsUrl: this.natsUrls(),
       instance: this.string(instanceKey, `${hostname()}-${process.pid}`),
       logLevel,
       replicas: this.int('NATS_REPLICAS', 1, 1, 5),

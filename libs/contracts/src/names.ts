@@ -1,7 +1,7 @@
 /**
  * The single table of NATS names Novamesh uses: subjects, streams, consumers and KV buckets.
  *
- * These names are the public API (DESIGN.md "The public contract"). Renaming any of them is a
+ * These names are the public API (docs/asyncapi.yaml lists every subject). Renaming any of them is a
  * breaking change that needs a migration (a new `mesh.v2.` subject tree or a stream move);
  * within v1 only additions are allowed.
  */

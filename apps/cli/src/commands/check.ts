@@ -12,7 +12,7 @@ import type {
   RevocationListV1,
   TrustBundleV1,
 } from '@novamesh/contracts';
-import { streams as meshStreams } from '@novamesh/contracts';
+import { streams as meshStreams, subjects } from '@novamesh/contracts';
 import type { Command } from 'commander';
 import { type CliContext, globalOptions } from '../context';
 import { CommandExit, ExitCode } from '../errors';
@@ -29,12 +29,12 @@ export const CHECK_THRESHOLDS = {
 
 const MAX_LISTED = 5;
 const SUBJECTS = {
-  discovery: 'mesh.v1.discovery.query',
-  policy: 'mesh.v1.policy.list',
-  ca: 'mesh.v1.ca.info',
-  certs: 'mesh.v1.ca.certs.list',
-  rotate: 'mesh.v1.ca.rotate',
-  proxyConfig: 'mesh.v1.proxy.status',
+  discovery: subjects.discoveryQuery,
+  policy: subjects.policy('list'),
+  ca: subjects.ca('info'),
+  certs: subjects.ca('certs.list'),
+  rotate: subjects.ca('rotate'),
+  proxyConfig: subjects.proxyStatus,
 } as const;
 
 /**
@@ -320,7 +320,7 @@ export function evaluateChecks(f: CheckFacts, now = Date.now()): CheckLine[] {
     lines.push({
       section,
       status: 'fail',
-      text: `no trust bundle on mesh.v1.ca.bundle${f.bundle ? `: ${f.bundle.error}` : ''}`,
+      text: `no trust bundle on ${subjects.caBundle}${f.bundle ? `: ${f.bundle.error}` : ''}`,
       details: ['workloads cannot verify their peers: start the certificate authority (it publishes the bundle)'],
     });
   } else {
@@ -465,7 +465,7 @@ export async function gatherFacts(servers: string[], timeoutMs: number): Promise
     };
     const jsm = await jetstreamManager(nc, { timeout: timeoutMs }).catch(() => undefined);
     const last = async <T>(subject: string): Promise<T | undefined> => {
-      const m = await jsm?.streams.getMessage('MESH_CA', { last_by_subj: subject });
+      const m = await jsm?.streams.getMessage(meshStreams.ca, { last_by_subj: subject });
       return m ? m.json<T>() : undefined;
     };
     const streamFact = async (stream: string): Promise<StreamFact> => {
@@ -482,11 +482,11 @@ export async function gatherFacts(servers: string[], timeoutMs: number): Promise
       probe(SUBJECTS.policy, {} satisfies PolicyListRequestV1),
       probe<CaInfoResultV1 | { ok: false; error: ErrorBody }>(SUBJECTS.ca, {}),
       probe<{ ok: true; certs: CaCertV1[] } | { ok: false; error: ErrorBody }>(SUBJECTS.certs, {}),
-      last<TrustBundleV1>('mesh.v1.ca.bundle').then(
+      last<TrustBundleV1>(subjects.caBundle).then(
         (b): CheckFacts['bundle'] => (b ? { ok: true, bundle: b } : { ok: false, error: 'none published' }),
         (e: unknown): CheckFacts['bundle'] => ({ ok: false, error: describeRequestError(e, timeoutMs) }),
       ),
-      last<RevocationListV1>('mesh.v1.ca.revoked').catch(() => undefined),
+      last<RevocationListV1>(subjects.caRevoked).catch(() => undefined),
       probe<CaRotateResultV1 | { ok: false; error: ErrorBody }>(SUBJECTS.rotate, { phase: 'status' } satisfies CaRotateRequestV1),
       probe<ProxyStatusReplyV1>(SUBJECTS.proxyConfig, {} satisfies ProxyStatusRequestV1),
       Promise.all(MESH_STREAM_OWNERS.map((o) => streamFact(o.stream))),
