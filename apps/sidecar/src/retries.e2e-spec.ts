@@ -26,12 +26,16 @@ interface Try {
   sha: string;
 }
 
-/** How the workload answers a try: `early` answers before reading the body, `hold` waits for {@link ScriptedApp.release}. */
+/**
+ * How the workload answers a try: `early` answers before reading the body, `hold` waits for
+ * {@link ScriptedApp.release}, `cut` closes the connection once the body is in, without an answer.
+ */
 interface Answer {
   status: number;
   headers?: Record<string, string>;
   early?: boolean;
   hold?: boolean;
+  cut?: boolean;
 }
 
 /** An HTTP workload whose answers a test scripts per try, recording what each try carried. */
@@ -73,7 +77,8 @@ class ScriptedApp {
       req.on('end', () => {
         t.sha = hash.digest('hex');
         if (a.early) return;
-        if (a.hold) app?.held.push(reply);
+        if (a.cut) req.socket.destroy();
+        else if (a.hold) app?.held.push(reply);
         else reply();
       });
       if (a.early) reply();
@@ -429,6 +434,38 @@ describe('non-idempotent methods', () => {
       timeoutMs: 2_000,
       what: `${retried} retried POSTs in web's access log`,
     });
+  });
+});
+
+describe('a connection lost in the middle of a request', () => {
+  it('is a reset, not a connect failure: a POST is not retried under retryOn connect-failure, with or without Content-Length', async () => {
+    await apply(
+      {
+        kind: 'TrafficPolicy',
+        name: 'pay-traffic',
+        serviceName: 'pay',
+        retries: { attempts: 1, retryOn: ['connect-failure'] },
+      } as PolicyInput,
+      (u) => u.retries !== undefined,
+    );
+    pay.answer = () => ({ status: 200, cut: true });
+    const outcomes: unknown[] = [];
+    for (const chunked of [false, true]) {
+      for (let i = 0; i < 4; i++) {
+        const body = Buffer.from(`{"charge":${i}}`);
+        const r = await send('pay', '/charges', { method: 'POST', body: chunked ? Readable.from([body]) : body });
+        // Round robin sends some first tries to the dead endpoint (refused: retried); the live one then cuts the request.
+        outcomes.push({ chunked, status: r.status, error: r.headers['x-novamesh-error'], liveTries: pay.triesOf(r.id).length });
+      }
+    }
+    expect(outcomes).toEqual(
+      [false, false, false, false, true, true, true, true].map((chunked) => ({
+        chunked,
+        status: 502,
+        error: 'UPSTREAM_RESET',
+        liveTries: 1,
+      })),
+    );
   });
 });
 

@@ -130,16 +130,23 @@ export function openSocket(opts: ConnectOptions, host: string, port: number): { 
     : connectTcp({ host, port });
   socket.setNoDelay(true);
   let tcpUp = false;
+  let ready = false;
   socket.once('connect', () => {
     tcpUp = true;
   });
+  // Only a failure before the connection is up is one of connecting (or of the handshake): the
+  // request never left, so even a POST may be retried. One later (a reset, the upstream closing
+  // mid-request) carries no stage, and counts as a reset.
   socket.once('error', (err) => {
-    (err as Error & { meshStage?: string }).meshStage = tcpUp && tls ? 'tls' : 'connect';
+    if (!ready) (err as Error & { meshStage?: string }).meshStage = tcpUp && tls ? 'tls' : 'connect';
   });
   const timer = setTimeout(() => {
     socket.destroy(Object.assign(new Error(`connect timeout after ${opts.timeoutMs} ms`), { code: 'UND_ERR_CONNECT_TIMEOUT' }));
   }, opts.timeoutMs);
-  socket.once(tls ? 'secureConnect' : 'connect', () => clearTimeout(timer));
+  socket.once(tls ? 'secureConnect' : 'connect', () => {
+    ready = true;
+    clearTimeout(timer);
+  });
   socket.once('close', () => clearTimeout(timer));
   return { socket, tls };
 }
