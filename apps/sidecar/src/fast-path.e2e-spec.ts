@@ -6,10 +6,10 @@ import { connect, createServer as createNetServer, type Server as NetServer } fr
 import { Readable } from 'node:stream';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import type { PolicyInput } from '@novamesh/contracts';
-import { freePort } from '@novamesh/testing';
+import { freePort, waitFor } from '@novamesh/testing';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { accessLog, metrics, metricValue, type RawResponse, raw, type SidecarProcess, TestMesh } from './mesh.e2e-helper';
+import { accessLog, type ConfigDump, metrics, metricValue, type RawResponse, raw, type SidecarProcess, TestMesh } from './mesh.e2e-helper';
 
 // The outbound fast path (SIDECAR_FAST_PATH, on by default) against real processes: a client
 // sidecar `web` calls plain upstreams registered without sidecars, so its fast path talks to them
@@ -710,6 +710,78 @@ describe('the outbound fast path', () => {
     expect(logged).toBe(true);
   });
 
+  it('gives up requests pipelined behind one in progress when the client goes away, on both paths: none stays counted at its endpoint', async () => {
+    const activeAtWire = async (s: SidecarProcess) => {
+      const { body } = await s.admin<{ clusters: { service: string; endpoints: { active: number }[] }[] }>('/clusters');
+      return body.clusters.find((c) => c.service === 'wire')?.endpoints.map((e) => e.active);
+    };
+    for (const [s, side] of [
+      [web, 'fast'],
+      [webslow, 'slow'],
+    ] as const) {
+      for (let run = 0; run < 3; run++) {
+        const socket = connect(s.ports.outbound as number, '127.0.0.1');
+        socket.on('error', () => undefined);
+        await once(socket, 'connect');
+        // Expect: 100-continue hands the connection to node:http on the fast sidecar too.
+        socket.write(
+          get(`/slow?ms=400&id=${side}-${run}-a`, 'wire.mesh', 'Expect: 100-continue\r\n') +
+            get(`/slow?ms=0&id=${side}-${run}-b`) +
+            get(`/slow?ms=0&id=${side}-${run}-c`),
+        );
+        await new Promise((r) => setTimeout(r, 100));
+        socket.destroy();
+      }
+      await waitFor(async () => (await activeAtWire(s))?.every((n) => n === 0), {
+        timeoutMs: 3_000,
+        what: `${side}: no request left active at wire's endpoint`,
+      }).catch(async (e) => {
+        throw new Error(`${(e as Error).message}: ${JSON.stringify(await activeAtWire(s))}`);
+      });
+    }
+  });
+
+  it('does not send on a request whose client left during an injected delay, on both paths', async () => {
+    const wireRoutes = (d: ConfigDump) =>
+      ((d.snapshot?.upstreams.find((x) => x.service === 'wire') as { routes?: unknown[] } | undefined)?.routes ?? []).length;
+    const rule = (fixedDelay: string) =>
+      ({
+        kind: 'RouteRule',
+        name: 'wire-delay',
+        serviceName: 'wire',
+        routes: [{ name: 'delay', match: { path: { prefix: '/slow' } }, fault: { delay: { fixedDelay, percentage: 100 } } }],
+      }) as PolicyInput;
+    expect((await m.mesh.applyPolicy(rule('500ms'))).ok).toBe(true);
+    try {
+      for (const s of [web, webslow]) await m.until(s, 'the delay in use', (d) => wireRoutes(d) === 1);
+      for (const [s, side] of [
+        [web, 'fast'],
+        [webslow, 'slow'],
+      ] as const) {
+        const from = s.proc.output.length;
+        // A chunked POST (the node:http path) and a GET.
+        const socket = connect(s.ports.outbound as number, '127.0.0.1');
+        socket.on('error', () => undefined);
+        await once(socket, 'connect');
+        socket.write(
+          `POST /slow?ms=0&id=delayed-${side} HTTP/1.1\r\nHost: wire.mesh\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n`,
+        );
+        await new Promise((r) => setTimeout(r, 100));
+        socket.destroy();
+        const gone = (l: string) => l.includes('"method":"POST"') && l.includes('"path":"/slow"') && l.includes('DOWNSTREAM_DISCONNECT');
+        await waitFor(() => s.proc.output.slice(from).some(gone), {
+          timeoutMs: 3_000,
+          what: `${side}: the request logged as DOWNSTREAM_DISCONNECT`,
+        });
+      }
+      await new Promise((r) => setTimeout(r, 600));
+      expect(seen.filter((x) => x.url.includes('id=delayed-')).map((x) => x.url)).toEqual([]);
+    } finally {
+      await m.mesh.deletePolicy('RouteRule', 'wire-delay');
+      for (const s of [web, webslow]) await m.until(s, 'the delay gone', (d) => wireRoutes(d) === 0);
+    }
+  });
+
   it('treats a client that half-closes after its request as node:http does', async () => {
     const outcome = async (s: SidecarProcess) => {
       const socket = connect(s.ports.outbound as number, '127.0.0.1');
@@ -866,7 +938,7 @@ describe('the outbound fast path', () => {
       [200, undefined, undefined],
       [503, undefined, undefined],
       [504, 'UPSTREAM_TIMEOUT', undefined],
-      [418, undefined, 'abort'],
+      [418, 'FAULT_INJECTED', 'abort'],
       [200, undefined, 'delay'],
       [503, 'UPSTREAM_OVERFLOW', undefined],
       [200, undefined, undefined],
@@ -896,7 +968,7 @@ describe('the outbound fast path', () => {
       [200, undefined, 2, undefined],
       [503, undefined, undefined, undefined],
       [504, 'UPSTREAM_TIMEOUT', undefined, undefined],
-      [418, undefined, undefined, 'abort'],
+      [418, 'FAULT_INJECTED', undefined, 'abort'],
       [200, undefined, undefined, 'delay'],
       [503, 'UPSTREAM_OVERFLOW', undefined, undefined],
       [200, undefined, undefined, undefined],

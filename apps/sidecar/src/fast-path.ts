@@ -35,6 +35,7 @@ import {
 } from './http1-wire';
 import { overloadedReason } from './in-flight';
 import {
+  ERROR_HEADER,
   FAULT_HEADER,
   headerLines,
   jsonReplyBytes,
@@ -1044,9 +1045,9 @@ class Exchange implements UpstreamUser {
       this.responseDone = true;
       this.status = status;
       if (this.conn.fp.closing) this.keepAlive = false;
-      const lines = `${FAULT_HEADER}: abort\r\n${REASON_HEADER}: ${reason}\r\n`;
+      const lines = `${ERROR_HEADER}: FAULT_INJECTED\r\n${FAULT_HEADER}: abort\r\n${REASON_HEADER}: ${reason}\r\n`;
       this.socket.write(jsonReplyBytes(status, body, lines, this.connectionHeaders(), this.head.method === 'HEAD'));
-      this.account(status, undefined, reason, { route: this.routeName(), fault: 'abort' });
+      this.account(status, 'FAULT_INJECTED', reason, { route: this.routeName(), fault: 'abort' });
       this.settle();
       return;
     }

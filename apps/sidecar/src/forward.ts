@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { type IncomingHttpHeaders, type IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import type { Socket } from 'node:net';
 import { PassThrough, type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { AttemptFailure } from '@novamesh/dataplane';
@@ -291,6 +292,8 @@ function requestOptions(req: ForwardRequest, signal: EventEmitter): Dispatcher.R
  */
 class CloseSignal extends EventEmitter {
   aborted = false;
+  /** The HTTP/1.1 connection watched besides the response (see {@link watchConnection}). */
+  private readonly connection: Socket | undefined;
   /** Set when `timeoutMs` ran out: the attempt was aborted by the sidecar, not the client. */
   timedOut = 0;
   /** It was `timeoutMs` (not the headers timeout) that ran out. */
@@ -314,6 +317,13 @@ class CloseSignal extends EventEmitter {
   ) {
     super();
     res.once('close', this.onClose);
+    // A pipelined response waits behind the ones before it and gets no 'close' of its own when the
+    // connection goes first (node:http): its connection's end counts as the client leaving too.
+    if (res instanceof ServerResponse) {
+      this.connection = res.req.socket;
+      if (this.connection.destroyed) this.aborted = true;
+      else watchConnection(this.connection, this);
+    }
     if (timeoutMs !== undefined)
       this.timer = setTimeout(() => {
         this.expired = true;
@@ -329,11 +339,52 @@ class CloseSignal extends EventEmitter {
   headersArrived(): void {
     if (this.headersTimer) clearTimeout(this.headersTimer);
   }
+  /**
+   * The client's connection closed: the same as the response closing. A response still queued
+   * behind an earlier one (it never had the socket) is closed here, as node:http leaves it open for
+   * good: whatever writes into it (undici's stream) ends with it.
+   */
+  connectionClosed(): void {
+    const res = this.res as ServerResponse;
+    if (!res.writableFinished && !res.socket && !res.destroyed) {
+      res.destroy();
+      res.emit('close');
+      return; // 'close' ran onClose
+    }
+    this.onClose();
+  }
   done(): void {
     this.res.off('close', this.onClose);
+    if (this.connection) connectionWatchers.get(this.connection)?.delete(this);
     if (this.timer) clearTimeout(this.timer);
     if (this.headersTimer) clearTimeout(this.headersTimer);
   }
+}
+
+/**
+ * The client is gone: its response, or (HTTP/1.1) its connection, closed. What waited meanwhile (an
+ * injected delay, a place in the breaker's queue) checks this before it goes on.
+ */
+export function clientGone(res: DownstreamResponse): boolean {
+  if (res instanceof ServerResponse) return res.destroyed || res.req.socket.destroyed;
+  return res.stream.destroyed;
+}
+
+/** The signals of the requests in progress on each HTTP/1.1 client connection: one 'close' listener per connection, however many requests are pipelined on it. */
+const connectionWatchers = new WeakMap<Socket, Set<CloseSignal>>();
+
+function watchConnection(socket: Socket, signal: CloseSignal): void {
+  let watchers = connectionWatchers.get(socket);
+  if (!watchers) {
+    const set = new Set<CloseSignal>();
+    watchers = set;
+    connectionWatchers.set(socket, set);
+    socket.once('close', () => {
+      for (const s of [...set]) s.connectionClosed();
+      set.clear();
+    });
+  }
+  watchers.add(signal);
 }
 
 function abortOnClose(res: DownstreamResponse, req: ForwardRequest): CloseSignal {

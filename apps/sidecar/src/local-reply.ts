@@ -41,6 +41,8 @@ export const LOCAL_REPLIES = {
    * which the node:http path would strip (as Envoy refuses them).
    */
   UNSUPPORTED_TRANSFER_CODING: 502,
+  /** A route's fault injection aborted the request (FI); it answers with the fault's `httpStatus`, 503 is only the fallback. */
+  FAULT_INJECTED: 503,
 } as const;
 export type LocalReplyCode = keyof typeof LOCAL_REPLIES;
 

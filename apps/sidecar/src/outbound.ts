@@ -16,6 +16,7 @@ import type { AccessLog, AccessRecord } from './access-log';
 import { FastPath, type FastPathHost } from './fast-path';
 import {
   absoluteForm,
+  clientGone,
   type DownstreamRequest,
   type DownstreamResponse,
   type ForwardOutcome,
@@ -33,6 +34,7 @@ import {
 import type { InFlightLimit } from './in-flight';
 import { requestView } from './inbound';
 import {
+  ERROR_HEADER,
   FAULT_HEADER,
   grpcStatusOfHttp,
   isGrpc,
@@ -400,21 +402,24 @@ export class OutboundProxy {
       metrics.faults.labels(up.service, 'delay').inc();
       fault = 'delay';
       await sleep(decision.delayMs);
+      // A client that left during the delay: nothing goes upstream (as on the fast path, and Envoy's fault filter).
+      if (clientGone(res))
+        return log(0, 'DOWNSTREAM_DISCONNECT', 'the client went away during an injected delay', { route: routeName, fault });
     }
     if (decision?.abortStatus !== undefined) {
       metrics.faults.labels(up.service, 'abort').inc();
       const reason = `fault injected by route ${routeName}`;
-      const headers = { [FAULT_HEADER]: 'abort', [REASON_HEADER]: reason };
+      const headers = { [ERROR_HEADER]: 'FAULT_INJECTED', [FAULT_HEADER]: 'abort', [REASON_HEADER]: reason };
       if (isGrpc(c.req)) {
         // Envoy's abort.grpc_status: a gRPC caller sees a gRPC status, not an HTTP error its library calls a protocol failure.
         const grpcStatus = decision.abortGrpcStatus ?? grpcStatusOfHttp(decision.abortStatus);
         sendGrpcStatus(c.req, res, grpcStatus, reason, headers);
-        return log(200, undefined, reason, { route: routeName, fault: 'abort', grpcStatus });
+        return log(200, 'FAULT_INJECTED', reason, { route: routeName, fault: 'abort', grpcStatus });
       }
       const body = JSON.stringify({ code: 'FAULT_INJECTED', message: reason });
       res.writeHead(decision.abortStatus, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...headers });
       res.end(body);
-      return log(decision.abortStatus, undefined, reason, { route: routeName, fault: 'abort' });
+      return log(decision.abortStatus, 'FAULT_INJECTED', reason, { route: routeName, fault: 'abort' });
     }
     const forwarded = c.forwarded;
     if (fault) {
@@ -684,6 +689,7 @@ function waitForSlot(
     };
     const onClose = () => settle('gone');
     res.once('close', onClose);
+    if (clientGone(res)) settle('gone');
     if (deadline !== Number.POSITIVE_INFINITY) timer = setTimeout(() => settle('timeout'), Math.max(0, deadline - performance.now()));
     void pending.admitted.then(() => settle('admitted'));
   });

@@ -229,7 +229,9 @@ describe('fault injection', () => {
     );
     const results = await parallel(2_000, 50, () => call(web, 'api', '/abort'));
     const aborted = results.filter((r) => r.status === 503);
-    expect(aborted.every((r) => r.headers['x-novamesh-fault'] === 'abort')).toBe(true);
+    expect(aborted.every((r) => r.headers['x-novamesh-fault'] === 'abort' && r.headers['x-novamesh-error'] === 'FAULT_INJECTED')).toBe(
+      true,
+    );
     expect(results.filter((r) => r.status !== 503).every((r) => r.status === 200 && r.headers['x-novamesh-fault'] === undefined)).toBe(
       true,
     );

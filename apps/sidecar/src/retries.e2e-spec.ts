@@ -449,23 +449,20 @@ describe('a connection lost in the middle of a request', () => {
       (u) => u.retries !== undefined,
     );
     pay.answer = () => ({ status: 200, cut: true });
-    const outcomes: unknown[] = [];
+    const reached: unknown[] = [];
     for (const chunked of [false, true]) {
-      for (let i = 0; i < 4; i++) {
+      for (let i = 0; i < 6; i++) {
         const body = Buffer.from(`{"charge":${i}}`);
         const r = await send('pay', '/charges', { method: 'POST', body: chunked ? Readable.from([body]) : body });
-        // Round robin sends some first tries to the dead endpoint (refused: retried); the live one then cuts the request.
-        outcomes.push({ chunked, status: r.status, error: r.headers['x-novamesh-error'], liveTries: pay.triesOf(r.id).length });
+        // Round robin sends some first tries to the dead endpoint (refused: retried, budget permitting); those that
+        // reached the live one were cut there, and must not be tried again (the next try would be refused: 503).
+        const live = pay.triesOf(r.id).length;
+        if (live > 0) reached.push({ chunked, status: r.status, error: r.headers['x-novamesh-error'], live });
       }
     }
-    expect(outcomes).toEqual(
-      [false, false, false, false, true, true, true, true].map((chunked) => ({
-        chunked,
-        status: 502,
-        error: 'UPSTREAM_RESET',
-        liveTries: 1,
-      })),
-    );
+    expect(reached.filter((x) => (x as { chunked: boolean }).chunked).length).toBeGreaterThanOrEqual(3);
+    expect(reached.filter((x) => !(x as { chunked: boolean }).chunked).length).toBeGreaterThanOrEqual(3);
+    expect(reached).toEqual(reached.map((x) => ({ ...(x as object), status: 502, error: 'UPSTREAM_RESET', live: 1 })));
   });
 });
 
