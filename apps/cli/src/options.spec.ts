@@ -27,6 +27,7 @@ describe('options', () => {
     expect(parseServers('nats://a:4222, tls://b:4222')).toEqual(['nats://a:4222', 'tls://b:4222']);
     expect(parseServers('127.0.0.1:4222')).toEqual(['127.0.0.1:4222']);
     expect(() => parseServers('http://a')).toThrow(/must use nats/);
+    expect(() => parseServers('wss://a:443')).toThrow(/WebSocket URLs are not supported.*use nats:\/\/ or tls:\/\//);
     expect(() => parseServers(' , ')).toThrow(/no NATS server/);
   });
 });

@@ -53,8 +53,9 @@ export function parseServers(value: string): string[] {
     } catch {
       throw new InvalidArgumentError(`"${s}" is not a NATS URL (e.g. nats://127.0.0.1:4222)`);
     }
-    if (!['nats:', 'tls:', 'ws:', 'wss:'].includes(url.protocol))
-      throw new InvalidArgumentError(`"${s}" must use nats://, tls://, ws:// or wss://`);
+    if (url.protocol === 'ws:' || url.protocol === 'wss:')
+      throw new InvalidArgumentError(`"${s}": WebSocket URLs are not supported (meshctl speaks NATS over TCP); use nats:// or tls://`);
+    if (!['nats:', 'tls:'].includes(url.protocol)) throw new InvalidArgumentError(`"${s}" must use nats:// or tls://`);
   }
   return servers;
 }

@@ -6,7 +6,7 @@ import { TestNats, waitFor } from '@novamesh/testing';
 import { context, trace } from '@opentelemetry/api';
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace-base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectBus, drainBus } from './connection';
+import { connectBus, drainBus, tlsRequired } from './connection';
 import { DurableConsumerRunner } from './consumer';
 import { publishDeadLetter } from './dead-letter';
 import { subjectMatches } from './jetstream.server';
@@ -39,6 +39,17 @@ async function deadLetters(): Promise<DeadLetterV1[]> {
   }
   return out;
 }
+
+describe('connecting', () => {
+  it('a tls:// URL requires TLS: a server without it is refused, never spoken to in plaintext', async () => {
+    const port = new URL(nats.url).port;
+    expect(tlsRequired(`nats://127.0.0.1:1, tls://127.0.0.1:${port}`)).toBe(true);
+    expect(tlsRequired([`nats://127.0.0.1:${port}`])).toBe(false);
+    await expect(connectBus({ servers: `tls://127.0.0.1:${port}`, name: 'tls-test', timeout: 2_000 })).rejects.toThrow(/secure|tls/i);
+    const plain = await connectBus({ servers: `nats://127.0.0.1:${port}`, name: 'plain-test', timeout: 2_000 });
+    await drainBus(plain);
+  });
+});
 
 describe('provisioning', () => {
   it('is idempotent, including when replicas race', async () => {

@@ -21,6 +21,16 @@ export interface BusConnectOptions {
 }
 
 /**
+ * Whether `servers` ask for TLS: a `tls://` URL means TLS is required, as the Go client and the
+ * `nats` CLI take it (nats.js itself only looks at its `tls` option, and would speak plaintext to a
+ * `tls://` URL). Then every server of the list is reached over TLS, verified against the system's
+ * CAs (and `NODE_EXTRA_CA_CERTS`); a server without TLS is refused.
+ */
+export function tlsRequired(servers: string | string[]): boolean {
+  return (Array.isArray(servers) ? servers : servers.split(',')).some((s) => s.trim().toLowerCase().startsWith('tls://'));
+}
+
+/**
  * Connects to NATS with endless reconnects (a control-plane service outlives NATS restarts)
  * and logs connection status changes. Close with `drainBus` so in-flight work finishes.
  */
@@ -38,6 +48,7 @@ export async function connectBus(opts: BusConnectOptions): Promise<NatsConnectio
     pingInterval: 5_000,
     maxPingOut: 3,
     noAsyncTraces: opts.noAsyncTraces ?? false,
+    ...(tlsRequired(opts.servers) ? { tls: {} } : {}),
   });
   const log = opts.logger;
   if (log) {

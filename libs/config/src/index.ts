@@ -5,7 +5,8 @@ import { parseDuration } from '@novamesh/contracts';
 export class ConfigError extends Error {}
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
-const NATS_SCHEMES = ['nats:', 'tls:', 'ws:', 'wss:'];
+/** nats:// (plaintext, or TLS when the server asks for it) and tls:// (TLS required). The Node client has no WebSocket transport. */
+const NATS_SCHEMES = ['nats:', 'tls:'];
 
 /** The settings every control-plane service reads the same way. */
 export interface CommonConfig {
