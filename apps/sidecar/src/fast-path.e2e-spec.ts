@@ -69,6 +69,11 @@ function startWire(): Server {
           res.writeHead(304, { etag: '"v1"' });
           res.end();
           return;
+        case '/conn-named':
+          // A response whose Connection header names a field of its own: hop-by-hop, for the sidecar to remove.
+          res.writeHead(200, { connection: 'X-Secret, keep-alive', 'x-secret': 'hop-by-hop', 'x-kept': 'end-to-end', 'content-length': 2 });
+          res.end('ok');
+          return;
         case '/close':
           res.writeHead(200, { connection: 'close', 'content-length': 2 });
           res.end('ok');
@@ -818,6 +823,14 @@ describe('the outbound fast path', () => {
     expect(fast.seen['x-request-id']).toBe('rid-1');
     expect(fast.seen.host).toBe('wire.mesh');
     expect(fast.responseHeaders).toEqual(slow.responseHeaders);
+  });
+
+  it('removes the fields a response’s Connection header names, on both paths', async () => {
+    for (const s of [web, webslow]) {
+      const { responses } = await raw(s, (write) => write(get('/conn-named')), { count: 1 });
+      const r = responses[0] as RawResponse;
+      expect([r.status, r.headers['x-secret'], r.headers['x-kept']]).toEqual([200, undefined, 'end-to-end']);
+    }
   });
 
   it('counts and logs fast-path requests exactly like slow-path ones', async () => {

@@ -16,6 +16,7 @@ import {
 import type { AccessRecord } from './access-log';
 import {
   classifyUpstreamError,
+  connectionNamed,
   type DownstreamRequest,
   failureOfError,
   forwardableHeaders,
@@ -827,10 +828,11 @@ class Exchange implements UpstreamUser {
     // passed on only where it describes no body here (HEAD, 204, 304).
     const ownLength = r.status !== 204 && r.status !== 304 && this.head.method !== 'HEAD';
     const added = this.decision?.responseHeaders;
+    const named = connectionNamed(r.connection);
     if (route?.responseHeaders || rs?.fault || added) {
       const headers: Record<string, string | string[] | undefined> = {};
       for (const [name, value] of r.lines) {
-        if (HOP_BY_HOP.has(name)) continue;
+        if (HOP_BY_HOP.has(name) || named?.has(name)) continue;
         const prev = headers[name];
         headers[name] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev, value];
       }
@@ -842,7 +844,7 @@ class Exchange implements UpstreamUser {
       hasDate = headers.date !== undefined;
     } else {
       for (const [name, value] of r.lines) {
-        if (HOP_BY_HOP.has(name) || (ownLength && name === 'content-length')) continue;
+        if (HOP_BY_HOP.has(name) || (ownLength && name === 'content-length') || named?.has(name)) continue;
         if (name === 'date') hasDate = true;
         text += `${name}: ${value}\r\n`;
       }

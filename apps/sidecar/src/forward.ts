@@ -33,12 +33,7 @@ export type DownstreamResponse = ServerResponse | Http2ServerResponse;
  * `100 Continue` already (and undici refuses to send it).
  */
 export function forwardableHeaders(headers: IncomingHttpHeaders): Record<string, string | string[]> {
-  const named = headers.connection;
-  const extra = named && named !== 'keep-alive' && named !== 'close' ? new Set(named.toLowerCase().split(/\s*,\s*/)) : undefined;
-  // A Connection header may name hop-by-hop fields only: never the body's framing or the host
-  // (dropping Content-Length would let the body be read as another request).
-  extra?.delete('content-length');
-  extra?.delete('host');
+  const extra = connectionNamed(headers.connection);
   const out: Record<string, string | string[]> = {};
   for (const name in headers) {
     const value = headers[name];
@@ -268,9 +263,28 @@ export function hasBody(req: DownstreamRequest): boolean {
   );
 }
 
+/**
+ * The fields a Connection header names as hop-by-hop besides the fixed ones (RFC 9110 §7.6.1: an
+ * intermediary removes them, in requests and responses alike); undefined when it names none (the
+ * usual `keep-alive` or `close`). Never the body's framing or the host: dropping Content-Length
+ * would let a body be read as another message.
+ */
+export function connectionNamed(value: string | string[] | undefined): Set<string> | undefined {
+  if (value === undefined) return undefined;
+  const text = Array.isArray(value) ? value.join(',') : value;
+  if (text === 'keep-alive' || text === 'close') return undefined;
+  const names = text
+    .toLowerCase()
+    .split(',')
+    .map((n) => n.trim())
+    .filter((n) => n !== '' && n !== 'keep-alive' && n !== 'close' && n !== 'content-length' && n !== 'host');
+  return names.length ? new Set(names) : undefined;
+}
+
 function responseHeaders(headers: IncomingHttpHeaders, req: ForwardRequest): Record<string, string | string[] | undefined> {
   const out: Record<string, string | string[] | undefined> = {};
-  for (const name in headers) if (!HOP_BY_HOP.has(name)) out[name] = headers[name];
+  const named = connectionNamed(headers.connection);
+  for (const name in headers) if (!HOP_BY_HOP.has(name) && !named?.has(name)) out[name] = headers[name];
   req.onResponseHeaders?.(out);
   return out;
 }

@@ -45,6 +45,8 @@ export interface ResponseHead {
   keepAlive: boolean;
   /** `Keep-Alive: timeout=N` of the upstream in ms, when it sent one. */
   keepAliveMs: number | undefined;
+  /** The Connection header's value (its lines joined), when there was one: the fields it names are hop-by-hop. */
+  connection: string | undefined;
   /** Transfer codings of the body besides chunked framing (`gzip` of `gzip, chunked`): they must travel with it. */
   codings: string | undefined;
   size: number;
@@ -346,6 +348,7 @@ export function parseResponseHead(buf: Buffer, start: number, requestMethod: str
     contentLength: Math.max(0, fields.contentLength),
     keepAlive,
     keepAliveMs,
+    connection,
     codings,
     size: end - start,
   };
