@@ -302,6 +302,27 @@ describe('meshctl history / rollback / delete / analyze', () => {
       /TrafficPolicy "payment-a" already configures "payment" \(one TrafficPolicy per service\): change that one, or delete it first/,
     );
     expect(keys(await stored())).not.toContain('TrafficPolicy/payment-b');
+    // Nor can one come to configure it by an update (a rollback is an update too).
+    const elsewhere = 'kind: TrafficPolicy\nname: payment-c\nserviceName: payment-legacy\n';
+    expect((await runMeshctl(['apply', '-f', '-'], env, elsewhere)).code).toBe(0);
+    const moved = await runMeshctl(['apply', '-f', '-'], env, elsewhere.replace('payment-legacy', 'payment'));
+    expect(moved.code).toBe(1);
+    expect(moved.stderr).toMatch(/TrafficPolicy "payment-a" already configures "payment" \(one TrafficPolicy per service\)/);
+    expect((await stored()).find((s) => s.policy.name === 'payment-c')?.policy).toMatchObject({ serviceName: 'payment-legacy' });
+    // One policy twice in a file is refused whole, dry run or not: it would write two revisions at every apply.
+    const twice =
+      'kind: MutualTLSPolicy\nname: same\nserviceName: payment\nmode: strict\n---\nkind: MutualTLSPolicy\nname: same\nserviceName: payment\nmode: disable\n';
+    for (const args of [
+      ['apply', '-f', '-'],
+      ['apply', '-f', '-', '--dry-run'],
+    ]) {
+      const dup = await runMeshctl(args, env, twice);
+      expect(dup.code, args.join(' ')).toBe(1);
+      expect(dup.stderr).toMatch(
+        /^error: MutualTLSPolicy "same" \(document 2\): the same policy as MutualTLSPolicy "same" \(document 1\)/m,
+      );
+    }
+    expect(keys(await stored())).not.toContain('MutualTLSPolicy/same');
     // Two stored before this rule (or by replicas racing): analyze calls it an error.
     await putPolicyDirectly({ kind: 'TrafficPolicy', name: 'payment-b', serviceName: 'payment' });
     const failed = await meshctl('analyze');

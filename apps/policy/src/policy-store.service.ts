@@ -145,9 +145,12 @@ export class PolicyStoreService {
           { issues: [{ path: 'expectedRevision', message: `current revision is ${currentRevision}` }] },
         );
       const others = this.stored().filter((s) => policyKey(s.policy) !== key);
-      // One TrafficPolicy per service: a second one would silently take the first one's place.
+      // One TrafficPolicy per service: a second one would silently take the first one's place. Checked
+      // when a TrafficPolicy comes to configure a service (created, or moved to it by an update or a
+      // rollback); one that keeps its service may still be changed (two stored before this rule).
       const otherPolicies = others.map((o) => o.policy);
-      const rival = policy.kind === 'TrafficPolicy' && currentRevision === 0 ? rivalsOf(policy, otherPolicies)[0]?.name : undefined;
+      const comesToService = currentRevision === 0 || (before as { serviceName?: string } | undefined)?.serviceName !== policy.serviceName;
+      const rival = policy.kind === 'TrafficPolicy' && comesToService ? rivalsOf(policy, otherPolicies)[0]?.name : undefined;
       if (rival)
         throw new MeshError(
           ErrorCode.conflict,

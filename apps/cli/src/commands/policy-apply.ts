@@ -40,7 +40,7 @@ export function applyCommand(program: Command, ctx: CliContext): void {
       'after',
       `
 Each document needs a kind (TrafficPolicy, RouteRule, RateLimitPolicy, AuthorizationPolicy,
-MutualTLSPolicy) and a name. Every document is checked by the policy service first: when it
+MutualTLSPolicy) and a name, once per file. Every document is checked by the policy service first: when it
 refuses any, meshctl prints why for each (every problem with its path) and applies none of them
 (exit 1). Then they are applied one after the other (should the service refuse one now, which a
 change made meanwhile by someone else can cause, those before it stay applied and none after it
@@ -60,11 +60,11 @@ Examples:
       const out = ctx.io.stdout;
       try {
         await withMesh(ctx, cmd, async (mesh) => {
-          if (!dryRun && docs.length > 1) {
-            refused = rivalsInFile(ctx, docs) || (await refusedDocuments(ctx, mesh, docs));
+          if (docs.length > 1) {
+            refused = rivalsInFile(ctx, docs) || (dryRun ? 0 : await refusedDocuments(ctx, mesh, docs));
             if (refused) {
               ctx.io.stderr.write(
-                `note: nothing applied: ${refused} of ${docs.length} documents refused (a file is applied whole or not at all)\n`,
+                `note: nothing ${dryRun ? 'would be ' : ''}applied: ${refused} of ${docs.length} documents refused (a file is applied whole or not at all)\n`,
               );
               return;
             }
@@ -100,14 +100,27 @@ Examples:
 }
 
 /**
- * Two TrafficPolicies for one service in the same file: the second would be refused once the first
- * is stored, which the per-document checks cannot see. Prints why and returns how many (0: none).
+ * What the per-document checks cannot see, as each is checked alone: one policy twice in the same
+ * file (the same kind and name: the second would replace the first at every apply, writing two
+ * revisions each time), and two TrafficPolicies for one service (the second would be refused once
+ * the first is stored). Prints why and returns how many documents (0: none).
  */
 function rivalsInFile(ctx: CliContext, docs: PolicyDocument[]): number {
   const first = new Map<string, PolicyDocument>();
+  const named = new Map<string, PolicyDocument>();
   let rivals = 0;
   for (const doc of docs) {
-    const { kind, serviceName } = doc.value;
+    const { kind, serviceName, name } = doc.value;
+    if (typeof kind === 'string' && typeof name === 'string') {
+      const id = `${kind.toLowerCase()}/${name}`;
+      const same = named.get(id);
+      if (same) {
+        rivals++;
+        ctx.io.stderr.write(`error: ${documentLabel(doc)}: the same policy as ${documentLabel(same)} (one document per kind and name)\n`);
+        continue;
+      }
+      named.set(id, doc);
+    }
     if (kind !== 'TrafficPolicy' || typeof serviceName !== 'string') continue;
     const earlier = first.get(serviceName);
     if (!earlier) {
