@@ -55,6 +55,13 @@ describe('output', () => {
     ).toBe('A    LONGER   C\nxx   y\nx             z\n');
   });
 
+  it('prints control characters of a value as visible escapes: a label cannot retitle the terminal, clear it or fake a row', () => {
+    const table = renderTable(['ID', 'LABELS'], [['e1', 'v=\u001b]0;pwned\u0007\u001b[31mred\nfake   row']]);
+    expect(table).toBe('ID   LABELS\ne1   v=\\u001b]0;pwned\\u0007\\u001b[31mred\\u000afake   row\n');
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: asserting there are none
+    expect(table.replace(/\n/g, '')).not.toMatch(/[\u0000-\u001f]/);
+  });
+
   it('sorts labels and shows - for none', () => {
     expect(formatLabels({ zone: 'a', app: 'b' })).toBe('app=b,zone=a');
     expect(formatLabels({})).toBe('-');

@@ -6,10 +6,22 @@ export const OUTPUT_FORMATS = ['table', 'json', 'yaml'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 
 /**
- * Renders rows as left-aligned columns separated by three spaces (kubectl's layout), with no
- * trailing spaces. Plain text only: no colors, so NO_COLOR and pipes need nothing special.
+ * `text` safe to print on a terminal: control characters (escape sequences that could retitle the
+ * window, clear the screen or fake a line; newlines) become visible `\u001b`-style escapes. Values
+ * in tables come from registrations and acknowledgements any NATS client can publish.
  */
-export function renderTable(headers: readonly string[], rows: readonly (readonly string[])[]): string {
+export function printable(text: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/**
+ * Renders rows as left-aligned columns separated by three spaces (kubectl's layout), with no
+ * trailing spaces. Plain text only: no colors, so NO_COLOR and pipes need nothing special. Cells
+ * are {@link printable}.
+ */
+export function renderTable(headers: readonly string[], rawRows: readonly (readonly string[])[]): string {
+  const rows = rawRows.map((r) => r.map(printable));
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: readonly string[]) =>
     cells

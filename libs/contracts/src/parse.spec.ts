@@ -62,6 +62,14 @@ describe('refusal messages of mesh input', () => {
     expect(() =>
       validate(ProxyAckV1, { service: 'web', sidecar: 'w1', version: -1, hash: '', sentAt: new Date().toISOString() }, 'ack'),
     ).toThrow('version: must be at least 0 (received -1)');
+    const escapes = { ...endpoint, labels: { v: '\u001b]0;pwned\u0007\u001b[31mred' } };
+    expect(issuesOf('mesh.v1.registry.payment.register', { ...service, endpoints: [escapes] })).toEqual([
+      { path: 'endpoints[0].labels.v', message: 'label values must not contain control characters (newlines, escape sequences)' },
+    ]);
+    const rejected = { version: -5, hash: '', reason: 'no' };
+    expect(() =>
+      validate(ProxyAckV1, { service: 'web', sidecar: 'w1', version: 1, hash: '', sentAt: new Date().toISOString(), rejected }, 'ack'),
+    ).toThrow('rejected.version: must be at least 0 (received -5)');
   });
 });
 

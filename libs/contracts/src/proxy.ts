@@ -146,7 +146,7 @@ export const ProxyAckV1 = z.strictObject({
   /** The last snapshot refused, with the reason (at most 2,048 characters); it keeps serving `version`. */
   rejected: z
     .object({
-      version: z.number().int(),
+      version: z.number().int().min(0),
       hash: ackHash,
       reason: z.string().max(ACK_REASON_MAX, `must be at most ${ACK_REASON_MAX} characters`),
     })

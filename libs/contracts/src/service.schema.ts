@@ -76,7 +76,11 @@ export const duration = (min = 1, max = 86_400_000) =>
 export const labels = z
   .record(
     z.string().regex(LABEL_KEY, 'label keys are 1-63 letters, digits, "-", "_", "." or "/", starting and ending with a letter or digit'),
-    z.string({ error: 'label values must be strings' }).max(LIMITS.labelValue, `label values are at most ${LIMITS.labelValue} characters`),
+    z
+      .string({ error: 'label values must be strings' })
+      .max(LIMITS.labelValue, `label values are at most ${LIMITS.labelValue} characters`)
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point
+      .regex(/^[^\u0000-\u001f\u007f]*$/, 'label values must not contain control characters (newlines, escape sequences)'),
   )
   .refine((l) => Object.keys(l).length <= LIMITS.labels, `at most ${LIMITS.labels} labels`);
 

@@ -11,7 +11,7 @@ import type { Command } from 'commander';
 import { type CliContext, globalOptions } from '../context';
 import { toMeshError } from '../errors';
 import { outputOption } from '../options';
-import { type OutputFormat, renderTable, renderValue } from '../output';
+import { type OutputFormat, printable, renderTable, renderValue } from '../output';
 
 /** What the SYNC column says, as `istioctl proxy-status` does. */
 export type SyncState = 'SYNCED' | 'STALE' | 'NOT SENT' | 'REJECTED';
@@ -54,7 +54,7 @@ export function proxyStatusTable(entries: readonly ProxyStatusEntryV1[]): string
   );
   const refusals = entries
     .filter((e) => syncState(e) === 'REJECTED')
-    .map((e) => `${e.service}/${e.sidecar} rejected version ${e.rejected?.version}: ${e.rejected?.reason}`);
+    .map((e) => printable(`${e.service}/${e.sidecar} rejected version ${e.rejected?.version}: ${e.rejected?.reason}`));
   return refusals.length ? `${table}\n${refusals.join('\n')}\n` : table;
 }
 
