@@ -130,6 +130,18 @@ describe('meshctl', () => {
     expect(await serviceNames()).toEqual(before);
   });
 
+  it('refuses a manifest too large for one registry event (exit 1, the size and the limit), registering nothing', async () => {
+    const before = await serviceNames();
+    const labels = Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`label-${i}`, 'v'.repeat(60)]));
+    // About 1.4 MB: beyond NATS's max_payload too, which used to be reported as an unreachable mesh (exit 3).
+    const endpoints = Array.from({ length: 1000 }, (_, i) => ({ id: `e${i}`, address: '10.0.0.1', port: 1000 + i, labels }));
+    const r = await meshctlWithStdin(['register', '-f', '-'], JSON.stringify({ name: 'huge', type: 'http', port: 80, endpoints }));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/register of "huge" is \d+ bytes, more than the 262144 a registry event may be/);
+    expect(r.stderr).not.toMatch(/unreachable|check --nats/);
+    expect(await serviceNames()).toEqual(before);
+  });
+
   it('deregisters a service, after which it is gone', async () => {
     const r = await meshctl('deregister', 'checkout', '--drain', '0s');
     expect(r.code, r.stderr).toBe(0);

@@ -1,6 +1,6 @@
 import { InvalidArgumentError } from 'commander';
 import { describe, expect, it } from 'vitest';
-import { collectSelector, durationArg, matchesSelector, parseServers } from './options';
+import { collectSelector, durationArg, matchesSelector, parseServers, positiveDurationArg } from './options';
 
 describe('options', () => {
   it('collects repeated and comma-separated label selectors', () => {
@@ -24,6 +24,10 @@ describe('options', () => {
     expect(durationArg('1.5s')).toBe(1500);
     expect(durationArg('0')).toBe(0);
     expect(() => durationArg('soon')).toThrow(InvalidArgumentError);
+    // A timer longer than 2^31 - 1 ms would fire at once: every command would time out.
+    expect(positiveDurationArg('576h')).toBe(576 * 3_600_000);
+    expect(() => positiveDurationArg('600h')).toThrow(/longer than the longest wait \(about 24 days/);
+    expect(() => positiveDurationArg('0s')).toThrow(/must be longer than 0/);
     expect(parseServers('nats://a:4222, tls://b:4222')).toEqual(['nats://a:4222', 'tls://b:4222']);
     expect(parseServers('127.0.0.1:4222')).toEqual(['127.0.0.1:4222']);
     expect(() => parseServers('http://a')).toThrow(/must use nats/);

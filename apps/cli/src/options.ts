@@ -32,10 +32,14 @@ export function durationArg(value: string): number {
   return ms;
 }
 
-/** Commander parser for durations that must be longer than 0 (`--timeout`, `meshctl run --app-timeout`). */
+/** The longest wait a timer can hold (2^31 - 1 ms, about 24.8 days): beyond it Node fires at once. */
+const MAX_WAIT_MS = 2_147_483_647;
+
+/** Commander parser for durations that must be longer than 0 (`--timeout`, `meshctl run --app-timeout`), at most 24 days. */
 export function positiveDurationArg(value: string): number {
   const ms = durationArg(value);
   if (ms <= 0) throw new InvalidArgumentError('must be longer than 0');
+  if (ms > MAX_WAIT_MS) throw new InvalidArgumentError(`"${value}" is longer than the longest wait (about 24 days, ${MAX_WAIT_MS} ms)`);
   return ms;
 }
 

@@ -24,7 +24,9 @@ import {
   ErrorCode,
   errorFromBody,
   HeartbeatV1,
+  MAX_EVENT_BYTES,
   MeshError,
+  MeshValidationError,
   type Policy,
   type PolicyApplyResultV1,
   type PolicyCommand,
@@ -173,6 +175,15 @@ export class MeshManager {
    */
   private async command(service: string, action: RegistryAction, body: unknown, opts: RegisterOptions = {}): Promise<void> {
     const { js } = this.ready();
+    // Discovery refuses an event beyond MAX_EVENT_BYTES, and NATS one beyond its max_payload: say so
+    // here, as a refusal of the input, rather than as a mesh that cannot be reached.
+    const size = Buffer.byteLength(JSON.stringify(body));
+    if (size > MAX_EVENT_BYTES)
+      throw new MeshValidationError(
+        `${action} of "${service}" is ${size} bytes, more than the ${MAX_EVENT_BYTES} a registry event may be: register fewer endpoints or labels per event (endpoint.add takes one endpoint at a time)`,
+        [],
+        ErrorCode.tooLarge,
+      );
     const msgId = randomUUID();
     let seq: number;
     try {
