@@ -24,6 +24,7 @@ import {
   MAX_RETRY_BODY_BYTES,
   splitUrl,
   timeoutError,
+  workloadFailure,
 } from './forward';
 import {
   ChunkedScanner,
@@ -984,8 +985,9 @@ class Exchange implements UpstreamUser {
     const { code, reason } = classifyUpstreamError(err);
     if (this.status === 0 && this.plan.direct !== undefined) {
       const why = this.plan.direct.failed(reason);
-      this.account(LOCAL_REPLIES.APP_UNAVAILABLE, 'APP_UNAVAILABLE', why, this.extra());
-      this.localReply('APP_UNAVAILABLE', why);
+      const local = workloadFailure(code);
+      this.account(LOCAL_REPLIES[local], local, why, this.extra());
+      this.localReply(local, why);
       return;
     }
     if (this.status === 0) {

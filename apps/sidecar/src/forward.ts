@@ -117,6 +117,15 @@ export function classifyUpstreamError(err: unknown): { code: LocalReplyCode; rea
   }
 }
 
+/**
+ * The local reply for a failure of the sidecar's own workload before its response: APP_UNAVAILABLE
+ * when it did not accept the connection; a reset (a broken or malformed answer) or a timeout as for
+ * any upstream. So a workload that answers badly is not reported as one that is not there.
+ */
+export function workloadFailure(code: LocalReplyCode): LocalReplyCode {
+  return code === 'UPSTREAM_CONNECT_FAILURE' ? 'APP_UNAVAILABLE' : code;
+}
+
 /** The retry condition an attempt that failed without a response (with this local reply code) stands for. */
 export function failureOfError(error: LocalReplyCode | 'DOWNSTREAM_DISCONNECT' | undefined): AttemptFailure {
   switch (error) {

@@ -170,10 +170,10 @@ function parseLength(value: string): number {
  * Where the head starting at `start` ends (index after CRLF CRLF), -1 while more bytes are needed,
  * or the refusal: a bare LF or CR (llhttp refuses both), a head over {@link MAX_HEAD_BYTES}.
  */
-function headEnd(buf: Buffer, start: number): number | HeadError {
+function headEnd(buf: Buffer, start: number, what: 'request' | 'response' = 'request'): number | HeadError {
   const end = buf.indexOf(CRLFCRLF, start);
   const scanTo = end < 0 ? buf.length : end;
-  if (scanTo - start > MAX_HEAD_BYTES) return { error: 431, reason: 'the request head is larger than 16 KiB' };
+  if (scanTo - start > MAX_HEAD_BYTES) return { error: 431, reason: `the ${what} head is larger than 16 KiB` };
   // A bare LF or CR anywhere in the head (the CRLF CRLF search would never end on `\n\n`).
   let i = buf.indexOf(10, start);
   while (i >= 0 && i < scanTo) {
@@ -310,8 +310,8 @@ function keepAliveTimeout(value: string): number | undefined {
  * chunked; Content-Length; else until the upstream closes.
  */
 export function parseResponseHead(buf: Buffer, start: number, requestMethod: string): ResponseHead | string | undefined {
-  const end = headEnd(buf, start);
-  if (typeof end !== 'number') return `${end.reason} of the response`;
+  const end = headEnd(buf, start, 'response');
+  if (typeof end !== 'number') return end.error === 431 ? end.reason : `${end.reason} of the response`;
   if (end < 0) return undefined;
   const text = buf.toString('latin1', start, end - 4);
   const eol = text.indexOf('\r\n');

@@ -41,6 +41,17 @@ function startApp(): Server {
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const body = Buffer.concat(chunks);
+      // A workload that answers badly: a head of about 20 KiB, or no answer at all (the connection cut).
+      if (req.url === '/huge-head') {
+        const many = Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`x-big-${i}`, 'v'.repeat(90)]));
+        res.writeHead(200, many);
+        res.end('big');
+        return;
+      }
+      if (req.url === '/cut') {
+        req.socket.destroy();
+        return;
+      }
       const view: AppView = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, bytes: body.length, sha: sha256(body) };
       res.writeHead(200, { 'content-type': 'application/json', 'x-app': 'shop', 'x-multi': ['a', 'b'] });
       res.end(JSON.stringify(view));
@@ -393,6 +404,22 @@ describe('the inbound fast path', () => {
     expect((await handoffs()) - before).toBeGreaterThanOrEqual(1);
     // The connections keep working (whichever path they are on now).
     for (let i = 0; i < 5; i++) expect((await viaMesh(web, 'shop', `/after-${i}`)).status).toBe(200);
+  });
+
+  it('a workload that answers badly (a head over 16 KiB, a cut connection) gets 502 UPSTREAM_RESET naming it, not APP_UNAVAILABLE, on both paths', async () => {
+    for (const path of ['/huge-head', '/cut']) {
+      const answers = await plainToBoth((service) => `GET ${path} HTTP/1.1\r\nHost: ${service}.mesh\r\n\r\n`);
+      expect(
+        answers.map((a) => [a.status, a.headers['x-novamesh-error']]),
+        path,
+      ).toEqual([
+        [502, 'UPSTREAM_RESET'],
+        [502, 'UPSTREAM_RESET'],
+      ]);
+      for (const a of answers) expect(a.headers['x-novamesh-reason']).toMatch(/^the workload at http:\/\/127\.0\.0\.1:\d+ failed: /);
+    }
+    const [fast] = await plainToBoth((service) => `GET /huge-head HTTP/1.1\r\nHost: ${service}.mesh\r\n\r\n`);
+    expect(fast?.headers['x-novamesh-reason']).toContain('the response head is larger than 16 KiB');
   });
 
   it('a workload that is gone gets 503 APP_UNAVAILABLE with the same reason and log (last: stops the workload)', async () => {

@@ -21,6 +21,7 @@ import {
   requestCodingProblem,
   requestHostProblem,
   splitUrl,
+  workloadFailure,
 } from './forward';
 import { H2Endpoint } from './h2-upstream';
 import type { IdentityHolder } from './identity-holder';
@@ -386,8 +387,9 @@ export class InboundListener {
     }
     if (outcome.error && outcome.status === 0 && outcome.error !== 'DOWNSTREAM_DISCONNECT') {
       const reason = `the workload at ${this.deps.appOrigin} failed: ${outcome.reason}`;
-      sendLocalReply(req, res, 'APP_UNAVAILABLE', reason);
-      return log(503, 'APP_UNAVAILABLE', reason, audit);
+      const local = workloadFailure(outcome.error);
+      sendLocalReply(req, res, local, reason);
+      return log(LOCAL_REPLIES[local], local, reason, audit);
     }
     log(outcome.status, outcome.error, outcome.reason, audit);
   }
