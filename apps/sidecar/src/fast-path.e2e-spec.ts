@@ -825,6 +825,19 @@ describe('the outbound fast path', () => {
     expect(fast.responseHeaders).toEqual(slow.responseHeaders);
   });
 
+  it('answers a request that closes its connection and drops what is pipelined after it, on both paths', async () => {
+    for (const s of [web, webslow]) {
+      for (const first of ['GET /h?c=1 HTTP/1.0\r\nHost: wire.mesh\r\n\r\n', get('/h?c=2', 'wire.mesh', 'Connection: close\r\n')]) {
+        const before = seen.length;
+        const r = await raw(s, (write) => write(`${first}POST /h?c=after HTTP/1.1\r\nHost: wire.mesh\r\nContent-Length: 3\r\n\r\nabc`), {
+          count: 1,
+        });
+        expect(r.responses.map((x) => [x.status, x.headers['x-novamesh-error']])).toEqual([[200, undefined]]);
+        expect(seen.slice(before).map((x) => x.url)).toEqual([first.split(' ')[1]]);
+      }
+    }
+  });
+
   it('removes the fields a response’s Connection header names, on both paths', async () => {
     for (const s of [web, webslow]) {
       const { responses } = await raw(s, (write) => write(get('/conn-named')), { count: 1 });

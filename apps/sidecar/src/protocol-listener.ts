@@ -152,6 +152,10 @@ export const REQUEST_TIMEOUT_REPLY = 'HTTP/1.1 408 Request Timeout\r\nConnection
 function endAfterParseError(err: NodeJS.ErrnoException, socket: Socket): void {
   const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
   const code = err.code ?? '';
+  // Bytes after a request that closes its connection (HTTP/1.0 without keep-alive, Connection:
+  // close): that request is answered and what follows dropped (RFC 9112 §9.6); the connection
+  // closes after the answer. A 400 here would take the answer's place.
+  if (code === 'HPE_CLOSED_CONNECTION' && inFlight && !inFlight.headersSent) return;
   if (!socket.writable || inFlight?.headersSent) {
     socket.destroy(err);
     return;
