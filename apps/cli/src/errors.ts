@@ -93,6 +93,9 @@ const HINTS: Partial<Record<string, string>> = {
   [ErrorCode.internal]: 'this may be a bug in meshctl; MESHCTL_DEBUG=1 prints where it happened',
 };
 
+// NATS itself not answering: no service is to blame yet.
+const NATS_HINT = 'check --nats (or NATS_URL): is a nats-server running and reachable there?';
+
 // Failures of the policy commands (their request subjects are in the message) point at the policy service.
 const POLICY_SUBJECT = subjects.policyAll.replace(/\*$/, '');
 const POLICY_HINTS: Partial<Record<string, string>> = {
@@ -119,9 +122,12 @@ export function describeError(err: unknown, opts: { debug?: boolean } = {}): str
   const e = toMeshError(err);
   if (e.code === ErrorCode.aborted) return 'interrupted\n';
   const lines = [`error: ${headline(e)}`];
-  // "not registered" needs no path to explain it; everything else is a list of what to fix.
-  if (e.code !== ErrorCode.notFound) for (const issue of e.issues) lines.push(`  ${formatIssue(issue)}`);
+  // "not registered" needs no path to explain it (an issue that only repeats the headline is left
+  // out); everything else is a list of what to fix, and a not-found may say what there is instead.
+  for (const issue of e.issues)
+    if (e.code !== ErrorCode.notFound || !lines[0]?.includes(issue.message)) lines.push(`  ${formatIssue(issue)}`);
   const hint =
+    (e.message.startsWith('cannot reach NATS') ? NATS_HINT : undefined) ??
     (e.message.includes(POLICY_SUBJECT) ? POLICY_HINTS[e.code] : undefined) ??
     (e.message.includes(CA_SUBJECT) ? CA_HINTS[e.code] : undefined) ??
     (e.message.includes(PROXY_SUBJECT) ? PROXY_HINTS[e.code] : undefined) ??

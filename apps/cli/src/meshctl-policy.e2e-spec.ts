@@ -236,6 +236,8 @@ describe('meshctl history / rollback / delete / analyze', () => {
     const unknown = await meshctl('rollback', 'policy', 'tp/payment-traffic', '--to', '999999');
     expect(unknown.code).toBe(4);
     expect(unknown.stderr).toMatch(/has no stored revision 999999/);
+    // What there is instead: the revisions kept.
+    expect(unknown.stderr).toMatch(new RegExp(`^  toRevision: known revisions: .*\\b${first}\\b`, 'm'));
     const noTo = await meshctl('rollback', 'policy', 'tp/payment-traffic');
     expect(noTo.code).toBe(2);
   });

@@ -1,5 +1,6 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { EndpointSetV1 } from '@novamesh/contracts';
 import { type ManagedProcess, repoRoot, runMeshctl, startDiscovery, TestNats, TestRedis, waitFor } from '@novamesh/testing';
@@ -128,6 +129,23 @@ describe('meshctl', () => {
     expect(r.stderr).toContain('  endpoints[1].port: must be between 1 and 65535');
     expect(r.stderr).not.toMatch(STACK_FRAME);
     expect(await serviceNames()).toEqual(before);
+  });
+
+  it('refuses a file that is not one UTF-8 manifest (several YAML documents, invalid UTF-8, endless input) with exit 1, saying why', async () => {
+    const two = await meshctlWithStdin(['register', '-f', '-'], 'name: a\ntype: http\nport: 80\n---\nname: b\ntype: http\nport: 80\n');
+    expect([two.code, two.stderr]).toEqual([1, 'error: <stdin> holds 2 YAML documents: register takes one service per file\n']);
+    const dir = mkdtempSync(join(tmpdir(), 'meshctl-bad-'));
+    try {
+      const latin1 = join(dir, 'latin1.yaml');
+      writeFileSync(latin1, Buffer.concat([Buffer.from('name: caf'), Buffer.from([0xe9]), Buffer.from('\ntype: http\nport: 80\n')]));
+      const bad = await meshctl('register', '-f', latin1);
+      expect([bad.code, bad.stderr]).toEqual([1, `error: ${latin1} is not UTF-8 text (an invalid byte at offset 9)\n`]);
+      const endless = await meshctl('apply', '-f', '/dev/zero');
+      expect(endless.code).toBe(1);
+      expect(endless.stderr).toBe('error: /dev/zero is larger than 16 MiB: not a manifest or policy file\n');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('refuses a manifest too large for one registry event (exit 1, the size and the limit), registering nothing', async () => {

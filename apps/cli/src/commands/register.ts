@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
 import {
   ErrorCode,
   formatDuration,
@@ -11,7 +11,7 @@ import {
   toIssues,
 } from '@novamesh/contracts';
 import type { Command } from 'commander';
-import { parseDocument } from 'yaml';
+import { parseAllDocuments, parseDocument } from 'yaml';
 import { type CliContext, withMesh } from '../context';
 import { toMeshError } from '../errors';
 import { outputOption } from '../options';
@@ -67,6 +67,9 @@ export function registerCommand(program: Command, ctx: CliContext): void {
 export async function loadManifest(file: string, stdin: NodeJS.ReadableStream): Promise<ServiceInput> {
   const source = file === '-' ? '<stdin>' : file;
   const text = file === '-' ? await readAll(stdin) : await readManifestFile(file);
+  const docs = parseAllDocuments(text);
+  if (Array.isArray(docs) && docs.length > 1)
+    throw new MeshValidationError(`${source} holds ${docs.length} YAML documents: register takes one service per file`, []);
   const doc = parseDocument(text);
   if (doc.errors.length)
     throw new MeshValidationError(
@@ -84,20 +87,74 @@ export async function loadManifest(file: string, stdin: NodeJS.ReadableStream): 
   return value as ServiceInput;
 }
 
-/** Reads a file named on the command line; a missing or unreadable file is an invalid-input error naming it. */
+/** The largest manifest or policy file meshctl reads (far beyond what one event or request may carry). */
+export const MAX_INPUT_BYTES = 16 * 1024 * 1024;
+
+/** Reads a file named on the command line; a missing, unreadable, too large or non-UTF-8 file is an invalid-input error naming it. */
 export async function readManifestFile(file: string): Promise<string> {
+  let stream: ReturnType<typeof createReadStream> | undefined;
   try {
-    return await readFile(file, 'utf8');
+    stream = createReadStream(file);
+    return await readAll(stream, file);
   } catch (e) {
+    if (e instanceof MeshError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
     const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : (e as Error).message;
     throw new MeshError(ErrorCode.invalid, `cannot read ${file}: ${why}`, { cause: e });
+  } finally {
+    stream?.destroy();
   }
 }
 
-/** All of stdin (`-f -`). */
-export async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
+/**
+ * All of a stream (`-f -`: stdin), as UTF-8 text: at most {@link MAX_INPUT_BYTES}, and bytes that are
+ * not UTF-8 are refused (naming where) rather than stored as replacement characters.
+ */
+export async function readAll(stream: NodeJS.ReadableStream, source = '<stdin>'): Promise<string> {
   const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
-  return Buffer.concat(chunks).toString('utf8');
+  let size = 0;
+  for await (const chunk of stream) {
+    const b = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
+    size += b.length;
+    if (size > MAX_INPUT_BYTES)
+      throw new MeshError(
+        ErrorCode.tooLarge,
+        `${source} is larger than ${MAX_INPUT_BYTES / 1024 / 1024} MiB: not a manifest or policy file`,
+      );
+    chunks.push(b);
+  }
+  const bytes = Buffer.concat(chunks);
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    const at = firstInvalidUtf8(bytes);
+    throw new MeshError(ErrorCode.invalid, `${source} is not UTF-8 text (an invalid byte at offset ${at})`);
+  }
+}
+
+/** Offset of the first byte where `bytes` stops being valid UTF-8. */
+function firstInvalidUtf8(bytes: Buffer): number {
+  let lo = 0;
+  let hi = bytes.length;
+  const ok = (n: number) => {
+    try {
+      new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(0, n), { stream: true });
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  // The longest valid prefix (streaming: a sequence cut at the end is not yet an error).
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (ok(mid)) lo = mid;
+    else hi = mid - 1;
+  }
+  // The prefix may end inside the sequence that goes wrong: report where that sequence starts.
+  for (let k = lo - 1; k >= Math.max(0, lo - 3); k--) {
+    const b = bytes[k] as number;
+    if (b >= 0xc0) return k;
+    if (b < 0x80) break;
+  }
+  return lo;
 }
