@@ -112,11 +112,20 @@ describe('meshctl', () => {
       const changed = await waitFor(() => sets().find((s) => s.endpoints.length === 3), { timeoutMs: 10_000, what: 'the scaled set' });
       expect(changed.endpoints.map((e) => e.id)).toEqual(['checkout-v1-a', 'checkout-v2-a', 'checkout-v2-b']);
       expect(changed.revision).toBeGreaterThan(first.revision);
+
+      // NATS goes away and comes back: the watch says so on stderr (stdout stays one JSON line per set).
+      expect(err).toBe('');
+      await nats.stop();
+      await waitFor(() => /lost the connection to NATS/.test(err), { timeoutMs: 20_000, what: 'the watch to say it lost NATS' });
+      await nats.restart();
+      await waitFor(() => /reconnected to NATS/.test(err), { timeoutMs: 20_000, what: 'the watch to say it reconnected' });
+      expect(err).toMatch(/^meshctl: lost the connection to NATS \(.+\); reconnecting — what is shown may be stale until then$/m);
+      expect(err).toMatch(/^meshctl: reconnected to NATS \(.+\); following checkout again$/m);
     } finally {
       watch.kill('SIGINT');
     }
     expect(await exited).toBe(0);
-    expect(err).toBe('');
+    expect(sets().length).toBeGreaterThanOrEqual(2);
   });
 
   it('refuses an invalid manifest with every problem and its path, registering nothing', async () => {

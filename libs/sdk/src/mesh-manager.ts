@@ -280,6 +280,22 @@ export class MeshManager {
     return lastValues<EndpointSetV1>(this.ready().js, streams.endpoints, subjects.endpoints(name), opts.signal);
   }
 
+  /**
+   * Calls `onChange` each time the connection to NATS is lost (`disconnected`) or back
+   * (`reconnected`, with the server), until `signal` aborts: a watch can then say that what it
+   * shows may be stale, rather than look like a service that does not change.
+   */
+  onConnectionChange(onChange: (change: 'disconnected' | 'reconnected', server: string) => void, opts: CallOptions = {}): void {
+    const status = this.ready().nc.status()[Symbol.asyncIterator]();
+    opts.signal?.addEventListener('abort', () => void status.return?.(undefined), { once: true });
+    void (async () => {
+      for (let s = await status.next(); !s.done; s = await status.next()) {
+        if (s.value.type === 'disconnect') onChange('disconnected', s.value.server);
+        else if (s.value.type === 'reconnect') onChange('reconnected', s.value.server);
+      }
+    })().catch(() => undefined);
+  }
+
   private startHeartbeats(name: string, ttlMs: number): void {
     this.stopHeartbeats(name);
     const every = Math.max(100, Math.floor(ttlMs / 3));

@@ -28,6 +28,16 @@ export function watchCommand(program: Command, ctx: CliContext): void {
       await withMesh(ctx, cmd, async (mesh) => {
         // A typo should fail with "not found" rather than wait forever for a service that never comes.
         await ctx.spin(`looking up ${name}`, mesh.getService(name, { signal: ctx.signal }));
+        // While NATS is away nothing new can arrive: say so, so that silence is not read as "no change".
+        mesh.onConnectionChange(
+          (change, server) =>
+            ctx.io.stderr.write(
+              change === 'disconnected'
+                ? `meshctl: lost the connection to NATS (${server}); reconnecting — what is shown may be stale until then\n`
+                : `meshctl: reconnected to NATS (${server}); following ${name} again\n`,
+            ),
+          { signal: ctx.signal },
+        );
         const sets = mesh.watchEndpoints(name, { signal: ctx.signal });
         let next = await ctx.spin(`waiting for the endpoint set of ${name}`, sets.next());
         while (!next.done) {
