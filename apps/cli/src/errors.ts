@@ -122,10 +122,8 @@ export function describeError(err: unknown, opts: { debug?: boolean } = {}): str
   const e = toMeshError(err);
   if (e.code === ErrorCode.aborted) return 'interrupted\n';
   const lines = [`error: ${headline(e)}`];
-  // "not registered" needs no path to explain it (an issue that only repeats the headline is left
-  // out); everything else is a list of what to fix, and a not-found may say what there is instead.
-  for (const issue of e.issues)
-    if (e.code !== ErrorCode.notFound || !lines[0]?.includes(issue.message)) lines.push(`  ${formatIssue(issue)}`);
+  // "not registered" needs no path to explain it; everything else is a list of what to fix.
+  if (e.code !== ErrorCode.notFound) for (const issue of e.issues) lines.push(`  ${formatIssue(issue)}`);
   const hint =
     (e.message.startsWith('cannot reach NATS') ? NATS_HINT : undefined) ??
     (e.message.includes(POLICY_SUBJECT) ? POLICY_HINTS[e.code] : undefined) ??

@@ -72,9 +72,9 @@ interface Meshctl {
 }
 
 /** `detached`: meshctl in a process group of its own, as a shell runs a foreground job (for signals to the group). */
-function spawnMeshctl(args: string[], opts: { detached?: boolean } = {}): Meshctl {
+function spawnMeshctl(args: string[], opts: { detached?: boolean; env?: NodeJS.ProcessEnv } = {}): Meshctl {
   const child = spawn(process.execPath, [meshctlBin, ...args], {
-    env: { ...process.env, NATS_URL: nats.url, NO_COLOR: '1' },
+    env: { ...process.env, NATS_URL: nats.url, NO_COLOR: '1', ...opts.env },
     detached: opts.detached === true,
   });
   started.push(child);
@@ -97,7 +97,7 @@ interface Running extends Meshctl {
   admin: number;
 }
 
-async function meshctlRun(args: string[], opts: { detached?: boolean } = {}): Promise<Running> {
+async function meshctlRun(args: string[], opts: { detached?: boolean; env?: NodeJS.ProcessEnv } = {}): Promise<Running> {
   const m = spawnMeshctl(['run', ...args], opts);
   const line = await waitFor(() => /is in the mesh: (.*)/.exec(m.stderr())?.[1], {
     timeoutMs: 30_000,
@@ -361,7 +361,8 @@ describe('meshctl run and meshctl sidecar', () => {
   });
 
   it('when meshctl itself is killed (SIGKILL), its guard stops the sidecar (which deregisters) and then the app', async () => {
-    const m = await meshctlRun(['--service', 'killed', '--', process.execPath, join(dir, 'app.mjs')]);
+    // A long heartbeat TTL: the endpoint can only leave within the wait below by deregistering (draining), not by expiring.
+    const m = await meshctlRun(['--service', 'killed', '--', process.execPath, join(dir, 'app.mjs')], { env: { SIDECAR_HEARTBEAT_TTL: '5m' } });
     await waitFor(async () => (await healthyEndpoints('killed')) === 1, {
       timeoutMs: 20_000,
       what: 'the killed endpoint to be registered',

@@ -143,6 +143,10 @@ describe('meshctl', () => {
   it('refuses a file that is not one UTF-8 manifest (several YAML documents, invalid UTF-8, endless input) with exit 1, saying why', async () => {
     const two = await meshctlWithStdin(['register', '-f', '-'], 'name: a\ntype: http\nport: 80\n---\nname: b\ntype: http\nport: 80\n');
     expect([two.code, two.stderr]).toEqual([1, 'error: <stdin> holds 2 YAML documents: register takes one service per file\n']);
+    // A trailing `---` is no second document.
+    const trailing = await meshctlWithStdin(['register', '-f', '-'], 'name: trailing\ntype: http\nport: 80\n---\n');
+    expect(trailing.code, trailing.stderr).toBe(0);
+    expect(await meshctl('deregister', 'trailing', '--drain', '0s')).toMatchObject({ code: 0 });
     const dir = mkdtempSync(join(tmpdir(), 'meshctl-bad-'));
     try {
       const latin1 = join(dir, 'latin1.yaml');

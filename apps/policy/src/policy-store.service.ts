@@ -150,13 +150,9 @@ export class PolicyStoreService {
       // rollback); one that keeps its service may still be changed (two stored before this rule).
       const otherPolicies = others.map((o) => o.policy);
       const comesToService = currentRevision === 0 || (before as { serviceName?: string } | undefined)?.serviceName !== policy.serviceName;
-      const rival = policy.kind === 'TrafficPolicy' && comesToService ? rivalsOf(policy, otherPolicies)[0]?.name : undefined;
-      if (rival)
-        throw new MeshError(
-          ErrorCode.conflict,
-          `TrafficPolicy "${rival}" already configures "${policy.serviceName}" (one TrafficPolicy per service): change that one, or delete it first`,
-          { issues: [{ path: 'serviceName', message: `TrafficPolicy "${rival}" already configures "${policy.serviceName}"` }] },
-        );
+      const checksRivals = policy.kind === 'TrafficPolicy' && comesToService;
+      const rival = checksRivals ? rivalsOf(policy, otherPolicies)[0]?.name : undefined;
+      if (rival) throw rivalConflict(rival, policy.serviceName);
       const warnings: Issue[] = [
         ...v.warnings,
         ...crossCheck(policy, { endpointLabels: (s) => this.services.endpointLabels(s), policies: otherPolicies }),
@@ -178,9 +174,11 @@ export class PolicyStoreService {
       try {
         const body = JSON.stringify(policy);
         const revision = currentRevision === 0 ? await this.kv.create(key, body) : await this.kv.update(key, body, currentRevision);
+        if (checksRivals) await this.settleRace(policy, key, revision, before);
         this.log.info({ key, revision, created: currentRevision === 0 }, 'policy applied');
         return { ...base, revision, unchanged: false, dryRun: false };
       } catch (e) {
+        if (e instanceof MeshError) throw e; // lost a race (settleRace): refused as such
         if (isCasConflict(e) && opts.expectedRevision === undefined) continue; // re-read; the diff will show what we replace
         if (isCasConflict(e))
           throw new MeshError(ErrorCode.conflict, `${policy.kind} "${policy.name}" changed while applying: review and apply again`, {
@@ -190,6 +188,38 @@ export class PolicyStoreService {
       }
     }
     throw new MeshError(ErrorCode.conflict, `${policy.kind} "${policy.name}" is changing too fast to apply; try again`);
+  }
+
+  /**
+   * Two applies racing (two replicas, or one whose view had not caught up) can each find no rival
+   * and store a TrafficPolicy for the same service. After storing one, the bucket itself is read:
+   * of the TrafficPolicies for the service, the one stored first (the lower revision: the bucket's
+   * stream orders every write) stays, and a later one undoes its own write (compare-and-set on its
+   * revision: back to what it was, or deleted) and is refused, as it would have been without the
+   * race. Each racer checks after its own write, so whichever comes second sees the first.
+   */
+  private async settleRace(policy: Policy, key: string, revision: number, before: Policy | undefined): Promise<void> {
+    const service = (policy as { serviceName: string }).serviceName;
+    // The first stored of those before ours: the one that stays (others before ours undo themselves too).
+    let first: { name: string; revision: number } | undefined;
+    for await (const other of await this.kv.keys('TrafficPolicy.*')) {
+      if (other === key) continue;
+      const e = await this.kv.get(other);
+      if (e?.operation !== 'PUT' || e.revision > revision || (first && e.revision > first.revision)) continue;
+      const p = e.json<Policy>();
+      if ((p as { serviceName?: string }).serviceName === service) first = { name: p.name, revision: e.revision };
+    }
+    if (!first) return;
+    const winner = first.name;
+    try {
+      if (before) await this.kv.update(key, JSON.stringify(before), revision);
+      else await this.kv.delete(key, { previousSeq: revision });
+      this.log.warn({ key, service, winner }, 'TrafficPolicy lost a race with a concurrent apply for the same service: undone');
+    } catch (e) {
+      // Changed again meanwhile: left to whoever changed it (analyze reports two TrafficPolicies).
+      this.log.warn({ err: e, key, service, winner }, 'TrafficPolicy lost a race but could not be undone');
+    }
+    throw rivalConflict(winner, service);
   }
 
   async delete(kind: PolicyKind, name: string, expectedRevision?: number): Promise<{ revision: number }> {
@@ -245,18 +275,16 @@ export class PolicyStoreService {
   async rollback(kind: PolicyKind, name: string, toRevision: number): Promise<PolicyApplyResultV1> {
     const entries = await this.history(kind, name);
     const target = entries.find((e) => e.revision === toRevision);
-    if (!target?.policy)
-      throw new MeshError(ErrorCode.notFound, `${kind} "${name}" has no stored revision ${toRevision}`, {
-        issues: [
-          {
-            path: 'toRevision',
-            message: `known revisions: ${entries
-              .filter((e) => e.policy)
-              .map((e) => e.revision)
-              .join(', ')}`,
-          },
-        ],
+    if (!target?.policy) {
+      const known = `known revisions: ${entries
+        .filter((e) => e.policy)
+        .map((e) => e.revision)
+        .join(', ')}`;
+      // What there is instead goes in the message too: a not-found is shown without its issues.
+      throw new MeshError(ErrorCode.notFound, `${kind} "${name}" has no stored revision ${toRevision} (${known})`, {
+        issues: [{ path: 'toRevision', message: known }],
       });
+    }
     return this.apply(target.policy, { dryRun: false });
   }
 
@@ -271,6 +299,15 @@ export class PolicyStoreService {
   keys(): { kind: PolicyKind; name: string }[] {
     return [...this.cache.keys()].map((k) => parsePolicyKey(k)).filter((k) => k !== undefined);
   }
+}
+
+/** A second TrafficPolicy for a service: refused, naming the one in place. */
+function rivalConflict(rival: string, service: string): MeshError {
+  return new MeshError(
+    ErrorCode.conflict,
+    `TrafficPolicy "${rival}" already configures "${service}" (one TrafficPolicy per service): change that one, or delete it first`,
+    { issues: [{ path: 'serviceName', message: `TrafficPolicy "${rival}" already configures "${service}"` }] },
+  );
 }
 
 function notFound(kind: string, name: string): MeshError {

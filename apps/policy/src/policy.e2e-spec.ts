@@ -144,6 +144,33 @@ describe('revisions', () => {
     expect(winners[0]?.ok && stored.revision === winners[0].r.revision).toBe(true);
   });
 
+  it('keeps one TrafficPolicy per service when several are created at once, across two replicas: the first stored stays, the others are refused and undone', async () => {
+    const names = Array.from({ length: 6 }, (_, i) => `racing-tp-${i}`);
+    const results = await Promise.all(
+      names.map((name) =>
+        mesh.applyPolicy({ ...seedTraffic, name, serviceName: 'racing' }).then(
+          () => ({ name, ok: true as const }),
+          (e: MeshError) => ({ name, ok: false as const, code: e.code, message: e.message }),
+        ),
+      ),
+    );
+    const won = results.filter((r) => r.ok);
+    expect(won, JSON.stringify(results)).toHaveLength(1);
+    // Refused as any second one is (the one named may be another racer, itself refused a moment later).
+    for (const r of results)
+      if (!r.ok)
+        expect([r.code, r.message]).toEqual(['MESH_CONFLICT', expect.stringMatching(/already configures "racing" \(one TrafficPolicy per service\)/)]);
+    const stored = await Promise.all(
+      names.map((name) =>
+        mesh.getPolicy('TrafficPolicy', name).then(
+          () => name,
+          () => undefined,
+        ),
+      ),
+    );
+    expect(stored.filter(Boolean)).toEqual([won[0]?.name]);
+  });
+
   it('keeps the last 20 revisions, and rolls back to one of them', async () => {
     const revisions: number[] = [];
     for (let i = 0; i < 25; i++)

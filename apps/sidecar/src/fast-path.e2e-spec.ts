@@ -764,20 +764,26 @@ describe('the outbound fast path', () => {
         [webslow, 'slow'],
       ] as const) {
         const from = s.proc.output.length;
-        // A chunked POST (the node:http path) and a GET.
-        const socket = connect(s.ports.outbound as number, '127.0.0.1');
-        socket.on('error', () => undefined);
-        await once(socket, 'connect');
-        socket.write(
-          `POST /slow?ms=0&id=delayed-${side} HTTP/1.1\r\nHost: wire.mesh\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n`,
-        );
-        await new Promise((r) => setTimeout(r, 100));
-        socket.destroy();
-        const gone = (l: string) => l.includes('"method":"POST"') && l.includes('"path":"/slow"') && l.includes('DOWNSTREAM_DISCONNECT');
-        await waitFor(() => s.proc.output.slice(from).some(gone), {
-          timeoutMs: 3_000,
-          what: `${side}: the request logged as DOWNSTREAM_DISCONNECT`,
-        });
+        // A GET (the fast sidecar's own path) and a chunked POST (node:http on both sidecars).
+        for (const [method, request] of [
+          ['GET', get(`/slow?ms=0&id=delayed-${side}-get`)],
+          [
+            'POST',
+            `POST /slow?ms=0&id=delayed-${side}-post HTTP/1.1\r\nHost: wire.mesh\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n`,
+          ],
+        ]) {
+          const socket = connect(s.ports.outbound as number, '127.0.0.1');
+          socket.on('error', () => undefined);
+          await once(socket, 'connect');
+          socket.write(request as string);
+          await new Promise((r) => setTimeout(r, 100));
+          socket.destroy();
+          const gone = (l: string) => l.includes(`"method":"${method}"`) && l.includes('"path":"/slow"') && l.includes('DOWNSTREAM_DISCONNECT');
+          await waitFor(() => s.proc.output.slice(from).some(gone), {
+            timeoutMs: 3_000,
+            what: `${side}: the ${method} logged as DOWNSTREAM_DISCONNECT`,
+          });
+        }
       }
       await new Promise((r) => setTimeout(r, 600));
       expect(seen.filter((x) => x.url.includes('id=delayed-')).map((x) => x.url)).toEqual([]);

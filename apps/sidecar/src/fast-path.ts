@@ -121,7 +121,7 @@ export interface DirectTarget {
   kind: 'direct';
   decide(head: RequestHead, socket: Socket, path: string, query: string): DirectDecision | Promise<DirectDecision>;
   endpoint: FastEndpoint;
-  /** The reason of the APP_UNAVAILABLE reply when the workload failed before any response byte. */
+  /** The reason of the local reply (APP_UNAVAILABLE, UPSTREAM_RESET, UPSTREAM_TIMEOUT) when the workload failed before any response byte. */
   failed(reason: string): string;
 }
 

@@ -385,6 +385,19 @@ class CloseSignal extends EventEmitter {
 }
 
 /**
+ * Calls `onGone` when the client's HTTP/1.1 connection closes (a response queued behind pipelined
+ * ones gets no 'close' of its own); returns what stops watching. Nothing for HTTP/2, whose
+ * responses close themselves.
+ */
+export function onClientConnectionClosed(res: DownstreamResponse, onGone: () => void): () => void {
+  if (!(res instanceof ServerResponse)) return () => undefined;
+  const socket = res.req.socket;
+  const watcher = { connectionClosed: onGone };
+  watchConnection(socket, watcher);
+  return () => connectionWatchers.get(socket)?.delete(watcher);
+}
+
+/**
  * The client is gone: its response, or (HTTP/1.1) its connection, closed. What waited meanwhile (an
  * injected delay, a place in the breaker's queue) checks this before it goes on.
  */
@@ -393,13 +406,18 @@ export function clientGone(res: DownstreamResponse): boolean {
   return res.stream.destroyed;
 }
 
-/** The signals of the requests in progress on each HTTP/1.1 client connection: one 'close' listener per connection, however many requests are pipelined on it. */
-const connectionWatchers = new WeakMap<Socket, Set<CloseSignal>>();
+/** What waits on an HTTP/1.1 client connection for a request in progress (a {@link CloseSignal}, a place in the breaker's queue). */
+interface ConnectionWatcher {
+  connectionClosed(): void;
+}
 
-function watchConnection(socket: Socket, signal: CloseSignal): void {
+/** The watchers of the requests in progress on each HTTP/1.1 client connection: one 'close' listener per connection, however many requests are pipelined on it. */
+const connectionWatchers = new WeakMap<Socket, Set<ConnectionWatcher>>();
+
+function watchConnection(socket: Socket, signal: ConnectionWatcher): void {
   let watchers = connectionWatchers.get(socket);
   if (!watchers) {
-    const set = new Set<CloseSignal>();
+    const set = new Set<ConnectionWatcher>();
     watchers = set;
     connectionWatchers.set(socket, set);
     socket.once('close', () => {

@@ -424,7 +424,8 @@ export class InboundListener {
     });
     if (outcome.error && outcome.status === 0 && outcome.error !== 'DOWNSTREAM_DISCONNECT') {
       const reason = `the workload at ${this.deps.appOrigin} failed: ${outcome.reason}`;
-      return log(refuseUpgrade(socket, 'APP_UNAVAILABLE', reason), 'APP_UNAVAILABLE', reason, { ...audit, upgrade });
+      const local = workloadFailure(outcome.error);
+      return log(refuseUpgrade(socket, local, reason), local, reason, { ...audit, upgrade });
     }
     log(outcome.status, outcome.error, outcome.reason, { ...audit, upgrade });
   }

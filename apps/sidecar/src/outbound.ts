@@ -26,6 +26,7 @@ import {
   forwardableHeaders,
   forwardWithTrailers,
   hasBody,
+  onClientConnectionClosed,
   RetryableBody,
   requestCodingProblem,
   requestHostProblem,
@@ -684,13 +685,16 @@ function waitForSlot(
       settled = true;
       clearTimeout(timer);
       res.off('close', onClose);
+      unwatch();
       if (how !== 'admitted' && !pending.cancel()) breaker.release();
       resolve(how);
     };
     const onClose = () => settle('gone');
     res.once('close', onClose);
-    if (clientGone(res)) settle('gone');
+    // A pipelined request's response has no 'close' of its own: its connection's end is watched too.
+    const unwatch = onClientConnectionClosed(res, onClose);
     if (deadline !== Number.POSITIVE_INFINITY) timer = setTimeout(() => settle('timeout'), Math.max(0, deadline - performance.now()));
+    if (clientGone(res)) settle('gone');
     void pending.admitted.then(() => settle('admitted'));
   });
 }

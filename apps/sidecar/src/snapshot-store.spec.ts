@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { ProxySnapshotV1 } from '@novamesh/contracts';
+import { ProxyAckV1, type ProxySnapshotV1 } from '@novamesh/contracts';
 import { canonicalJson, hashSnapshot, sha256Hex, snapshotMessageJson } from '@novamesh/proxy-config';
 import { waitFor } from '@novamesh/testing';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -28,6 +28,17 @@ function store(): { store: SnapshotStore; applied: ProxySnapshotV1[] } {
   const applied: ProxySnapshotV1[] = [];
   return { store: new SnapshotStore('svc', dir, (s) => applied.push(s)), applied };
 }
+
+describe('SnapshotStore acks', () => {
+  it('stay valid acks after refusing a snapshot that claims a negative version (reported as 0), so the refusal is seen', () => {
+    const { store: s } = store();
+    const bad = JSON.parse(snapshot(1)) as Record<string, unknown>;
+    expect(s.offer(JSON.stringify({ ...bad, version: -1 }), { persist: false, live: true }).applied).toBe(false);
+    const ack = s.ack('svc-1', '127.0.0.1');
+    expect(ProxyAckV1.safeParse(ack).success).toBe(true);
+    expect(ack.rejected?.version).toBe(0);
+  });
+});
 
 describe('SnapshotStore.offer: live (just published) vs stored snapshots', () => {
   it('takes a live snapshot only when it is newer than the current one', () => {

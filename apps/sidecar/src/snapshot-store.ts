@@ -185,7 +185,8 @@ export class SnapshotStore {
   private reject(candidate: unknown, reason: string): { applied: false; reason: string } {
     const c = (candidate ?? {}) as { version?: unknown; hash?: unknown };
     this.lastRejection = {
-      version: typeof c.version === 'number' && Number.isInteger(c.version) ? c.version : 0,
+      // An ack carries a version of at least 0 (ProxyAckV1): a refused snapshot claiming a negative one is reported as 0.
+      version: typeof c.version === 'number' && Number.isInteger(c.version) && c.version >= 0 ? c.version : 0,
       hash: typeof c.hash === 'string' ? c.hash.slice(0, 64) : '',
       reason: reason.slice(0, ACK_REASON_MAX),
     };

@@ -136,9 +136,12 @@ export function openSocket(opts: ConnectOptions, host: string, port: number): { 
   });
   // Only a failure before the connection is up is one of connecting (or of the handshake): the
   // request never left, so even a POST may be retried. One later (a reset, the upstream closing
-  // mid-request) carries no stage, and counts as a reset.
-  socket.once('error', (err) => {
-    if (!ready) (err as Error & { meshStage?: string }).meshStage = tcpUp && tls ? 'tls' : 'connect';
+  // mid-request) carries no stage, and counts as a reset; except a TLS alert, which TLS 1.3 servers
+  // send after the client's handshake is done (a refused client certificate): the request was
+  // never read.
+  socket.once('error', (err: NodeJS.ErrnoException) => {
+    const alert = tls && /^ERR_SSL_.*ALERT/.test(err.code ?? '');
+    if (!ready || alert) (err as Error & { meshStage?: string }).meshStage = tcpUp && tls ? 'tls' : 'connect';
   });
   const timer = setTimeout(() => {
     socket.destroy(Object.assign(new Error(`connect timeout after ${opts.timeoutMs} ms`), { code: 'UND_ERR_CONNECT_TIMEOUT' }));

@@ -67,10 +67,12 @@ export function registerCommand(program: Command, ctx: CliContext): void {
 export async function loadManifest(file: string, stdin: NodeJS.ReadableStream): Promise<ServiceInput> {
   const source = file === '-' ? '<stdin>' : file;
   const text = file === '-' ? await readAll(stdin) : await readManifestFile(file);
-  const docs = parseAllDocuments(text);
-  if (Array.isArray(docs) && docs.length > 1)
+  const all = parseAllDocuments(text);
+  // Empty documents (a trailing `---`) do not count, as for policy files.
+  const docs = Array.isArray(all) ? all.filter((d) => d.contents !== null) : [];
+  if (docs.length > 1)
     throw new MeshValidationError(`${source} holds ${docs.length} YAML documents: register takes one service per file`, []);
-  const doc = parseDocument(text);
+  const doc = docs[0] ?? parseDocument(text);
   if (doc.errors.length)
     throw new MeshValidationError(
       `${source} is not valid YAML or JSON`,
@@ -150,11 +152,12 @@ function firstInvalidUtf8(bytes: Buffer): number {
     if (ok(mid)) lo = mid;
     else hi = mid - 1;
   }
-  // The prefix may end inside the sequence that goes wrong: report where that sequence starts.
+  // The prefix may end inside the sequence that goes wrong: report where that sequence starts (a
+  // lead byte whose sequence would reach past the prefix), else the byte after the prefix.
   for (let k = lo - 1; k >= Math.max(0, lo - 3); k--) {
     const b = bytes[k] as number;
-    if (b >= 0xc0) return k;
     if (b < 0x80) break;
+    if (b >= 0xc0) return k + (b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : 2) > lo ? k : lo;
   }
   return lo;
 }
