@@ -362,7 +362,9 @@ describe('meshctl run and meshctl sidecar', () => {
 
   it('when meshctl itself is killed (SIGKILL), its guard stops the sidecar (which deregisters) and then the app', async () => {
     // A long heartbeat TTL: the endpoint can only leave within the wait below by deregistering (draining), not by expiring.
-    const m = await meshctlRun(['--service', 'killed', '--', process.execPath, join(dir, 'app.mjs')], { env: { SIDECAR_HEARTBEAT_TTL: '5m' } });
+    const m = await meshctlRun(['--service', 'killed', '--', process.execPath, join(dir, 'app.mjs')], {
+      env: { SIDECAR_HEARTBEAT_TTL: '5m' },
+    });
     await waitFor(async () => (await healthyEndpoints('killed')) === 1, {
       timeoutMs: 20_000,
       what: 'the killed endpoint to be registered',

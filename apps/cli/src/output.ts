@@ -11,9 +11,9 @@ export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
  * in tables come from registrations and acknowledgements any NATS client can publish.
  */
 export function printable(text: string): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
   // C0 and C1 controls, line and paragraph separators, and bidirectional overrides (which reorder what follows).
   return text.replace(
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
     /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g,
     (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
   );

@@ -202,7 +202,7 @@ export class PolicyStoreService {
     const service = (policy as { serviceName: string }).serviceName;
     // The first stored of those before ours: the one that stays (others before ours undo themselves too).
     let first: { name: string; revision: number } | undefined;
-    for await (const other of await this.kv.keys('TrafficPolicy.*')) {
+    for await (const other of await this.kv.keys('TrafficPolicy.>')) {
       if (other === key) continue;
       const e = await this.kv.get(other);
       if (e?.operation !== 'PUT' || e.revision > revision || (first && e.revision > first.revision)) continue;

@@ -159,7 +159,10 @@ describe('revisions', () => {
     // Refused as any second one is (the one named may be another racer, itself refused a moment later).
     for (const r of results)
       if (!r.ok)
-        expect([r.code, r.message]).toEqual(['MESH_CONFLICT', expect.stringMatching(/already configures "racing" \(one TrafficPolicy per service\)/)]);
+        expect([r.code, r.message]).toEqual([
+          'MESH_CONFLICT',
+          expect.stringMatching(/already configures "racing" \(one TrafficPolicy per service\)/),
+        ]);
     const stored = await Promise.all(
       names.map((name) =>
         mesh.getPolicy('TrafficPolicy', name).then(

@@ -778,7 +778,8 @@ describe('the outbound fast path', () => {
           socket.write(request as string);
           await new Promise((r) => setTimeout(r, 100));
           socket.destroy();
-          const gone = (l: string) => l.includes(`"method":"${method}"`) && l.includes('"path":"/slow"') && l.includes('DOWNSTREAM_DISCONNECT');
+          const gone = (l: string) =>
+            l.includes(`"method":"${method}"`) && l.includes('"path":"/slow"') && l.includes('DOWNSTREAM_DISCONNECT');
           await waitFor(() => s.proc.output.slice(from).some(gone), {
             timeoutMs: 3_000,
             what: `${side}: the ${method} logged as DOWNSTREAM_DISCONNECT`,

@@ -2,7 +2,8 @@ import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { readAll } from './register';
 
-const from = (...parts: (string | number[])[]) => Readable.from([Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : Buffer.from(p))))]);
+const from = (...parts: (string | number[])[]) =>
+  Readable.from([Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : Buffer.from(p))))]);
 
 describe('readAll', () => {
   it('reads UTF-8 text, multibyte characters and all', async () => {

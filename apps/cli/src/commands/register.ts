@@ -11,7 +11,7 @@ import {
   toIssues,
 } from '@novamesh/contracts';
 import type { Command } from 'commander';
-import { parseAllDocuments, parseDocument } from 'yaml';
+import { isScalar, parseAllDocuments, parseDocument } from 'yaml';
 import { type CliContext, withMesh } from '../context';
 import { toMeshError } from '../errors';
 import { outputOption } from '../options';
@@ -69,7 +69,7 @@ export async function loadManifest(file: string, stdin: NodeJS.ReadableStream): 
   const text = file === '-' ? await readAll(stdin) : await readManifestFile(file);
   const all = parseAllDocuments(text);
   // Empty documents (a trailing `---`) do not count, as for policy files.
-  const docs = Array.isArray(all) ? all.filter((d) => d.contents !== null) : [];
+  const docs = Array.isArray(all) ? all.filter((d) => d.errors.length > 0 || !isEmptyDocument(d.contents)) : [];
   if (docs.length > 1)
     throw new MeshValidationError(`${source} holds ${docs.length} YAML documents: register takes one service per file`, []);
   const doc = docs[0] ?? parseDocument(text);
@@ -87,6 +87,11 @@ export async function loadManifest(file: string, stdin: NodeJS.ReadableStream): 
   const checked = ServiceRegisteredV1.safeParse(value, PARSE_PARAMS);
   if (!checked.success) throw new MeshValidationError(`${source} is not a valid service`, toIssues(checked.error));
   return value as ServiceInput;
+}
+
+/** A document with nothing in it (a trailing `---`, comments only). */
+function isEmptyDocument(contents: unknown): boolean {
+  return contents === null || (isScalar(contents) && contents.value === null);
 }
 
 /** The largest manifest or policy file meshctl reads (far beyond what one event or request may carry). */
