@@ -315,8 +315,8 @@ function requestOptions(req: ForwardRequest, signal: EventEmitter): Dispatcher.R
  */
 class CloseSignal extends EventEmitter {
   aborted = false;
-  /** The HTTP/1.1 connection watched besides the response (see {@link watchConnection}). */
-  private readonly connection: Socket | undefined;
+  /** Stops watching the client's HTTP/1.1 connection (see {@link onClientConnectionClosed}). */
+  private readonly unwatch: () => void;
   /** Set when `timeoutMs` ran out: the attempt was aborted by the sidecar, not the client. */
   timedOut = 0;
   /** It was `timeoutMs` (not the headers timeout) that ran out. */
@@ -342,11 +342,8 @@ class CloseSignal extends EventEmitter {
     res.once('close', this.onClose);
     // A pipelined response waits behind the ones before it and gets no 'close' of its own when the
     // connection goes first (node:http): its connection's end counts as the client leaving too.
-    if (res instanceof ServerResponse) {
-      this.connection = res.req.socket;
-      if (this.connection.destroyed) this.aborted = true;
-      else watchConnection(this.connection, this);
-    }
+    this.unwatch = onClientConnectionClosed(res, () => this.connectionClosed());
+    if (res instanceof ServerResponse && res.req.socket.destroyed) this.aborted = true;
     if (timeoutMs !== undefined)
       this.timer = setTimeout(() => {
         this.expired = true;
@@ -378,7 +375,7 @@ class CloseSignal extends EventEmitter {
   }
   done(): void {
     this.res.off('close', this.onClose);
-    if (this.connection) connectionWatchers.get(this.connection)?.delete(this);
+    this.unwatch();
     if (this.timer) clearTimeout(this.timer);
     if (this.headersTimer) clearTimeout(this.headersTimer);
   }

@@ -368,6 +368,19 @@ describe('request bodies and retries', () => {
     });
 });
 
+/** pay-traffic: one retry, on connect failures only (a refused connection: the request never left). */
+function applyPayRetries(): Promise<void> {
+  return apply(
+    {
+      kind: 'TrafficPolicy',
+      name: 'pay-traffic',
+      serviceName: 'pay',
+      retries: { attempts: 1, retryOn: ['connect-failure'] },
+    } as PolicyInput,
+    (u) => u.retries !== undefined,
+  );
+}
+
 describe('non-idempotent methods', () => {
   it('a POST answered 503 is not retried under retryOn 5xx (a PUT is)', async () => {
     store.answer = () => ({ status: 503 });
@@ -409,15 +422,7 @@ describe('non-idempotent methods', () => {
 
   it('a POST is retried when its endpoint refuses the connection, and the next endpoint gets its body once', async () => {
     pay.answer = () => ({ status: 201 });
-    await apply(
-      {
-        kind: 'TrafficPolicy',
-        name: 'pay-traffic',
-        serviceName: 'pay',
-        retries: { attempts: 1, retryOn: ['connect-failure'] },
-      } as PolicyInput,
-      (u) => u.retries !== undefined,
-    );
+    await applyPayRetries();
     const before = await counter('novamesh_sidecar_retries_total{upstream="pay"}');
     const sent: { id: string; sha: string; status: number }[] = [];
     for (let i = 0; i < 6; i++) {
@@ -439,15 +444,7 @@ describe('non-idempotent methods', () => {
 
 describe('a connection lost in the middle of a request', () => {
   it('is a reset, not a connect failure: a POST is not retried under retryOn connect-failure, with or without Content-Length', async () => {
-    await apply(
-      {
-        kind: 'TrafficPolicy',
-        name: 'pay-traffic',
-        serviceName: 'pay',
-        retries: { attempts: 1, retryOn: ['connect-failure'] },
-      } as PolicyInput,
-      (u) => u.retries !== undefined,
-    );
+    await applyPayRetries();
     pay.answer = () => ({ status: 200, cut: true });
     const reached: unknown[] = [];
     for (const chunked of [false, true]) {

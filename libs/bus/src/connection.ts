@@ -30,6 +30,11 @@ export function tlsRequired(servers: string | string[]): boolean {
   return (Array.isArray(servers) ? servers : servers.split(',')).some((s) => s.trim().toLowerCase().startsWith('tls://'));
 }
 
+/** The client's `tls` option for `servers`: set (TLS required) when one of them is a `tls://` URL ({@link tlsRequired}). */
+export function tlsOption(servers: string | string[]): { tls?: Record<string, never> } {
+  return tlsRequired(servers) ? { tls: {} } : {};
+}
+
 /**
  * Connects to NATS with endless reconnects (a control-plane service outlives NATS restarts)
  * and logs connection status changes. Close with `drainBus` so in-flight work finishes.
@@ -48,7 +53,7 @@ export async function connectBus(opts: BusConnectOptions): Promise<NatsConnectio
     pingInterval: 5_000,
     maxPingOut: 3,
     noAsyncTraces: opts.noAsyncTraces ?? false,
-    ...(tlsRequired(opts.servers) ? { tls: {} } : {}),
+    ...tlsOption(opts.servers),
   });
   const log = opts.logger;
   if (log) {

@@ -1,3 +1,3 @@
-export { tlsRequired } from '@novamesh/bus';
+export { tlsOption } from '@novamesh/bus';
 export * from './mesh-manager';
 export * from './workload-csr';

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { connectBus, drainBus, lastValues, publishJson, requestJson } from '@novamesh/bus';
+import { connectBus, drainBus, encodeJson, lastValues, publishJson, publishRaw, requestJson } from '@novamesh/bus';
 import {
   type CaCertsListRequestV1,
   type CaCertV1,
@@ -177,17 +177,17 @@ export class MeshManager {
     const { js } = this.ready();
     // Discovery refuses an event beyond MAX_EVENT_BYTES, and NATS one beyond its max_payload: say so
     // here, as a refusal of the input, rather than as a mesh that cannot be reached.
-    const size = Buffer.byteLength(JSON.stringify(body));
-    if (size > MAX_EVENT_BYTES)
+    const data = encodeJson(body);
+    if (data.byteLength > MAX_EVENT_BYTES)
       throw new MeshValidationError(
-        `${action} of "${service}" is ${size} bytes, more than the ${MAX_EVENT_BYTES} a registry event may be: register fewer endpoints or labels per event (endpoint.add takes one endpoint at a time)`,
+        `${action} of "${service}" is ${data.byteLength} bytes, more than the ${MAX_EVENT_BYTES} a registry event may be: register fewer endpoints or labels per event (endpoint.add takes one endpoint at a time)`,
         [],
         ErrorCode.tooLarge,
       );
     const msgId = randomUUID();
     let seq: number;
     try {
-      seq = (await publishJson(js, subjects.registry(service, action), body, { msgId })).seq;
+      seq = (await publishRaw(js, subjects.registry(service, action), data, { msgId })).seq;
     } catch (e) {
       throw new MeshError(ErrorCode.unavailable, `could not publish ${action} of "${service}": ${(e as Error).message}`, {
         cause: e,

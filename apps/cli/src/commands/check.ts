@@ -446,7 +446,7 @@ function describeRequestError(e: unknown, timeoutMs: number): string {
 /** Connects and asks every part of the mesh, in parallel. Never throws: failures become facts. */
 export async function gatherFacts(servers: string[], timeoutMs: number): Promise<CheckFacts> {
   const { connect } = await import('@nats-io/transport-node');
-  const { tlsRequired } = await import('@novamesh/sdk');
+  const { tlsOption } = await import('@novamesh/sdk');
   const { JetStreamApiCodes, JetStreamApiError, jetstreamManager } = await import('@nats-io/jetstream');
   let nc: Awaited<ReturnType<typeof connect>>;
   try {
@@ -455,7 +455,7 @@ export async function gatherFacts(servers: string[], timeoutMs: number): Promise
       name: 'meshctl-check',
       timeout: timeoutMs,
       reconnect: false,
-      ...(tlsRequired(servers) ? { tls: {} } : {}),
+      ...tlsOption(servers),
     });
   } catch (e) {
     return { servers, nats: { ok: false, error: (e as Error).message } };

@@ -61,10 +61,10 @@ export function proxyStatusTable(entries: readonly ProxyStatusEntryV1[]): string
 /** Asks one proxy-config replica (core NATS request/reply, its queue group). */
 async function askProxyConfig(servers: string[], timeoutMs: number, request: ProxyStatusRequestV1): Promise<ProxyStatusEntryV1[]> {
   const { connect } = await import('@nats-io/transport-node');
-  const { tlsRequired } = await import('@novamesh/sdk');
+  const { tlsOption } = await import('@novamesh/sdk');
   let nc: Awaited<ReturnType<typeof connect>>;
   try {
-    nc = await connect({ servers, name: 'meshctl', timeout: timeoutMs, reconnect: false, ...(tlsRequired(servers) ? { tls: {} } : {}) });
+    nc = await connect({ servers, name: 'meshctl', timeout: timeoutMs, reconnect: false, ...tlsOption(servers) });
   } catch (e) {
     throw new MeshError(ErrorCode.unavailable, `cannot reach NATS at ${servers.join(',')}: ${(e as Error).message}`, { cause: e });
   }
