@@ -365,13 +365,7 @@ class CloseSignal extends EventEmitter {
    * good: whatever writes into it (undici's stream) ends with it.
    */
   connectionClosed(): void {
-    const res = this.res as ServerResponse;
-    if (!res.writableFinished && !res.socket && !res.destroyed) {
-      res.destroy();
-      res.emit('close');
-      return; // 'close' ran onClose
-    }
-    this.onClose();
+    if (!closeQueuedResponse(this.res)) this.onClose(); // else its 'close' ran onClose
   }
   done(): void {
     this.res.off('close', this.onClose);
@@ -392,6 +386,18 @@ export function onClientConnectionClosed(res: DownstreamResponse, onGone: () => 
   const watcher = { connectionClosed: onGone };
   watchConnection(socket, watcher);
   return () => connectionWatchers.get(socket)?.delete(watcher);
+}
+
+/**
+ * Closes a response still queued behind pipelined ones when its client connection closed: node:http
+ * leaves such a response open for good (it never had the socket), so it is destroyed and its
+ * `close` emitted here, for whatever waits on it. Returns whether it was such a response.
+ */
+export function closeQueuedResponse(res: DownstreamResponse): boolean {
+  if (!(res instanceof ServerResponse) || res.writableFinished || res.socket || res.destroyed) return false;
+  res.destroy();
+  res.emit('close');
+  return true;
 }
 
 /**

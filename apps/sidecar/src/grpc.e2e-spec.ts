@@ -1,4 +1,7 @@
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
+import { waitFor } from '@novamesh/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type SidecarProcess, TestMesh } from './mesh.e2e-helper';
 
@@ -20,7 +23,13 @@ const raw = (path: string) => ({
   responseSerialize: (b: Buffer) => b,
   responseDeserialize: (b: Buffer) => b,
 });
-const definition = { echo: raw('/inventory.Inventory/Echo'), fail: raw('/inventory.Inventory/Fail') };
+const definition = {
+  echo: raw('/inventory.Inventory/Echo'),
+  fail: raw('/inventory.Inventory/Fail'),
+  hang: raw('/inventory.Inventory/Hang'),
+};
+/** Calls of Hang the servers received: each is answered only after 10 s. */
+let hanging = 0;
 
 /** A method of a generic client made from `definition`, bound to that client. */
 function rpc(c: typeof client, method: keyof typeof definition): Unary {
@@ -39,6 +48,10 @@ async function inventoryServer(name: string): Promise<{ name: string; port: numb
       ),
     fail: (_call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) =>
       cb({ code: grpc.status.NOT_FOUND, details: 'no such item: 42' }),
+    hang: (_call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
+      hanging++;
+      setTimeout(() => cb(null, Buffer.from('{}')), 10_000).unref();
+    },
   });
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
@@ -48,7 +61,7 @@ async function inventoryServer(name: string): Promise<{ name: string; port: numb
 }
 
 function unary(
-  method: 'echo' | 'fail',
+  method: 'echo' | 'fail' | 'hang',
   body: string,
 ): Promise<{ err: grpc.ServiceError | null; res?: { app: string; got: string; xfcc?: string } }> {
   return new Promise((resolve) =>
@@ -106,10 +119,15 @@ describe('gRPC through two sidecars', () => {
     });
     for (const s of m.sidecars.filter((x) => x.id.startsWith('i')))
       await m.until(s, 'no-web in use', (d) => d.snapshot?.inbound.authorization.policies.length === 1);
-    const { err } = await unary('echo', 'x');
-    expect(err?.code).toBe(grpc.status.PERMISSION_DENIED);
-    expect(err?.details).toContain('no-web');
-    await m.mesh.deletePolicy('AuthorizationPolicy', 'no-web');
+    try {
+      const { err } = await unary('echo', 'x');
+      expect(err?.code).toBe(grpc.status.PERMISSION_DENIED);
+      expect(err?.details).toContain('no-web');
+    } finally {
+      await m.mesh.deletePolicy('AuthorizationPolicy', 'no-web');
+      for (const s of m.sidecars.filter((x) => x.id.startsWith('i')))
+        await m.until(s, 'no-web gone', (d) => d.snapshot?.inbound.authorization.policies.length === 0);
+    }
   });
 
   it('a service the sidecar does not know is UNIMPLEMENTED with the reason', async () => {
@@ -121,5 +139,33 @@ describe('gRPC through two sidecars', () => {
     other.close();
     expect(err?.code).toBe(grpc.status.UNIMPLEMENTED);
     expect(err?.details).toContain('"nowhere" is not a service this sidecar may call');
+  });
+
+  it('gives up HTTP/1.1 calls pipelined behind one in progress when the client goes away: none stays counted at an endpoint', async () => {
+    const active = async () => {
+      const { body } = await web.admin<{ clusters: { service: string; endpoints: { active: number }[] }[] }>('/clusters');
+      return body.clusters.find((c) => c.service === 'inventory')?.endpoints.map((e) => e.active);
+    };
+    // A gRPC message: no compression, its length, then the bytes.
+    const message = Buffer.concat([Buffer.from([0, 0, 0, 0, 2]), Buffer.from('{}')]);
+    const call = `POST /inventory.Inventory/Hang HTTP/1.1\r\nHost: inventory.mesh\r\ncontent-type: application/grpc\r\nte: trailers\r\ncontent-length: ${message.length}\r\n\r\n`;
+    const before = hanging;
+    const socket = connect(web.ports.outbound as number, '127.0.0.1');
+    socket.on('error', () => undefined);
+    const got: Buffer[] = [];
+    socket.on('data', (d: Buffer) => got.push(d));
+    await once(socket, 'connect');
+    socket.write(Buffer.concat([Buffer.from(call), message, Buffer.from(call), message, Buffer.from(call), message]));
+    await waitFor(() => hanging - before === 3, { timeoutMs: 5_000, what: 'the three calls at the servers' }).catch((e) => {
+      throw new Error(`${(e as Error).message}: ${hanging - before} arrived; ${JSON.stringify(Buffer.concat(got).toString())}`);
+    });
+    expect((await active())?.reduce((a, b) => a + b, 0)).toBe(3);
+    socket.destroy();
+    await waitFor(async () => (await active())?.every((n) => n === 0) ?? false, {
+      timeoutMs: 3_000,
+      what: 'no call left active at an inventory endpoint',
+    }).catch(async (e) => {
+      throw new Error(`${(e as Error).message}: ${JSON.stringify(await active())}`);
+    });
   });
 });

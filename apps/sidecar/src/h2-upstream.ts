@@ -11,10 +11,12 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import {
   classifyUpstreamError,
+  closeQueuedResponse,
   type DownstreamResponse,
   expiredIf,
   type ForwardOutcome,
   type ForwardRequest,
+  onClientConnectionClosed,
   TIMEOUT_CODE,
   timeoutError,
 } from './forward';
@@ -69,9 +71,12 @@ export class H2Endpoint {
       let headersTimer: NodeJS.Timeout | undefined;
       /** `timeoutMs` ran out (the time left of the request timeout). */
       let expired = false;
+      /** Stops watching the client's HTTP/1.1 connection. */
+      let unwatch: () => void = () => undefined;
       const fail = (err: unknown, refused?: boolean) => {
         if (settled) return;
         settled = true;
+        unwatch();
         clearTimeout(timer);
         clearTimeout(headersTimer);
         if (res.writableEnded || res.destroyed)
@@ -91,6 +96,9 @@ export class H2Endpoint {
       res.once('close', () => {
         if (!settled) stream.close(constants.NGHTTP2_CANCEL);
       });
+      // An HTTP/1.1 request pipelined behind others gets no 'close' of its own when its client
+      // connection closes first: that connection's end closes it (and so cancels the stream).
+      unwatch = onClientConnectionClosed(res, () => closeQueuedResponse(res));
       const expire = (ms: number) => () => {
         fail(timeoutError(ms));
         stream.close(constants.NGHTTP2_CANCEL);
@@ -107,6 +115,7 @@ export class H2Endpoint {
         clearTimeout(headersTimer);
         if (req.retryIf?.(Number(h[HTTP2_HEADER_STATUS]), h)) {
           settled = true;
+          unwatch();
           clearTimeout(timer);
           stream.close(constants.NGHTTP2_CANCEL);
           return resolve({ status: Number(h[HTTP2_HEADER_STATUS]), bytes: 0, retry: true, headers: h });
@@ -132,6 +141,7 @@ export class H2Endpoint {
       stream.once('end', () => {
         if (settled) return;
         settled = true;
+        unwatch();
         clearTimeout(timer);
         if (!res.writableEnded) {
           if (trailers) res.addTrailers(responseHeaders(trailers, { ...req, onResponseHeaders: undefined }) as Record<string, string>);
