@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 /**
@@ -16,10 +16,17 @@ import { join } from 'node:path';
  * grace period is over; then it exits. A channel that closes with nothing watched (meshctl ended
  * normally) ends the guard at once. The guard runs in a process group of its own and ignores
  * SIGINT and SIGHUP, so the Ctrl-C meant for meshctl does not end it.
+ *
+ * A process number is only meshctl's child while that process lives: once it (and, for a group,
+ * every member) is gone, the kernel may give the number to a new process. So each watch carries the
+ * child's start time (Linux: `/proc/<pid>/stat`), and a process found under that number with
+ * another start time is someone else's and is never signalled.
  */
 
 /** A message from meshctl to its guard. */
-export type GuardMessage = { type: 'watch'; pid: number; group: boolean; graceMs: number } | { type: 'unwatch'; pid: number };
+export type GuardMessage =
+  | { type: 'watch'; pid: number; group: boolean; graceMs: number; startTime?: string }
+  | { type: 'unwatch'; pid: number };
 
 /** What meshctl holds of its guard. Every method is a no-op once the guard is gone. */
 export interface Guard {
@@ -54,12 +61,47 @@ export function startGuard(): Guard {
     if (child.connected) child.send(m, (err) => err && undefined);
   };
   return {
-    watch: (pid, group, graceMs) => send({ type: 'watch', pid, group, graceMs }),
+    watch: (pid, group, graceMs) => send({ type: 'watch', pid, group, graceMs, startTime: processStartTime(pid) }),
     unwatch: (pid) => send({ type: 'unwatch', pid }),
   };
 }
 
-function alive(pid: number, group: boolean): boolean {
+/**
+ * When the process `pid` started (clock ticks since boot, field 22 of `/proc/<pid>/stat`), or
+ * undefined where there is no such process or no /proc to tell.
+ */
+export function processStartTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    // Fields after the command name, which is in parentheses and may hold anything: state is field 3.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[22 - 3];
+  } catch {
+    return undefined;
+  }
+}
+
+/** A watched process: how to stop it, and when it started (to tell it from a later holder of its number). */
+interface Watched {
+  pid: number;
+  group: boolean;
+  graceMs: number;
+  startTime?: string;
+}
+
+/**
+ * Whether the number now belongs to another process than the one watched: one runs under it with
+ * another start time. (No process under the number is not another: a group outlives its leader,
+ * and its number is not given out again while the group has members.)
+ */
+function reused(w: Watched): boolean {
+  if (w.startTime === undefined) return false;
+  const now = processStartTime(w.pid);
+  return now !== undefined && now !== w.startTime;
+}
+
+function alive(w: Watched): boolean {
+  if (reused(w)) return false;
+  const { pid, group } = w;
   try {
     process.kill(group ? -pid : pid, 0);
     return true;
@@ -69,7 +111,9 @@ function alive(pid: number, group: boolean): boolean {
   }
 }
 
-function signal(pid: number, group: boolean, sig: NodeJS.Signals): void {
+function signal(w: Watched, sig: NodeJS.Signals): void {
+  if (reused(w)) return;
+  const { pid, group } = w;
   try {
     process.kill(group ? -pid : pid, sig);
   } catch {
@@ -78,26 +122,31 @@ function signal(pid: number, group: boolean, sig: NodeJS.Signals): void {
 }
 
 /** Stops one watched process: SIGTERM, then SIGKILL once `graceMs` is over; resolves when it is gone (or after the SIGKILL). */
-async function stopOne(pid: number, group: boolean, graceMs: number): Promise<void> {
-  signal(pid, group, 'SIGTERM');
-  const deadline = Date.now() + graceMs;
-  while (alive(pid, group) && Date.now() < deadline) await new Promise((r) => setTimeout(r, POLL_MS));
-  if (alive(pid, group)) signal(pid, group, 'SIGKILL');
+async function stopOne(w: Watched): Promise<void> {
+  signal(w, 'SIGTERM');
+  const deadline = Date.now() + w.graceMs;
+  while (alive(w) && Date.now() < deadline) await new Promise((r) => setTimeout(r, POLL_MS));
+  if (alive(w)) signal(w, 'SIGKILL');
 }
 
 /** The guard process itself (this file run as a script by {@link startGuard}). */
 export function runGuard(): void {
-  const watched = new Map<number, { group: boolean; graceMs: number }>();
+  const watched = new Map<number, Watched>();
   // The terminal's signals are meshctl's to act on (SIGTERM still ends the guard: a shutting-down system).
   for (const s of ['SIGINT', 'SIGHUP'] as const) process.on(s, () => undefined);
   process.on('message', (m: GuardMessage) => {
     if (m?.type === 'watch' && Number.isInteger(m.pid) && m.pid > 1)
-      watched.set(m.pid, { group: m.group === true, graceMs: Number(m.graceMs) || 0 });
+      watched.set(m.pid, {
+        pid: m.pid,
+        group: m.group === true,
+        graceMs: Number(m.graceMs) || 0,
+        ...(typeof m.startTime === 'string' ? { startTime: m.startTime } : {}),
+      });
     else if (m?.type === 'unwatch') watched.delete(m.pid);
   });
   process.on('disconnect', async () => {
     // The last started first: meshctl starts the app, then its sidecar, and stops them the other way round.
-    for (const [pid, { group, graceMs }] of [...watched].reverse()) await stopOne(pid, group, graceMs);
+    for (const w of [...watched.values()].reverse()) await stopOne(w);
     process.exit(0);
   });
 }
