@@ -55,6 +55,26 @@ describe('output', () => {
     ).toBe('A    LONGER   C\nxx   y\nx             z\n');
   });
 
+  it('aligns columns by the width a terminal gives: wide characters take two columns, combining marks none', () => {
+    const table = renderTable(
+      ['ID', 'LABELS', 'STATUS'],
+      [
+        ['e1', 'zone=東京', 'healthy'],
+        ['e2', 'zone=cafe\u0301', 'healthy'],
+        ['e3', 'zone=lisbon', 'healthy'],
+      ],
+    );
+    expect(table).toBe(
+      [
+        'ID   LABELS        STATUS',
+        'e1   zone=東京     healthy',
+        'e2   zone=cafe\u0301     healthy',
+        'e3   zone=lisbon   healthy',
+        '',
+      ].join('\n'),
+    );
+  });
+
   it('prints control characters of a value as visible escapes: a label cannot retitle the terminal, clear it or fake a row', () => {
     const table = renderTable(['ID', 'LABELS'], [['e1', 'v=\u001b]0;pwned\u0007\u001b[31mred\nfake   row']]);
     expect(table).toBe('ID   LABELS\ne1   v=\\u001b]0;pwned\\u0007\\u001b[31mred\\u000afake   row\n');

@@ -1,4 +1,5 @@
 import type { EndpointSetV1, EndpointStateV1 } from '@novamesh/contracts';
+import stringWidth from 'string-width';
 import { stringify } from 'yaml';
 
 /** `-o` values every reading command accepts. */
@@ -26,10 +27,12 @@ export function printable(text: string): string {
  */
 export function renderTable(headers: readonly string[], rawRows: readonly (readonly string[])[]): string {
   const rows = rawRows.map((r) => r.map(printable));
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  // Columns a cell takes on a terminal: two for East Asian wide characters and emoji, none for combining marks.
+  const widths = headers.map((h) => stringWidth(h));
+  for (const r of rows) for (let i = 0; i < widths.length; i++) widths[i] = Math.max(widths[i] ?? 0, stringWidth(r[i] ?? ''));
   const line = (cells: readonly string[]) =>
     cells
-      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
+      .map((c, i) => (i === cells.length - 1 ? c : c + ' '.repeat(Math.max(0, (widths[i] ?? 0) - stringWidth(c)))))
       .join('   ')
       .trimEnd();
   return `${[line(headers), ...rows.map(line)].join('\n')}\n`;
