@@ -140,6 +140,26 @@ describe('meshctl', () => {
     expect(await serviceNames()).toEqual(before);
   });
 
+  it('refuses a manifest claiming a sidecar (the label a sidecar sets itself), registering nothing', async () => {
+    const before = await serviceNames();
+    const manifest = JSON.stringify({
+      name: 'claims-sidecar',
+      type: 'http',
+      port: 80,
+      endpoints: [
+        { id: 'e1', address: '127.0.0.1', port: 8081 },
+        { id: 'e2', address: '127.0.0.1', port: 8082, labels: { 'novamesh.io/sidecar': 'made-up' } },
+      ],
+    });
+    const r = await meshctlWithStdin(['register', '-f', '-'], manifest);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      /^error: <stdin> is not a valid service\n {2}endpoints\[1\]\.labels\["novamesh\.io\/sidecar"\]: is set by a sidecar/,
+    );
+    expect(r.stderr).toContain('meshctl run or meshctl sidecar');
+    expect(await serviceNames()).toEqual(before);
+  });
+
   it('refuses a file that is not one UTF-8 manifest (several YAML documents, invalid UTF-8, endless input) with exit 1, saying why', async () => {
     const two = await meshctlWithStdin(['register', '-f', '-'], 'name: a\ntype: http\nport: 80\n---\nname: b\ntype: http\nport: 80\n');
     expect([two.code, two.stderr]).toEqual([1, 'error: <stdin> holds 2 YAML documents: register takes one service per file\n']);

@@ -8,6 +8,7 @@ import {
   PARSE_PARAMS,
   type ServiceInput,
   ServiceRegisteredV1,
+  SIDECAR_LABEL,
   toIssues,
 } from '@novamesh/contracts';
 import type { Command } from 'commander';
@@ -86,6 +87,18 @@ export async function loadManifest(file: string, stdin: NodeJS.ReadableStream): 
   if (value === null || value === undefined) throw new MeshValidationError(`${source} is empty: expected one service manifest`, []);
   const checked = ServiceRegisteredV1.safeParse(value, PARSE_PARAMS);
   if (!checked.success) throw new MeshValidationError(`${source} is not a valid service`, toIssues(checked.error));
+  const claimed = checked.data.endpoints.flatMap((e, i): Issue[] =>
+    e.labels[SIDECAR_LABEL] === undefined
+      ? []
+      : [
+          {
+            path: `endpoints[${i}].labels["${SIDECAR_LABEL}"]`,
+            message:
+              'is set by a sidecar on the endpoint it registers itself; an endpoint registered from a manifest has no sidecar, and callers would open mutual TLS to it (start the workload with meshctl run or meshctl sidecar instead)',
+          },
+        ],
+  );
+  if (claimed.length) throw new MeshValidationError(`${source} is not a valid service`, claimed);
   return value as ServiceInput;
 }
 
