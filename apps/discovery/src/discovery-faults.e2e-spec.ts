@@ -335,3 +335,30 @@ describe('endpoints stream deleted and created again', () => {
     expect((await mesh.getService('deleted-b')).endpoints).toHaveLength(2);
   });
 });
+
+describe('an endpoint set overwritten by a stray publish', () => {
+  it('republishes the registered set at once (not at the next periodic reconcile), for every reader of the stream', async () => {
+    // The periodic reconcile is far away: only noticing the stray message can republish in time.
+    await start('d1', { DISCOVERY_RECONCILE_INTERVAL: '10m' });
+    const name = 'overwritten';
+    await mesh.registerService({ ...validService(name), healthCheck: undefined }, { wait: true });
+    const before = await storedSet(name);
+    const js = jetstream(nc);
+    for (const stray of [
+      'not json',
+      JSON.stringify({ service: name, endpoints: 'none' }),
+      JSON.stringify({ ...before, service: 'other' }),
+    ]) {
+      await js.publish(subjects.endpoints(name), stray);
+      const repaired = await waitFor(
+        async () => {
+          const set = await storedSet(name).catch(() => undefined);
+          return set?.service === name && Array.isArray(set.endpoints) ? set : undefined;
+        },
+        { timeoutMs: 5_000, what: `the registered set published over ${stray.slice(0, 30)}` },
+      );
+      expect(repaired.endpoints).toEqual(before?.endpoints);
+      expect((await mesh.getService(name)).endpoints).toHaveLength(2);
+    }
+  });
+});

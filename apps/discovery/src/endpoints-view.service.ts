@@ -1,10 +1,13 @@
-import type { JetStreamClient } from '@nats-io/jetstream';
+import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
 import { Inject, Injectable } from '@nestjs/common';
 import { followLastValues } from '@novamesh/bus';
-import { type EndpointSetV1, streams, subjects } from '@novamesh/contracts';
+import { decode, EndpointSetV1, lastToken, streams, subjects } from '@novamesh/contracts';
 import type { Logger } from '@novamesh/observability';
 import type { DiscoveryConfig } from './config';
 import { CONFIG, JETSTREAM, LOGGER } from './tokens';
+
+/** Endpoint sets of large services are big; refuse only the absurd. */
+const MAX_SET_BYTES = 8 * 1024 * 1024;
 
 /**
  * The published endpoint sets, as any watcher sees them: an ordered consumer over the
@@ -25,6 +28,8 @@ export class EndpointsViewService {
   private readonly log: Logger;
   /** How many times the stream was found created again. */
   resets = 0;
+  /** How many stored messages were not readable endpoint sets (see {@link read}). */
+  unreadable = 0;
 
   constructor(
     @Inject(JETSTREAM) private readonly js: JetStreamClient,
@@ -38,7 +43,7 @@ export class EndpointsViewService {
     const view = await followLastValues({
       js: this.js,
       stream: streams.endpoints,
-      filterSubject: subjects.endpointsAll,
+      filterSubject: subjects.endpointsEach,
       logger: this.log,
       recheckMs: this.cfg.streamRecheckMs,
       // Discovery publishes the endpoint sets: a MESH_ENDPOINTS found missing is created again here.
@@ -53,13 +58,37 @@ export class EndpointsViewService {
         const msgId = m.headers?.get('Nats-Msg-Id');
         const own = msgId ? this.sent.get(msgId) : undefined;
         if (own && msgId) this.sent.delete(msgId);
-        const set = own ?? m.json<EndpointSetV1>(); // our own publish: no need to parse it again
+        const set = own ?? this.read(m); // our own publish: no need to parse it again
+        if (!set) return;
         const cur = this.sets.get(set.service);
         if (!cur || cur.revision <= set.revision) this.sets.set(set.service, set);
         this.carried.delete(set.service);
       },
     });
     this.stopFn = view.stop;
+  }
+
+  /**
+   * A stored message as an endpoint set, or undefined — after logging why — when it is not a
+   * readable set of its subject's service (a stray publish). The stream then holds no set of that
+   * service: it leaves the view, and `unreadable` counts up, so the sweeper reconciles at once and
+   * republishes the set the registry has, for every reader of the stream.
+   */
+  private read(m: JsMsg): EndpointSetV1 | undefined {
+    const service = lastToken(m.subject);
+    try {
+      const set = decode(EndpointSetV1, m.data, 'endpoint set', MAX_SET_BYTES);
+      if (set.service === service) return set;
+      throw new Error(`its service "${set.service}" is not its subject's "${service}"`);
+    } catch (err) {
+      this.log.warn(
+        { subject: m.subject, seq: m.seq, reason: (err as Error).message },
+        'unreadable endpoint set in the stream; republishing',
+      );
+      this.sets.delete(service);
+      this.unreadable++;
+      return undefined;
+    }
   }
 
   /**

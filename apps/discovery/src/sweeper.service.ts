@@ -23,6 +23,7 @@ export class SweeperService {
   private lastReconcile = 0;
   private reconciledGeneration = -1;
   private reconciledResets = 0;
+  private reconciledUnreadable = 0;
   private readonly log: Logger;
 
   constructor(
@@ -54,14 +55,17 @@ export class SweeperService {
       // the endpoints stream was created again (it lost every set).
       const generation = this.membership.generation;
       const resets = this.view.resets;
+      const unreadable = this.view.unreadable;
       const reconcile =
         generation !== this.reconciledGeneration ||
         resets !== this.reconciledResets ||
+        unreadable !== this.reconciledUnreadable ||
         Date.now() - this.lastReconcile >= this.cfg.reconcileIntervalMs;
       if (reconcile) {
         this.lastReconcile = Date.now();
         this.reconciledGeneration = generation;
         this.reconciledResets = resets;
+        this.reconciledUnreadable = unreadable;
       }
       let republished = 0;
       for (const [name, { record }] of this.registry.entries()) {

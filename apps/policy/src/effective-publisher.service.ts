@@ -3,10 +3,13 @@ import type { JetStreamClient } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Inject, Injectable, Optional } from '@nestjs/common';
 import { ConfirmedPublisher, followLastValues } from '@novamesh/bus';
-import { appendJsonMembers, type EffectivePolicyV1, lastToken, type Policy, streams, subjects } from '@novamesh/contracts';
+import { appendJsonMembers, decode, EffectivePolicyV1, lastToken, type Policy, streams, subjects } from '@novamesh/contracts';
 import type { Logger } from '@novamesh/observability';
 import { computeEffective } from '@novamesh/policy';
 import { JETSTREAM, LOGGER, NATS } from './tokens';
+
+/** Effective policies of services with many policies are big; refuse only the absurd. */
+const MAX_EFFECTIVE_BYTES = 8 * 1024 * 1024;
 
 /** Hash of what a service's sidecars would do differently: everything but revision and time. */
 export function effectiveHash(e: Omit<EffectivePolicyV1, 'revision' | 'updatedAt'> | EffectivePolicyV1): string {
@@ -58,6 +61,8 @@ interface Publication {
   sources: number;
   json: string;
   hash: string;
+  /** Stream sequence of the unreadable message this publication replaces (its message id then differs from the last one's). */
+  over?: number;
 }
 
 /**
@@ -84,6 +89,7 @@ interface Publication {
 export class EffectivePublisherService {
   private readonly published = new Map<string, string>();
   private readonly resetListeners: (() => void)[] = [];
+  private readonly foreignListeners: ((service: string, seq: number) => void)[] = [];
   private readonly chains = new Map<string, Link>();
   /** Sends over core NATS and confirms from the follow; the context of a publication is its content hash. */
   private readonly confirms: ConfirmedPublisher<string>;
@@ -120,11 +126,14 @@ export class EffectivePublisherService {
     const view = await followLastValues({
       js: this.js,
       stream: streams.config,
-      filterSubject: subjects.effectivePolicyAll,
+      filterSubject: subjects.effectivePolicyEach,
       logger: this.log,
       provision: { replicas: this.opts.replicas ?? 1 },
       recheckMs: this.opts.streamRecheckMs,
-      onMessage: (m) => this.stored(m.subject, this.confirms.msgIdOf(m.headers), m.seq, () => m.json<EffectivePolicyV1>()),
+      onMessage: (m) =>
+        this.stored(m.subject, this.confirms.msgIdOf(m.headers), m.seq, () =>
+          decode(EffectivePolicyV1, m.data, 'effective policy', MAX_EFFECTIVE_BYTES),
+        ),
       // MESH_CONFIG was created again: what it held is gone, so every service is published anew.
       onReset: () => {
         this.published.clear();
@@ -145,8 +154,25 @@ export class EffectivePublisherService {
       this.published.set(lastToken(subject), mine.context);
       return;
     }
-    const e = read();
+    const service = lastToken(subject);
+    let e: EffectivePolicyV1;
+    try {
+      e = read();
+      if (e.service !== service) throw new Error(`its service "${e.service}" is not its subject's "${service}"`);
+    } catch (err) {
+      // A stray publish on a service's subject: what the stream holds is no effective policy of it,
+      // for every reader. The service's effective policy is computed and published over it.
+      this.log.warn({ subject, seq, reason: (err as Error).message }, 'unreadable effective policy in the stream; republishing');
+      this.published.delete(service);
+      for (const l of this.foreignListeners) l(service, seq);
+      return;
+    }
     this.published.set(e.service, effectiveHash(e));
+  }
+
+  /** Called with a service whose subject turned out to hold something unreadable (see {@link stored}): its effective policy must be published again. */
+  onUnreadable(listener: (service: string, seq: number) => void): void {
+    this.foreignListeners.push(listener);
   }
 
   /**
@@ -154,7 +180,13 @@ export class EffectivePublisherService {
    * the ones queued for that service before; resolves true when queued (see `idle` for when it is
    * in the stream), false when nothing changed.
    */
-  async refresh(service: string, policies: { policy: Policy; revision: number }[], changeRevision: number): Promise<boolean> {
+  async refresh(
+    service: string,
+    policies: { policy: Policy; revision: number }[],
+    changeRevision: number,
+    /** The stream sequence of an unreadable message this publication replaces (see {@link onUnreadable}). */
+    over?: number,
+  ): Promise<boolean> {
     const effective = computeEffective(service, policies);
     // Serialized once: the hash is over this JSON (effectiveHash), the message appends revision and time to it.
     const contentJson = JSON.stringify(effective);
@@ -167,6 +199,7 @@ export class EffectivePublisherService {
       sources: effective.sources.length,
       json: eventJson(contentJson, changeRevision, new Date().toISOString()),
       hash,
+      ...(over !== undefined ? { over } : {}),
     };
     this.round ??= { startedAt: performance.now(), published: 0, failed: 0 };
     this.pending++;
@@ -198,7 +231,9 @@ export class EffectivePublisherService {
   /** One link of a service's chain: runs after the previous one settled; never rejects. */
   private async publishInTurn(p: Publication, link: Link): Promise<void> {
     const { service, hash } = p;
-    const msgId = `${service}:${p.revision}:${hash}`;
+    // Every replica derives the same id for the same publication (the stream keeps one copy); one
+    // replacing an unreadable message names it, or the stream would drop it as the earlier publication's duplicate.
+    const msgId = `${service}:${p.revision}:${hash}${p.over !== undefined ? `:over-${p.over}` : ''}`;
     try {
       // Already in the stream (published by another replica meanwhile, seen by the follow).
       if (this.stopped || this.published.get(service) === hash) return;

@@ -89,6 +89,12 @@ export class PolicyStoreService {
     // again when MESH_CONFIG was created anew.
     await this.refreshAll();
     this.publisher.onReset(() => void this.refreshAll());
+    // Something unreadable was stored over a service's effective policy: published again (if the service is one this store knows).
+    this.publisher.onUnreadable((service, seq) => {
+      const known =
+        this.services.names().includes(service) || [...this.cache.values()].some(({ policy }) => policyTargets(policy).includes(service));
+      if (known) void this.refreshServices([service], this.lastRevision, seq);
+    });
     this.services.onNewService((service) => void this.refreshServices([service], this.lastRevision));
     this.log.info({ policies: this.cache.size }, 'policies loaded');
   }
@@ -114,11 +120,11 @@ export class PolicyStoreService {
     await this.refreshServices([...all], revision);
   }
 
-  private async refreshServices(services: string[], revision: number): Promise<void> {
+  private async refreshServices(services: string[], revision: number, over?: number): Promise<void> {
     const stored = this.stored();
     for (const s of services) {
       try {
-        await this.publisher.refresh(s, stored, revision);
+        await this.publisher.refresh(s, stored, revision, over);
       } catch (err) {
         this.log.warn({ err, meshService: s }, 'effective policy not published; will retry on the next change');
       }

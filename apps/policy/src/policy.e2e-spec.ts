@@ -281,6 +281,28 @@ describe('effective policy', () => {
     for (const r of [1, 2].flatMap(rounds)) expect(r).toMatchObject({ failed: 0 });
   });
 
+  it('publishes a service’s effective policy again over a stray unreadable message on its subject', async () => {
+    const jsm = await jetstreamManager(nc);
+    const last = async () => {
+      const m = await jsm.streams.getMessage(streams.config, { last_by_subj: subjects.effectivePolicy('payment') });
+      try {
+        return m ? (JSON.parse(new TextDecoder().decode(m.data)) as EffectivePolicyV1) : undefined;
+      } catch {
+        return undefined;
+      }
+    };
+    const before = await last();
+    expect(before?.service).toBe('payment');
+    for (const stray of ['not json', JSON.stringify({ service: 'payment', mtls: 'none' })]) {
+      await jetstream(nc).publish(subjects.effectivePolicy('payment'), stray);
+      const again = await waitFor(async () => ((await last())?.sources ? await last() : undefined), {
+        timeoutMs: 5_000,
+        what: `payment's effective policy published over ${stray}`,
+      });
+      expect({ ...again, revision: 0, updatedAt: '' }).toEqual({ ...before, revision: 0, updatedAt: '' });
+    }
+  });
+
   it('analyze reports a policy for a service that is not registered', async () => {
     await mesh.applyPolicy({ ...seedTraffic, name: 'ghost-traffic', serviceName: 'ghost' });
     const findings = await mesh.analyzePolicies();

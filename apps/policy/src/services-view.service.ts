@@ -33,7 +33,7 @@ export class ServicesViewService {
     const view = await followLastValues({
       js: this.js,
       stream: streams.endpoints,
-      filterSubject: subjects.endpointsAll,
+      filterSubject: subjects.endpointsEach,
       logger: this.log,
       onMessage: (m) => {
         const set = m.json<EndpointSetV1>();

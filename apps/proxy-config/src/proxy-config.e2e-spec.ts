@@ -374,4 +374,30 @@ describe('proxy-config', () => {
     const cartSnap = (await stored('cart'))?.snapshot as ProxySnapshotV1;
     expect(upstreamNames(cartSnap)).not.toContain('liar');
   });
+
+  it('publishes the right snapshot over one no replica published: unreadable, or without its message id', async () => {
+    const before = (await stored('frontend'))?.snapshot as ProxySnapshotV1;
+    await js.publish(subjects.proxyConfig('frontend'), 'hello');
+    const repaired = await snapshotWhere('frontend', (s) => s.version > before.version, 'a snapshot over the unreadable one');
+    expect(repaired.hash).toBe(before.hash);
+    expect(upstreamNames(repaired)).toEqual(upstreamNames(before));
+    // A well-formed copy with other content (what an old copy of the subject would be), published without a message id.
+    await js.publish(
+      subjects.proxyConfig('frontend'),
+      JSON.stringify({ ...repaired, hash: 'f'.repeat(64), version: repaired.version + 1 }),
+    );
+    const again = await snapshotWhere('frontend', (s) => s.version > repaired.version + 1, 'a snapshot over the foreign one');
+    expect(again.hash).toBe(before.hash);
+  });
+
+  it('takes no deeper subject for a service’s own: versions go on from the service’s snapshot', async () => {
+    const before = (await stored('frontend'))?.snapshot as ProxySnapshotV1;
+    await js.publish(`${subjects.proxyConfig('backup')}.frontend`, JSON.stringify({ ...before, version: 500 }));
+    const revision = (sets.get('cart') as EndpointSetV1).revision + 1;
+    await publishEndpoints(endpointSetFixture('cart', { namespace: 'shop', count: 3, revision }));
+    const next = await snapshotWhere('frontend', (s) => s.upstreams[0]?.endpointsRevision === revision, 'the cart change');
+    expect(next.version).toBe(before.version + 1);
+    const status = (await nc.request(subjects.proxyStatus, JSON.stringify({ service: 'frontend' }))).json<ProxyStatusReplyV1>();
+    expect(status.ok && status.sidecars.every((x) => x.latestVersion === next.version)).toBe(true);
+  });
 });

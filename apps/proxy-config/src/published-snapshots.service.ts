@@ -74,6 +74,7 @@ export class PublishedSnapshotsService {
   private readonly confirms: ConfirmedPublisher<ProxySnapshotV1>;
   private readonly listeners: ((snapshot: ProxySnapshotV1) => void)[] = [];
   private readonly resetListeners: (() => void)[] = [];
+  private readonly foreignListeners: ((service: string) => void)[] = [];
   private stopFn: (() => Promise<void>) | undefined;
   private readonly log: Logger;
 
@@ -98,12 +99,21 @@ export class PublishedSnapshotsService {
     this.resetListeners.push(listener);
   }
 
+  /**
+   * Called with the service whose subject now holds a message no proxy-config replica published:
+   * unreadable, or without the message id (`<service>:<version>:<hash>`) every replica sets. The
+   * builder then compiles that service again and publishes its snapshot over it.
+   */
+  onForeign(listener: (service: string) => void): void {
+    this.foreignListeners.push(listener);
+  }
+
   /** Loads the retained snapshots; resolves once this replica knows every service's last version. */
   async start(): Promise<void> {
     const view = await followLastValues({
       js: this.js,
       stream: streams.proxy,
-      filterSubject: subjects.proxyConfigAll,
+      filterSubject: subjects.proxyConfigEach,
       logger: this.log,
       recheckMs: this.opts.streamRecheckMs,
       provision: { replicas: this.opts.replicas ?? 1 },
@@ -117,9 +127,17 @@ export class PublishedSnapshotsService {
           this.see(m.seq, mine.context);
           return;
         }
+        const msgId = m.headers?.get(headers.msgId);
         const s = readInput(this.log, ProxySnapshotV1, 'proxy snapshot', m, { field: 'service', of: (p) => p.service });
         if (s) this.see(m.seq, s);
-        else this.seeUnreadable(service, m.seq, m.headers?.get(headers.msgId));
+        else this.seeUnreadable(service, m.seq, msgId);
+        if (!s || msgId !== `${s.service}:${s.version}:${s.hash}`) {
+          this.log.warn(
+            { meshService: service, seq: m.seq, msgId },
+            'a snapshot no proxy-config replica published was stored; publishing the right one over it',
+          );
+          for (const l of this.foreignListeners) l(service);
+        }
       },
       // MESH_PROXY was created again: sequences start over and it may hold none of the snapshots.
       // Versions keep counting up; every service is built and published again.

@@ -136,11 +136,11 @@ export class SnapshotBuilderService {
       const list = readInput(this.log, RevocationListV1, 'revocation list', m);
       if (list) this.scheduler.mark(this.view.applyRevocations(list));
     });
-    await follow(streams.config, subjects.effectivePolicyAll, (m) => {
+    await follow(streams.config, subjects.effectivePolicyEach, (m) => {
       const policy = readInput(this.log, EffectivePolicyV1, 'effective policy', m, { field: 'service', of: (p) => p.service });
       if (policy) this.scheduler.mark(this.view.applyPolicy(policy));
     });
-    await follow(streams.endpoints, subjects.endpointsAll, (m) => {
+    await follow(streams.endpoints, subjects.endpointsEach, (m) => {
       const set = readInput(this.log, EndpointSetV1, 'endpoint set', m, { field: 'service', of: (s) => s.service });
       if (set) this.scheduler.mark(this.view.applyEndpoints(set), true);
     });
@@ -148,6 +148,8 @@ export class SnapshotBuilderService {
     this.log.info({ services: this.view.services().length }, 'inputs loaded');
     // MESH_PROXY created again (it holds none of the snapshots): build and publish every one anew.
     this.published.onReset(() => this.scheduler.mark(this.view.services()));
+    // Something else stored on a service's subject (a stray publish): its sidecars must get the right snapshot back.
+    this.published.onForeign((service) => this.scheduler.mark([service], true));
     this.scheduler.release();
   }
 

@@ -38,6 +38,15 @@ describe('SnapshotStore acks', () => {
     expect(ProxyAckV1.safeParse(ack).success).toBe(true);
     expect(ack.rejected?.version).toBe(0);
   });
+
+  it('report a refusal only until a snapshot is applied after it', () => {
+    const { store: s } = store();
+    expect(s.offer(snapshot(1), { persist: false, live: true }).applied).toBe(true);
+    expect(s.offer('not json', { persist: false, live: true }).applied).toBe(false);
+    expect(s.ack('svc-1', '127.0.0.1').rejected?.reason).toMatch(/^not JSON/);
+    expect(s.offer(snapshot(2, 'DENY'), { persist: false, live: true }).applied).toBe(true);
+    expect(s.ack('svc-1', '127.0.0.1').rejected).toBeUndefined();
+  });
 });
 
 describe('SnapshotStore.offer: live (just published) vs stored snapshots', () => {

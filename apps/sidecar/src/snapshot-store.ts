@@ -162,6 +162,8 @@ export class SnapshotStore {
       return this.reject(snap, `cannot be applied: ${(e as Error).message}`);
     }
     this.current = snap;
+    // Applied after what was refused: the refusal is history (acknowledgements report the last one only while it stands).
+    this.lastRejection = undefined;
     if (opts.persist !== false) this.fromDisk = false;
     this.appliedAt = new Date().toISOString();
     if (opts.persist !== false) void this.persist(text);

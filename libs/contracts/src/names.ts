@@ -33,6 +33,12 @@ export const subjects = {
   /** `mesh.v1.discovery.endpoints.<service>`: JetStream, last value per subject. */
   endpoints: (service: string): string => `${SUBJECT_ROOT}.discovery.endpoints.${assertSubjectToken(service)}`,
   endpointsAll: `${SUBJECT_ROOT}.discovery.endpoints.>`,
+  /**
+   * Every service's endpoint-set subject and nothing deeper: what readers of MESH_ENDPOINTS filter
+   * on (its stream subjects end in `>`, so `…endpoints.backup.orders` would be stored too, and is no
+   * service's set).
+   */
+  endpointsEach: `${SUBJECT_ROOT}.discovery.endpoints.*`,
   /** Request/reply: query the registry (one service, all, or by labels). */
   discoveryQuery: `${SUBJECT_ROOT}.discovery.query`,
   /** `mesh.v1.deadletter.<source>.<service|_>`: rejected events with the reason. */
@@ -49,6 +55,8 @@ export const subjects = {
   /** `mesh.v1.config.policy.<service>`: effective policy of one service, last value per subject. */
   effectivePolicy: (service: string): string => `${SUBJECT_ROOT}.config.policy.${assertSubjectToken(service)}`,
   effectivePolicyAll: `${SUBJECT_ROOT}.config.policy.>`,
+  /** Every service's effective-policy subject and nothing deeper: what readers of MESH_CONFIG filter on. */
+  effectivePolicyEach: `${SUBJECT_ROOT}.config.policy.*`,
   /**
    * Certificate authority commands, core NATS request/reply answered by one CA replica (queue
    * group): `mesh.v1.ca.{sign,token.create,revoke,certs.list,info,rotate}` (`info`: the root and
@@ -64,6 +72,8 @@ export const subjects = {
   /** `mesh.v1.config.proxy.<service>`: the proxy snapshot of one service, last value per subject in MESH_PROXY. */
   proxyConfig: (service: string): string => `${SUBJECT_ROOT}.config.proxy.${assertSubjectToken(service)}`,
   proxyConfigAll: `${SUBJECT_ROOT}.config.proxy.>`,
+  /** Every service's snapshot subject and nothing deeper: what readers of MESH_PROXY filter on. */
+  proxyConfigEach: `${SUBJECT_ROOT}.config.proxy.*`,
   /** `mesh.v1.proxy.ack.<service>.<sidecar>`: core NATS, a sidecar's applied/refused snapshot version. */
   proxyAck: (service: string, sidecar: string): string => `${SUBJECT_ROOT}.proxy.ack.${assertSubjectToken(service)}.${sidecar}`,
   proxyAckAll: `${SUBJECT_ROOT}.proxy.ack.>`,

@@ -269,9 +269,11 @@ describe('meshctl check: root rotation', () => {
       }),
       // A refusal of an older version, since superseded by one it applied: in sync, nothing to report.
       entry('o6', { rejected: { version: 6, hash: 'h', reason: 'old' } }),
+      // A refusal of a stray message numbered like the latest, while running the latest: in sync too (as proxy-status says).
+      entry('o7', { rejected: { version: 7, hash: 'x', reason: 'not JSON' } }),
     );
     expect(dataPlane().map((l) => [l.status, l.text, l.details])).toEqual([
-      ['ok', "3 of 6 sidecars in sync with their service's latest snapshot", undefined],
+      ['ok', "4 of 7 sidecars in sync with their service's latest snapshot", undefined],
       [
         'fail',
         "1 sidecar refused its service's latest snapshot and keeps serving an older one",

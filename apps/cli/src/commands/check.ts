@@ -16,6 +16,7 @@ import { streams as meshStreams, subjects } from '@novamesh/contracts';
 import type { Command } from 'commander';
 import { type CliContext, globalOptions } from '../context';
 import { CommandExit, ExitCode } from '../errors';
+import { syncState } from './proxy-status';
 
 /** What `meshctl check` warns about. */
 export const CHECK_THRESHOLDS = {
@@ -239,7 +240,7 @@ function dataPlaneLines(probe: Probe<ProxyStatusReplyV1> | undefined): CheckLine
   const name = (s: ProxyStatusEntryV1) => `${s.service}/${s.sidecar}`;
   const list = (ss: ProxyStatusEntryV1[], line: (s: ProxyStatusEntryV1) => string) => listed(ss, line, 'meshctl proxy-status');
   const out: CheckLine[] = [];
-  const rejected = sidecars.filter((s) => s.rejected && s.rejected.version === s.latestVersion);
+  const rejected = sidecars.filter((s) => syncState(s) === 'REJECTED');
   const stale = sidecars.filter((s) => s.stale && !rejected.includes(s));
   const behind = sidecars.filter((s) => !s.inSync && !s.stale && !rejected.includes(s));
   const fine = sidecars.length - rejected.length - stale.length - behind.length;

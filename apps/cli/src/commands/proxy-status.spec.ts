@@ -29,6 +29,16 @@ describe('meshctl proxy-status output', () => {
     expect(entries.map(syncState)).toEqual(['SYNCED', 'STALE', 'REJECTED', 'STALE', 'NOT SENT']);
   });
 
+  it('says REJECTED only for a sidecar that is not on the latest snapshot, as meshctl check does', () => {
+    const synced = entries[0] as ProxyStatusEntryV1;
+    // A stray live message numbered above the latest, refused while the sidecar runs the latest.
+    expect(syncState({ ...synced, rejected: { version: 8, hash: '', reason: 'not JSON' } })).toBe('SYNCED');
+    const behind = entries[1] as ProxyStatusEntryV1;
+    expect(syncState({ ...behind, rejected: { version: 7, hash: 'ab'.repeat(32), reason: 'subset "v3" is not defined' } })).toBe(
+      'REJECTED',
+    );
+  });
+
   it('writes durations the short way', () => {
     expect([850, 1_250, 12_300, 185_000, 7_620_000].map(shortDuration)).toEqual(['850ms', '1.2s', '12s', '3m05s', '2h07m']);
   });

@@ -17,12 +17,15 @@ import { type OutputFormat, printable, renderTable, renderValue } from '../outpu
 export type SyncState = 'SYNCED' | 'STALE' | 'NOT SENT' | 'REJECTED';
 
 /**
- * REJECTED: the sidecar refused a newer snapshot and keeps serving its version. NOT SENT: no
- * snapshot was published for its service yet. SYNCED: it runs the latest version and has reported
- * within the last 30 s. STALE: behind the latest version, or silent for 30 s (it may be gone).
+ * REJECTED: the sidecar is not on its service's latest snapshot and the last thing it did was
+ * refuse one (a sidecar reports a refusal only until it applies a snapshot). NOT SENT: no snapshot
+ * was published for its service yet. SYNCED: it runs the latest version and has reported within
+ * the last 30 s. STALE: behind the latest version, or silent for 30 s (it may be gone). A refusal
+ * of something that never was the stored latest (a stray live message) leaves a sidecar in sync.
+ * `meshctl check` judges by this too.
  */
 export function syncState(e: ProxyStatusEntryV1): SyncState {
-  if (e.rejected && e.rejected.version > e.version) return 'REJECTED';
+  if (e.rejected && !e.inSync) return 'REJECTED';
   if (e.latestVersion === 0) return 'NOT SENT';
   return e.inSync && !e.stale ? 'SYNCED' : 'STALE';
 }
