@@ -83,6 +83,8 @@ export class Feed<T> {
 export class FakeCa implements CertificateClient {
   requests: CertificateRequest[] = [];
   failWith: MeshError | undefined;
+  /** Refuses requests that prove identity with a certificate (not those with the join token) while set. */
+  refuseCertificatesWith: MeshError | undefined;
   lifetimeMs = 100_000;
   private n = 0;
   readonly bundles = new Feed<TrustBundleV1>();
@@ -93,6 +95,7 @@ export class FakeCa implements CertificateClient {
     this.requests.push(req);
     await Promise.resolve();
     if (this.failWith) throw this.failWith;
+    if (this.refuseCertificatesWith && 'certificatePem' in req) throw this.refuseCertificatesWith;
     this.n++;
     return {
       certificatePem: `cert-${this.n}`,

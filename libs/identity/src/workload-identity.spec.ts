@@ -201,6 +201,19 @@ describe('WorkloadIdentity', () => {
     expect(identity.current().trustBundlePem).toBe('root-2\n');
   });
 
+  it('renews with the join token when the CA refuses its certificate as proof for good (signed under a root it no longer has)', async () => {
+    const { clock, ca, identity, events } = setup();
+    await identity.start();
+    ca.refuseCertificatesWith = new MeshError(ErrorCode.forbidden, 'the certificate does not verify with any certificate of this CA');
+    await identity.rotate();
+    expect(ca.proofs()).toEqual(['token', 'certificate', 'token']);
+    expect(events.at(-1)).toBe('rotated 0a1→0a2');
+    // The new certificate is accepted as proof again at the next renewal.
+    ca.refuseCertificatesWith = undefined;
+    await clock.advance(65_000);
+    expect(ca.proofs()).toEqual(['token', 'certificate', 'token', 'certificate']);
+  });
+
   it('rotate() renews now; concurrent calls share one request', async () => {
     const { ca, identity } = setup();
     await identity.start();

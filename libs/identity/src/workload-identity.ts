@@ -120,6 +120,8 @@ export class WorkloadIdentity extends EventEmitter<IdentityEvents> implements Id
   /** When the `renew` timer fires (epoch ms on the clock). */
   private renewAt = Number.POSITIVE_INFINITY;
   private failures = 0;
+  /** Serial of a certificate the CA refused as proof of identity (for good): renewals then use the join token. */
+  private refusedProof: string | undefined;
   private inFlight: Promise<IdentitySnapshot> | undefined;
   private readonly abort = new AbortController();
   private started = false;
@@ -238,8 +240,9 @@ export class WorkloadIdentity extends EventEmitter<IdentityEvents> implements Id
 
   private async renewOnce(): Promise<IdentitySnapshot> {
     const cur = this.current();
-    // A certificate proves identity only while valid and not revoked; after that, only the token can.
-    const byCertificate = this.clock.now() < cur.notAfter.getTime() && !this.isRevoked(cur.serial);
+    // A certificate proves identity only while valid, not revoked and accepted by the CA; after
+    // that, only the token can.
+    const byCertificate = this.clock.now() < cur.notAfter.getTime() && !this.isRevoked(cur.serial) && this.refusedProof !== cur.serial;
     try {
       const cert = await this.client.requestCertificate(
         byCertificate
@@ -252,6 +255,20 @@ export class WorkloadIdentity extends EventEmitter<IdentityEvents> implements Id
       return this.current();
     } catch (e) {
       if (this.abort.signal.aborted) throw e;
+      if (byCertificate && e instanceof MeshError && !e.retryable && this.opts.token) {
+        // The CA refuses this certificate as proof for good (say it was signed under a root the CA
+        // no longer has, and saved before a restart): asking again with it cannot help, the join token can.
+        this.refusedProof = cur.serial;
+        this.report(
+          new IdentityError(
+            'renew',
+            `renewing ${this.describe()} (serial ${cur.serial}) with its certificate was refused; renewing with the join token`,
+            e,
+            0,
+          ),
+        );
+        return this.renewOnce();
+      }
       const delay = this.scheduleRetry();
       const how = byCertificate ? 'with its certificate' : 'with its join token';
       const err = new IdentityError('renew', `renewing ${this.describe()} (serial ${cur.serial}) ${how} failed`, e, delay);
