@@ -191,7 +191,9 @@ export class ControlPlaneLink {
   private endpointLabels(): Record<string, string> {
     return {
       ...this.cfg.labels,
-      [SIDECAR_LABEL]: this.cfg.sidecarId,
+      // Callers open mutual TLS to endpoints with this label: only a sidecar that will have a
+      // certificate (it has a join token) can answer it; one without speaks plaintext only.
+      ...(this.cfg.joinToken ? { [SIDECAR_LABEL]: this.cfg.sidecarId } : {}),
       [NAMESPACE_LABEL]: this.cfg.namespace,
       ...(this.cfg.zone ? { [LOCALITY_LABEL]: this.cfg.zone } : {}),
     };

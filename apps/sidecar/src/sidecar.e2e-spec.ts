@@ -489,6 +489,21 @@ describe('mutual TLS modes (MutualTLSPolicy)', () => {
     expect(body.headers['x-forwarded-client-cert']).toBeUndefined();
   });
 
+  it('a workload whose sidecar has no join token (no certificate to answer with) is called in plaintext by a caller with one', async () => {
+    const tokenless = await m.sidecar('tokenless', await m.app('tokenless'), { token: false });
+    const caller = await m.sidecar('caller', await m.app('caller'), { env: { SIDECAR_UPSTREAMS: 'tokenless' } });
+    try {
+      await m.until(caller, 'a certificate and the tokenless endpoint', (d) =>
+        Boolean(d.certificate && d.snapshot?.upstreams.find((u) => u.service === 'tokenless')?.endpoints.length === 1),
+      );
+      const r = await call(caller, 'tokenless', '/hi');
+      expect(r.status, JSON.stringify(r.json)).toBe(200);
+      expect(r.json.headers['x-forwarded-client-cert']).toBeUndefined();
+    } finally {
+      await Promise.all([caller.proc.stop(), tokenless.proc.stop()]);
+    }
+  });
+
   it('disable: callers switch to plaintext, so the workload sees no client certificate', async () => {
     await apply(
       { kind: 'MutualTLSPolicy', name: 'orders-mtls', serviceName: 'orders', mode: 'disable' },
