@@ -1,13 +1,10 @@
 import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
 import { Inject, Injectable } from '@nestjs/common';
 import { followLastValues } from '@novamesh/bus';
-import { decode, EndpointSetV1, lastToken, streams, subjects } from '@novamesh/contracts';
+import { decodeForSubject, EndpointSetV1, lastToken, type MeshValidationError, streams, subjects } from '@novamesh/contracts';
 import type { Logger } from '@novamesh/observability';
 import type { DiscoveryConfig } from './config';
 import { CONFIG, JETSTREAM, LOGGER } from './tokens';
-
-/** Endpoint sets of large services are big; refuse only the absurd. */
-const MAX_SET_BYTES = 8 * 1024 * 1024;
 
 /**
  * The published endpoint sets, as any watcher sees them: an ordered consumer over the
@@ -77,12 +74,11 @@ export class EndpointsViewService {
   private read(m: JsMsg): EndpointSetV1 | undefined {
     const service = lastToken(m.subject);
     try {
-      const set = decode(EndpointSetV1, m.data, 'endpoint set', MAX_SET_BYTES);
-      if (set.service === service) return set;
-      throw new Error(`its service "${set.service}" is not its subject's "${service}"`);
-    } catch (err) {
+      return decodeForSubject(EndpointSetV1, m.subject, m.data, 'endpoint set');
+    } catch (e) {
+      const err = e as MeshValidationError;
       this.log.warn(
-        { subject: m.subject, seq: m.seq, reason: (err as Error).message },
+        { subject: m.subject, seq: m.seq, reason: err.message, issues: err.issues },
         'unreadable endpoint set in the stream; republishing',
       );
       this.sets.delete(service);

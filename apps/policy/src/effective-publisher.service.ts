@@ -3,13 +3,19 @@ import type { JetStreamClient } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Inject, Injectable, Optional } from '@nestjs/common';
 import { ConfirmedPublisher, followLastValues } from '@novamesh/bus';
-import { appendJsonMembers, decode, EffectivePolicyV1, lastToken, type Policy, streams, subjects } from '@novamesh/contracts';
+import {
+  appendJsonMembers,
+  decodeForSubject,
+  EffectivePolicyV1,
+  lastToken,
+  type MeshValidationError,
+  type Policy,
+  streams,
+  subjects,
+} from '@novamesh/contracts';
 import type { Logger } from '@novamesh/observability';
 import { computeEffective } from '@novamesh/policy';
 import { JETSTREAM, LOGGER, NATS } from './tokens';
-
-/** Effective policies of services with many policies are big; refuse only the absurd. */
-const MAX_EFFECTIVE_BYTES = 8 * 1024 * 1024;
 
 /** Hash of what a service's sidecars would do differently: everything but revision and time. */
 export function effectiveHash(e: Omit<EffectivePolicyV1, 'revision' | 'updatedAt'> | EffectivePolicyV1): string {
@@ -89,7 +95,7 @@ interface Publication {
 export class EffectivePublisherService {
   private readonly published = new Map<string, string>();
   private readonly resetListeners: (() => void)[] = [];
-  private readonly foreignListeners: ((service: string, seq: number) => void)[] = [];
+  private readonly unreadableListeners: ((service: string, seq: number) => void)[] = [];
   private readonly chains = new Map<string, Link>();
   /** Sends over core NATS and confirms from the follow; the context of a publication is its content hash. */
   private readonly confirms: ConfirmedPublisher<string>;
@@ -132,7 +138,7 @@ export class EffectivePublisherService {
       recheckMs: this.opts.streamRecheckMs,
       onMessage: (m) =>
         this.stored(m.subject, this.confirms.msgIdOf(m.headers), m.seq, () =>
-          decode(EffectivePolicyV1, m.data, 'effective policy', MAX_EFFECTIVE_BYTES),
+          decodeForSubject(EffectivePolicyV1, m.subject, m.data, 'effective policy'),
         ),
       // MESH_CONFIG was created again: what it held is gone, so every service is published anew.
       onReset: () => {
@@ -146,7 +152,8 @@ export class EffectivePublisherService {
   /**
    * A message stored in MESH_CONFIG at `seq` (the follow delivers them in stream order): records
    * it as its service's last value and confirms this replica's publication with that message id —
-   * whose content was hashed when it was queued, so it is not parsed and hashed again.
+   * whose content was hashed when it was queued, so it is not parsed and hashed again. Any other
+   * message is decoded by `read`, which throws for one that is no effective policy of the subject's service.
    */
   stored(subject: string, msgId: string | undefined, seq: number, read: () => EffectivePolicyV1): void {
     const mine = this.confirms.observe(subject, msgId, seq);
@@ -158,13 +165,13 @@ export class EffectivePublisherService {
     let e: EffectivePolicyV1;
     try {
       e = read();
-      if (e.service !== service) throw new Error(`its service "${e.service}" is not its subject's "${service}"`);
-    } catch (err) {
+    } catch (caught) {
       // A stray publish on a service's subject: what the stream holds is no effective policy of it,
       // for every reader. The service's effective policy is computed and published over it.
-      this.log.warn({ subject, seq, reason: (err as Error).message }, 'unreadable effective policy in the stream; republishing');
+      const err = caught as MeshValidationError;
+      this.log.warn({ subject, seq, reason: err.message, issues: err.issues }, 'unreadable effective policy in the stream; republishing');
       this.published.delete(service);
-      for (const l of this.foreignListeners) l(service, seq);
+      for (const l of this.unreadableListeners) l(service, seq);
       return;
     }
     this.published.set(e.service, effectiveHash(e));
@@ -172,7 +179,7 @@ export class EffectivePublisherService {
 
   /** Called with a service whose subject turned out to hold something unreadable (see {@link stored}): its effective policy must be published again. */
   onUnreadable(listener: (service: string, seq: number) => void): void {
-    this.foreignListeners.push(listener);
+    this.unreadableListeners.push(listener);
   }
 
   /**

@@ -18,6 +18,11 @@ interface Stored {
 
 const encoder = new TextEncoder();
 
+/** The message id every replica gives a snapshot: `<service>:<version>:<hash>` (the stream keeps one copy of a snapshot two replicas send). */
+function snapshotMsgId(s: Pick<ProxySnapshotV1, 'service' | 'version' | 'hash'>): string {
+  return `${s.service}:${s.version}:${s.hash}`;
+}
+
 /** Conditional publishes lost to another replica in a row before giving up (the caller retries later). */
 const MAX_ATTEMPTS = 5;
 
@@ -128,10 +133,10 @@ export class PublishedSnapshotsService {
           return;
         }
         const msgId = m.headers?.get(headers.msgId);
-        const s = readInput(this.log, ProxySnapshotV1, 'proxy snapshot', m, { field: 'service', of: (p) => p.service });
+        const s = readInput(this.log, ProxySnapshotV1, 'proxy snapshot', m, true);
         if (s) this.see(m.seq, s);
         else this.seeUnreadable(service, m.seq, msgId);
-        if (!s || msgId !== `${s.service}:${s.version}:${s.hash}`) {
+        if (!s || msgId !== snapshotMsgId(s)) {
           this.log.warn(
             { meshService: service, seq: m.seq, msgId },
             'a snapshot no proxy-config replica published was stored; publishing the right one over it',
@@ -169,7 +174,7 @@ export class PublishedSnapshotsService {
       // The content's canonical JSON (what the hash covers) is the message, with the rest appended.
       const data = encoder.encode(snapshotMessageJson(compiled.canonical, snapshot));
       // A copy another replica stored already (same content and version) is dropped by the stream.
-      const msgId = `${service}:${snapshot.version}:${snapshot.hash}`;
+      const msgId = snapshotMsgId(snapshot);
       const outcome = await this.confirms.send(
         subjects.proxyConfig(service),
         data,
@@ -225,7 +230,7 @@ export class PublishedSnapshotsService {
       this.stored.set(service, { seq: 0, version: before?.version ?? 0, hash: '' });
       return;
     }
-    const s = readInput(this.log, ProxySnapshotV1, 'proxy snapshot', m, { field: 'service', of: (p) => p.service });
+    const s = readInput(this.log, ProxySnapshotV1, 'proxy snapshot', m, true);
     if (s) this.see(m.seq, s, true);
     else this.seeUnreadable(service, m.seq, m.header?.get(headers.msgId));
   }

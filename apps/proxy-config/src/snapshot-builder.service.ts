@@ -137,11 +137,11 @@ export class SnapshotBuilderService {
       if (list) this.scheduler.mark(this.view.applyRevocations(list));
     });
     await follow(streams.config, subjects.effectivePolicyEach, (m) => {
-      const policy = readInput(this.log, EffectivePolicyV1, 'effective policy', m, { field: 'service', of: (p) => p.service });
+      const policy = readInput(this.log, EffectivePolicyV1, 'effective policy', m, true);
       if (policy) this.scheduler.mark(this.view.applyPolicy(policy));
     });
     await follow(streams.endpoints, subjects.endpointsEach, (m) => {
-      const set = readInput(this.log, EndpointSetV1, 'endpoint set', m, { field: 'service', of: (s) => s.service });
+      const set = readInput(this.log, EndpointSetV1, 'endpoint set', m, true);
       if (set) this.scheduler.mark(this.view.applyEndpoints(set), true);
     });
     if (this.ending.signal.aborted) return;

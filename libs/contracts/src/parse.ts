@@ -2,7 +2,7 @@ import type { z } from 'zod';
 import { formatPath, meshErrorMap, UNKNOWN_FIELD } from './error-map';
 import { ErrorCode, type Issue, MeshValidationError } from './errors';
 import { registrySchemas } from './events';
-import { MAX_EVENT_BYTES, parseRegistrySubject, type RegistryAction } from './names';
+import { lastToken, MAX_EVENT_BYTES, parseRegistrySubject, type RegistryAction } from './names';
 
 /**
  * Turns zod issues into `path: message` pairs with paths like `endpoints[2].port`; an unknown field
@@ -78,6 +78,30 @@ export function decode<S extends z.ZodType>(schema: S, data: Uint8Array, what: s
     throw new MeshValidationError(`${what} is not valid JSON: ${(e as Error).message}`, [], ErrorCode.badJson);
   }
   return validate(schema, value, what);
+}
+
+/** The largest last value of a per-service subject a reader takes: large services make big endpoint sets and snapshots; only the absurd is refused. */
+export const MAX_LAST_VALUE_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Decodes a message of a per-service subject (`….<service>`: endpoint sets, effective policies,
+ * proxy snapshots): the payload must match `schema`, and the service it names must be the
+ * subject's last token. Throws a MeshValidationError saying which it is not.
+ */
+export function decodeForSubject<S extends z.ZodType<{ service: string }>>(
+  schema: S,
+  subject: string,
+  data: Uint8Array,
+  what: string,
+): z.output<S> {
+  const parsed = decode(schema, data, what, MAX_LAST_VALUE_BYTES);
+  const named = (parsed as { service: string }).service;
+  const token = lastToken(subject);
+  if (named !== token)
+    throw new MeshValidationError(`${what} does not belong to its subject`, [
+      { path: 'service', message: `"${named}" must equal the subject's service "${token}"` },
+    ]);
+  return parsed;
 }
 
 export type RegistryEvent =
