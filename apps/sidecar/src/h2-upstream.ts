@@ -73,12 +73,16 @@ export class H2Endpoint {
       let expired = false;
       /** Stops watching the client's HTTP/1.1 connection. */
       let unwatch: () => void = () => undefined;
-      const fail = (err: unknown, refused?: boolean) => {
-        if (settled) return;
+      /** The outcome is decided: the timers and the connection watch stop. */
+      const settle = () => {
         settled = true;
         unwatch();
         clearTimeout(timer);
         clearTimeout(headersTimer);
+      };
+      const fail = (err: unknown, refused?: boolean) => {
+        if (settled) return;
+        settle();
         if (res.writableEnded || res.destroyed)
           return resolve({ status, error: 'DOWNSTREAM_DISCONNECT', reason: 'the client went away', bytes: 0 });
         const cause = (err as { code?: string }).code === TIMEOUT_CODE ? err : (this.lastError ?? err);
@@ -114,9 +118,7 @@ export class H2Endpoint {
       stream.once('response', (h, flags) => {
         clearTimeout(headersTimer);
         if (req.retryIf?.(Number(h[HTTP2_HEADER_STATUS]), h)) {
-          settled = true;
-          unwatch();
-          clearTimeout(timer);
+          settle();
           stream.close(constants.NGHTTP2_CANCEL);
           return resolve({ status: Number(h[HTTP2_HEADER_STATUS]), bytes: 0, retry: true, headers: h });
         }
@@ -140,9 +142,7 @@ export class H2Endpoint {
       });
       stream.once('end', () => {
         if (settled) return;
-        settled = true;
-        unwatch();
-        clearTimeout(timer);
+        settle();
         if (!res.writableEnded) {
           if (trailers) res.addTrailers(responseHeaders(trailers, { ...req, onResponseHeaders: undefined }) as Record<string, string>);
           res.end();
