@@ -29,7 +29,7 @@ function findBinary(name) {
 
 const HOW_TO_INSTALL = {
   'nats-server':
-    'Debian/Ubuntu: sudo apt-get install nats-server · macOS: brew install nats-server · or download from the NATS releases page',
+    'Debian/Ubuntu: sudo apt-get install nats-server (Debian 12 has 2.9, older than the 2.10 Novamesh needs: then also run tools/fetch-nats-server.sh) · macOS: brew install nats-server · or download from the NATS releases page',
   'redis-server': 'Debian/Ubuntu: sudo apt-get install redis-server · macOS: brew install redis',
 };
 
@@ -50,7 +50,9 @@ export async function ensureInfra(root, natsUrl, redisUrl, log = (m) => process.
   const started = [];
   const data = join(root, '.data');
   if (!(await reachable(natsUrl))) {
-    const bin = findBinary('nats-server');
+    // A nats-server of 2.10 or later that tools/fetch-nats-server.sh fetched (the machine's is older) goes first.
+    const fetched = join(root, '.cache', 'nats-server', 'nats-server');
+    const bin = spawnSync('test', ['-x', fetched]).status === 0 ? fetched : findBinary('nats-server');
     if (!bin)
       throw new Error(
         `NATS is not reachable at ${natsUrl} and nats-server is not installed.\n  Install it: ${HOW_TO_INSTALL['nats-server']}`,

@@ -1,4 +1,5 @@
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { natsServerTooOld } from '@novamesh/contracts';
 import type { Logger } from '@novamesh/observability';
 
 export interface BusConnectOptions {
@@ -57,10 +58,20 @@ export async function connectBus(opts: BusConnectOptions): Promise<NatsConnectio
   });
   const log = opts.logger;
   if (log) {
+    // Checked at connect and after each reconnect (another server of the cluster, or an upgrade).
+    let warnedFor: string | undefined;
+    const checkVersion = () => {
+      const version = nc.info?.version;
+      const why = natsServerTooOld(version);
+      if (why && version !== warnedFor) log.warn({ natsServer: version, server: nc.getServer() }, why);
+      warnedFor = version;
+    };
+    checkVersion();
     void (async () => {
       for await (const s of nc.status()) {
         if (s.type === 'ping' || s.type === 'reconnecting') continue;
         log.info({ nats: s.type, server: 'server' in s ? s.server : undefined }, 'nats connection status');
+        if (s.type === 'reconnect') checkVersion();
       }
     })().catch(() => undefined);
   }

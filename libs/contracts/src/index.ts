@@ -6,6 +6,7 @@ export * from './errors';
 export * from './events';
 export * from './fixtures';
 export * from './names';
+export * from './nats-server';
 export * from './parse';
 export * from './policy';
 export * from './proxy';

@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { JetStreamApiError, type JetStreamManager } from '@nats-io/jetstream';
 
 /** A port nobody listens on right now (loopback). */
@@ -141,6 +141,15 @@ function exists(p: string): boolean {
   }
 }
 
+/**
+ * The nats-server tests start: `NATS_SERVER_BIN`, else the one `tools/fetch-nats-server.sh` put
+ * under `.cache/` (when the machine's is older than 2.10), else the machine's.
+ */
+export function natsServerBinary(): string {
+  const fetched = resolve(__dirname, '..', '..', '..', '.cache', 'nats-server', 'nats-server');
+  return process.env.NATS_SERVER_BIN ?? which([fetched, '/usr/sbin/nats-server', '/usr/local/bin/nats-server', 'nats-server']);
+}
+
 /** A nats-server with JetStream on a free port and its own store, for one test file. */
 export class TestNats {
   private proc: ManagedProcess | undefined;
@@ -162,7 +171,7 @@ export class TestNats {
   }
 
   async restart(): Promise<void> {
-    const bin = process.env.NATS_SERVER_BIN ?? which(['/usr/sbin/nats-server', '/usr/local/bin/nats-server', 'nats-server']);
+    const bin = natsServerBinary();
     const args = ['-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.dir];
     if (this.config !== undefined) {
       const file = join(this.dir, 'nats-server.conf');
@@ -193,7 +202,11 @@ export class TestNats {
   /** Whether the server still runs, and its last log lines: for a test's failure message. */
   diagnostics(lines = 20): string {
     if (!this.proc) return 'nats-server: not started';
-    return `nats-server ${this.proc.running ? 'running' : 'EXITED'}; its last lines:\n${this.proc.output.slice(-lines).join('\n')}`;
+    const out = this.proc.output;
+    // A Go panic prints its reason first and hundreds of goroutine lines after it: show the reason.
+    const panicAt = out.findIndex((l) => /^(panic|fatal error):/.test(l));
+    const panic = panicAt >= 0 ? `its panic:\n${out.slice(panicAt, panicAt + 12).join('\n')}\n` : '';
+    return `nats-server ${this.proc.running ? 'running' : 'EXITED'}; ${panic}its last lines:\n${out.slice(-lines).join('\n')}`;
   }
 
   async dispose(): Promise<void> {

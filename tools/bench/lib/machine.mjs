@@ -4,6 +4,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { hash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { connect } from 'node:net';
 import os from 'node:os';
 
@@ -31,7 +32,8 @@ function cpuIdle() {
 
 export function machineInfo() {
   const cpus = os.cpus();
-  const natsBin = process.env.NATS_SERVER_BIN ?? 'nats-server';
+  // The one the suites start (libs/testing: NATS_SERVER_BIN, else .cache/, else the machine's).
+  const natsBin = createRequire(import.meta.url)('@novamesh/testing').natsServerBinary();
   const redisBin = process.env.REDIS_SERVER_BIN ?? 'redis-server';
   const path = `${process.env.PATH ?? ''}:/usr/sbin:/usr/local/sbin:/usr/local/bin`;
   process.env.PATH = path;

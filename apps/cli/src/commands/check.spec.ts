@@ -70,6 +70,20 @@ describe('meshctl check thresholds', () => {
     expect(down[0]?.status).toBe('fail');
   });
 
+  it('warns about a nats-server older than 2.10, naming its version, and says nothing about a newer one', () => {
+    const old = evaluateChecks(
+      { ...facts(3650 * DAY, 365 * DAY), nats: { ok: true, server: 'nats-server 2.9.10', version: '2.9.10' } },
+      NOW,
+    );
+    const line = old.find((l) => l.section === 'NATS' && l.status === 'warn');
+    expect(line?.text).toMatch(/^nats-server 2\.9\.10 is older than 2\.10\.0/);
+    const current = evaluateChecks(
+      { ...facts(3650 * DAY, 365 * DAY), nats: { ok: true, server: 'nats-server 2.10.27', version: '2.10.27' } },
+      NOW,
+    );
+    expect(current.filter((l) => l.section === 'NATS').map((l) => l.status)).toEqual(['ok']);
+  });
+
   it('colors the marks only when asked', () => {
     const lines = evaluateChecks(facts(89 * DAY, 365 * DAY), NOW);
     expect(renderChecks(lines, { color: false })).not.toContain('\x1b[');

@@ -12,7 +12,7 @@ import type {
   RevocationListV1,
   TrustBundleV1,
 } from '@novamesh/contracts';
-import { streams as meshStreams, subjects } from '@novamesh/contracts';
+import { streams as meshStreams, natsServerTooOld, subjects } from '@novamesh/contracts';
 import type { Command } from 'commander';
 import { type CliContext, globalOptions } from '../context';
 import { CommandExit, ExitCode } from '../errors';
@@ -61,7 +61,7 @@ export type Probe<T = unknown> = { ok: true; ms: number; reply: T } | { ok: fals
 /** Everything `check` learned, gathered before anything is judged (so judging is a pure function). */
 export interface CheckFacts {
   servers: string[];
-  nats: { ok: true; server: string } | { ok: false; error: string };
+  nats: { ok: true; server: string; version?: string } | { ok: false; error: string };
   discovery?: Probe;
   policy?: Probe;
   ca?: Probe<CaInfoResultV1 | { ok: false; error: ErrorBody }>;
@@ -289,6 +289,8 @@ export function evaluateChecks(f: CheckFacts, now = Date.now()): CheckLine[] {
     return lines;
   }
   lines.push({ section: 'NATS', status: 'ok', text: `NATS is reachable at ${where} (${f.nats.server})` });
+  const tooOld = natsServerTooOld(f.nats.version);
+  if (tooOld) lines.push({ section: 'NATS', status: 'warn', text: tooOld });
 
   lines.push(probeLine('control plane', 'discovery', SUBJECTS.discovery, f.discovery, 'start a discovery replica'));
   lines.push(probeLine('control plane', 'policy service', SUBJECTS.policy, f.policy, 'start a policy service replica'));
@@ -502,7 +504,7 @@ export async function gatherFacts(servers: string[], timeoutMs: number): Promise
     const server = nc.info ? `nats-server ${nc.info.version}` : 'connected';
     return {
       servers,
-      nats: { ok: true, server },
+      nats: { ok: true, server, version: nc.info?.version },
       discovery,
       policy,
       ca,
