@@ -71,7 +71,13 @@ export class AdminServer {
         if (this.deps.draining()) return json(res, 503, { ready: false, reason: 'draining (SIGTERM): finishing the requests in flight' });
         if (!snap) return json(res, 503, { ready: false, reason: 'no snapshot yet (waiting for proxy-config)' });
         if (this.deps.needsCertificate && !identity.ready)
-          return json(res, 503, { ready: false, reason: 'no mesh certificate yet (waiting for the certificate authority)' });
+          return json(res, 503, {
+            ready: false,
+            reason:
+              identity.refusal === undefined
+                ? 'no mesh certificate yet (waiting for the certificate authority)'
+                : `no mesh certificate: the certificate authority refused the join token (${identity.refusal}); restart the sidecar with a new one (meshctl token create --service <name>)`,
+          });
         return json(res, 200, { ready: true, version: snap.version });
       }
       case '/config_dump': {

@@ -31,11 +31,20 @@ export class ControlPlaneLink {
   private closed = false;
   private inboundPort = 0;
 
+  /** Why the endpoint waits for {@link registrationGate}, as last logged (each new reason is logged once). */
+  private gateLogged: string | undefined;
+
   constructor(
     private readonly cfg: SidecarConfig,
     private readonly logger: Logger,
     private readonly store: SnapshotStore,
     private readonly onApplied: (outcome: OfferOutcome) => void,
+    /**
+     * Whether the endpoint may be registered yet, and why not: callers open mutual TLS to an
+     * endpoint with the sidecar label, so one is registered only once it can answer (it holds a
+     * certificate). Checked before every registration; {@link registerNow} when it changes.
+     */
+    private readonly registrationGate: () => string | undefined = () => undefined,
   ) {}
 
   /** The SDK client (for certificates) once connected. */
@@ -146,6 +155,11 @@ export class ControlPlaneLink {
     this.registrationTimers = [];
   }
 
+  /** Checks the registration at once (the gate opened), once started. */
+  registerNow(): void {
+    if (this.cfg.register && this.inboundPort && !this.closed) this.checkRegistration();
+  }
+
   /** Starts a registration check unless one is running or the sidecar is leaving. */
   private checkRegistration(): void {
     if (this.registering || this.leaving) return;
@@ -206,6 +220,12 @@ export class ControlPlaneLink {
   private async ensureRegistered(): Promise<void> {
     const m = this.manager;
     if (!m || this.closed || this.leaving) return;
+    const wait = this.registrationGate();
+    if (wait !== undefined) {
+      if (this.gateLogged !== wait) this.logger.info({ endpoint: this.endpointAddress() }, `not registering this endpoint yet: ${wait}`);
+      this.gateLogged = wait;
+      return;
+    }
     const endpoint = {
       id: this.cfg.sidecarId,
       address: this.cfg.address,
@@ -230,19 +250,19 @@ export class ControlPlaneLink {
           heartbeat: { ttl: this.cfg.heartbeatTtlMs },
           ...(this.cfg.upstreams ? { upstreams: this.cfg.upstreams } : {}),
         });
-        this.logger.info({ service: this.cfg.service, endpoint: this.endpointAddress() }, 'registered the service with this endpoint');
+        this.logger.info({ endpoint: this.endpointAddress() }, 'registered the service with this endpoint');
         return;
       }
       const mine = set.endpoints.find((e) => e.id === endpoint.id);
       if (!mine && set.endpoints.length > 0 && set.endpoints.every((e) => e.status === 'draining')) {
         // The whole service is draining after a deregistration: an endpoint added now would drain
         // with it. Wait until it is gone, then register it anew.
-        this.logger.info({ service: this.cfg.service }, 'service is draining after a deregistration; registering once it is gone');
+        this.logger.info('service is draining after a deregistration; registering once it is gone');
         return;
       }
       if (!mine || mine.port !== endpoint.port || mine.address !== endpoint.address) {
         await m.addEndpoint(this.cfg.service, endpoint);
-        this.logger.info({ service: this.cfg.service, endpoint: this.endpointAddress() }, 'registered this endpoint');
+        this.logger.info({ endpoint: this.endpointAddress() }, 'registered this endpoint');
       }
     } catch (err) {
       this.logger.warn({ err: (err as Error).message }, 'registration not confirmed; retrying');

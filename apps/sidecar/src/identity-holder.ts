@@ -40,6 +40,13 @@ export class IdentityHolder implements IdentitySource {
     return this.active() !== undefined;
   }
 
+  /** Why the CA refused the join token (for good: a new token is needed), once it has. */
+  get refusal(): string | undefined {
+    return this.refused;
+  }
+
+  private refused: string | undefined;
+
   /** Where the certificate comes from, for /config_dump. */
   get kind(): 'mesh' | 'files' | 'none' {
     return this.own ? 'files' : this.mesh && this.meshReady ? 'mesh' : 'none';
@@ -95,7 +102,12 @@ export class IdentityHolder implements IdentitySource {
       void this.save(cur);
     });
     const resume = await this.load();
-    await identity.start(resume ? { resume } : {});
+    try {
+      await identity.start(resume ? { resume } : {});
+    } catch (err) {
+      this.refused = (err as Error).message;
+      throw err;
+    }
     this.meshReady = true;
     if (!this.own) this.follow(identity);
   }

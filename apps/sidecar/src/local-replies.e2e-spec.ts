@@ -145,6 +145,7 @@ describe('a sidecar without a snapshot answers every request itself: 503 NO_SNAP
         ].map(([method, p, requestId]) => ({
           level: 'info',
           service: 'sidecar',
+          meshService: 'shop',
           component: 'access',
           msg: 'access',
           ...common,

@@ -32,7 +32,10 @@ async function main(): Promise<void> {
     process.stderr.write(`sidecar: the data directory ${dir.problem}\n`);
     process.exit(78);
   }
-  const logger = createLogger({ service: 'sidecar', instance: config.sidecarId, level: config.logLevel });
+  // Every line names the workload's service (`service` is the program's own name, as for every Novamesh program).
+  const logger = createLogger({ service: 'sidecar', instance: config.sidecarId, level: config.logLevel }).child({
+    meshService: config.service,
+  });
   if (dir.warning) logger.warn({ dataDir: config.dataDir }, `SIDECAR_DATA_DIR ${dir.warning}`);
   const metrics = new SidecarMetrics();
   const accessLog = new AccessLog(logger.child({ component: 'access' }), config.accessLog);
@@ -160,9 +163,18 @@ async function main(): Promise<void> {
     `127.0.0.1:${config.adminPort}`,
     'SIDECAR_ADMIN_PORT (meshctl --admin-port)',
   );
-  logger.info({ service: config.service, sidecar: config.sidecarId, ports, app: config.appPort }, 'sidecar ready');
+  logger.info({ sidecar: config.sidecarId, ports, app: config.appPort }, 'sidecar ready');
 
-  const link = new ControlPlaneLink(config, logger, store, onOffer);
+  const link = new ControlPlaneLink(config, logger, store, onOffer, () => {
+    // Callers open mutual TLS to this endpoint (it carries the sidecar label): not before it can answer.
+    if (!config.joinToken || identity.ready) return undefined;
+    return identity.refusal === undefined
+      ? 'waiting for a mesh certificate (callers open mutual TLS to it)'
+      : 'the certificate authority refused the join token; restart the sidecar with a new one';
+  });
+  identity.subscribe((change) => {
+    if (change === 'certificate') link.registerNow();
+  });
   const connected = link.connect();
   connected.then(
     () => link.start(ports.inbound as number),

@@ -655,14 +655,31 @@ describe('a sidecar stopped with SIGTERM', () => {
 });
 
 describe('/ready on the admin port', () => {
-  it('says 503 and why while a sidecar with a join token has no mesh certificate (the CA refused its token)', async () => {
+  it('says 503 and names the refusal when the CA refused the join token, and the endpoint is never registered (callers would open mutual TLS to it)', async () => {
     const sidecar = await m.sidecar('ledger', await m.app('ledger-2'), { token: 'not-a-token' });
     await m.until(sidecar, 'its own snapshot', (d) => d.snapshot !== null);
-    const ready = await sidecar.admin<{ ready: boolean; reason: string }>('/ready');
-    expect(ready).toEqual({
-      status: 503,
-      body: { ready: false, reason: 'no mesh certificate yet (waiting for the certificate authority)' },
-    });
+    const ready = await waitFor(
+      async () => {
+        const r = await sidecar.admin<{ ready: boolean; reason: string }>('/ready');
+        return r.body.reason.includes('refused') ? r : undefined;
+      },
+      { timeoutMs: 10_000, what: '/ready to name the refusal' },
+    );
+    expect(ready.status).toBe(503);
+    expect(ready.body.ready).toBe(false);
+    expect(ready.body.reason).toMatch(
+      /^no mesh certificate: the certificate authority refused the join token \(.+\); restart the sidecar with a new one \(meshctl token create --service <name>\)$/,
+    );
+    // Past several registration checks (every 2 s), discovery has no endpoint of it.
+    await new Promise((r) => setTimeout(r, 4_500));
+    const ids = await m.mesh.getService('ledger').then(
+      (set) => set.endpoints.map((e) => e.id),
+      (): string[] => [],
+    );
+    expect(ids).not.toContain(sidecar.id);
+    expect(sidecar.proc.output.join('\n')).toMatch(
+      /"msg":"not registering this endpoint yet: the certificate authority refused the join token/,
+    );
     expect((await web.admin('/ready')).status).toBe(200);
   });
 
