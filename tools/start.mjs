@@ -3,7 +3,12 @@
 // (discovery, policy, CA, proxy-config) → the demo: three services behind sidecars with traffic
 // (tools/demo.mjs; NOVAMESH_DEMO=0 or `npm start -- --no-demo` to skip).
 // Ctrl-C stops everything it started: the demo first (its sidecars deregister), then the apps, then NATS/Redis.
+// The apps run in process groups of their own, so the terminal's Ctrl-C reaches the demo and this
+// script, not them: they are stopped after the demo. The same happens when the npm that ran this
+// script ends (SIGTERM to npm, which does not pass it on), and meshctl's guard process stops them,
+// in the same order, should this script be killed (SIGKILL) with no chance to.
 import { execSync, spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureInfra } from './infra.mjs';
@@ -27,38 +32,30 @@ try {
   process.exit(1);
 }
 
+const GRACE_MS = 5_000;
+const { startGuard } = createRequire(import.meta.url)(join(root, 'apps/cli/dist/commands/guard.js'));
+const guard = startGuard();
+/** The guard stops what it watches, the last watched first, should this script end without doing it. */
+const watch = (child, group, graceMs = GRACE_MS) => {
+  guard.watch(child.pid, group, graceMs);
+  child.once('exit', () => guard.unwatch(child.pid));
+  return child;
+};
+for (const c of infra) watch(c, true);
+
 const env = { ...process.env, NATS_URL: natsUrl, REDIS_URL: redisUrl };
-for (let i = 1; i <= replicas; i++) {
-  const child = spawn(process.execPath, [join(root, 'apps/discovery/dist/main.js')], {
-    env: { ...env, DISCOVERY_INSTANCE: `discovery-${i}` },
-    stdio: 'inherit',
-  });
-  children.push(child);
-}
-for (let i = 1; i <= replicas; i++) {
-  children.push(
-    spawn(process.execPath, [join(root, 'apps/policy/dist/main.js')], {
-      env: { ...env, POLICY_INSTANCE: `policy-${i}` },
-      stdio: 'inherit',
-    }),
-  );
-}
+/** An app of the control plane, in a process group of its own. */
+const app = (main, extraEnv) =>
+  watch(spawn(process.execPath, [join(root, main)], { env: { ...env, ...extraEnv }, stdio: 'inherit', detached: true }), true);
+for (let i = 1; i <= replicas; i++) children.push(app('apps/discovery/dist/main.js', { DISCOVERY_INSTANCE: `discovery-${i}` }));
+for (let i = 1; i <= replicas; i++) children.push(app('apps/policy/dist/main.js', { POLICY_INSTANCE: `policy-${i}` }));
 // One CA process owns its key directory (.data/ca): replicas must not create it concurrently.
-children.push(
-  spawn(process.execPath, [join(root, 'apps/certificate-authority/dist/main.js')], {
-    env: { ...env, CA_DIR: env.CA_DIR || join(root, '.data', 'ca'), CA_INSTANCE: 'ca-1' },
-    stdio: 'inherit',
-  }),
-);
-for (let i = 1; i <= replicas; i++) {
-  children.push(
-    spawn(process.execPath, [join(root, 'apps/proxy-config/dist/main.js')], {
-      env: { ...env, PROXY_CONFIG_INSTANCE: `proxy-config-${i}` },
-      stdio: 'inherit',
-    }),
-  );
-}
-const demoProcess = demo ? spawn(process.execPath, [join(root, 'tools/demo.mjs')], { env, stdio: 'inherit' }) : undefined;
+children.push(app('apps/certificate-authority/dist/main.js', { CA_DIR: env.CA_DIR || join(root, '.data', 'ca'), CA_INSTANCE: 'ca-1' }));
+for (let i = 1; i <= replicas; i++) children.push(app('apps/proxy-config/dist/main.js', { PROXY_CONFIG_INSTANCE: `proxy-config-${i}` }));
+// The demo stays in this group: Ctrl-C reaches it (and its meshctl runs) at once.
+const demoProcess = demo
+  ? watch(spawn(process.execPath, [join(root, 'tools/demo.mjs')], { env, stdio: 'inherit' }), false, 10_000)
+  : undefined;
 process.stderr.write(
   `novamesh: control plane starting (NATS ${natsUrl}, Redis ${redisUrl}): discovery, policy, certificate-authority, proxy-config.\n` +
     (demo
@@ -85,9 +82,15 @@ const stop = async () => {
   process.stderr.write('novamesh: stopping…\n');
   // The demo's sidecars deregister through discovery and NATS: stop it while they still run.
   if (demoProcess) await stopAll([demoProcess], 10_000);
-  await stopAll(children, 5_000);
-  await stopAll(infra, 5_000);
+  await stopAll(children, GRACE_MS);
+  await stopAll(infra, GRACE_MS);
   process.exit(0);
 };
 process.on('SIGINT', () => void stop());
 process.on('SIGTERM', () => void stop());
+process.on('SIGHUP', () => void stop());
+// The npm (or shell) that started this script ended: stop as on Ctrl-C rather than run on unseen.
+const parent = process.ppid;
+setInterval(() => {
+  if (process.ppid !== parent) void stop();
+}, 500).unref();

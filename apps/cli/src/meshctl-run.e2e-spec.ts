@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import {
   type ManagedProcess,
+  pidAlive,
   repoRoot,
   runMeshctl,
   startCertificateAuthority,
@@ -180,15 +181,6 @@ function childrenOf(pid: number): { pid: number; args: string }[] {
     .map((m) => ({ pid: Number(m[1]), args: m[2] as string }));
 }
 
-function running(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** How many endpoints of `service` discovery lists as healthy. */
 async function healthyEndpoints(service: string): Promise<number> {
   const r = await runMeshctl(['get', 'endpoints', service, '-o', 'json'], { NATS_URL: nats.url });
@@ -327,7 +319,7 @@ describe('meshctl run and meshctl sidecar', () => {
     expect(orders.stdout()).toMatch(/^\[app\] app got SIGTERM$/m);
     expect(orders.stdout()).toMatch(/^\[sidecar\] .*"msg":"drained"/m);
     for (const port of [orders.app, orders.admin, orders.outbound, caller.app, caller.outbound]) expect(await accepts(port)).toBe(false);
-    await waitFor(() => guards.every((g) => !running(g.pid)), { timeoutMs: 5_000, what: 'the guards to end with meshctl' });
+    await waitFor(() => guards.every((g) => !pidAlive(g.pid)), { timeoutMs: 5_000, what: 'the guards to end with meshctl' });
   });
 
   it('Ctrl-C in a terminal (SIGINT to the whole process group) drains the sidecar while the app still answers, then stops the app and what it started', async () => {
@@ -376,10 +368,13 @@ describe('meshctl run and meshctl sidecar', () => {
     try {
       // No handler of meshctl's ran: the guard stops the sidecar (it drains and deregisters), then the app.
       await waitFor(async () => (await healthyEndpoints('killed')) === 0, { timeoutMs: 20_000, what: 'the sidecar to deregister' });
-      await waitFor(() => children.every((c) => !running(c.pid)), { timeoutMs: 20_000, what: 'the sidecar, the app and the guard to end' });
+      await waitFor(() => children.every((c) => !pidAlive(c.pid)), {
+        timeoutMs: 20_000,
+        what: 'the sidecar, the app and the guard to end',
+      });
       for (const port of [m.app, m.admin, m.outbound]) expect(await accepts(port)).toBe(false);
     } finally {
-      for (const c of children) if (running(c.pid)) process.kill(c.pid, 'SIGKILL');
+      for (const c of children) if (pidAlive(c.pid)) process.kill(c.pid, 'SIGKILL');
     }
   });
 

@@ -64,6 +64,16 @@ export async function recreateStream(jsm: JetStreamManager, name: string): Promi
   if (messages !== 0) throw new Error(`stream ${name} holds ${messages} messages after being created again`);
 }
 
+/** Whether a process of that number runs (signal 0). */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** A child process whose output is kept for assertions and diagnostics; killed when this process exits. */
 export class ManagedProcess {
   readonly output: string[] = [];
@@ -76,8 +86,15 @@ export class ManagedProcess {
     args: string[],
     env: NodeJS.ProcessEnv = {},
     cwd?: string,
+    /** `detached`: in a process group of its own (which the test may signal as a terminal would). */
+    opts: { detached?: boolean } = {},
   ) {
-    this.child = spawn(cmd, args, { env: { ...process.env, ...env }, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = spawn(cmd, args, {
+      env: { ...process.env, ...env },
+      cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: opts.detached ?? false,
+    });
     const keep = (b: Buffer) => {
       for (const line of b.toString().split('\n')) if (line) this.output.push(line);
       if (this.output.length > 20_000) this.output.splice(0, 10_000);
