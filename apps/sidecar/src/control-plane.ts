@@ -103,15 +103,13 @@ export class ControlPlaneLink {
     for (const t of this.timers) t.unref();
   }
 
-  /** Tells the control plane the version in use (fire and forget; core NATS). */
-  ack(): void {
+  /** Tells the control plane the version in use (fire and forget; core NATS); `leaving`: the last one, as it stops. */
+  ack(leaving = false): void {
     const nc = this.nc;
     if (!nc || nc.isClosed()) return;
     try {
-      nc.publish(
-        subjects.proxyAck(this.cfg.service, this.cfg.sidecarId),
-        JSON.stringify(this.store.ack(this.cfg.sidecarId, this.endpointAddress())),
-      );
+      const ack = this.store.ack(this.cfg.sidecarId, this.endpointAddress());
+      nc.publish(subjects.proxyAck(this.cfg.service, this.cfg.sidecarId), JSON.stringify(leaving ? { ...ack, leaving: true } : ack));
     } catch (err) {
       this.logger.debug({ err: (err as Error).message }, 'acknowledgement not sent');
     }
@@ -144,6 +142,9 @@ export class ControlPlaneLink {
     for (const t of this.timers) clearInterval(t);
     this.follower?.stop();
     clearTimeout(this.recheck);
+    // No acknowledgement follows this one (the timers are stopped): proxy-status forgets this sidecar
+    // now rather than report it stale. The drain below flushes it.
+    this.ack(true);
     await drainBus(this.nc);
   }
 

@@ -608,7 +608,7 @@ describe('a sidecar that dies without deregistering', () => {
 });
 
 describe('a sidecar stopped with SIGTERM', () => {
-  it('leaves its service’s endpoint set at once, stays out while it drains a request in flight, and drains longer than 10 s when SIDECAR_DRAIN says so', async () => {
+  it('leaves its service’s endpoint set at once, stays out while it drains a request in flight, drains longer than 10 s when SIDECAR_DRAIN says so, and leaves meshctl proxy-status', async () => {
     const app = await m.app('ledger-1');
     // The request in flight keeps the drain going past several registration checks (every 2 s) and
     // past the 10 s a stop of any other app may take.
@@ -624,6 +624,12 @@ describe('a sidecar stopped with SIGTERM', () => {
     };
     await waitFor(async () => (await endpointIds()).includes(sidecar.id) || undefined, { timeoutMs: 15_000, what: 'ledger registered' });
     await m.until(sidecar, 'its own snapshot', (d) => d.snapshot !== null);
+    const listed = async () => {
+      const r = await runMeshctl(['proxy-status', '--service', 'ledger', '--output', 'json'], { NATS_URL: m.nats.url });
+      if (r.code !== 0) throw new Error(r.stderr);
+      return (JSON.parse(r.stdout) as { sidecar: string }[]).some((row) => row.sidecar === sidecar.id);
+    };
+    await waitFor(listed, { timeoutMs: 10_000, what: 'ledger in meshctl proxy-status' });
     const inFlight = request(`${sidecar.inbound}/slow`).then(async (r) => ({ status: r.statusCode, body: await r.body.text() }));
     await waitFor(() => app.hits.length > 0 || undefined, { timeoutMs: 5_000, what: 'the request to reach ledger-1' });
     await m.until(sidecar, 'a mesh certificate', (d) => d.certificate !== null);
@@ -651,6 +657,8 @@ describe('a sidecar stopped with SIGTERM', () => {
     expect(await inFlight).toEqual({ status: 200, body: expect.stringContaining('"app":"ledger-1"') });
     expect(sidecar.proc.output.some((l) => l.includes('"msg":"stopped"'))).toBe(true); // not cut off (exit 1)
     expect(await endpointIds()).not.toContain(sidecar.id);
+    // Its last acknowledgement said it was leaving: proxy-status forgets it (it does not turn stale).
+    await waitFor(async () => !(await listed()), { timeoutMs: 3_000, what: 'ledger gone from meshctl proxy-status' });
   }, 60_000);
 });
 

@@ -153,6 +153,11 @@ export const ProxyAckV1 = z.strictObject({
     .optional(),
   /** Where the sidecar is, for operators. */
   address: z.string().max(256, 'must be at most 256 characters').optional(),
+  /**
+   * The sidecar's last acknowledgement: it is stopping cleanly (SIGTERM, after its drain), so
+   * proxy-config forgets it at once instead of reporting it stale, then forgetting it 10 minutes later.
+   */
+  leaving: z.literal(true, { error: 'must be true when present (the sidecar is stopping)' }).optional(),
   sentAt: ackTime,
 });
 export type ProxyAckV1 = z.output<typeof ProxyAckV1>;

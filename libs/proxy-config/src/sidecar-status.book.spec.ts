@@ -62,6 +62,17 @@ describe('SidecarStatusBook', () => {
     expect(b.entries(T0 + 10_000)[0]?.lagMs).toBe(6_000);
   });
 
+  it('forgets a sidecar at once when its acknowledgement says it is leaving, and only that one', () => {
+    const b = book();
+    b.recordAck(ack('a', 3, 'h3'), T0 + 9_000);
+    b.recordAck(ack('b', 3, 'h3'), T0 + 9_000);
+    b.recordAck(ack('a', 3, 'h3', { leaving: true }), T0 + 9_500);
+    expect(b.entries(T0 + 10_000).map((e) => e.sidecar)).toEqual(['b']);
+    b.recordAck(ack('b', 3, 'h3', { leaving: true }), T0 + 9_600);
+    b.recordAck(ack('never-seen', 3, 'h3', { leaving: true }), T0 + 9_600);
+    expect(b.entries(T0 + 10_000)).toEqual([]);
+  });
+
   it('forgets sidecars silent for much longer than the stale limit', () => {
     const b = new SidecarStatusBook({ staleAfterMs: 1_000, forgetAfterMs: 5_000 });
     b.recordAck(ack('gone', 0, ''), T0);

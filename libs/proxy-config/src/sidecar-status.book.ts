@@ -56,7 +56,14 @@ export class SidecarStatusBook {
     if (list.length > this.historyPerService) list.splice(0, list.length - this.historyPerService);
   }
 
+  /** The latest acknowledgement of a sidecar; one that says it is leaving removes the sidecar. */
   recordAck(ack: ProxyAckV1, nowMs: number): void {
+    if (ack.leaving) {
+      const sidecars = this.acks.get(ack.service);
+      sidecars?.delete(ack.sidecar);
+      if (sidecars?.size === 0) this.acks.delete(ack.service);
+      return;
+    }
     let sidecars = this.acks.get(ack.service);
     if (!sidecars) {
       sidecars = new Map();
