@@ -308,6 +308,24 @@ describe('effective policy', () => {
     const findings = await mesh.analyzePolicies();
     expect(findings.some((f) => f.level === 'warning' && /ghost/.test(f.message))).toBe(true);
   });
+
+  it('takes no stray endpoint set: one naming another service than its subject’s is skipped with a warning, so that service still counts as not registered', async () => {
+    const subject = subjects.endpoints('stray');
+    const set = {
+      service: 'ghost',
+      revision: 1,
+      type: 'http',
+      port: 80,
+      endpoints: [],
+      deregistered: false,
+      updatedAt: new Date().toISOString(),
+    };
+    await jetstream(nc).publish(subject, JSON.stringify(set));
+    for (const p of procs.filter((q) => q.name.startsWith('policy')))
+      await p.waitForLine(new RegExp(`"subject":"${subject.replace(/\./g, '\\.')}","msg":"unreadable message ignored"`), 10_000);
+    const findings = await mesh.analyzePolicies();
+    expect(findings.some((f) => f.level === 'warning' && /ghost/.test(f.message))).toBe(true);
+  });
 });
 
 describe('MESH_CONFIG deleted', () => {

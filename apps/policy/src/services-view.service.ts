@@ -1,7 +1,7 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { Inject, Injectable } from '@nestjs/common';
 import { followLastValues } from '@novamesh/bus';
-import { type EndpointSetV1, streams, subjects } from '@novamesh/contracts';
+import { decodeForSubject, EndpointSetV1, streams, subjects } from '@novamesh/contracts';
 import type { Logger } from '@novamesh/observability';
 import { JETSTREAM, LOGGER } from './tokens';
 
@@ -36,7 +36,9 @@ export class ServicesViewService {
       filterSubject: subjects.endpointsEach,
       logger: this.log,
       onMessage: (m) => {
-        const set = m.json<EndpointSetV1>();
+        // Checked as every reader of the subject checks it (schema, size, the subject's own service):
+        // what fails is logged and skipped, and the service keeps what was known of it.
+        const set = decodeForSubject(EndpointSetV1, m.subject, m.data, 'endpoint set');
         const isNew = !this.labels.has(set.service);
         if (set.deregistered) this.labels.delete(set.service);
         else {
