@@ -271,9 +271,11 @@ describe('endpoints stream deleted and created again', () => {
     for (const name of names) await mesh.registerService({ ...validService(name), healthCheck: undefined }, { wait: true });
     const jsm = await jetstreamManager(nc);
     const before = await Promise.all(names.map(storedSet));
-    // A set in the stream that the registry does not have (published by hand): after the reset
-    // nobody republishes it, so it must stop answering queries instead of lingering on this replica.
-    await jetstream(nc).publish(subjects.endpoints('ghost'), JSON.stringify({ ...before[0], service: 'ghost' }));
+    // A set in the stream that the registry does not have (published by hand, as discovery publishes,
+    // with its message id): after the reset nobody republishes it, so it must stop answering queries
+    // instead of lingering on this replica.
+    const ghost = { ...before[0], service: 'ghost' };
+    await jetstream(nc).publish(subjects.endpoints('ghost'), JSON.stringify(ghost), { msgID: `ghost:${ghost.revision}` });
     await waitFor(async () => (await mesh.getService('ghost').catch(() => undefined)) !== undefined, { what: 'the hand-made set' });
 
     // An operator deletes the stream and it is created again (or nats-server lost its stream but
@@ -348,12 +350,14 @@ describe('an endpoint set overwritten by a stray publish', () => {
       'not json',
       JSON.stringify({ service: name, endpoints: 'none' }),
       JSON.stringify({ ...before, service: 'other' }),
+      // Well-formed, of the right service, at a later revision, but not published by discovery (no message id).
+      JSON.stringify({ ...before, revision: (before?.revision ?? 0) + 100, endpoints: [] }),
     ]) {
       await js.publish(subjects.endpoints(name), stray);
       const repaired = await waitFor(
         async () => {
           const set = await storedSet(name).catch(() => undefined);
-          return set?.service === name && Array.isArray(set.endpoints) ? set : undefined;
+          return set?.service === name && Array.isArray(set.endpoints) && set.endpoints.length > 0 ? set : undefined;
         },
         { timeoutMs: 5_000, what: `the registered set published over ${stray.slice(0, 30)}` },
       );

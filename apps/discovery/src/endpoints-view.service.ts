@@ -14,6 +14,11 @@ import { CONFIG, JETSTREAM, LOGGER } from './tokens';
  * holds and `resets` counts up: the sweeper then republishes every set the registry has. Until a
  * service's set is in the new stream, queries still answer with the set it had before.
  */
+/** The message id every discovery replica publishes a service's endpoint set under (JetStream deduplicates on it). */
+export function endpointSetMsgId(service: string, revision: number): string {
+  return `${service}:${revision}`;
+}
+
 @Injectable()
 export class EndpointsViewService {
   /** What the stream holds. */
@@ -73,22 +78,39 @@ export class EndpointsViewService {
    */
   private read(m: JsMsg): EndpointSetV1 | undefined {
     const service = lastToken(m.subject);
+    let set: EndpointSetV1;
     try {
-      return decodeForSubject(EndpointSetV1, m.subject, m.data, 'endpoint set');
+      set = decodeForSubject(EndpointSetV1, m.subject, m.data, 'endpoint set');
     } catch (e) {
       const err = e as MeshValidationError;
       this.log.warn(
         { subject: m.subject, seq: m.seq, reason: err.message, issues: err.issues },
         'unreadable endpoint set in the stream; republishing',
       );
-      this.sets.delete(service);
-      this.unreadable++;
-      return undefined;
+      return this.stray(service);
     }
+    // Every discovery replica publishes a set under the message id `<service>:<revision>`: a set
+    // without it, however well-formed, was published by something else.
+    const msgId = m.headers?.get('Nats-Msg-Id');
+    if (msgId !== endpointSetMsgId(set.service, set.revision)) {
+      this.log.warn(
+        { subject: m.subject, seq: m.seq, msgId: msgId || undefined, revision: set.revision },
+        'endpoint set in the stream not published by discovery; republishing',
+      );
+      return this.stray(service);
+    }
+    return set;
+  }
+
+  /** The stream holds no set of `service` that discovery published: it leaves the view, and the sweeper reconciles at once. */
+  private stray(service: string): undefined {
+    this.sets.delete(service);
+    this.unreadable++;
+    return undefined;
   }
 
   /**
-   * Notes a set this replica is publishing under `msgId`: when it comes back from the stream it
+   * Notes a set this replica is publishing under `msgId` ({@link endpointSetMsgId}): when it comes back from the stream it
    * is taken as is instead of parsed. It only enters the view once the stream has it, so the
    * reconcile still sees publishes that were lost.
    */

@@ -14,7 +14,7 @@ import {
 } from '@novamesh/discovery';
 import type { Logger } from '@novamesh/observability';
 import type { HealthStore } from '@novamesh/state';
-import { EndpointsViewService } from './endpoints-view.service';
+import { EndpointsViewService, endpointSetMsgId } from './endpoints-view.service';
 import { HEALTH_STORE, LOGGER, NATS, SERVICES_KV } from './tokens';
 
 interface Cached {
@@ -168,7 +168,7 @@ export class RegistryService {
         const event = toEndpointSetEvent(name, toStore, set, revision, now);
         // Core publish into the stream: no ack round trip on the hot path. A lost publish is
         // repaired by the sweeper's reconcile, which compares the stream with the registry.
-        const msgId = `${name}:${revision}`;
+        const msgId = endpointSetMsgId(name, revision);
         this.view.expect(msgId, event);
         publishJsonNoAck(this.nc, subjects.endpoints(name), event, { msgId });
         this.log.debug({ meshService: name, revision, endpoints: set.endpoints.length }, 'endpoint set published');
