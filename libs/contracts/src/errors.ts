@@ -41,7 +41,7 @@ export class MeshError extends Error {
   }
 
   toJSON(): ErrorBody {
-    return { code: this.code, message: this.message, issues: this.issues };
+    return { code: this.code, message: this.message, issues: this.issues, ...(this.retryable ? { retryable: true } : {}) };
   }
 }
 
@@ -62,7 +62,12 @@ export interface ErrorBody {
   code: string;
   message: string;
   issues: Issue[];
+  /** Present (true) when asking again may succeed: a store or the CA was briefly unavailable, a compare-and-set lost a race. */
+  retryable?: boolean;
 }
+
+/** Codes that say "not now" rather than "no", for replies from services that predate `retryable` in the body. */
+const RETRYABLE_CODES: readonly string[] = [ErrorCode.unavailable, ErrorCode.timeout];
 
 const VALIDATION_CODES: readonly string[] = [ErrorCode.invalid, ErrorCode.badJson, ErrorCode.tooLarge, ErrorCode.subjectMismatch];
 
@@ -72,5 +77,8 @@ export function errorFromBody(body: ErrorBody): MeshError {
     const err = new MeshValidationError(body.message, [], body.code as ErrorCode);
     return Object.assign(err, { message: body.message, issues: body.issues });
   }
-  return new MeshError(body.code as ErrorCode, body.message, { issues: body.issues });
+  return new MeshError(body.code as ErrorCode, body.message, {
+    issues: body.issues,
+    retryable: body.retryable ?? RETRYABLE_CODES.includes(body.code),
+  });
 }

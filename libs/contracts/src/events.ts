@@ -74,6 +74,8 @@ export const ErrorBodyV1 = z.object({
   code: z.string(),
   message: z.string(),
   issues: z.array(z.object({ path: z.string(), message: z.string() })),
+  /** true when asking again may succeed (the refusal is for now, not for good); absent otherwise. */
+  retryable: z.boolean().optional(),
 });
 
 export const DiscoveryQueryReplyV1 = z.union([
