@@ -69,15 +69,17 @@ export class AdminServer {
         // As Envoy's /ready: not while draining, nor before the configuration and certificates it needs.
         const snap = store.snapshot;
         if (this.deps.draining()) return json(res, 503, { ready: false, reason: 'draining (SIGTERM): finishing the requests in flight' });
-        if (!snap) return json(res, 503, { ready: false, reason: 'no snapshot yet (waiting for proxy-config)' });
-        if (this.deps.needsCertificate && !identity.ready)
+        const noCertificate = this.deps.needsCertificate && !identity.ready;
+        // A refusal first: it is for good, and the first sidecar of a service gets no snapshot without it
+        // (proxy-config builds snapshots for registered services, and it registers only with a certificate).
+        if (noCertificate && identity.refusal !== undefined)
           return json(res, 503, {
             ready: false,
-            reason:
-              identity.refusal === undefined
-                ? 'no mesh certificate yet (waiting for the certificate authority)'
-                : `no mesh certificate: the certificate authority refused the join token (${identity.refusal}); restart the sidecar with a new one (meshctl token create --service <name>)`,
+            reason: `no mesh certificate: the certificate authority refused the join token (${identity.refusal}); restart the sidecar with a new one (meshctl token create --service <name>)`,
           });
+        if (!snap) return json(res, 503, { ready: false, reason: 'no snapshot yet (waiting for proxy-config)' });
+        if (noCertificate)
+          return json(res, 503, { ready: false, reason: 'no mesh certificate yet (waiting for the certificate authority)' });
         return json(res, 200, { ready: true, version: snap.version });
       }
       case '/config_dump': {

@@ -116,6 +116,8 @@ export class ControlPlaneLink {
   }
 
   private async heartbeat(): Promise<void> {
+    // Not for an endpoint held back from registering: discovery would refuse every one (and dead-letter it).
+    if (this.registrationGate() !== undefined) return;
     await this.manager?.heartbeat(this.cfg.service, [this.cfg.sidecarId]).catch((err) => {
       this.logger.debug({ err: (err as Error).message }, 'heartbeat not sent');
     });

@@ -1,7 +1,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import type { PolicyInput } from '@novamesh/contracts';
+import { connect } from '@nats-io/transport-node';
+import { type PolicyInput, subjects } from '@novamesh/contracts';
 import { freePort, runMeshctl, waitFor } from '@novamesh/testing';
 import { Pool, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -663,32 +664,36 @@ describe('a sidecar stopped with SIGTERM', () => {
 });
 
 describe('/ready on the admin port', () => {
-  it('says 503 and names the refusal when the CA refused the join token, and the endpoint is never registered (callers would open mutual TLS to it)', async () => {
-    const sidecar = await m.sidecar('ledger', await m.app('ledger-2'), { token: 'not-a-token' });
-    await m.until(sidecar, 'its own snapshot', (d) => d.snapshot !== null);
-    const ready = await waitFor(
-      async () => {
-        const r = await sidecar.admin<{ ready: boolean; reason: string }>('/ready');
-        return r.body.reason.includes('refused') ? r : undefined;
-      },
-      { timeoutMs: 10_000, what: '/ready to name the refusal' },
-    );
-    expect(ready.status).toBe(503);
-    expect(ready.body.ready).toBe(false);
-    expect(ready.body.reason).toMatch(
-      /^no mesh certificate: the certificate authority refused the join token \(.+\); restart the sidecar with a new one \(meshctl token create --service <name>\)$/,
-    );
-    // Past several registration checks (every 2 s), discovery has no endpoint of it.
-    await new Promise((r) => setTimeout(r, 4_500));
-    const ids = await m.mesh.getService('ledger').then(
-      (set) => set.endpoints.map((e) => e.id),
-      (): string[] => [],
-    );
-    expect(ids).not.toContain(sidecar.id);
-    expect(sidecar.proc.output.join('\n')).toMatch(
-      /"msg":"not registering this endpoint yet: the certificate authority refused the join token/,
-    );
-    expect((await web.admin('/ready')).status).toBe(200);
+  it('says 503 and names the refusal when the CA refused the join token, and the endpoint is never registered nor heartbeats sent (callers would open mutual TLS to it)', async () => {
+    // The first sidecar of its service: proxy-config builds no snapshot for a service nobody registered.
+    const nc = await connect({ servers: m.nats.url });
+    const heartbeats = nc.subscribe(subjects.registry('vault', 'heartbeat'));
+    try {
+      const sidecar = await m.sidecar('vault', await m.app('vault-1'), { token: 'not-a-token' });
+      const ready = await waitFor(
+        async () => {
+          const r = await sidecar.admin<{ ready: boolean; reason: string }>('/ready');
+          return r.body.reason.includes('refused') ? r : undefined;
+        },
+        { timeoutMs: 10_000, what: '/ready to name the refusal' },
+      );
+      expect(ready.status).toBe(503);
+      expect(ready.body.ready).toBe(false);
+      expect(ready.body.reason).toMatch(
+        /^no mesh certificate: the certificate authority refused the join token \(.+\); restart the sidecar with a new one \(meshctl token create --service <name>\)$/,
+      );
+      // Past several registration checks (every 2 s) and heartbeat periods (0.7 s here), discovery
+      // knows nothing of it and no heartbeat was sent.
+      await new Promise((r) => setTimeout(r, 4_500));
+      await expect(m.mesh.getService('vault')).rejects.toMatchObject({ code: 'MESH_NOT_FOUND' });
+      expect(heartbeats.getReceived()).toBe(0);
+      expect(sidecar.proc.output.join('\n')).toMatch(
+        /"msg":"not registering this endpoint yet: the certificate authority refused the join token/,
+      );
+      expect((await web.admin('/ready')).status).toBe(200);
+    } finally {
+      await nc.close();
+    }
   });
 
   it('admin pages refuse methods other than GET and query parameters they do not take, saying why', async () => {
