@@ -160,7 +160,8 @@ function exists(p: string): boolean {
 
 /**
  * The nats-server tests start: `NATS_SERVER_BIN`, else the one `tools/fetch-nats-server.sh` put
- * under `.cache/` (when the machine's is older than 2.10), else the machine's.
+ * under `.cache/` (it fetches one only while the machine's is older than 2.10; delete `.cache/`
+ * after upgrading the machine's to use that), else the machine's.
  */
 export function natsServerBinary(): string {
   const fetched = resolve(__dirname, '..', '..', '..', '.cache', 'nats-server', 'nats-server');
