@@ -55,6 +55,27 @@ describe('the guard', () => {
     expect([plain.signalCode, grouped.signalCode]).toEqual(['SIGTERM', 'SIGTERM']);
   });
 
+  it('goes on to the next process as soon as one has exited, though nobody has reaped it yet (a zombie)', async () => {
+    // The watched process's parent execs into a program that never reaps it: once it exits it stays
+    // a zombie, as meshctl's children do until init reaps them (some inits take a second or two).
+    const parent = spawn('sh', ['-c', `${JSON.stringify(process.execPath)} -e "setInterval(() => {}, 1000)" & echo $!; exec sleep 60`], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    started.push(parent);
+    const [line] = (await once(parent.stdout as NodeJS.ReadableStream, 'data')) as [Buffer];
+    const zombie = Number(line.toString().trim());
+    const next = await victim(false);
+    const t0 = Date.now();
+    await guardWith([
+      { type: 'watch', pid: next.pid as number, group: false, graceMs: 5_000, startTime: processStartTime(next.pid as number) },
+      { type: 'watch', pid: zombie, group: false, graceMs: 5_000, startTime: processStartTime(zombie) },
+    ]);
+    await waitFor(() => ended(next), { timeoutMs: 3_000, what: 'the next process stopped' });
+    expect(next.signalCode).toBe('SIGTERM');
+    // Not after the zombie's grace period (5 s) ran out.
+    expect(Date.now() - t0).toBeLessThan(3_000);
+  });
+
   it('leaves alone a process that holds a watched number but started at another time (the number was reused)', async () => {
     const other = await victim(true);
     const startTime = String(Number(processStartTime(other.pid as number)) - 1);

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 /**
@@ -70,14 +70,40 @@ export function startGuard(): Guard {
  * When the process `pid` started (clock ticks since boot, field 22 of `/proc/<pid>/stat`), or
  * undefined where there is no such process or no /proc to tell.
  */
-export function processStartTime(pid: number): string | undefined {
+export function processStartTime(pid: number | string): string | undefined {
+  return statFields(pid)?.[22 - 3];
+}
+
+/** `/proc/<pid>/stat` from field 3 (state) on, or undefined where there is no such process or no /proc. */
+function statFields(pid: number | string): string[] | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
     // Fields after the command name, which is in parentheses and may hold anything: state is field 3.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[22 - 3];
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Whether every process of `pid` (of its group, with `group`) has exited and waits only to be
+ * reaped (a zombie): gone for the guard. Its parent was meshctl, which is gone, so init reaps it,
+ * and some inits do that only every second or two. False where /proc cannot tell.
+ */
+function onlyZombies(pid: number, group: boolean): boolean {
+  if (!existsSync('/proc/self/stat')) return false;
+  if (!group) return statFields(pid)?.[0] === 'Z';
+  let members: string[];
+  try {
+    members = readdirSync('/proc').filter((d) => /^\d+$/.test(d));
+  } catch {
+    return false;
+  }
+  // Field 5 is the process group.
+  return members.every((d) => {
+    const f = statFields(d);
+    return !f || f[5 - 3] !== String(pid) || f[0] === 'Z';
+  });
 }
 
 /** A watched process: how to stop it, and when it started (to tell it from a later holder of its number). */
@@ -104,7 +130,7 @@ function alive(w: Watched): boolean {
   const { pid, group } = w;
   try {
     process.kill(group ? -pid : pid, 0);
-    return true;
+    return !onlyZombies(pid, group);
   } catch (e) {
     // EPERM: it exists (another user's process now holds the number: not ours to signal, but not gone).
     return (e as NodeJS.ErrnoException).code === 'EPERM';
