@@ -26,8 +26,14 @@ describe('sidecar config', () => {
       listenerFiltersTimeoutMs: 15_000,
       idleTimeoutMs: 65_000,
       tunnelIdleTimeoutMs: 3_600_000,
+      rateLimitTimeoutMs: 100,
     });
     expect(Object.isFrozen(cfg)).toBe(true);
+  });
+
+  it('reads how long a global rate-limit decision waits for Redis, and refuses what is not a duration', () => {
+    expect(loadConfig({ ...required, SIDECAR_RATE_LIMIT_TIMEOUT: '1s' }).rateLimitTimeoutMs).toBe(1_000);
+    expect(problems({ ...required, SIDECAR_RATE_LIMIT_TIMEOUT: 'soon' })).toMatch(/SIDECAR_RATE_LIMIT_TIMEOUT/);
   });
 
   it("reads NATS_URL and LOG_LEVEL, and leaves the control plane's other settings alone (an inherited NATS_REPLICAS cannot stop it)", () => {

@@ -64,6 +64,8 @@ export interface SidecarConfig extends Pick<CommonConfig, 'natsUrl' | 'logLevel'
   newRootRenewMaxMs: number;
   /** Redis for global rate limits; connected only when a snapshot has a global limit. */
   redisUrl: string;
+  /** How long a global rate-limit decision waits for Redis before it fails (open or closed, as the limit says). */
+  rateLimitTimeoutMs: number;
   /** Requests (inbound and outbound together) this sidecar handles at once; beyond it: fast 503 OVERLOADED. */
   maxInFlight: number;
   /** Plain HTTP/1.1 outbound requests go over raw pooled sockets (fast-path.ts) instead of node:http and undici. */
@@ -250,6 +252,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Sidec
     heartbeatTtlMs: r.duration('SIDECAR_HEARTBEAT_TTL', '10s'),
     newRootRenewMaxMs: r.duration('SIDECAR_NEW_ROOT_RENEW_MAX', '60s'),
     redisUrl: r.url('REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
+    rateLimitTimeoutMs: r.duration('SIDECAR_RATE_LIMIT_TIMEOUT', '100ms'),
     maxInFlight: r.int('SIDECAR_MAX_IN_FLIGHT', 10_000, 1, 1_000_000),
     fastPath: fastPath === 'true',
     inboundFastPath: fastPath === 'true' && inboundFastPath === 'true',

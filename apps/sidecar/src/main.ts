@@ -48,6 +48,7 @@ async function main(): Promise<void> {
   });
   const rateLimitStore = new RedisRateLimits({
     url: config.redisUrl,
+    timeoutMs: config.rateLimitTimeoutMs,
     service: config.service,
     sidecarId: config.sidecarId,
     logger: logger.child({ component: 'rate-limit' }),

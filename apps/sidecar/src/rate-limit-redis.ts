@@ -21,6 +21,8 @@ export class RedisRateLimits implements GlobalRateLimitStore {
   constructor(
     private readonly deps: {
       url: string;
+      /** How long a decision waits for Redis (SIDECAR_RATE_LIMIT_TIMEOUT); default 100 ms. */
+      timeoutMs?: number;
       service: string;
       sidecarId: string;
       logger: Logger;
@@ -32,7 +34,7 @@ export class RedisRateLimits implements GlobalRateLimitStore {
   /** Connects on first call (the data plane calls it when it compiles a global limit); returns this store. */
   start(): GlobalRateLimitStore {
     if (!this.client) {
-      const client = createRequestPathRedis(this.deps.url, `novamesh-sidecar-${this.deps.sidecarId}`);
+      const client = createRequestPathRedis(this.deps.url, `novamesh-sidecar-${this.deps.sidecarId}`, this.deps.timeoutMs);
       client.on('ready', () => {
         this.everReady = true;
         this.up();
