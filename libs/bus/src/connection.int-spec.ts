@@ -1,8 +1,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
-import { Writable } from 'node:stream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { createLogger } from '@novamesh/observability';
-import { waitFor } from '@novamesh/testing';
+import { jsonLogLines, waitFor } from '@novamesh/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connectBus, drainBus } from './connection';
 
@@ -29,17 +28,8 @@ async function announcingServer(version: () => string): Promise<{ server: Server
 }
 
 function capture() {
-  const lines: Record<string, unknown>[] = [];
-  const logger = createLogger({
-    service: 'connection-test',
-    destination: new Writable({
-      write(chunk, _e, cb) {
-        lines.push(JSON.parse(chunk.toString()));
-        cb();
-      },
-    }),
-  });
-  return { lines, logger };
+  const { lines, destination } = jsonLogLines();
+  return { lines, logger: createLogger({ service: 'connection-test', destination }) };
 }
 
 describe('connectBus and the nats-server version', () => {

@@ -1,8 +1,7 @@
-import { Writable } from 'node:stream';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { type NatsConnection, headers as natsHeaders } from '@nats-io/transport-node';
 import { createLogger, setupTelemetry } from '@novamesh/observability';
-import { TestNats } from '@novamesh/testing';
+import { jsonLogLines, TestNats } from '@novamesh/testing';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { connectBus, drainBus } from './connection';
 import { publishJson } from './publish';
@@ -31,16 +30,8 @@ it('carries a publisher trace through a consumer to its logs and onward publishe
   h.set('traceparent', `00-${traceId}-00f067aa0ba902b7-01`);
   await js.publish('trace.in', '{}', { headers: h });
 
-  const lines: Record<string, unknown>[] = [];
-  const log = createLogger({
-    service: 'trace-test',
-    destination: new Writable({
-      write(chunk, _e, cb) {
-        lines.push(JSON.parse(chunk.toString()));
-        cb();
-      },
-    }),
-  });
+  const { lines, destination } = jsonLogLines();
+  const log = createLogger({ service: 'trace-test', destination });
   const onward = nc.subscribe('trace.out', { max: 1 });
   const msg = await (await js.consumers.get('TRACE')).next();
   expect(msg).not.toBeNull();

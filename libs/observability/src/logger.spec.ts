@@ -1,22 +1,11 @@
-import { Writable } from 'node:stream';
+import { jsonLogLines } from '@novamesh/testing';
 import { describe, expect, it } from 'vitest';
 import { watchEventLoop } from './event-loop';
 import { createLogger } from './logger';
 
-function capture() {
-  const lines: Record<string, unknown>[] = [];
-  const destination = new Writable({
-    write(chunk, _enc, cb) {
-      lines.push(JSON.parse(chunk.toString()));
-      cb();
-    },
-  });
-  return { lines, destination };
-}
-
 describe('createLogger', () => {
   it('writes JSON lines with service and instance, and redacts secrets wherever they sit', async () => {
-    const { lines, destination } = capture();
+    const { lines, destination } = jsonLogLines();
     const log = createLogger({ service: 'discovery', instance: 'd1', destination });
     log
       .child({ component: 'ca' })
@@ -40,7 +29,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('watchEventLoop', () => {
   it('logs the longest delay when the loop was blocked past the threshold, and nothing while it was not', async () => {
-    const { lines, destination } = capture();
+    const { lines, destination } = jsonLogLines();
     const logger = createLogger({ service: 'test', instance: 't1', destination });
     const stop = watchEventLoop(logger, { thresholdMs: 250, intervalMs: 100 });
     try {

@@ -1,2 +1,3 @@
+export * from './logs';
 export * from './mesh';
 export * from './processes';
