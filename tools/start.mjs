@@ -33,6 +33,8 @@ try {
 }
 
 const GRACE_MS = 5_000;
+/** The demo stops its sidecars (they deregister) and their apps: it gets longer. */
+const DEMO_GRACE_MS = 10_000;
 const { startGuard } = createRequire(import.meta.url)(join(root, 'apps/cli/dist/commands/guard.js'));
 const guard = startGuard();
 /** The guard stops what it watches, the last watched first, should this script end without doing it. */
@@ -54,7 +56,7 @@ children.push(app('apps/certificate-authority/dist/main.js', { CA_DIR: env.CA_DI
 for (let i = 1; i <= replicas; i++) children.push(app('apps/proxy-config/dist/main.js', { PROXY_CONFIG_INSTANCE: `proxy-config-${i}` }));
 // The demo stays in this group: Ctrl-C reaches it (and its meshctl runs) at once.
 const demoProcess = demo
-  ? watch(spawn(process.execPath, [join(root, 'tools/demo.mjs')], { env, stdio: 'inherit' }), false, 10_000)
+  ? watch(spawn(process.execPath, [join(root, 'tools/demo.mjs')], { env, stdio: 'inherit' }), false, DEMO_GRACE_MS)
   : undefined;
 process.stderr.write(
   `novamesh: control plane starting (NATS ${natsUrl}, Redis ${redisUrl}): discovery, policy, certificate-authority, proxy-config.\n` +
@@ -81,7 +83,7 @@ const stop = async () => {
   stopping = true;
   process.stderr.write('novamesh: stopping…\n');
   // The demo's sidecars deregister through discovery and NATS: stop it while they still run.
-  if (demoProcess) await stopAll([demoProcess], 10_000);
+  if (demoProcess) await stopAll([demoProcess], DEMO_GRACE_MS);
   await stopAll(children, GRACE_MS);
   await stopAll(infra, GRACE_MS);
   process.exit(0);

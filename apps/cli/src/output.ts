@@ -36,16 +36,16 @@ export function printable(text: string): string {
  * are {@link printable}.
  */
 export function renderTable(headers: readonly string[], rawRows: readonly (readonly string[])[]): string {
-  const rows = rawRows.map((r) => r.map(printable));
+  const lines = [headers, ...rawRows.map((r) => r.map(printable))];
   // Columns a cell takes on a terminal: two for East Asian wide characters and emoji, none for combining marks.
-  const widths = headers.map((h) => stringWidth(h));
-  for (const r of rows) for (let i = 0; i < widths.length; i++) widths[i] = Math.max(widths[i] ?? 0, stringWidth(r[i] ?? ''));
-  const line = (cells: readonly string[]) =>
+  const cellWidths = lines.map((cells) => cells.map(stringWidth));
+  const widths = headers.map((_, i) => Math.max(...cellWidths.map((w) => w[i] ?? 0)));
+  const line = (cells: readonly string[], w: readonly number[]) =>
     cells
-      .map((c, i) => (i === cells.length - 1 ? c : c + ' '.repeat(Math.max(0, (widths[i] ?? 0) - stringWidth(c)))))
+      .map((c, i) => (i === cells.length - 1 ? c : c + ' '.repeat(Math.max(0, (widths[i] ?? 0) - (w[i] ?? 0)))))
       .join('   ')
       .trimEnd();
-  return `${[line(headers), ...rows.map(line)].join('\n')}\n`;
+  return `${lines.map((cells, r) => line(cells, cellWidths[r] ?? [])).join('\n')}\n`;
 }
 
 /** `healthy/total`, e.g. `2/3`. */

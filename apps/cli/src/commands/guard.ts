@@ -91,7 +91,6 @@ function statFields(pid: number | string): string[] | undefined {
  * and some inits do that only every second or two. False where /proc cannot tell.
  */
 function onlyZombies(pid: number, group: boolean): boolean {
-  if (!existsSync('/proc/self/stat')) return false;
   if (!group) return statFields(pid)?.[0] === 'Z';
   let members: string[];
   try {
